@@ -1,0 +1,1 @@
+"""Channel adapters: the only place where raw provider payloads exist."""

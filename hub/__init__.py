@@ -1,0 +1,1 @@
+"""crmhub core: storage, identity matching, the ingest pipeline and the HTTP face."""

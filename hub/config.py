@@ -1,0 +1,152 @@
+"""Typed configuration: `config.yaml`, then `CRMHUB_*` environment variables on top.
+
+Every key has a default here, so an empty file is a valid config. Unknown keys
+are errors that name their path: a typo must not silently fall back to a default.
+Secrets never live in the file; they come from the environment
+(`CRMHUB_<SECTION>__<KEY>`), which overrides any key.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+DEFAULT_CONFIG_PATH = Path("config.yaml")
+ROLES = ("admin", "supervisor", "agent", "marketing")
+
+
+class ConfigError(Exception):
+    """A config problem, phrased for a one-line CLI message."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    # The largest request body accepted by any endpoint; larger ones get 413.
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+
+
+class DatabaseConfig(_Section):
+    url: str = "sqlite+aiosqlite:///./crmhub.db"
+    echo: bool = False
+    # Connections per node; PostgreSQL only (SQLite uses one writer anyway).
+    pool_size: int = Field(10, ge=1, le=200)
+
+
+class IdentityConfig(_Section):
+    # Region used to read national phone numbers such as "030 1234567".
+    default_region: str = "DE"
+
+    @field_validator("default_region")
+    @classmethod
+    def _upper(cls, value: str) -> str:
+        import phonenumbers
+
+        region = value.upper()
+        if region not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"unknown region {value!r}")
+        return region
+
+
+class IngestConfig(_Section):
+    # Group commit: the writer takes up to `batch_max` waiting contacts into one
+    # transaction. It never waits for a batch to fill; whatever queued while the
+    # previous commit ran goes into the next one.
+    batch_max: int = Field(512, ge=1, le=10_000)
+
+
+class TeamsConfig(_Section):
+    # Team for leads created by an inbound contact whose recipient address is
+    # not listed in `by_address`.
+    default: str = "Support"
+    # Recipient address (mailbox or phone number, any format) -> team name.
+    by_address: dict[str, str] = Field(default_factory=dict)
+
+
+class RoutingConfig(_Section):
+    # Ordered routing step names; see routing/registry.py for what exists.
+    steps: list[str] = Field(default_factory=lambda: ["thread_conversation"])
+
+
+class ApiConfig(_Section):
+    page_size: int = Field(50, ge=1, le=1000)
+    max_page_size: int = Field(500, ge=1, le=10_000)
+
+
+class DemoConfig(_Section):
+    customers: int = Field(1000, ge=0, le=1_000_000)
+    # Password of the demo users (admin, supervisor, agent1, agent2, marketing);
+    # demo only, never use it for real users.
+    password: str = "demo"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CRMHUB_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    identity: IdentityConfig = Field(default_factory=IdentityConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    teams: TeamsConfig = Field(default_factory=TeamsConfig)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
+    demo: DemoConfig = Field(default_factory=DemoConfig)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # init = the YAML file's content (see load_settings); env wins over it.
+        return (env_settings, init_settings)
+
+
+def _format_error(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        path = ".".join(str(p) for p in err["loc"]) or "<root>"
+        parts.append(f"{path}: {err['msg'].lower()}")
+    return "; ".join(parts)
+
+
+def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
+    """Read config from `path` (or $CRMHUB_CONFIG, or ./config.yaml when present)."""
+    if path is None:
+        env_path = os.environ.get("CRMHUB_CONFIG")
+        path = Path(env_path) if env_path else DEFAULT_CONFIG_PATH
+        required = bool(env_path)
+    else:
+        path = Path(path)
+        required = True
+    data: dict[str, Any] = {}
+    if path.exists():
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping")
+        data = loaded or {}
+    elif required:
+        raise ConfigError(f"{path}: no such config file")
+    for key, value in overrides.items():
+        data[key] = value
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {_format_error(exc)}") from exc

@@ -1,0 +1,261 @@
+"""The inbound pipeline with group commit.
+
+Callers (webhooks, IMAP pollers, tests) `await ingest(contact)`; a single
+writer task takes everything that queued up while the previous commit ran,
+processes it as one batch in one transaction, and answers each caller only
+after that commit. One commit for many contacts is what lets durability
+(fsync per commit) keep up with throughput.
+
+If the batch's transaction fails (a constraint raced by another node, a bad
+value the database refuses) it is rolled back and every contact in it is
+retried alone, so one bad contact fails alone and the rest still land.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from channels.base import InboundContact
+from hub.db import Database
+from hub.events import Event, EventBus
+from hub.identity import InvalidIdentity, normalize_address
+from hub.ingest_batch import (
+    BatchContext,
+    IngestResult,
+    Prepared,
+    find_existing,
+    match_customers,
+    write_batch,
+)
+from hub.teams import TeamRouter
+from routing.base import ConversationRef, CustomerRef, Decision, Step, run_steps
+
+log = logging.getLogger(__name__)
+
+MAX_PROVIDER_ID = 500
+MAX_TEXT = 1_000_000
+
+
+class IngestError(ValueError):
+    """This contact cannot be stored; the message says why (for a 4xx answer)."""
+
+
+@dataclass(slots=True)
+class _Job:
+    contact: InboundContact
+    future: asyncio.Future[IngestResult]
+
+
+class Ingestor:
+    def __init__(
+        self,
+        db: Database,
+        bus: EventBus,
+        steps: list[Step],
+        teams: TeamRouter,
+        *,
+        region: str,
+        batch_max: int = 512,
+    ) -> None:
+        self.db = db
+        self.bus = bus
+        self.steps = steps
+        self.teams = teams
+        self.region = region
+        self.batch_max = batch_max
+        self._queue: asyncio.Queue[_Job] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+        self.batches = 0  # for /metrics-style introspection and tests
+
+    async def start(self) -> None:
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._run(), name="ingest-writer")
+
+    async def stop(self) -> None:
+        """Finish what is queued, then stop the writer."""
+        if self._writer is None:
+            return
+        await self._queue.join()
+        self._writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._writer
+        self._writer = None
+
+    async def ingest(self, contact: InboundContact) -> IngestResult:
+        """Store one contact; returns after its commit. Raises IngestError for bad input."""
+        if self._writer is None:
+            raise RuntimeError("Ingestor.start() was not called")
+        future: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Job(contact, future))
+        # shield: a caller that goes away (client disconnect) must not cancel
+        # the shared future the writer will still resolve.
+        return await asyncio.shield(future)
+
+    async def _run(self) -> None:
+        while True:
+            jobs = [await self._queue.get()]
+            while len(jobs) < self.batch_max and not self._queue.empty():
+                jobs.append(self._queue.get_nowait())
+            try:
+                await self._process(jobs)
+            except Exception as exc:  # never let the writer die; fail the batch instead
+                log.exception("ingest batch failed unexpectedly")
+                for job in jobs:
+                    if not job.future.done():
+                        job.future.set_exception(exc)
+            finally:
+                for _ in jobs:
+                    self._queue.task_done()
+
+    def _prepare(self, contact: InboundContact) -> Prepared:
+        if contact.provider_id is not None and not (
+            0 < len(contact.provider_id) <= MAX_PROVIDER_ID
+        ):
+            raise IngestError(f"provider id must be 1 to {MAX_PROVIDER_ID} characters")
+        if len(contact.text) > MAX_TEXT:
+            raise IngestError(f"text longer than {MAX_TEXT} characters")
+        if contact.occurred_at.tzinfo is None:
+            raise IngestError("occurred_at must carry a time zone")
+        try:
+            identity = normalize_address(contact.sender, self.region)
+        except InvalidIdentity as exc:
+            raise IngestError(f"sender: {exc}") from exc
+        return Prepared(contact, identity, self.teams.team_for_recipient(contact.recipient))
+
+    async def _process(self, jobs: list[_Job]) -> None:
+        self.batches += 1
+        # Same (channel, provider id) twice in one batch: one leader stores it,
+        # the followers get the leader's answer.
+        leaders: dict[tuple[str, str] | int, tuple[Prepared, list[_Job]]] = {}
+        for job in jobs:
+            try:
+                prepared = self._prepare(job.contact)
+            except IngestError as exc:
+                job.future.set_exception(exc)
+                continue
+            pid = job.contact.provider_id
+            key: tuple[str, str] | int = (job.contact.channel.value, pid) if pid else id(job)
+            if key in leaders:
+                leaders[key][1].append(job)
+            else:
+                leaders[key] = (prepared, [job])
+        groups = list(leaders.values())
+        if not groups:
+            return
+        try:
+            await self._store([p for p, _ in groups])
+        except (IntegrityError, DBAPIError):
+            log.info("batch of %d failed; retrying its contacts one by one", len(groups))
+            for prepared, _ in groups:
+                prepared.result = prepared.decision = None
+                await self._store_alone(prepared)
+        for prepared, group_jobs in groups:
+            result = prepared.result
+            for i, job in enumerate(group_jobs):
+                if result is None:
+                    job.future.set_exception(IngestError("could not be stored"))
+                elif i == 0:
+                    job.future.set_result(result)
+                else:
+                    job.future.set_result(_as_duplicate(result))
+        for prepared, _ in groups:
+            if prepared.result is not None and not prepared.result.duplicate:
+                self._publish(prepared)
+
+    async def _store_alone(self, prepared: Prepared) -> None:
+        # Twice: a unique key raced by another node is visible on the second try.
+        for attempt in (1, 2):
+            try:
+                await self._store([prepared])
+                return
+            except IntegrityError:
+                prepared.result = prepared.decision = None
+                if attempt == 2:
+                    log.exception("contact from %r failed twice", prepared.contact.sender)
+            except DBAPIError:
+                prepared.result = prepared.decision = None
+                log.exception("contact from %r refused by the database", prepared.contact.sender)
+                return
+
+    async def _store(self, items: list[Prepared]) -> None:
+        async with self.db.write_engine.begin() as conn:
+            ctx = BatchContext(conn)
+            keys = {
+                (p.contact.channel.value, p.contact.provider_id)
+                for p in items
+                if p.contact.provider_id
+            }
+            existing = await find_existing(conn, keys) if keys else {}
+            fresh: list[Prepared] = []
+            for p in items:
+                dup = existing.get((p.contact.channel.value, p.contact.provider_id or ""))
+                if dup is not None:
+                    p.result = dup
+                else:
+                    fresh.append(p)
+            if not fresh:
+                return
+            matched = await match_customers(
+                conn, {(p.identity.kind.value, p.identity.value) for p in fresh}
+            )
+            await ctx.prefetch_open({ref.id for ref in matched.values()})
+            new_leads: dict[tuple[str, str], CustomerRef] = {}
+            routed: list[Prepared] = []
+            for p in fresh:
+                key = (p.identity.kind.value, p.identity.value)
+                customer = matched.get(key) or new_leads.get(key)
+                if customer is None:
+                    customer = CustomerRef(ctx.placeholder(), p.lead_team_id, None, True)
+                    new_leads[key] = customer
+                decision = Decision(
+                    customer=customer, team_id=customer.team_id, assignee_id=customer.owner_id
+                )
+                try:
+                    await run_steps(self.steps, p.contact, decision, ctx)
+                except Exception:
+                    log.exception("routing failed for contact from %r", p.contact.sender)
+                    continue
+                if decision.conversation is None and decision.open_conversation:
+                    ref = ConversationRef(ctx.placeholder(), decision.assignee_id, decision.team_id)
+                    decision.conversation = ref
+                    ctx.open_by_customer[(customer.id, p.contact.channel.value)] = ref
+                p.decision = decision
+                routed.append(p)
+            if routed:
+                await write_batch(conn, routed, ctx)
+
+    def _publish(self, prepared: Prepared) -> None:
+        result = prepared.result
+        assert result is not None
+        contact = prepared.contact
+        self.bus.publish(
+            Event(
+                "interaction.created",
+                {
+                    "interaction_id": result.interaction_id,
+                    "customer_id": result.customer_id,
+                    "conversation_id": result.conversation_id,
+                    "channel": contact.channel.value,
+                    "direction": "in",
+                    "sender": prepared.identity.value,
+                    "subject": contact.subject,
+                    "created_customer": result.created_customer,
+                },
+                team_id=result.team_id,
+            )
+        )
+
+
+def _as_duplicate(result: IngestResult) -> IngestResult:
+    return IngestResult(
+        result.interaction_id,
+        result.customer_id,
+        result.conversation_id,
+        duplicate=True,
+        team_id=result.team_id,
+    )

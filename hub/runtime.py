@@ -1,0 +1,60 @@
+"""The running hub: config, database, event bus, teams and the ingest pipeline, wired once.
+
+`crmhub serve`, the CLI commands and the tests all build the same object, so
+there is one place that decides how the parts fit together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from hub.config import Settings
+from hub.db import Database
+from hub.events import EventBus
+from hub.ingest import Ingestor
+from hub.teams import TeamRouter
+from routing.base import Step
+from routing.registry import build_steps
+
+
+class Hub:
+    def __init__(
+        self, settings: Settings, extra_steps: dict[str, Callable[[], Step]] | None = None
+    ) -> None:
+        self.settings = settings
+        self.db = Database(settings.database)
+        self.bus = EventBus()
+        # Built now, not in start(): an unknown step name must fail before anything runs.
+        self.steps = build_steps(settings.routing.steps, extra_steps)
+        self._ingestor: Ingestor | None = None
+        self._teams: TeamRouter | None = None
+
+    @property
+    def ingestor(self) -> Ingestor:
+        if self._ingestor is None:
+            raise RuntimeError("Hub.start() was not called")
+        return self._ingestor
+
+    @property
+    def teams(self) -> TeamRouter:
+        if self._teams is None:
+            raise RuntimeError("Hub.start() was not called")
+        return self._teams
+
+    async def start(self) -> None:
+        region = self.settings.identity.default_region
+        self._teams = await TeamRouter.load(self.db, self.settings.teams, region)
+        self._ingestor = Ingestor(
+            self.db,
+            self.bus,
+            self.steps,
+            self._teams,
+            region=region,
+            batch_max=self.settings.ingest.batch_max,
+        )
+        await self._ingestor.start()
+
+    async def stop(self) -> None:
+        if self._ingestor is not None:
+            await self._ingestor.stop()
+        await self.db.close()

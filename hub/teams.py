@@ -1,0 +1,58 @@
+"""Which team a new lead belongs to, from the address the contact came in on."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select
+
+from hub.config import TeamsConfig
+from hub.db import Database
+from hub.identity import InvalidIdentity, normalize_address
+from hub.models import Team
+
+log = logging.getLogger(__name__)
+
+
+async def ensure_team(db: Database, name: str) -> int:
+    async with db.write() as session:
+        found = (await session.exec(select(Team.id).where(Team.name == name))).first()
+        if found is not None:
+            return int(found[0])
+        team = Team(name=name)
+        session.add(team)
+        await session.flush()
+        assert team.id is not None
+        return team.id
+
+
+class TeamRouter:
+    """Built once at start: the config's team names resolved to ids."""
+
+    def __init__(self, default_team_id: int, by_address: dict[str, int]) -> None:
+        self.default_team_id = default_team_id
+        self._by_address = by_address
+        self._region = "DE"
+
+    @classmethod
+    async def load(cls, db: Database, config: TeamsConfig, region: str) -> TeamRouter:
+        default_id = await ensure_team(db, config.default)
+        by_address: dict[str, int] = {}
+        for address, team_name in config.by_address.items():
+            try:
+                key = normalize_address(address, region).value
+            except InvalidIdentity as exc:
+                raise ValueError(f"teams.by_address: {exc}") from exc
+            by_address[key] = await ensure_team(db, team_name)
+        router = cls(default_id, by_address)
+        router._region = region
+        return router
+
+    def team_for_recipient(self, recipient: str) -> int:
+        if recipient:
+            try:
+                key = normalize_address(recipient, self._region).value
+            except InvalidIdentity:
+                return self.default_team_id
+            return self._by_address.get(key, self.default_team_id)
+        return self.default_team_id

@@ -1,0 +1,74 @@
+"""The routing contract: a `Decision` filled in by an ordered list of `Step`s."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from channels.base import InboundContact
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerRef:
+    id: int
+    team_id: int | None
+    owner_id: int | None
+    is_new: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationRef:
+    id: int
+    assignee_id: int | None
+    team_id: int | None
+
+
+@dataclass(slots=True)
+class Decision:
+    """What should happen to one contact; steps refine it in order.
+
+    `conversation` is an existing conversation to append to; when it is None
+    and `open_conversation` is set, the hub opens a new one with `subject`.
+    """
+
+    customer: CustomerRef
+    conversation: ConversationRef | None = None
+    open_conversation: bool = False
+    subject: str = ""
+    assignee_id: int | None = None
+    team_id: int | None = None
+    # A step may stop the rest (e.g. an auto-reply that must trigger nothing).
+    stop: bool = False
+    tags: list[str] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class RoutingContext(Protocol):
+    """Questions a step may ask; the hub answers them from its storage."""
+
+    async def open_conversation_of(
+        self, customer_id: int, channel: str
+    ) -> ConversationRef | None: ...
+
+    async def conversation_by_provider_ids(
+        self, channel: str, provider_ids: tuple[str, ...]
+    ) -> ConversationRef | None: ...
+
+
+class Step(Protocol):
+    name: str
+    description: str
+
+    async def process(
+        self, contact: InboundContact, decision: Decision, ctx: RoutingContext
+    ) -> None: ...
+
+
+async def run_steps(
+    steps: list[Step], contact: InboundContact, decision: Decision, ctx: RoutingContext
+) -> Decision:
+    for step in steps:
+        if decision.stop:
+            break
+        await step.process(contact, decision, ctx)
+    return decision

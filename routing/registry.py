@@ -1,0 +1,27 @@
+"""Routing step names -> factories. Explicit: an unknown name is an error at start."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from routing.base import Step
+from routing.threading import ThreadConversation
+
+STEPS: dict[str, Callable[[], Step]] = {
+    ThreadConversation.name: ThreadConversation,
+}
+
+
+class UnknownStep(KeyError):
+    pass
+
+
+def build_steps(names: list[str], extra: dict[str, Callable[[], Step]] | None = None) -> list[Step]:
+    table = {**STEPS, **(extra or {})}
+    steps: list[Step] = []
+    for name in names:
+        if name not in table:
+            known = ", ".join(sorted(table))
+            raise UnknownStep(f"unknown routing step {name!r} (known: {known})")
+        steps.append(table[name]())
+    return steps
