@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import select
+from sqlmodel import select
 
 from hub.config import TeamsConfig
 from hub.db import Database
@@ -18,7 +18,7 @@ async def ensure_team(db: Database, name: str) -> int:
     async with db.write() as session:
         found = (await session.exec(select(Team.id).where(Team.name == name))).first()
         if found is not None:
-            return int(found[0])
+            return found
         team = Team(name=name)
         session.add(team)
         await session.flush()

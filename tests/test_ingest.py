@@ -25,7 +25,7 @@ def sms(sender: str, sid: str | None, text: str = "hi", **kw: object) -> Inbound
 
 async def rows(db: Database, stmt: object) -> list[tuple[object, ...]]:
     async with db.read() as s:
-        return [tuple(r) for r in (await s.exec(stmt)).all()]  # type: ignore[call-overload]
+        return [tuple(r) for r in (await s.exec(stmt)).all()]
 
 
 async def test_unknown_sender_becomes_lead_of_recipient_team(hub: Hub, db: Database) -> None:
@@ -90,7 +90,7 @@ async def test_other_forms_of_an_identity_match_the_same_customer(hub: Hub, db: 
 async def test_closed_conversation_is_not_reused(hub: Hub, db: Database) -> None:
     first = await hub.ingestor.ingest(sms("+491715550002", "SM1"))
     async with db.write() as s:
-        await s.exec(update(Conversation).values(status="closed"))  # type: ignore[call-overload]
+        await s.exec(update(Conversation).values(status="closed"))
     second = await hub.ingestor.ingest(sms("+491715550002", "SM2"))
     assert second.customer_id == first.customer_id
     assert second.conversation_id != first.conversation_id

@@ -1,0 +1,78 @@
+"""Request bodies of the API, validated with pydantic (unknown fields are errors)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Text200 = Field(default="", max_length=200)
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class CustomerIn(_In):
+    kind: Literal["lead", "customer"] = "customer"
+    name: str = Text200
+    company: str = Text200
+    industry: str = Field(default="", max_length=100)
+    postal_code: str = Field(default="", max_length=20)
+    city: str = Field(default="", max_length=100)
+    country: str = Field(default="", max_length=100)
+    notes: str = Field(default="", max_length=100_000)
+    emails: list[str] = Field(default_factory=list, max_length=50)
+    phones: list[str] = Field(default_factory=list, max_length=50)
+    tags: list[str] = Field(default_factory=list, max_length=100)
+    custom: dict[str, Any] = Field(default_factory=dict)
+    owner_id: int | None = None
+    team_id: int | None = None
+
+
+class CustomerPatch(_In):
+    """Only the fields sent change; `emails`, `phones` and `tags` replace the whole set."""
+
+    kind: Literal["lead", "customer"] | None = None
+    name: str | None = Field(default=None, max_length=200)
+    company: str | None = Field(default=None, max_length=200)
+    industry: str | None = Field(default=None, max_length=100)
+    postal_code: str | None = Field(default=None, max_length=20)
+    city: str | None = Field(default=None, max_length=100)
+    country: str | None = Field(default=None, max_length=100)
+    notes: str | None = Field(default=None, max_length=100_000)
+    emails: list[str] | None = Field(default=None, max_length=50)
+    phones: list[str] | None = Field(default=None, max_length=50)
+    tags: list[str] | None = Field(default=None, max_length=100)
+    custom: dict[str, Any] | None = None
+    owner_id: int | None = None
+    team_id: int | None = None
+
+
+class NoteIn(_In):
+    text: str = Field(min_length=1, max_length=100_000)
+
+
+class TaskIn(_In):
+    customer_id: int
+    title: str = Field(min_length=1, max_length=300)
+    due_at: datetime | None = None
+    assignee_id: int | None = None
+
+
+class TaskPatch(_In):
+    title: str | None = Field(default=None, min_length=1, max_length=300)
+    due_at: datetime | None = None
+    assignee_id: int | None = None
+    done: bool | None = None
+
+
+class ConversationPatch(_In):
+    status: Literal["open", "pending", "closed"] | None = None
+    assignee_id: int | None = None
+
+
+class LoginIn(_In):
+    username: str = Field(min_length=1, max_length=100)
+    password: str = Field(min_length=1, max_length=1000)

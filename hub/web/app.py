@@ -1,0 +1,75 @@
+"""The aiohttp application: middlewares, routes, and the hub's lifecycle."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from importlib.metadata import PackageNotFoundError, version
+
+from aiohttp import web
+
+from hub.runtime import Hub
+from hub.web import conversations, customers
+from hub.web.auth import HUB, auth_middleware, login
+from hub.web.errors import error_middleware, error_response
+from hub.web.openapi import build_document
+
+INDEX = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>crmhub</title></head>
+<body><h1>crmhub</h1>
+<p>The API lives under <code>/api/v1</code>; its description is
+<a href="/api/v1/openapi.json">/api/v1/openapi.json</a>.</p>
+<p>Get a token: <code>curl -X POST -H 'Content-Type: application/json'
+-d '{"username":"admin","password":"demo"}' http://HOST/api/v1/auth/token</code></p>
+<p>Health: <a href="/healthz">/healthz</a>, <a href="/readyz">/readyz</a>.</p>
+</body></html>"""
+
+
+def _version() -> str:
+    try:
+        return version("crmhub")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    if await request.app[HUB].db.ping():
+        return web.json_response({"status": "ready"})
+    return error_response(503, "database unreachable", "not_ready")
+
+
+async def index(request: web.Request) -> web.Response:
+    return web.Response(text=INDEX.replace("HOST", request.host), content_type="text/html")
+
+
+def create_app(hub: Hub, *, manage_hub: bool = True) -> web.Application:
+    """`manage_hub`: start and stop the hub with the app (False when the caller owns it)."""
+    app = web.Application(
+        middlewares=[error_middleware, auth_middleware],
+        client_max_size=hub.settings.server.max_body_bytes,
+    )
+    app[HUB] = hub
+    document = build_document(_version())
+
+    async def openapi(request: web.Request) -> web.Response:
+        return web.json_response(document)
+
+    app.router.add_get("/", index)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/api/v1/openapi.json", openapi)
+    app.router.add_post("/api/v1/auth/token", login)
+    app.router.add_routes(customers.routes)
+    app.router.add_routes(conversations.routes)
+
+    if manage_hub:
+
+        async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+            await hub.start()
+            yield
+            await hub.stop()
+
+        app.cleanup_ctx.append(lifecycle)
+    return app

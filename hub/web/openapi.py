@@ -1,0 +1,226 @@
+"""The OpenAPI 3.1 document served at /api/v1/openapi.json.
+
+Request schemas come from the same pydantic models that validate requests,
+so the document cannot drift from what the server accepts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from hub.schemas import (
+    ConversationPatch,
+    CustomerIn,
+    CustomerPatch,
+    LoginIn,
+    NoteIn,
+    TaskIn,
+    TaskPatch,
+)
+
+PAGING = [
+    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+    {
+        "name": "cursor",
+        "in": "query",
+        "schema": {"type": "string"},
+        "description": "next_cursor of the previous page",
+    },
+]
+ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
+
+
+def _q(name: str, kind: str = "string", desc: str = "") -> dict[str, Any]:
+    param: dict[str, Any] = {"name": name, "in": "query", "schema": {"type": kind}}
+    if kind == "date-time":
+        param["schema"] = {"type": "string", "format": "date-time"}
+    if desc:
+        param["description"] = desc
+    return param
+
+
+def _body(model: type[BaseModel]) -> dict[str, Any]:
+    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {"required": True, "content": {"application/json": {"schema": ref}}}
+
+
+_OK = {"200": {"description": "OK"}}
+_ERRORS = {
+    code: {
+        "description": text,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+    for code, text in {
+        "400": "malformed request",
+        "401": "missing or invalid token",
+        "403": "your role may not do this",
+        "404": "not found, or not visible to your teams",
+        "409": "conflicts with existing data",
+        "413": "body too large",
+        "415": "body is not JSON",
+        "422": "body failed validation",
+    }.items()
+}
+
+# (method, path, summary, parameters, body model, success status)
+OPERATIONS: list[tuple[str, str, str, list[dict[str, Any]], type[BaseModel] | None, str]] = [
+    ("get", "/healthz", "Process is up", [], None, "200"),
+    ("get", "/readyz", "Database is reachable", [], None, "200"),
+    (
+        "post",
+        "/api/v1/auth/token",
+        "Log in with username and password; returns a new API token",
+        [],
+        LoginIn,
+        "201",
+    ),
+    (
+        "get",
+        "/api/v1/customers",
+        "List customers of your teams",
+        [
+            _q("q", desc="text in name or company"),
+            _q("postal_code", desc="prefix"),
+            _q("city"),
+            _q("country"),
+            _q("industry"),
+            _q("tag"),
+            _q("owner_id", "integer"),
+            _q("team_id", "integer"),
+            _q("kind", desc="lead or customer"),
+            _q("last_contact_before", "date-time"),
+            _q("last_contact_after", "date-time"),
+            *PAGING,
+        ],
+        None,
+        "200",
+    ),
+    ("post", "/api/v1/customers", "Create a customer", [], CustomerIn, "201"),
+    (
+        "get",
+        "/api/v1/customers/{id}",
+        "Read a customer (308 to the survivor if merged)",
+        [ID],
+        None,
+        "200",
+    ),
+    ("patch", "/api/v1/customers/{id}", "Change fields of a customer", [ID], CustomerPatch, "200"),
+    ("delete", "/api/v1/customers/{id}", "Erase a customer and their history", [ID], None, "204"),
+    (
+        "get",
+        "/api/v1/customers/{id}/timeline",
+        "History, newest first, all channels",
+        [ID, *PAGING],
+        None,
+        "200",
+    ),
+    (
+        "post",
+        "/api/v1/customers/{id}/notes",
+        "Add an internal note to the history",
+        [ID],
+        NoteIn,
+        "201",
+    ),
+    (
+        "post",
+        "/api/v1/customers/{id}/merge/{other}",
+        "Merge customer `other` into `id`",
+        [ID, {"name": "other", "in": "path", "required": True, "schema": {"type": "integer"}}],
+        None,
+        "200",
+    ),
+    (
+        "get",
+        "/api/v1/lookup",
+        "Who is this phone number or email address (screen pop)",
+        [_q("phone"), _q("email")],
+        None,
+        "200",
+    ),
+    (
+        "get",
+        "/api/v1/conversations",
+        "List conversations",
+        [
+            _q("customer_id", "integer"),
+            _q("channel"),
+            _q("status"),
+            _q("assignee_id", "integer"),
+            _q("team_id", "integer"),
+            *PAGING,
+        ],
+        None,
+        "200",
+    ),
+    (
+        "get",
+        "/api/v1/conversations/{id}",
+        "A conversation with its interactions",
+        [ID],
+        None,
+        "200",
+    ),
+    (
+        "patch",
+        "/api/v1/conversations/{id}",
+        "Change status or assignee",
+        [ID],
+        ConversationPatch,
+        "200",
+    ),
+    (
+        "get",
+        "/api/v1/tasks",
+        "List tasks",
+        [
+            _q("customer_id", "integer"),
+            _q("assignee_id", "integer"),
+            _q("done", "boolean"),
+            _q("due_before", "date-time"),
+            *PAGING,
+        ],
+        None,
+        "200",
+    ),
+    ("post", "/api/v1/tasks", "Create a follow-up task", [], TaskIn, "201"),
+    ("get", "/api/v1/tasks/{id}", "Read a task", [ID], None, "200"),
+    ("patch", "/api/v1/tasks/{id}", "Change a task", [ID], TaskPatch, "200"),
+    ("delete", "/api/v1/tasks/{id}", "Delete a task", [ID], None, "204"),
+]
+
+
+def build_document(version: str) -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    schemas: dict[str, Any] = {
+        "Error": {
+            "type": "object",
+            "required": ["error", "detail"],
+            "properties": {"error": {"type": "string"}, "detail": {}},
+        }
+    }
+    for method, path, summary, params, body, ok in OPERATIONS:
+        op: dict[str, Any] = {
+            "summary": summary,
+            "parameters": params,
+            "responses": {ok: {"description": "success"}, **_ERRORS},
+        }
+        if path.startswith("/api/v1/") and path != "/api/v1/auth/token":
+            op["security"] = [{"bearer": []}]
+        if body is not None:
+            op["requestBody"] = _body(body)
+            schemas[body.__name__] = body.model_json_schema(
+                ref_template="#/components/schemas/{model}"
+            )
+        paths.setdefault(path, {})[method] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "crmhub API", "version": version},
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
