@@ -14,6 +14,11 @@ class DomainError(Exception):
         self.detail = detail
 
 
+class BadRequest(DomainError):
+    status = 400
+    code = "bad_request"
+
+
 class NotFound(DomainError):
     status = 404
     code = "not_found"
@@ -40,4 +45,4 @@ class Moved(DomainError):
         self.target_id = target_id
 
 
-__all__ = ["Conflict", "DomainError", "Forbidden", "Invalid", "Moved", "NotFound"]
+__all__ = ["BadRequest", "Conflict", "DomainError", "Forbidden", "Invalid", "Moved", "NotFound"]

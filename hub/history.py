@@ -14,7 +14,7 @@ from channels.base import Channel, Direction
 from hub.access import Action, customer_visible, require
 from hub.auth import Principal
 from hub.customers import CustomerStore
-from hub.errors import Invalid, NotFound
+from hub.errors import BadRequest, Invalid, NotFound
 from hub.identity import InvalidIdentity, normalize_email, normalize_phone
 from hub.models import (
     Conversation,
@@ -86,7 +86,7 @@ class HistoryStore:
     ) -> tuple[Customer, list[Interaction]]:
         """The screen-pop question: who is this number / address, and what happened lately."""
         if (phone is None) == (email is None):
-            raise Invalid("give exactly one of phone or email")
+            raise BadRequest("give exactly one of phone or email")
         try:
             ident = normalize_phone(phone, self.region) if phone else normalize_email(email or "")
         except InvalidIdentity as exc:

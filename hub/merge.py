@@ -49,11 +49,11 @@ async def merge_customers(
     session: AsyncSession, principal: Principal, region: str, keep_id: int, other_id: int
 ) -> Customer:
     require(principal, Action.MERGE_CUSTOMERS)
-    if keep_id == other_id:
-        raise Invalid("cannot merge a customer into itself")
     store = CustomerStore(session, principal, region)
     keep = await _get_live(store, keep_id)
     other = await _get_live(store, other_id)
+    if keep_id == other_id:
+        raise Invalid("cannot merge a customer into itself")
 
     # The surviving record keeps its primary identities; the moved ones join as secondary.
     await session.exec(

@@ -123,3 +123,21 @@ async def hub(settings: Settings, db: Database) -> AsyncIterator[Hub]:
     await running.start()
     yield running
     await running.stop()
+
+
+@pytest.fixture
+async def api(hub: Hub) -> AsyncIterator[Any]:
+    from aiohttp.test_utils import TestClient, TestServer
+    from sqlmodel import select
+
+    from hub.models import Team
+    from hub.web.app import create_app
+    from tests.api_helpers import Api, make_users
+
+    tokens, user_ids = await make_users(hub)
+    async with hub.db.read() as s:
+        team_ids = {name: tid for name, tid in (await s.exec(select(Team.name, Team.id))).all()}
+    client = TestClient(TestServer(create_app(hub, manage_hub=False)))
+    await client.start_server()
+    yield Api(client, tokens, user_ids, team_ids)
+    await client.close()

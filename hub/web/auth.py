@@ -12,13 +12,13 @@ from hub.web.errors import ApiError
 from hub.web.params import read_body
 
 HUB = web.AppKey("hub", Hub)
+PRINCIPAL = web.RequestKey("principal", Principal)
 PUBLIC_PATHS = frozenset({"/api/v1/openapi.json", "/api/v1/auth/token"})
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="crmhub"'}
 
 
 def principal_of(request: web.Request) -> Principal:
-    principal: Principal = request["principal"]
-    return principal
+    return request[PRINCIPAL]
 
 
 @web.middleware
@@ -33,7 +33,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         principal = await authenticate_token(request.app[HUB].db, token.strip())
         if principal is None:
             raise ApiError(401, "invalid or revoked token", _CHALLENGE)
-        request["principal"] = principal
+        request[PRINCIPAL] = principal
     return await handler(request)
 
 

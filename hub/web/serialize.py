@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from hub.models import Conversation, Customer, Identity, IdentityKind, Interaction, Task
 
 
 def ts(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
+    """Always UTC in answers, whatever zone a client sent (naive input counts as UTC)."""
+    if value is None:
+        return None
+    return (
+        value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    ).isoformat()
 
 
 def identity_json(ident: Identity) -> dict[str, Any]:
