@@ -69,6 +69,7 @@ async def test_own_team_and_admin_see_the_lists(api: Api, support_customer: dict
             ("/api/v1/tasks", "task"),
         ):
             status, body = await api.call("GET", path, user)
+            assert status == 200
             assert [i["id"] for i in body["items"]] == [support_customer[key]], (user, path)
 
 
