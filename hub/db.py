@@ -5,17 +5,30 @@ then writes can fail with SQLITE_BUSY at once instead of waiting, so writes go
 through `write()`, whose transactions start with BEGIN IMMEDIATE and wait
 (busy_timeout) for the lock; reads go through `read()` and never block in WAL
 mode. On PostgreSQL both are the same engine.
+
+With aiosqlite every database call is a round trip to the connection's worker
+thread (~0.1 ms on a small VM: two cross-thread wake-ups), and SQLAlchemy's
+stock adapter makes four of them per SELECT (cursor, execute, fetchall, close)
+and three per INSERT/UPDATE. `_OneHopCursor` does the same work in one trip;
+that alone roughly halves the time of a screen-pop lookup and of an ingest batch.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
 from sqlalchemy import event, text
+from sqlalchemy.dialects.sqlite.aiosqlite import (
+    AsyncAdapt_aiosqlite_connection,
+    AsyncAdapt_aiosqlite_cursor,
+    AsyncAdapt_aiosqlite_dbapi,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -25,15 +38,101 @@ from hub.config import DatabaseConfig
 log = logging.getLogger(__name__)
 
 
+SQLITE_CACHE_KIB = 64 * 1024
+SQLITE_MMAP_BYTES = 1024**3
+SQLITE_WAL_AUTOCHECKPOINT = 10_000
+
+
 def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
+
+
+def _run_in_worker(
+    conn: aiosqlite.Connection, operation: str, parameters: Any, many: bool
+) -> tuple[Any, list[Any] | None, int | None, int]:
+    """Runs on aiosqlite's worker thread: the whole statement, results included."""
+    cursor = conn._conn.cursor()
+    try:
+        if many:
+            cursor.executemany(operation, parameters)
+        else:
+            cursor.execute(operation, () if parameters is None else parameters)
+        description = cursor.description
+        rows = cursor.fetchall() if description else None
+        return description, rows, cursor.lastrowid, cursor.rowcount
+    finally:
+        cursor.close()
+
+
+class _OneHopCursor(AsyncAdapt_aiosqlite_cursor):
+    """SQLAlchemy's aiosqlite cursor, but one worker-thread round trip per statement.
+
+    Results are the same as the stock cursor's: rows fetched eagerly,
+    `lastrowid`/`rowcount` set for DML and -1 for queries. It relies on
+    aiosqlite's `_execute`/`_conn` (SQLAlchemy's own adapter uses `_conn` and
+    `_tx` too); `_fast_aiosqlite_dbapi` falls back to the stock cursor when
+    they are missing.
+    """
+
+    __slots__ = ()
+
+    def _run(self, operation: str, parameters: Any, many: bool) -> None:
+        conn: aiosqlite.Connection = self._connection  # type: ignore[assignment]
+        try:
+            description, rows, lastrowid, rowcount = self.await_(
+                conn._execute(_run_in_worker, conn, operation, parameters, many)  # type: ignore[no-untyped-call]
+            )
+        except Exception as error:
+            self._adapt_connection._handle_exception(error)
+        self.description = description
+        if description:
+            self.lastrowid = self.rowcount = -1
+            self._rows.clear()
+            self._rows.extend(rows or ())
+        else:
+            self.lastrowid = lastrowid
+            self.rowcount = rowcount
+
+    def execute(self, operation: Any, parameters: Any = None) -> Any:
+        self._run(operation, parameters, many=False)
+
+    def executemany(self, operation: Any, seq_of_parameters: Sequence[Any]) -> Any:
+        self._run(operation, seq_of_parameters, many=True)
+        self.description = None
+
+
+class _OneHopConnection(AsyncAdapt_aiosqlite_connection):
+    __slots__ = ()
+
+    def cursor(self, server_side: bool = False) -> AsyncAdapt_aiosqlite_cursor:
+        if server_side:  # streaming results: keep the stock, row-by-row cursor
+            return super().cursor(server_side=True)
+        return _OneHopCursor(self)
+
+
+class _OneHopDbapi(AsyncAdapt_aiosqlite_dbapi):
+    def connect(self, *arg: Any, **kw: Any) -> AsyncAdapt_aiosqlite_connection:
+        adapted = super().connect(*arg, **kw)
+        if type(adapted) is AsyncAdapt_aiosqlite_connection:  # not the sync-fallback kind
+            return _OneHopConnection(self, adapted._connection)
+        return adapted
+
+
+def _fast_aiosqlite_dbapi() -> AsyncAdapt_aiosqlite_dbapi:
+    if hasattr(aiosqlite.Connection, "_execute") and hasattr(aiosqlite.Connection, "_conn"):
+        return _OneHopDbapi(aiosqlite, sqlite3)
+    log.warning("aiosqlite internals changed; using the slower stock SQLAlchemy adapter")
+    return AsyncAdapt_aiosqlite_dbapi(aiosqlite, sqlite3)
 
 
 def _sqlite_engine(url: str, echo: bool, immediate: bool) -> AsyncEngine:
     path = make_url(url).database
     if path and path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
+    extra: dict[str, Any] = {}
+    if make_url(url).get_driver_name() == "aiosqlite":
+        extra["module"] = _fast_aiosqlite_dbapi()
+    engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30}, **extra)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -47,6 +146,19 @@ def _sqlite_engine(url: str, echo: bool, immediate: bool) -> AsyncEngine:
         cur.execute("PRAGMA synchronous=FULL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=30000")
+        # Speed only, no effect on durability: the default 2 MB page cache
+        # holds a sliver of the index pages a million customers need, so every
+        # identity match and last-contact update re-read pages through a system
+        # call; 64 MB per connection keeps the hot part in memory, and mmap lets
+        # reads go straight to the OS page cache (writes still go through the WAL).
+        cur.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+        cur.execute(f"PRAGMA mmap_size={SQLITE_MMAP_BYTES}")
+        # An ingest batch of ~250 contacts dirties ~1,000 pages (random index
+        # leaves), so the default checkpoint every 1,000 WAL pages ran inside
+        # nearly every commit, writing each page twice before the caller got
+        # its answer. Checkpointing every 10,000 pages (~40 MB of WAL) halves
+        # commit time; durability is unchanged (the WAL is fsynced per commit).
+        cur.execute(f"PRAGMA wal_autocheckpoint={SQLITE_WAL_AUTOCHECKPOINT}")
         cur.close()
 
     @event.listens_for(engine.sync_engine, "begin")
