@@ -71,6 +71,10 @@ class Ingestor:
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self.batches = 0  # for /metrics-style introspection and tests
+        # Recipient address as received -> team of a new lead. Parsing a phone
+        # number costs ~25 us and there are only a few inbound addresses; the
+        # TeamRouter does not change while the hub runs.
+        self._team_of_recipient: dict[str, int] = {}
 
     async def start(self) -> None:
         if self._writer is None:
@@ -125,7 +129,16 @@ class Ingestor:
             identity = normalize_address(contact.sender, self.region)
         except InvalidIdentity as exc:
             raise IngestError(f"sender: {exc}") from exc
-        return Prepared(contact, identity, self.teams.team_for_recipient(contact.recipient))
+        return Prepared(contact, identity, self._lead_team(contact.recipient))
+
+    def _lead_team(self, recipient: str) -> int:
+        team = self._team_of_recipient.get(recipient)
+        if team is None:
+            team = self.teams.team_for_recipient(recipient)
+            if len(self._team_of_recipient) >= 10_000:  # odd senders must not grow it forever
+                self._team_of_recipient.clear()
+            self._team_of_recipient[recipient] = team
+        return team
 
     async def _process(self, jobs: list[_Job]) -> None:
         self.batches += 1
@@ -204,6 +217,9 @@ class Ingestor:
                 conn, {(p.identity.kind.value, p.identity.value) for p in fresh}
             )
             await ctx.prefetch_open({ref.id for ref in matched.values()})
+            refs = {(p.contact.channel.value, r) for p in fresh for r in p.contact.thread_refs}
+            if refs:
+                await ctx.prefetch_refs(refs)
             new_leads: dict[tuple[str, str], CustomerRef] = {}
             routed: list[Prepared] = []
             for p in fresh:
