@@ -18,6 +18,7 @@ from sqlalchemy import Table, bindparam, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from channels.base import InboundContact
+from hub.db import execute_many
 from hub.identity import NormalIdentity, display_name
 from hub.models import (
     Attachment,
@@ -46,6 +47,40 @@ IN_CHUNK = 1000
 
 def _bind(name: str, type_: Any = None) -> Any:
     return bindparam(name, type_=type_)
+
+
+# Built once: `execute_many` caches its compiled form per statement object.
+_INSERT = {
+    t.name: t.insert()
+    for t in (customer_t, identity_t, conversation_t, interaction_t, attachment_t)
+}
+_UPDATE_CUSTOMER_LAST_INBOUND = (
+    update(customer_t)
+    .where(customer_t.c.id == _bind("cid"))
+    .values(
+        last_inbound_at=case(
+            (
+                or_(
+                    customer_t.c.last_inbound_at.is_(None),
+                    customer_t.c.last_inbound_at < _bind("at", UTCDT),
+                ),
+                _bind("at", UTCDT),
+            ),
+            else_=customer_t.c.last_inbound_at,
+        )
+    )
+)
+_UPDATE_CONVERSATION_ACTIVITY = (
+    update(conversation_t)
+    .where(conversation_t.c.id == _bind("conv"))
+    .values(
+        status=ConversationStatus.OPEN.value,
+        last_activity_at=case(
+            (conversation_t.c.last_activity_at < _bind("at", UTCDT), _bind("at", UTCDT)),
+            else_=conversation_t.c.last_activity_at,
+        ),
+    )
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,7 +275,7 @@ async def insert_returning_ids(
     ids = list(range(first, first + len(rows)))
     for row, new_id in zip(rows, ids, strict=True):
         row["id"] = new_id
-    await conn.execute(table.insert(), rows)
+    await execute_many(conn, _INSERT[table.name], rows)
     return ids
 
 
@@ -298,8 +333,9 @@ async def write_batch(conn: AsyncConnection, items: list[Prepared], ctx: BatchCo
             [_lead_row(new_leads[p], now, latest_customer[p]) for p in placeholders],
         )
         real_customer = dict(zip(placeholders, ids, strict=True))
-        await conn.execute(
-            identity_t.insert(),
+        await execute_many(
+            conn,
+            _INSERT["identity"],
             [
                 {
                     "customer_id": real_customer[p],
@@ -391,47 +427,17 @@ async def write_batch(conn: AsyncConnection, items: list[Prepared], ctx: BatchCo
         for item, iid in zip(items, interaction_ids, strict=True)
         for a in item.contact.attachments
     ]
-    if attachments:
-        await conn.execute(attachment_t.insert(), attachments)
+    await execute_many(conn, _INSERT["attachment"], attachments)
 
     # 4. Last-contact times of rows that existed before the batch.
     customer_updates = [
         {"cid": k, "at": v} for k, v in latest_customer.items() if k not in new_leads
     ]
-    if customer_updates:
-        await conn.execute(
-            update(customer_t)
-            .where(customer_t.c.id == _bind("cid"))
-            .values(
-                last_inbound_at=case(
-                    (
-                        or_(
-                            customer_t.c.last_inbound_at.is_(None),
-                            customer_t.c.last_inbound_at < _bind("at", UTCDT),
-                        ),
-                        _bind("at", UTCDT),
-                    ),
-                    else_=customer_t.c.last_inbound_at,
-                )
-            ),
-            customer_updates,
-        )
+    await execute_many(conn, _UPDATE_CUSTOMER_LAST_INBOUND, customer_updates)
     conversation_updates = [
         {"conv": k, "at": v} for k, v in latest_conv.items() if k not in new_convs
     ]
-    if conversation_updates:
-        await conn.execute(
-            update(conversation_t)
-            .where(conversation_t.c.id == _bind("conv"))
-            .values(
-                status=ConversationStatus.OPEN.value,
-                last_activity_at=case(
-                    (conversation_t.c.last_activity_at < _bind("at", UTCDT), _bind("at", UTCDT)),
-                    else_=conversation_t.c.last_activity_at,
-                ),
-            ),
-            conversation_updates,
-        )
+    await execute_many(conn, _UPDATE_CONVERSATION_ACTIVITY, conversation_updates)
 
     for item, iid in zip(items, interaction_ids, strict=True):
         assert item.decision is not None
