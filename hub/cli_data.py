@@ -21,7 +21,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from hub.config import Settings
 from hub.db import Database
 from hub.exporter import FORMATS, ExportError, export_customers, export_history
-from hub.importer import ImportFileError, guess_format, import_customers
+from hub.import_source import guess_format
+from hub.importer import ImportFileError, import_customers
 
 
 def _fail(message: str) -> Exception:

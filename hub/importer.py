@@ -28,17 +28,15 @@ phone). Where the issue was silent:
 from __future__ import annotations
 
 import asyncio
-import csv
 import itertools
-import json
 import re
 import sys
 from collections import defaultdict
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -46,15 +44,20 @@ from tqdm import tqdm
 
 from hub.db import Database
 from hub.identity import InvalidIdentity, NormalIdentity, normalize_email, normalize_phone
+from hub.import_source import (
+    CUSTOM_PREFIX,
+    TEXT_COLUMNS,
+    Record,
+    RejectWriter,
+    Source,
+    guess_format,
+    records,
+    scan,
+)
+from hub.import_source import ImportFileError as ImportFileError  # re-exported for callers
 from hub.models import Customer, CustomerKind, CustomerTag, Identity, Team, User, utcnow
 from hub.teams import ensure_team
 
-TEXT_COLUMNS = ("name", "company", "postal_code", "city", "country", "industry", "notes")
-COLUMNS = frozenset({*TEXT_COLUMNS, "email", "emails", "phone", "phones", "tags", "owner", "team"})
-IGNORED_COLUMNS = frozenset(
-    {"id", "kind", "created_at", "updated_at", "last_inbound_at", "last_outbound_at"}
-)
-CUSTOM_PREFIX = "x_"
 CHUNK_ROWS = 1000
 IN_LIMIT = 5000  # values per IN (...) list, well below both backends' parameter limits
 MAX_TAG_LENGTH = 100
@@ -76,10 +79,6 @@ team_t = Team.__table__  # type: ignore[attr-defined]
 Key = tuple[str, str]  # (identity kind, normalised value)
 
 
-class ImportFileError(Exception):
-    """The file as a whole cannot be imported; the message is one line for the user."""
-
-
 class _RowError(Exception):
     """Why one row goes to the reject file."""
 
@@ -94,22 +93,6 @@ class ImportSummary:
     def __str__(self) -> str:
         line = f"imported {self.imported}, updated {self.updated}, rejected {self.rejected}"
         return f"{line} (rejects in {self.reject_path})" if self.reject_path else line
-
-
-@dataclass
-class _Source:
-    fmt: str
-    header: list[str] = field(default_factory=list)  # column names as written
-    keys: dict[str, str] = field(default_factory=dict)  # name as written -> column key
-    lines: int = 0  # physical lines read so far
-
-
-@dataclass(slots=True)
-class _Record:
-    line: int
-    cells: list[str]
-    values: dict[str, Any]
-    error: str | None = None
 
 
 @dataclass(slots=True)
@@ -136,10 +119,6 @@ class _Lookups:
     default_team_id: int | None
 
 
-def guess_format(path: Path) -> str:
-    return "jsonl" if path.suffix.lower() in (".jsonl", ".ndjson") else "csv"
-
-
 async def import_customers(
     db: Database,
     path: Path,
@@ -156,11 +135,11 @@ async def import_customers(
     lookups = await _load_lookups(db, region, default_team)
     summary = ImportSummary()
     claims: dict[Key, int] = {}  # identity -> line of the row that used it first
-    out = _RejectWriter(reject_path, source.header)
+    out = RejectWriter(reject_path, source.header)
     bar = tqdm(total=source.lines, unit="line", file=sys.stderr, disable=not progress)
-    records = _records(path, source)  # the second pass
+    stream = records(path, source)  # the second pass
     try:
-        rows = (_parse(record, lookups) for record in records)
+        rows = (_parse(record, lookups) for record in stream)
         for number in itertools.count(1):
             if not (chunk := list(itertools.islice(rows, CHUNK_ROWS))):
                 break
@@ -173,7 +152,7 @@ async def import_customers(
             out.write(row for row in chunk if row.reject is not None)
             bar.update(source.lines - bar.n)
     finally:
-        records.close()
+        stream.close()
         out.close()
         bar.close()
     summary.rejected = out.count
@@ -181,116 +160,15 @@ async def import_customers(
     return summary
 
 
-# -- reading -----------------------------------------------------------------
+# -- reading (the file itself is read by hub.import_source) ------------------
 
 
-def _prepare(path: Path, fmt: str, reject_path: Path) -> _Source:
-    source = _scan(path, fmt)
+def _prepare(path: Path, fmt: str, reject_path: Path) -> Source:
+    source = scan(path, fmt)
     if reject_path.resolve() == path.resolve():
         raise ImportFileError(f"{path}: the reject file cannot be the file being imported")
     reject_path.unlink(missing_ok=True)  # stale from an earlier run either way
     return source
-
-
-def _column_key(name: str) -> str:
-    clean = name.strip()
-    lower = clean.lower()
-    if lower.startswith(CUSTOM_PREFIX) and len(clean) > len(CUSTOM_PREFIX):
-        # The prefix is matched like any header; the field name keeps its spelling,
-        # so `x_Tier` and `x_tier` are two fields, as they are in Customer.custom.
-        return CUSTOM_PREFIX + clean[len(CUSTOM_PREFIX) :]
-    if lower in COLUMNS or lower in IGNORED_COLUMNS:
-        return lower
-    raise ImportFileError(f"unknown column {clean!r}" if clean else "a column has no name")
-
-
-def _scan(path: Path, fmt: str) -> _Source:
-    """The first pass: whatever must fail before the first row is written."""
-    source = _Source(fmt)
-    try:
-        for _ in _records(path, source):
-            pass
-    except ImportFileError as exc:
-        raise ImportFileError(f"{path}: {exc}") from None
-    except FileNotFoundError:
-        raise ImportFileError(f"{path}: no such file") from None
-    except UnicodeDecodeError:
-        data = path.read_bytes()
-        line = 1
-        try:
-            data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            line = data.count(b"\n", 0, exc.start) + 1
-        raise ImportFileError(f"{path}: line {line} is not UTF-8 text") from None
-    except OSError as exc:
-        raise ImportFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    return source
-
-
-def _records(path: Path, source: _Source) -> Generator[_Record, None, None]:
-    source.lines = 0
-    with path.open(encoding="utf-8-sig", newline="") as f:
-        yield from (_csv_records if source.fmt == "csv" else _jsonl_records)(f, source)
-
-
-def _csv_records(f: TextIO, source: _Source) -> Iterator[_Record]:
-    first = f.readline()
-    delimiter = ";" if ";" in first and "," not in first else ","
-    reader = csv.reader(itertools.chain([first], f), delimiter=delimiter)
-    source.header = next(reader, [])
-    if not source.header:
-        raise ImportFileError("no header line")
-    keys = [_column_key(name) for name in source.header]
-    if twice := next((key for key in keys if keys.count(key) > 1), None):
-        raise ImportFileError(f"column {twice!r} appears twice")
-    while True:
-        line = reader.line_num + 1  # where the record starts; it may span lines
-        try:
-            cells: list[str] | None = next(reader, None)
-        except csv.Error as exc:
-            raise ImportFileError(f"line {reader.line_num}: {exc}") from None
-        source.lines = reader.line_num
-        if cells is None:
-            return
-        if not any(cell.strip() for cell in cells):
-            continue
-        if len(cells) != len(keys):
-            yield _Record(line, cells, {}, f"{len(cells)} values for {len(keys)} columns")
-        else:
-            yield _Record(line, cells, dict(zip(keys, cells, strict=True)))
-
-
-def _jsonl_records(f: TextIO, source: _Source) -> Iterator[_Record]:
-    """Column names are collected in the first pass, which also rejects unknown ones."""
-    for line, raw in enumerate(f, 1):
-        source.lines = line
-        if not raw.strip():
-            continue
-        try:
-            obj = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            yield _Record(line, [], {}, f"invalid JSON: {exc.msg} at column {exc.colno}")
-            continue
-        if not isinstance(obj, dict):
-            yield _Record(line, [], {}, "not a JSON object")
-            continue
-        for name in obj:
-            if name not in source.keys:
-                source.keys[name] = _column_key(name)
-                source.header.append(name)
-        values = {source.keys[name]: value for name, value in obj.items()}
-        error = "a column appears twice" if len(values) < len(obj) else None
-        yield _Record(line, [_cell(obj.get(name)) for name in source.header], values, error)
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list):
-        return ";".join(_cell(item) for item in value)
-    return json.dumps(value, ensure_ascii=False)
 
 
 # -- validating --------------------------------------------------------------
@@ -315,7 +193,7 @@ def _items(column: str, value: Any) -> list[str]:
     return [item.strip() for item in items if item.strip()]
 
 
-def _parse(record: _Record, lookups: _Lookups) -> _Row:
+def _parse(record: Record, lookups: _Lookups) -> _Row:
     row = _Row(record.line, record.cells, reject=record.error)
     if row.reject is None:
         try:
@@ -529,27 +407,3 @@ async def _store(
         )
         await conn.execute(stmt, changed)
     return len(new_rows), len(plan) - len(new_rows)
-
-
-class _RejectWriter:
-    """Opens the reject file at the first rejected row, so a clean import leaves none."""
-
-    def __init__(self, path: Path, header: list[str]) -> None:
-        self.path = path
-        self.header = header
-        self.count = 0
-        self._file: TextIO | None = None
-        self._writer: Any = None
-
-    def write(self, rows: Iterable[_Row]) -> None:
-        for row in rows:
-            if self._file is None:
-                self._file = self.path.open("w", encoding="utf-8", newline="")
-                self._writer = csv.writer(self._file, lineterminator="\n")
-                self._writer.writerow(["line", "reason", *self.header])
-            self._writer.writerow([row.line, row.reject, *row.cells])
-            self.count += 1
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
