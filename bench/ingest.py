@@ -306,7 +306,7 @@ def make_workload(n: int, customers: int, history_every: int, seed: int = 7) -> 
     run = uuid.uuid4().hex[:8]
     fresh: list[InboundContact] = []
     known: list[int] = []
-    originals = int(n / 1.05)
+    originals = max(1, round(n / 1.05))
     for k in range(originals):
         at = now + timedelta(microseconds=k)
         is_sms = rng.random() < 0.5
