@@ -187,8 +187,8 @@ async def poison_trigger(db: Database) -> AsyncIterator[None]:
         if db.sqlite:
             await conn.execute(
                 text(
-                    "CREATE TRIGGER poison BEFORE INSERT ON interaction WHEN NEW.subject = 'poison' "
-                    "BEGIN SELECT RAISE(ABORT, 'poisoned'); END"
+                    "CREATE TRIGGER poison BEFORE INSERT ON interaction "
+                    "WHEN NEW.subject = 'poison' BEGIN SELECT RAISE(ABORT, 'poisoned'); END"
                 )
             )
         else:
