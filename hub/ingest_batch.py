@@ -18,7 +18,6 @@ from sqlalchemy import Table, bindparam, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from channels.base import InboundContact
-from hub.db import execute_many
 from hub.identity import NormalIdentity, display_name
 from hub.models import (
     Attachment,
@@ -31,6 +30,7 @@ from hub.models import (
     UTCDateTime,
     utcnow,
 )
+from hub.sqlite_driver import execute_many
 from routing.base import ConversationRef, CustomerRef, Decision
 
 ACTIVE_STATUSES = (ConversationStatus.OPEN.value, ConversationStatus.PENDING.value)
