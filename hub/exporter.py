@@ -26,7 +26,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.db import Database
-from hub.models import Customer, CustomerTag, Identity, IdentityKind, Interaction, Team, User
+from hub.models import IdentityKind
+from hub.tables import customer_t, identity_t, interaction_t, tag_t, team_t, user_t
 
 PAGE_ROWS = 1000
 CUSTOMER_HEAD = (
@@ -63,12 +64,6 @@ HISTORY_COLUMNS = (
 )
 FORMATS = ("csv", "jsonl")
 
-customer_t = Customer.__table__  # type: ignore[attr-defined]
-identity_t = Identity.__table__  # type: ignore[attr-defined]
-tag_t = CustomerTag.__table__  # type: ignore[attr-defined]
-user_t = User.__table__  # type: ignore[attr-defined]
-team_t = Team.__table__  # type: ignore[attr-defined]
-interaction_t = Interaction.__table__  # type: ignore[attr-defined]
 
 Record = dict[str, Any]
 

@@ -38,10 +38,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, text, update
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from tqdm import tqdm
 
+from hub.bulk import insert_returning_ids
 from hub.db import Database
 from hub.identity import InvalidIdentity, NormalIdentity, normalize_email, normalize_phone
 from hub.import_source import (
@@ -55,7 +56,8 @@ from hub.import_source import (
     scan,
 )
 from hub.import_source import ImportFileError as ImportFileError  # re-exported for callers
-from hub.models import Customer, CustomerKind, CustomerTag, Identity, Team, User, utcnow
+from hub.models import CustomerKind, utcnow
+from hub.tables import customer_t, identity_t, tag_t, team_t, user_t
 from hub.teams import ensure_team
 
 CHUNK_ROWS = 1000
@@ -70,11 +72,6 @@ _SEPARATORS = re.compile(r"[;,]")
 ANALYZE = "ANALYZE customer, identity, customer_tag"
 _UPDATED = (*TEXT_COLUMNS, "kind", "custom", "owner_id", "team_id", "updated_at")
 
-customer_t = Customer.__table__  # type: ignore[attr-defined]
-identity_t = Identity.__table__  # type: ignore[attr-defined]
-tag_t = CustomerTag.__table__  # type: ignore[attr-defined]
-user_t = User.__table__  # type: ignore[attr-defined]
-team_t = Team.__table__  # type: ignore[attr-defined]
 
 Key = tuple[str, str]  # (identity kind, normalised value)
 
@@ -320,26 +317,6 @@ def _merge(fields: dict[str, Any], row: _Row) -> None:
         fields["team_id"] = row.team_id
 
 
-async def _insert_customers(conn: AsyncConnection, values: list[dict[str, Any]]) -> list[int]:
-    if not values:
-        return []
-    if conn.dialect.name == "sqlite":
-        # SQLAlchemy cannot match multi-row RETURNING to its rows on SQLite and
-        # would send one INSERT per row (a third of the import time). Our
-        # transaction began IMMEDIATE, so it holds the write lock and can hand
-        # out the next ids itself, as SQLite would.
-        last = await conn.scalar(select(func.max(customer_t.c.id))) or 0
-        ids = list(range(last + 1, last + 1 + len(values)))
-        await conn.execute(
-            customer_t.insert(), [{"id": i, **v} for i, v in zip(ids, values, strict=True)]
-        )
-        return ids
-    result = await conn.execute(
-        customer_t.insert().returning(customer_t.c.id, sort_by_parameter_order=True), values
-    )
-    return [r.id for r in result]
-
-
 async def _store(
     conn: AsyncConnection, chunk: list[_Row], claims: dict[Key, int], lookups: _Lookups
 ) -> tuple[int, int]:
@@ -364,7 +341,11 @@ async def _store(
     fields, tags, primary = await _current(conn, sorted({c for _, c in plan if c is not None}))
     original = {cid: dict(values) for cid, values in fields.items()}
     new_rows = [row for row, cid in plan if cid is None]
-    ids = iter(await _insert_customers(conn, [_new_customer(r, lookups, now) for r in new_rows]))
+    ids = iter(
+        await insert_returning_ids(
+            conn, customer_t, [_new_customer(r, lookups, now) for r in new_rows]
+        )
+    )
     identities: list[dict[str, Any]] = []
     tag_rows: list[dict[str, Any]] = []
     for row, matched_id in plan:

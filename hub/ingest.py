@@ -24,13 +24,13 @@ from channels.base import InboundContact
 from hub.db import Database
 from hub.events import Event, EventBus
 from hub.identity import InvalidIdentity, normalize_address
-from hub.ingest_batch import (
+from hub.ingest_batch import write_batch
+from hub.ingest_context import (
     BatchContext,
     IngestResult,
     Prepared,
     find_existing,
     match_customers,
-    write_batch,
 )
 from hub.teams import TeamRouter
 from routing.base import ConversationRef, CustomerRef, Decision, Step, run_steps

@@ -1,48 +1,28 @@
-"""One group-commit batch: prefetch what routing asks, decide, then write in bulk.
+"""The writes of one group-commit batch, after every contact in it was routed.
 
-All per-contact decisions are made before the first write, so a contact that
-fails validation or routing is dropped from the batch without leaving
-anything behind. The writes themselves are a handful of multi-row statements
-per batch, which is what makes group commit pay off.
+All per-contact decisions are made before the first write (see
+hub/ingest.py), so a contact that fails validation or routing is dropped from
+the batch without leaving anything behind. The writes themselves are a
+handful of multi-row statements per batch, which is what makes group commit
+pay off.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import count
 from typing import Any
 
-from sqlalchemy import Table, bindparam, case, func, or_, select, update
+from sqlalchemy import bindparam, case, or_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from channels.base import InboundContact
-from hub.identity import NormalIdentity, display_name
-from hub.models import (
-    Attachment,
-    Conversation,
-    ConversationStatus,
-    Customer,
-    CustomerKind,
-    Identity,
-    Interaction,
-    UTCDateTime,
-    utcnow,
-)
+from hub.bulk import insert_of, insert_returning_ids
+from hub.identity import display_name
+from hub.ingest_context import BatchContext, IngestResult, Prepared
+from hub.models import ConversationStatus, CustomerKind, UTCDateTime, utcnow
 from hub.sqlite_driver import execute_many
-from routing.base import ConversationRef, CustomerRef, Decision
+from hub.tables import attachment_t, conversation_t, customer_t, identity_t, interaction_t
 
-ACTIVE_STATUSES = (ConversationStatus.OPEN.value, ConversationStatus.PENDING.value)
-
-customer_t = Customer.__table__  # type: ignore[attr-defined]
-identity_t = Identity.__table__  # type: ignore[attr-defined]
-conversation_t = Conversation.__table__  # type: ignore[attr-defined]
-interaction_t = Interaction.__table__  # type: ignore[attr-defined]
-attachment_t = Attachment.__table__  # type: ignore[attr-defined]
 UTCDT = UTCDateTime()
-# Most values in one IN (...) list: far below SQLite's and asyncpg's parameter limits.
-IN_CHUNK = 1000
 
 
 def _bind(name: str, type_: Any = None) -> Any:
@@ -50,10 +30,6 @@ def _bind(name: str, type_: Any = None) -> Any:
 
 
 # Built once: `execute_many` caches its compiled form per statement object.
-_INSERT = {
-    t.name: t.insert()
-    for t in (customer_t, identity_t, conversation_t, interaction_t, attachment_t)
-}
 _UPDATE_CUSTOMER_LAST_INBOUND = (
     update(customer_t)
     .where(customer_t.c.id == _bind("cid"))
@@ -81,202 +57,6 @@ _UPDATE_CONVERSATION_ACTIVITY = (
         ),
     )
 )
-
-
-@dataclass(frozen=True, slots=True)
-class IngestResult:
-    interaction_id: int
-    customer_id: int
-    conversation_id: int | None
-    duplicate: bool = False
-    created_customer: bool = False
-    team_id: int | None = None
-
-
-@dataclass(slots=True)
-class Prepared:
-    """A validated contact waiting for its batch."""
-
-    contact: InboundContact
-    identity: NormalIdentity
-    lead_team_id: int
-    decision: Decision | None = None
-    result: IngestResult | None = None
-
-
-@dataclass
-class BatchContext:
-    """Answers routing's questions for one batch, including what the batch itself adds.
-
-    Ids of rows the batch will create are negative placeholders until the
-    bulk insert returns the real ones.
-    """
-
-    conn: AsyncConnection
-    open_by_customer: dict[tuple[int, str], ConversationRef] = field(default_factory=dict)
-    # (channel, provider id) -> (occurred_at, interaction id, its conversation) for every
-    # thread reference of the batch that exists, and which references were looked up.
-    by_provider_id: dict[tuple[str, str], tuple[datetime, int, ConversationRef]] = field(
-        default_factory=dict
-    )
-    prefetched_refs: set[tuple[str, str]] = field(default_factory=set)
-    _placeholder: count[int] = field(default_factory=lambda: count(-1, -1))
-
-    def placeholder(self) -> int:
-        return next(self._placeholder)
-
-    async def prefetch_open(self, customer_ids: set[int]) -> None:
-        ids = [i for i in customer_ids if i > 0]
-        if not ids:
-            return
-        rows = await self.conn.execute(
-            select(
-                conversation_t.c.id,
-                conversation_t.c.customer_id,
-                conversation_t.c.channel,
-                conversation_t.c.assignee_id,
-                conversation_t.c.team_id,
-            )
-            .where(conversation_t.c.customer_id.in_(ids))
-            .where(conversation_t.c.status.in_(ACTIVE_STATUSES))
-            .order_by(conversation_t.c.last_activity_at, conversation_t.c.id)
-        )
-        for row in rows:  # ascending, so the most recent one wins
-            self.open_by_customer[(row.customer_id, row.channel)] = ConversationRef(
-                row.id, row.assignee_id, row.team_id
-            )
-
-    async def open_conversation_of(self, customer_id: int, channel: str) -> ConversationRef | None:
-        return self.open_by_customer.get((customer_id, channel))
-
-    async def prefetch_refs(self, refs: set[tuple[str, str]]) -> None:
-        """Conversations behind the batch's thread references: one query, not one per reply.
-
-        The batch writes nothing before routing ends, so what is read here is
-        exactly what a query per contact during routing would see.
-        """
-        by_channel: dict[str, list[str]] = defaultdict(list)
-        for channel, provider_id in refs:
-            by_channel[channel].append(provider_id)
-        for channel, pids in by_channel.items():
-            for i in range(0, len(pids), IN_CHUNK):
-                rows = await self.conn.execute(
-                    select(
-                        interaction_t.c.provider_id,
-                        interaction_t.c.occurred_at,
-                        interaction_t.c.id.label("interaction_id"),
-                        conversation_t.c.id,
-                        conversation_t.c.assignee_id,
-                        conversation_t.c.team_id,
-                    )
-                    .join(conversation_t, interaction_t.c.conversation_id == conversation_t.c.id)
-                    .where(interaction_t.c.channel == channel)
-                    .where(interaction_t.c.provider_id.in_(pids[i : i + IN_CHUNK]))
-                )
-                for row in rows:
-                    self.by_provider_id[(channel, row.provider_id)] = (
-                        row.occurred_at,
-                        row.interaction_id,
-                        ConversationRef(row.id, row.assignee_id, row.team_id),
-                    )
-        self.prefetched_refs |= refs
-
-    async def conversation_by_provider_ids(
-        self, channel: str, provider_ids: tuple[str, ...]
-    ) -> ConversationRef | None:
-        if not provider_ids:
-            return None
-        keys = [(channel, pid) for pid in provider_ids]
-        if self.prefetched_refs.issuperset(keys):
-            # The newest referenced interaction wins, as in the query below.
-            found = [self.by_provider_id[k] for k in keys if k in self.by_provider_id]
-            return max(found, key=lambda f: (f[0], f[1]))[2] if found else None
-        row = (
-            await self.conn.execute(
-                select(conversation_t.c.id, conversation_t.c.assignee_id, conversation_t.c.team_id)
-                .join(interaction_t, interaction_t.c.conversation_id == conversation_t.c.id)
-                .where(interaction_t.c.channel == channel)
-                .where(interaction_t.c.provider_id.in_(provider_ids))
-                .order_by(interaction_t.c.occurred_at.desc(), interaction_t.c.id.desc())
-                .limit(1)
-            )
-        ).first()
-        return ConversationRef(row.id, row.assignee_id, row.team_id) if row else None
-
-
-async def find_existing(
-    conn: AsyncConnection, keys: set[tuple[str, str]]
-) -> dict[tuple[str, str], IngestResult]:
-    """Interactions already stored for these (channel, provider id) keys."""
-    by_channel: dict[str, list[str]] = defaultdict(list)
-    for channel, provider_id in keys:
-        by_channel[channel].append(provider_id)
-    found: dict[tuple[str, str], IngestResult] = {}
-    for channel, pids in by_channel.items():
-        rows = await conn.execute(
-            select(
-                interaction_t.c.id,
-                interaction_t.c.customer_id,
-                interaction_t.c.conversation_id,
-                interaction_t.c.provider_id,
-                customer_t.c.team_id,
-            )
-            .join(customer_t, customer_t.c.id == interaction_t.c.customer_id)
-            .where(interaction_t.c.channel == channel)
-            .where(interaction_t.c.provider_id.in_(pids))
-        )
-        for row in rows:
-            found[(channel, row.provider_id)] = IngestResult(
-                row.id, row.customer_id, row.conversation_id, duplicate=True, team_id=row.team_id
-            )
-    return found
-
-
-async def match_customers(
-    conn: AsyncConnection, identities: set[tuple[str, str]]
-) -> dict[tuple[str, str], CustomerRef]:
-    by_kind: dict[str, list[str]] = defaultdict(list)
-    for kind, value in identities:
-        by_kind[kind].append(value)
-    found: dict[tuple[str, str], CustomerRef] = {}
-    for kind, values in by_kind.items():
-        rows = await conn.execute(
-            select(identity_t.c.value, customer_t.c.id, customer_t.c.team_id, customer_t.c.owner_id)
-            .join(customer_t, customer_t.c.id == identity_t.c.customer_id)
-            .where(identity_t.c.kind == kind)
-            .where(identity_t.c.value.in_(values))
-        )
-        for row in rows:
-            found[(kind, row.value)] = CustomerRef(row.id, row.team_id, row.owner_id, False)
-    return found
-
-
-async def insert_returning_ids(
-    conn: AsyncConnection, table: Table, rows: list[dict[str, Any]]
-) -> list[int]:
-    """Insert `rows` in one round trip where possible; their new ids, in row order.
-
-    PostgreSQL: INSERT .. RETURNING, which SQLAlchemy keeps in parameter order
-    with multi-row statements. SQLite cannot promise the order of a multi-row
-    RETURNING, so SQLAlchemy would fall back to one INSERT per row (one worker
-    thread round trip each: ~0.5 ms per contact). Instead the ids are chosen
-    here: the batch's transaction started with BEGIN IMMEDIATE, so no other
-    connection can insert before it commits, and max(id)+1, +2, ... are exactly
-    the ids SQLite would have given (rowid tables without AUTOINCREMENT). Were
-    that ever wrong, the primary key would refuse the row, not overwrite one.
-    """
-    if conn.dialect.name != "sqlite":
-        result = await conn.execute(
-            table.insert().returning(table.c.id, sort_by_parameter_order=True), rows
-        )
-        return [r.id for r in result]
-    top = (await conn.execute(select(func.max(table.c.id)))).scalar()
-    first = (top or 0) + 1
-    ids = list(range(first, first + len(rows)))
-    for row, new_id in zip(rows, ids, strict=True):
-        row["id"] = new_id
-    await execute_many(conn, _INSERT[table.name], rows)
-    return ids
 
 
 def _lead_row(item: Prepared, now: datetime, last_inbound_at: datetime) -> dict[str, Any]:
@@ -335,7 +115,7 @@ async def write_batch(conn: AsyncConnection, items: list[Prepared], ctx: BatchCo
         real_customer = dict(zip(placeholders, ids, strict=True))
         await execute_many(
             conn,
-            _INSERT["identity"],
+            insert_of(identity_t),
             [
                 {
                     "customer_id": real_customer[p],
@@ -427,7 +207,7 @@ async def write_batch(conn: AsyncConnection, items: list[Prepared], ctx: BatchCo
         for item, iid in zip(items, interaction_ids, strict=True)
         for a in item.contact.attachments
     ]
-    await execute_many(conn, _INSERT["attachment"], attachments)
+    await execute_many(conn, insert_of(attachment_t), attachments)
 
     # 4. Last-contact times of rows that existed before the batch.
     customer_updates = [

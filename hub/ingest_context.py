@@ -1,0 +1,193 @@
+"""What one ingest batch reads before it writes: duplicates, customers, conversations.
+
+`BatchContext` answers routing's questions for the whole batch from a few
+prefetching queries instead of one query per contact.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from itertools import count
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from channels.base import InboundContact
+from hub.identity import NormalIdentity
+from hub.models import ConversationStatus
+from hub.tables import conversation_t, customer_t, identity_t, interaction_t
+from routing.base import ConversationRef, CustomerRef, Decision
+
+ACTIVE_STATUSES = (ConversationStatus.OPEN.value, ConversationStatus.PENDING.value)
+# Most values in one IN (...) list: far below SQLite's and asyncpg's parameter limits.
+IN_CHUNK = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    interaction_id: int
+    customer_id: int
+    conversation_id: int | None
+    duplicate: bool = False
+    created_customer: bool = False
+    team_id: int | None = None
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A validated contact waiting for its batch."""
+
+    contact: InboundContact
+    identity: NormalIdentity
+    lead_team_id: int
+    decision: Decision | None = None
+    result: IngestResult | None = None
+
+
+@dataclass
+class BatchContext:
+    """Answers routing's questions for one batch, including what the batch itself adds.
+
+    Ids of rows the batch will create are negative placeholders until the
+    bulk insert returns the real ones.
+    """
+
+    conn: AsyncConnection
+    open_by_customer: dict[tuple[int, str], ConversationRef] = field(default_factory=dict)
+    # (channel, provider id) -> (occurred_at, interaction id, its conversation) for every
+    # thread reference of the batch that exists, and which references were looked up.
+    by_provider_id: dict[tuple[str, str], tuple[datetime, int, ConversationRef]] = field(
+        default_factory=dict
+    )
+    prefetched_refs: set[tuple[str, str]] = field(default_factory=set)
+    _placeholder: count[int] = field(default_factory=lambda: count(-1, -1))
+
+    def placeholder(self) -> int:
+        return next(self._placeholder)
+
+    async def prefetch_open(self, customer_ids: set[int]) -> None:
+        ids = [i for i in customer_ids if i > 0]
+        if not ids:
+            return
+        rows = await self.conn.execute(
+            select(
+                conversation_t.c.id,
+                conversation_t.c.customer_id,
+                conversation_t.c.channel,
+                conversation_t.c.assignee_id,
+                conversation_t.c.team_id,
+            )
+            .where(conversation_t.c.customer_id.in_(ids))
+            .where(conversation_t.c.status.in_(ACTIVE_STATUSES))
+            .order_by(conversation_t.c.last_activity_at, conversation_t.c.id)
+        )
+        for row in rows:  # ascending, so the most recent one wins
+            self.open_by_customer[(row.customer_id, row.channel)] = ConversationRef(
+                row.id, row.assignee_id, row.team_id
+            )
+
+    async def open_conversation_of(self, customer_id: int, channel: str) -> ConversationRef | None:
+        return self.open_by_customer.get((customer_id, channel))
+
+    async def prefetch_refs(self, refs: set[tuple[str, str]]) -> None:
+        """Conversations behind the batch's thread references: one query, not one per reply.
+
+        The batch writes nothing before routing ends, so what is read here is
+        exactly what a query per contact during routing would see.
+        """
+        by_channel: dict[str, list[str]] = defaultdict(list)
+        for channel, provider_id in refs:
+            by_channel[channel].append(provider_id)
+        for channel, pids in by_channel.items():
+            for i in range(0, len(pids), IN_CHUNK):
+                rows = await self.conn.execute(
+                    select(
+                        interaction_t.c.provider_id,
+                        interaction_t.c.occurred_at,
+                        interaction_t.c.id.label("interaction_id"),
+                        conversation_t.c.id,
+                        conversation_t.c.assignee_id,
+                        conversation_t.c.team_id,
+                    )
+                    .join(conversation_t, interaction_t.c.conversation_id == conversation_t.c.id)
+                    .where(interaction_t.c.channel == channel)
+                    .where(interaction_t.c.provider_id.in_(pids[i : i + IN_CHUNK]))
+                )
+                for row in rows:
+                    self.by_provider_id[(channel, row.provider_id)] = (
+                        row.occurred_at,
+                        row.interaction_id,
+                        ConversationRef(row.id, row.assignee_id, row.team_id),
+                    )
+        self.prefetched_refs |= refs
+
+    async def conversation_by_provider_ids(
+        self, channel: str, provider_ids: tuple[str, ...]
+    ) -> ConversationRef | None:
+        if not provider_ids:
+            return None
+        keys = [(channel, pid) for pid in provider_ids]
+        if self.prefetched_refs.issuperset(keys):
+            # The newest referenced interaction wins, as in the query below.
+            found = [self.by_provider_id[k] for k in keys if k in self.by_provider_id]
+            return max(found, key=lambda f: (f[0], f[1]))[2] if found else None
+        row = (
+            await self.conn.execute(
+                select(conversation_t.c.id, conversation_t.c.assignee_id, conversation_t.c.team_id)
+                .join(interaction_t, interaction_t.c.conversation_id == conversation_t.c.id)
+                .where(interaction_t.c.channel == channel)
+                .where(interaction_t.c.provider_id.in_(provider_ids))
+                .order_by(interaction_t.c.occurred_at.desc(), interaction_t.c.id.desc())
+                .limit(1)
+            )
+        ).first()
+        return ConversationRef(row.id, row.assignee_id, row.team_id) if row else None
+
+
+async def find_existing(
+    conn: AsyncConnection, keys: set[tuple[str, str]]
+) -> dict[tuple[str, str], IngestResult]:
+    """Interactions already stored for these (channel, provider id) keys."""
+    by_channel: dict[str, list[str]] = defaultdict(list)
+    for channel, provider_id in keys:
+        by_channel[channel].append(provider_id)
+    found: dict[tuple[str, str], IngestResult] = {}
+    for channel, pids in by_channel.items():
+        rows = await conn.execute(
+            select(
+                interaction_t.c.id,
+                interaction_t.c.customer_id,
+                interaction_t.c.conversation_id,
+                interaction_t.c.provider_id,
+                customer_t.c.team_id,
+            )
+            .join(customer_t, customer_t.c.id == interaction_t.c.customer_id)
+            .where(interaction_t.c.channel == channel)
+            .where(interaction_t.c.provider_id.in_(pids))
+        )
+        for row in rows:
+            found[(channel, row.provider_id)] = IngestResult(
+                row.id, row.customer_id, row.conversation_id, duplicate=True, team_id=row.team_id
+            )
+    return found
+
+
+async def match_customers(
+    conn: AsyncConnection, identities: set[tuple[str, str]]
+) -> dict[tuple[str, str], CustomerRef]:
+    by_kind: dict[str, list[str]] = defaultdict(list)
+    for kind, value in identities:
+        by_kind[kind].append(value)
+    found: dict[tuple[str, str], CustomerRef] = {}
+    for kind, values in by_kind.items():
+        rows = await conn.execute(
+            select(identity_t.c.value, customer_t.c.id, customer_t.c.team_id, customer_t.c.owner_id)
+            .join(customer_t, customer_t.c.id == identity_t.c.customer_id)
+            .where(identity_t.c.kind == kind)
+            .where(identity_t.c.value.in_(values))
+        )
+        for row in rows:
+            found[(kind, row.value)] = CustomerRef(row.id, row.team_id, row.owner_id, False)
+    return found

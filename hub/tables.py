@@ -1,0 +1,31 @@
+"""Core `Table` handles of the models, for multi-row statements (ingest, import, export).
+
+SQLModel types `__table__` loosely; reading it once here keeps that cast in
+one place instead of in every module that writes in bulk.
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+from sqlalchemy import Table
+
+from hub.models import (
+    Attachment,
+    Conversation,
+    Customer,
+    CustomerTag,
+    Identity,
+    Interaction,
+    Team,
+    User,
+)
+
+customer_t = cast(Table, Customer.__table__)  # type: ignore[attr-defined]
+identity_t = cast(Table, Identity.__table__)  # type: ignore[attr-defined]
+tag_t = cast(Table, CustomerTag.__table__)  # type: ignore[attr-defined]
+conversation_t = cast(Table, Conversation.__table__)  # type: ignore[attr-defined]
+interaction_t = cast(Table, Interaction.__table__)  # type: ignore[attr-defined]
+attachment_t = cast(Table, Attachment.__table__)  # type: ignore[attr-defined]
+user_t = cast(Table, User.__table__)  # type: ignore[attr-defined]
+team_t = cast(Table, Team.__table__)  # type: ignore[attr-defined]
