@@ -4,7 +4,9 @@ Seeds a fresh database with many customers (one email and one phone identity
 each, teams, postal codes, industries and some history), then pushes synthetic
 inbound contacts through the real pipeline (`Hub.ingestor.ingest`, group
 commit, durable commits) from many concurrent callers, and finally times the
-identity lookup a screen pop makes. It is a benchmark, not a test: it prints
+screen-pop lookup exactly as GET /api/v1/lookup makes it (`HistoryStore.lookup`
+on a raw phone number or address, then the customer's identities and tags),
+minus HTTP and JSON. It is a benchmark, not a test: it prints
 figures and asserts nothing about them, so a slow CI machine never fails a
 build. Goals (2-core machine): >= 10,000 ingests/s on SQLite, lookup p99 < 2 ms
 at 1 M customers.
@@ -16,7 +18,8 @@ at 1 M customers.
 A PostgreSQL URL names the *server*: the benchmark creates a fresh database
 there and drops it afterwards (unless --keep). Seeding bypasses the pipeline
 on purpose (stdlib sqlite3 / asyncpg COPY): it prepares the stage, it is not
-what is measured.
+what is measured. Seeding lives in bench/seed.py, the synthetic contacts and
+lookup targets in bench/workload.py; this file measures and reports.
 """
 
 from __future__ import annotations
@@ -26,347 +29,38 @@ import asyncio
 import gc
 import json
 import os
-import random
 import shutil
-import sqlite3
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Table, bindparam, select, text
-from sqlalchemy.engine import Row, make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+if not __package__:  # run as `python bench/ingest.py`: make the `bench` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from channels.base import Channel, InboundContact
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from bench.seed import log, seed
+from bench.workload import SALES_LINE, Workload, lookup_targets, make_workload
+from channels.base import InboundContact
+from hub.auth import Principal
 from hub.config import load_settings
 from hub.db import Database, is_sqlite
+from hub.errors import NotFound
+from hub.history import HistoryStore
 from hub.migrate import upgrade
-from hub.models import Conversation, Customer, Identity, Interaction, Team, User
+from hub.models import Interaction, Role
 from hub.runtime import Hub
 
-TEAMS = ["Support", "Sales", "Key Accounts", "Billing"]  # ids 1..4, in this order
-AGENTS = 20  # app_user ids 1..20; every third customer has one as owner
-INDUSTRIES = [
-    "retail", "logistics", "construction", "healthcare", "software", "banking",
-    "insurance", "energy", "automotive", "hospitality", "education", "media",
-]  # fmt: skip
-CITIES = ["Berlin", "Hamburg", "München", "Köln", "Frankfurt", "Leipzig", "Dresden", "Bremen"]
-SALES_LINE, SUPPORT_LINE = "+49 30 5550100", "+49 30 5550199"
-SEED_EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
-CHUNK = 50_000  # rows per executemany / COPY call while seeding
-
-
-def customer_email(i: int) -> str:
-    return f"c{i}@example{i % 97}.com"
-
-
-def customer_phone(i: int) -> str:
-    """E.164 German mobile numbers, unique per customer id (< 100 M)."""
-    return f"+49151{i:08d}"
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-# --- seeding ------------------------------------------------------------------------------------
-
-
-def _sqlite_ts(at: datetime) -> str:
-    # The text form SQLAlchemy's SQLite DATETIME writes (UTC, no zone), so that
-    # seeded rows compare and sort like rows the pipeline writes.
-    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-
-
-@dataclass
-class SeedRows:
-    """Row generators per table, in the column order of `columns(table)`."""
-
-    customers: int
-    history_every: int  # every n-th customer has an old conversation (0: none)
-    ts: Callable[[datetime], Any]
-    as_json: Callable[[dict[str, Any]], Any]
-    now: datetime = field(default_factory=lambda: datetime.now(UTC))
-
-    def teams(self) -> Iterator[tuple[Any, ...]]:
-        for i, name in enumerate(TEAMS, 1):
-            yield (i, name, self.ts(self.now))
-
-    def users(self) -> Iterator[tuple[Any, ...]]:
-        for i in range(1, AGENTS + 1):
-            yield (
-                i,
-                f"agent{i}",
-                f"Agent {i}",
-                "agent",
-                f"{100 + i}",
-                None,
-                True,
-                self.ts(self.now),
-            )
-
-    def customers_rows(self, lo: int, hi: int) -> Iterator[tuple[Any, ...]]:
-        rng = random.Random(lo)
-        empty = self.as_json({})
-        for i in range(lo, hi):
-            at = self.ts(SEED_EPOCH + timedelta(seconds=i))
-            yield (
-                i, "customer", f"Customer {i}", f"Firma {i % 20_000} GmbH",
-                INDUSTRIES[i % len(INDUSTRIES)], f"{rng.randint(1067, 99998):05d}",
-                CITIES[i % len(CITIES)], "DE", "", empty,
-                (i % AGENTS) + 1 if i % 3 == 0 else None, (i % len(TEAMS)) + 1, None,
-                at, at, None, None,
-            )  # fmt: skip
-
-    def identities_rows(self, lo: int, hi: int) -> Iterator[tuple[Any, ...]]:
-        at = self.ts(SEED_EPOCH)
-        for i in range(lo, hi):
-            email, phone = customer_email(i), customer_phone(i)
-            yield (2 * i - 1, i, "email", email, email, True, True, at)
-            yield (2 * i, i, "phone", phone, phone, False, True, at)
-
-    def history(self, lo: int, hi: int) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-        """An old conversation of 4 interactions for every n-th customer in [lo, hi)."""
-        convs: list[tuple[Any, ...]] = []
-        inters: list[tuple[Any, ...]] = []
-        if not self.history_every:
-            return convs, inters
-        empty = self.as_json({})
-        for cid in range(lo, hi):
-            if cid % self.history_every:
-                continue
-            n = cid // self.history_every  # conversation id
-            email = n % 2 == 0
-            channel = "email" if email else "sms"
-            base = SEED_EPOCH + timedelta(minutes=n)
-            last = base + timedelta(days=3)
-            status = "closed" if n % 3 == 0 else "open"
-            convs.append((n, cid, channel, "Order question", status, None, (cid % len(TEAMS)) + 1,
-                          self.ts(base), self.ts(last)))  # fmt: skip
-            for k in range(4):
-                at = self.ts(base + timedelta(days=k))
-                inbound = k % 2 == 0
-                pid = f"<seed-{n}-{k}@example.com>" if email else f"SMseed{n}x{k}"
-                sender = customer_email(cid) if email else customer_phone(cid)
-                inters.append((
-                    4 * n + k, cid, n, channel, "in" if inbound else "out", at,
-                    "Order question", "Where is my order? " * 5, pid,
-                    sender if inbound else "support@example.com",
-                    "support@example.com" if inbound else sender,
-                    None if inbound else "delivered", empty, None, at,
-                ))  # fmt: skip
-        return convs, inters
-
-
-def columns(table: Table) -> list[str]:
-    return [c.name for c in table.columns]
-
-
-def _tables() -> dict[str, Table]:
-    return {
-        name: model.__table__  # type: ignore[attr-defined]
-        for name, model in [
-            ("team", Team),
-            ("app_user", User),
-            ("customer", Customer),
-            ("identity", Identity),
-            ("conversation", Conversation),
-            ("interaction", Interaction),
-        ]
-    }
-
-
-def _chunks(total: int) -> Iterator[tuple[int, int]]:
-    for lo in range(1, total + 1, CHUNK):
-        yield lo, min(lo + CHUNK, total + 1)
-
-
-def _progress(done: int, total: int, since: float) -> None:
-    log(f"  seeded {done:,}/{total:,} customers ({time.perf_counter() - since:.1f} s)")
-
-
-def seed_sqlite(path: str, rows: SeedRows) -> None:
-    """Stdlib sqlite3, big transactions; synchronous=OFF only for this seeding connection."""
-    tables = _tables()
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=OFF")
-    conn.execute("PRAGMA cache_size=-1000000")  # 1 GB: keep index pages in memory
-
-    def insert(name: str, data: Sequence[tuple[Any, ...]] | Iterator[tuple[Any, ...]]) -> None:
-        cols = ", ".join(f'"{c}"' for c in columns(tables[name]))  # "primary" is a keyword
-        marks = ", ".join("?" * len(tables[name].columns))
-        sql = f"INSERT INTO {name} ({cols}) VALUES ({marks})"
-        conn.executemany(sql, data)
-
-    t0 = time.perf_counter()
-    conn.execute("BEGIN")
-    insert("team", rows.teams())
-    insert("app_user", rows.users())
-    for n, (lo, hi) in enumerate(_chunks(rows.customers), 1):
-        insert("customer", rows.customers_rows(lo, hi))
-        insert("identity", rows.identities_rows(lo, hi))
-        convs, inters = rows.history(lo, hi)
-        insert("conversation", convs)
-        insert("interaction", inters)
-        if n % 4 == 0:
-            conn.execute("COMMIT")
-            conn.execute("BEGIN")
-            _progress(hi - 1, rows.customers, t0)
-    conn.execute("COMMIT")
-    log(f"  analyze + checkpoint ({time.perf_counter() - t0:.1f} s)")
-    conn.execute("PRAGMA analysis_limit=1000")
-    conn.execute("ANALYZE")
-    # Durable before measuring: otherwise the first fsync of the measured run
-    # (a checkpoint's) would flush the whole seeded file.
-    conn.execute("PRAGMA synchronous=FULL")
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    conn.close()
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-async def seed_postgres(url: str, rows: SeedRows) -> None:
-    """asyncpg COPY; then move the id sequences past the explicit ids and ANALYZE."""
-    import asyncpg  # type: ignore[import-untyped]
-
-    tables = _tables()
-    conn = await asyncpg.connect(make_url(url).set(drivername="postgresql").render_as_string(False))
-    t0 = time.perf_counter()
-    try:
-
-        async def copy(
-            name: str, data: Sequence[tuple[Any, ...]] | Iterator[tuple[Any, ...]]
-        ) -> None:
-            await conn.copy_records_to_table(
-                name, records=list(data), columns=columns(tables[name])
-            )
-
-        await copy("team", rows.teams())
-        await copy("app_user", rows.users())
-        for n, (lo, hi) in enumerate(_chunks(rows.customers), 1):
-            await copy("customer", rows.customers_rows(lo, hi))
-            await copy("identity", rows.identities_rows(lo, hi))
-            convs, inters = rows.history(lo, hi)
-            await copy("conversation", convs)
-            await copy("interaction", inters)
-            if n % 4 == 0:
-                _progress(hi - 1, rows.customers, t0)
-        for name in tables:
-            await conn.execute(
-                f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), "
-                f"(SELECT coalesce(max(id), 0) + 1 FROM {name}), false)"
-            )
-        log(f"  analyze ({time.perf_counter() - t0:.1f} s)")
-        await conn.execute("ANALYZE")
-    finally:
-        await conn.close()
-
-
-# --- synthetic contacts -------------------------------------------------------------------------
-
-
-def phone_forms(e164: str) -> list[str]:
-    """How one German mobile number arrives: E.164, national, spaced, 0049 (0) ..."""
-    national = "0" + e164[3:]
-    return [
-        e164,
-        national,
-        f"{national[:4]} {national[4:]}",
-        f"+49 {e164[3:6]} {e164[6:]}",
-        f"0049 (0){e164[3:6]}-{e164[6:]}",
-    ]
-
-
-def email_forms(address: str, i: int) -> list[str]:
-    local, domain = address.split("@")
-    return [address, address.upper(), f"Customer {i} <{local}@{domain.title()}>"]
-
-
-@dataclass
-class Workload:
-    contacts: list[InboundContact]
-    known_customers: list[int]  # customer ids that received contacts (lookup targets)
-    resent: int
-
-
-def make_workload(n: int, customers: int, history_every: int, seed: int = 7) -> Workload:
-    """80 % known senders (various formats), 20 % unknown (new leads), ~5 % provider re-sends."""
-    rng = random.Random(seed)
-    now = datetime.now(UTC)
-    run = uuid.uuid4().hex[:8]
-    fresh: list[InboundContact] = []
-    known: list[int] = []
-    originals = max(1, round(n / 1.05))
-    for k in range(originals):
-        at = now + timedelta(microseconds=k)
-        is_sms = rng.random() < 0.5
-        if rng.random() < 0.8:
-            cid = rng.randint(1, customers)
-            known.append(cid)
-            sender = (
-                rng.choice(phone_forms(customer_phone(cid)))
-                if is_sms
-                else rng.choice(email_forms(customer_email(cid), cid))
-            )
-        else:
-            cid = 0
-            u = rng.randint(0, 10**8 - 1)
-            sender = f"+49160{u:08d}" if is_sms else f"new{u}@newcomer{u % 13}.example"
-        if is_sms:
-            fresh.append(
-                InboundContact(
-                    Channel.SMS,
-                    sender,
-                    recipient=SALES_LINE if k % 4 == 0 else SUPPORT_LINE,
-                    text=f"Hallo, bitte um Rückruf wegen Auftrag {k}.",
-                    provider_id=f"SM{run}{k:010d}",
-                    occurred_at=at,
-                    metadata={"NumMedia": "0", "AccountSid": "ACbench"},
-                )
-            )
-        else:
-            # A reply to an old seeded thread where the customer has one (threading by refs).
-            refs: tuple[str, ...] = ()
-            if (
-                cid
-                and history_every
-                and cid % history_every == 0
-                and (cid // history_every) % 2 == 0
-            ):
-                refs = (f"<seed-{cid // history_every}-1@example.com>",)
-            fresh.append(
-                InboundContact(
-                    Channel.EMAIL,
-                    sender,
-                    recipient="Sales <sales@example.com>" if k % 4 == 0 else "support@example.com",
-                    subject=f"Re: Order {k}" if refs else f"Order {k}",
-                    text="Sehr geehrte Damen und Herren,\n"
-                    + "bitte senden Sie mir ein Angebot. " * 8,
-                    provider_id=f"<{run}.{k}@mail.example>",
-                    thread_refs=refs,
-                    occurred_at=at,
-                    metadata={"message_id": f"<{run}.{k}@mail.example>"},
-                )
-            )
-    # Provider retries: the same contact again, a little later in the stream
-    # (some land in the same batch as the original, most in a later one).
-    out = list(fresh)
-    resent = n - originals
-    for _ in range(resent):
-        src = rng.randrange(originals)
-        pos = min(len(out), src + rng.randint(1, 3000))
-        out.insert(pos, fresh[src])
-    return Workload(out, known, resent)
+# Who the timed lookups run as: an admin sees every customer (an agent's
+# lookup would add a filter on the customer's team).
+BENCH_PRINCIPAL = Principal(user_id=1, username="bench", role=Role.ADMIN, team_ids=frozenset())
 
 
 # --- measurement --------------------------------------------------------------------------------
@@ -439,64 +133,6 @@ async def run_ingest(hub: Hub, contacts: list[InboundContact], concurrency: int)
 
 
 @dataclass
-class ScreenPop:
-    customer: Row[Any]
-    identities: list[Row[Any]]
-    last_interactions: list[Row[Any]]
-
-
-customer_t: Table = Customer.__table__  # type: ignore[attr-defined]
-identity_t: Table = Identity.__table__  # type: ignore[attr-defined]
-interaction_t: Table = Interaction.__table__  # type: ignore[attr-defined]
-
-
-# Built once with bind parameters: constructing a select() costs more Python
-# time (~0.1 ms) than SQLite needs to answer it.
-_CUSTOMER_BY_IDENTITY = (
-    select(customer_t)
-    .join(identity_t, identity_t.c.customer_id == customer_t.c.id)
-    .where(identity_t.c.kind == bindparam("kind"), identity_t.c.value == bindparam("value"))
-)
-_CUSTOMER_BY_ID = select(customer_t).where(customer_t.c.id == bindparam("cid"))
-_IDENTITIES_OF = select(identity_t.c.kind, identity_t.c.value, identity_t.c.primary).where(
-    identity_t.c.customer_id == bindparam("cid")
-)
-_LAST_INTERACTIONS = (
-    select(
-        interaction_t.c.id,
-        interaction_t.c.channel,
-        interaction_t.c.direction,
-        interaction_t.c.occurred_at,
-        interaction_t.c.subject,
-        interaction_t.c.conversation_id,
-    )
-    .where(interaction_t.c.customer_id == bindparam("cid"))
-    .order_by(interaction_t.c.occurred_at.desc(), interaction_t.c.id.desc())
-    .limit(5)
-)
-
-
-async def bench_lookup_customer(conn: AsyncConnection, kind: str, value: str) -> ScreenPop | None:
-    """The screen-pop query: customer by normalised identity, its identities, last 5 contacts.
-
-    Stand-in until `hub.lookup.lookup_customer` exists; switch to it then. It
-    uses the same indexes: identity(kind, value) unique, identity(customer_id),
-    interaction(customer_id, occurred_at, id).
-    """
-    params = {"kind": kind, "value": value}
-    customer = (await conn.execute(_CUSTOMER_BY_IDENTITY, params)).first()
-    if customer is None:
-        return None
-    if customer.merged_into_id is not None:  # a merged record redirects to the survivor
-        customer = (await conn.execute(_CUSTOMER_BY_ID, {"cid": customer.merged_into_id})).first()
-        if customer is None:
-            return None
-    identities = (await conn.execute(_IDENTITIES_OF, {"cid": customer.id})).all()
-    last = (await conn.execute(_LAST_INTERACTIONS, {"cid": customer.id})).all()
-    return ScreenPop(customer, list(identities), list(last))
-
-
-@dataclass
 class LookupFigures:
     lookups: int
     found: int
@@ -506,18 +142,36 @@ class LookupFigures:
     max_ms: float
 
 
-async def run_lookups(db: Database, targets: list[tuple[str, str]]) -> LookupFigures:
-    """One lookup at a time, each on a connection checked out of the pool as a request would."""
+async def screen_pop(db: Database, region: str, kind: str, raw: str) -> list[Interaction] | None:
+    """What GET /api/v1/lookup does (hub/web/customers.py `lookup`), minus HTTP and JSON.
+
+    Customer by raw phone or email (the store normalises it), its last
+    interactions, then its identities and tags; None when there is no such customer.
+    """
+    async with db.read() as s:
+        history = HistoryStore(s, BENCH_PRINCIPAL, region)
+        try:
+            customer, recent = await history.lookup(
+                phone=raw if kind == "phone" else None, email=raw if kind == "email" else None
+            )
+        except NotFound:
+            return None
+        assert customer.id is not None
+        await history.customers.details([customer.id])
+    return recent
+
+
+async def run_lookups(db: Database, region: str, targets: list[tuple[str, str]]) -> LookupFigures:
+    """One lookup at a time, each in its own read session, as a request would."""
     latencies: list[float] = []
     found = with_history = 0
-    for kind, value in targets:
+    for kind, raw in targets:
         t0 = time.perf_counter()
-        async with db.engine.connect() as conn:
-            pop = await bench_lookup_customer(conn, kind, value)
+        recent = await screen_pop(db, region, kind, raw)
         latencies.append(time.perf_counter() - t0)
-        if pop is not None:
+        if recent is not None:
             found += 1
-            with_history += bool(pop.last_interactions)
+            with_history += bool(recent)
     latencies.sort()
     return LookupFigures(
         lookups=len(targets),
@@ -527,20 +181,6 @@ async def run_lookups(db: Database, targets: list[tuple[str, str]]) -> LookupFig
         p99_ms=round(pct(latencies, 99) * 1000, 3),
         max_ms=round(latencies[-1] * 1000, 3),
     )
-
-
-def lookup_targets(
-    n: int, customers: int, known: list[int], seed: int = 11
-) -> list[tuple[str, str]]:
-    """Half callers who just wrote (fresh history), half anyone; phone and email alike."""
-    rng = random.Random(seed)
-    out: list[tuple[str, str]] = []
-    for i in range(n):
-        cid = rng.choice(known) if known and i % 2 == 0 else rng.randint(1, customers)
-        out.append(
-            ("phone", customer_phone(cid)) if rng.random() < 0.5 else ("email", customer_email(cid))
-        )
-    return out
 
 
 # --- database lifecycle -------------------------------------------------------------------------
@@ -624,8 +264,9 @@ async def measure(url: str, args: argparse.Namespace, workload: Workload) -> dic
         # kernel's write-back does not compete with the lookups being timed.
         await asyncio.to_thread(os.sync)
         targets = lookup_targets(args.lookups, args.customers, workload.known_customers)
-        await run_lookups(hub.db, targets[: min(200, len(targets))])  # warm the pool
-        lookup = await run_lookups(hub.db, targets)
+        region = settings.identity.default_region
+        await run_lookups(hub.db, region, targets[: min(200, len(targets))])  # warm the pool
+        lookup = await run_lookups(hub.db, region, targets)
     finally:
         await hub.stop()
     return {"ingest": asdict(ingest), "lookup": asdict(lookup)}
@@ -683,18 +324,9 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         upgrade(target.url)
         migrate_s = time.perf_counter() - t0
-        rows = SeedRows(
-            args.customers,
-            args.history_every,
-            ts=_sqlite_ts if sqlite else (lambda at: at),
-            as_json=json.dumps,  # both take JSON as text (asyncpg's default json codec)
-        )
         log(f"seeding {args.customers:,} customers")
         t0 = time.perf_counter()
-        if sqlite:
-            seed_sqlite(make_url(target.url).database or "", rows)
-        else:
-            asyncio.run(seed_postgres(target.url, rows))
+        seed(target.url, args.customers, args.history_every)
         seed_s = time.perf_counter() - t0
         log(f"seeded in {seed_s:.1f} s; building {args.contacts:,} contacts")
         workload = make_workload(args.contacts, args.customers, args.history_every)
