@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, delete, func, or_
+from sqlalchemy import ColumnElement, Row, and_, bindparam, case, delete, func, or_
+from sqlalchemy import select as core_select  # Core statements; sqlmodel's is for the ORM
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
@@ -24,6 +25,7 @@ from hub.errors import Conflict, Invalid, Moved, NotFound
 from hub.identity import InvalidIdentity, NormalIdentity, normalize_email, normalize_phone
 from hub.models import AuditEvent, Customer, CustomerTag, Identity, IdentityKind, User, utcnow
 from hub.schemas import CustomerIn, CustomerPatch
+from hub.tables import identity_t, tag_t
 
 SCALAR_FIELDS = ("kind", "name", "company", "industry", "postal_code", "city", "country", "notes")
 
@@ -52,6 +54,27 @@ def last_contact() -> ColumnElement[Any]:
         (inbound > outbound, inbound),
         else_=outbound,
     )
+
+
+# Built once: these run for every customer the API returns, so they skip the
+# ORM and statement construction (the compiled form is cached per statement).
+IDENTITIES_OF = (
+    core_select(
+        identity_t.c.customer_id,
+        identity_t.c.kind,
+        identity_t.c.value,
+        identity_t.c.raw,
+        identity_t.c.primary,
+        identity_t.c.verified,
+    )
+    .where(identity_t.c.customer_id.in_(bindparam("ids", expanding=True)))
+    .order_by(identity_t.c.customer_id, identity_t.c.primary.desc(), identity_t.c.id)
+)
+TAGS_OF = (
+    core_select(tag_t.c.customer_id, tag_t.c.tag)
+    .where(tag_t.c.customer_id.in_(bindparam("ids", expanding=True)))
+    .order_by(tag_t.c.customer_id, tag_t.c.tag)
+)
 
 
 def _escape_like(text: str) -> str:
@@ -129,23 +152,16 @@ class CustomerStore:
 
     async def details(
         self, ids: list[int]
-    ) -> tuple[dict[int, list[Identity]], dict[int, list[str]]]:
-        """Identities and tags of many customers in two queries."""
-        identities: dict[int, list[Identity]] = defaultdict(list)
+    ) -> tuple[dict[int, list[Row[Any]]], dict[int, list[str]]]:
+        """Identities and tags of many customers in two queries (Core: on every answer)."""
+        identities: dict[int, list[Row[Any]]] = defaultdict(list)
         tags: dict[int, list[str]] = defaultdict(list)
         if not ids:
             return identities, tags
-        for ident in await self.s.exec(
-            select(Identity)
-            .where(col(Identity.customer_id).in_(ids))
-            .order_by(col(Identity.customer_id), col(Identity.primary).desc(), col(Identity.id))
-        ):
+        conn = await self.s.connection()
+        for ident in await conn.execute(IDENTITIES_OF, {"ids": ids}):
             identities[ident.customer_id].append(ident)
-        for cid, tag in await self.s.exec(
-            select(CustomerTag.customer_id, CustomerTag.tag)
-            .where(col(CustomerTag.customer_id).in_(ids))
-            .order_by(col(CustomerTag.customer_id), col(CustomerTag.tag))
-        ):
+        for cid, tag in await conn.execute(TAGS_OF, {"ids": ids}):
             tags[cid].append(tag)
         return identities, tags
 

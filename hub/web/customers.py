@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from aiohttp import web
+from sqlalchemy import Row
 
 from hub.customers import CustomerFilter, CustomerStore
 from hub.history import HistoryStore
@@ -38,7 +39,9 @@ def _limit(request: web.Request) -> int:
     return query_limit(request, api.page_size, api.max_page_size)
 
 
-async def _render(store: CustomerStore, customers: Sequence[Customer]) -> list[dict[str, Any]]:
+async def _render(
+    store: CustomerStore, customers: Sequence[Customer | Row[Any]]
+) -> list[dict[str, Any]]:
     ids = [c.id for c in customers if c.id is not None]
     identities, tags = await store.details(ids)
     return [

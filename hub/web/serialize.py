@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import Row
+
 from hub.models import Conversation, Customer, Identity, IdentityKind, Interaction, Task
 
 
@@ -18,7 +20,9 @@ def ts(value: datetime | None) -> str | None:
     ).isoformat()
 
 
-def identity_json(ident: Identity) -> dict[str, Any]:
+# Each accepts the model or a Core row of its table (same attribute names):
+# hot paths such as the screen pop read rows without building ORM objects.
+def identity_json(ident: Identity | Row[Any]) -> dict[str, Any]:
     return {
         "value": ident.value,
         "raw": ident.raw,
@@ -28,7 +32,7 @@ def identity_json(ident: Identity) -> dict[str, Any]:
 
 
 def customer_json(
-    c: Customer, identities: Sequence[Identity], tags: Sequence[str]
+    c: Customer | Row[Any], identities: Sequence[Identity | Row[Any]], tags: Sequence[str]
 ) -> dict[str, Any]:
     return {
         "id": c.id,
@@ -53,7 +57,7 @@ def customer_json(
     }
 
 
-def interaction_json(i: Interaction) -> dict[str, Any]:
+def interaction_json(i: Interaction | Row[Any]) -> dict[str, Any]:
     return {
         "id": i.id,
         "customer_id": i.customer_id,
