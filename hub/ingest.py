@@ -47,7 +47,7 @@ class IngestError(ValueError):
 
 @dataclass(slots=True)
 class _Job:
-    contact: InboundContact
+    prepared: Prepared
     future: asyncio.Future[IngestResult]
 
 
@@ -94,8 +94,12 @@ class Ingestor:
         """Store one contact; returns after its commit. Raises IngestError for bad input."""
         if self._writer is None:
             raise RuntimeError("Ingestor.start() was not called")
+        # Validated and normalised here, in the caller's task, not by the writer:
+        # this Python work then overlaps the previous batch's commit (which
+        # runs in the database driver's thread) instead of delaying the next.
+        prepared = self._prepare(contact)
         future: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Job(contact, future))
+        self._queue.put_nowait(_Job(prepared, future))
         # shield: a caller that goes away (client disconnect) must not cancel
         # the shared future the writer will still resolve.
         return await asyncio.shield(future)
@@ -146,13 +150,9 @@ class Ingestor:
         # the followers get the leader's answer.
         leaders: dict[tuple[str, str] | int, tuple[Prepared, list[_Job]]] = {}
         for job in jobs:
-            try:
-                prepared = self._prepare(job.contact)
-            except IngestError as exc:
-                job.future.set_exception(exc)
-                continue
-            pid = job.contact.provider_id
-            key: tuple[str, str] | int = (job.contact.channel.value, pid) if pid else id(job)
+            prepared = job.prepared
+            pid = prepared.contact.provider_id
+            key: tuple[str, str] | int = (prepared.contact.channel.value, pid) if pid else id(job)
             if key in leaders:
                 leaders[key][1].append(job)
             else:

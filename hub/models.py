@@ -134,8 +134,10 @@ class Customer(SQLModel, table=True):
     merged_into_id: int | None = Field(default=None, foreign_key="customer.id", index=True)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
-    last_inbound_at: datetime | None = _ts(index=True)
-    last_outbound_at: datetime | None = _ts(index=True)
+    # Not indexed: every contact moves these, and the "last contact" filter
+    # compares the later of the two, which no single-column index serves.
+    last_inbound_at: datetime | None = _ts()
+    last_outbound_at: datetime | None = _ts()
 
 
 class CustomerTag(SQLModel, table=True):
