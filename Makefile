@@ -34,8 +34,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy hub channels routing
 
+# Figures go into README.md by hand; nothing here asserts a speed.
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/import_csv.py
 
 clean:
 	rm -rf $(VENV) crmhub.db crmhub.db-wal crmhub.db-shm .pytest_cache .mypy_cache .ruff_cache
