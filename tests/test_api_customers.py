@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -247,3 +248,13 @@ async def test_identity_conflict_is_409_and_nothing_is_stored(api: Api) -> None:
     )
     _, listing = await api.call("GET", "/api/v1/customers?q=Eve")
     assert listing["items"] == []
+
+
+async def test_concurrent_creates_with_one_email_give_one_201_and_409s(api: Api) -> None:
+    body = {"name": "Racer", "emails": ["race@example.org"]}
+    answers = await asyncio.gather(
+        *[api.call("POST", "/api/v1/customers", json=body) for _ in range(5)]
+    )
+    assert sorted(status for status, _ in answers) == [201, 409, 409, 409, 409]
+    _, listing = await api.call("GET", "/api/v1/customers?q=Racer")
+    assert len(listing["items"]) == 1

@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from hub.access import Forbidden
 from hub.auth import AuthError
@@ -73,6 +74,16 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(403, str(exc))
     except AuthError as exc:
         return error_response(422, str(exc))
+    except IntegrityError:
+        # A unique key raced by a concurrent request (two creates with one
+        # email on PostgreSQL): the check-then-insert lost, the database held.
+        log.info("integrity conflict on %s %s", request.method, request.path, exc_info=True)
+        return error_response(409, "conflicts with data written at the same time; retry")
+    except OperationalError:
+        log.warning("database unavailable on %s %s", request.method, request.path, exc_info=True)
+        return error_response(
+            503, "database busy or unreachable; retry", "unavailable", {"Retry-After": "1"}
+        )
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
