@@ -12,7 +12,7 @@ from hub.web.auth import HUB, principal_of
 from hub.web.errors import ApiError
 from hub.web.params import (
     decode_cursor,
-    encode_cursor,
+    page_response,
     path_int,
     query_bool,
     query_int,
@@ -54,12 +54,7 @@ async def list_conversations(request: web.Request) -> web.Response:
             after_id=after,
             limit=limit,
         )
-    return web.json_response(
-        {
-            "items": [conversation_json(c) for c in page],
-            "next_cursor": encode_cursor(nxt) if nxt is not None else None,
-        }
-    )
+    return page_response([conversation_json(c) for c in page], nxt)
 
 
 @routes.get("/api/v1/conversations/{id}")
@@ -94,12 +89,7 @@ async def list_tasks(request: web.Request) -> web.Response:
             after_id=after,
             limit=limit,
         )
-    return web.json_response(
-        {
-            "items": [task_json(t) for t in page],
-            "next_cursor": encode_cursor(nxt) if nxt is not None else None,
-        }
-    )
+    return page_response([task_json(t) for t in page], nxt)
 
 
 @routes.post("/api/v1/tasks")

@@ -18,7 +18,7 @@ from hub.web.auth import HUB, principal_of
 from hub.web.errors import ApiError
 from hub.web.params import (
     decode_cursor,
-    encode_cursor,
+    page_response,
     path_int,
     query_int,
     query_limit,
@@ -75,8 +75,7 @@ async def list_customers(request: web.Request) -> web.Response:
         store = CustomerStore(s, principal_of(request), _region(request))
         page, next_after = await store.search(flt, cursor, _limit(request))
         items = await _render(store, page)
-    next_cursor = encode_cursor(next_after) if next_after is not None else None
-    return web.json_response({"items": items, "next_cursor": next_cursor})
+    return page_response(items, next_after)
 
 
 @routes.post("/api/v1/customers")
@@ -128,11 +127,8 @@ async def timeline(request: web.Request) -> web.Response:
     async with request.app[HUB].db.read() as s:
         history = HistoryStore(s, principal_of(request), _region(request))
         page, nxt = await history.timeline(path_int(request), before, _limit(request))
-    return web.json_response(
-        {
-            "items": [interaction_json(i) for i in page],
-            "next_cursor": encode_cursor([nxt[0].isoformat(), nxt[1]]) if nxt else None,
-        }
+    return page_response(
+        [interaction_json(i) for i in page], [nxt[0].isoformat(), nxt[1]] if nxt else None
     )
 
 

@@ -73,6 +73,12 @@ def encode_cursor(value: Any) -> str:
     return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
 
 
+def page_response(items: list[dict[str, Any]], next_after: Any) -> web.Response:
+    """One page of a list endpoint: `next_cursor` is null on the last page."""
+    cursor = encode_cursor(next_after) if next_after is not None else None
+    return web.json_response({"items": items, "next_cursor": cursor})
+
+
 def decode_cursor(request: web.Request) -> Any:
     raw = request.query.get("cursor")
     if not raw:
