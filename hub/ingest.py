@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from dataclasses import dataclass
 
@@ -268,10 +269,4 @@ class Ingestor:
 
 
 def _as_duplicate(result: IngestResult) -> IngestResult:
-    return IngestResult(
-        result.interaction_id,
-        result.customer_id,
-        result.conversation_id,
-        duplicate=True,
-        team_id=result.team_id,
-    )
+    return dataclasses.replace(result, duplicate=True, created_customer=False)

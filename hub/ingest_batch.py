@@ -17,10 +17,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.bulk import insert_of, insert_returning_ids
 from hub.identity import display_name
-from hub.ingest_context import BatchContext, IngestResult, Prepared
+from hub.ingest_context import REPLY_KEY, BatchContext, IngestResult, Prepared
 from hub.models import ConversationStatus, CustomerKind, UTCDateTime, utcnow
 from hub.sqlite_driver import execute_many
-from hub.tables import attachment_t, conversation_t, customer_t, identity_t, interaction_t
+from hub.tables import (
+    attachment_t,
+    consent_t,
+    conversation_t,
+    customer_t,
+    identity_t,
+    interaction_t,
+)
 
 UTCDT = UTCDateTime()
 
@@ -57,6 +64,14 @@ _UPDATE_CONVERSATION_ACTIVITY = (
         ),
     )
 )
+
+
+def _meta(item: Prepared) -> dict[str, Any]:
+    assert item.decision is not None
+    meta = {**item.contact.metadata, **item.decision.meta}
+    if item.decision.reply is not None:
+        meta[REPLY_KEY] = item.decision.reply
+    return meta
 
 
 def _lead_row(item: Prepared, now: datetime, last_inbound_at: datetime) -> dict[str, Any]:
@@ -188,7 +203,7 @@ async def write_batch(conn: AsyncConnection, items: list[Prepared], ctx: BatchCo
                 "sender": item.contact.sender,
                 "recipient": item.contact.recipient,
                 "delivery_status": None,
-                "meta": dict(item.contact.metadata),
+                "meta": _meta(item),
                 "author_id": None,
                 "created_at": now,
             }
@@ -208,6 +223,19 @@ async def write_batch(conn: AsyncConnection, items: list[Prepared], ctx: BatchCo
         for a in item.contact.attachments
     ]
     await execute_many(conn, insert_of(attachment_t), attachments)
+    consents = [
+        {
+            "customer_id": customer_id(item),
+            "channel": item.decision.consent.channel,
+            "purpose": item.decision.consent.purpose,
+            "state": item.decision.consent.state,
+            "source": item.decision.consent.source,
+            "recorded_at": item.contact.occurred_at,
+        }
+        for item in items
+        if item.decision is not None and item.decision.consent is not None
+    ]
+    await execute_many(conn, insert_of(consent_t), consents)
 
     # 4. Last-contact times of rows that existed before the batch.
     customer_updates = [
@@ -227,4 +255,5 @@ async def write_batch(conn: AsyncConnection, items: list[Prepared], ctx: BatchCo
             conversation_id=conversation_id(item),
             created_customer=new_leads.get(item.decision.customer.id) is item,
             team_id=item.decision.customer.team_id,
+            reply=item.decision.reply,
         )

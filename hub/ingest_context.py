@@ -21,6 +21,8 @@ from hub.tables import conversation_t, customer_t, identity_t, interaction_t
 from routing.base import ConversationRef, CustomerRef, Decision
 
 ACTIVE_STATUSES = (ConversationStatus.OPEN.value, ConversationStatus.PENDING.value)
+# Where an interaction's metadata keeps the answer routing gave (see Decision.reply).
+REPLY_KEY = "reply"
 # Most values in one IN (...) list: far below SQLite's and asyncpg's parameter limits.
 IN_CHUNK = 1000
 
@@ -33,6 +35,7 @@ class IngestResult:
     duplicate: bool = False
     created_customer: bool = False
     team_id: int | None = None
+    reply: str | None = None
 
 
 @dataclass(slots=True)
@@ -161,6 +164,7 @@ async def find_existing(
                 interaction_t.c.customer_id,
                 interaction_t.c.conversation_id,
                 interaction_t.c.provider_id,
+                interaction_t.c.meta,
                 customer_t.c.team_id,
             )
             .join(customer_t, customer_t.c.id == interaction_t.c.customer_id)
@@ -169,7 +173,12 @@ async def find_existing(
         )
         for row in rows:
             found[(channel, row.provider_id)] = IngestResult(
-                row.id, row.customer_id, row.conversation_id, duplicate=True, team_id=row.team_id
+                row.id,
+                row.customer_id,
+                row.conversation_id,
+                duplicate=True,
+                team_id=row.team_id,
+                reply=(row.meta or {}).get(REPLY_KEY),
             )
     return found
 

@@ -12,6 +12,7 @@ from sqlalchemy import Table
 
 from hub.models import (
     Attachment,
+    Consent,
     Conversation,
     Customer,
     CustomerTag,
@@ -27,5 +28,6 @@ tag_t = cast(Table, CustomerTag.__table__)  # type: ignore[attr-defined]
 conversation_t = cast(Table, Conversation.__table__)  # type: ignore[attr-defined]
 interaction_t = cast(Table, Interaction.__table__)  # type: ignore[attr-defined]
 attachment_t = cast(Table, Attachment.__table__)  # type: ignore[attr-defined]
+consent_t = cast(Table, Consent.__table__)  # type: ignore[attr-defined]
 user_t = cast(Table, User.__table__)  # type: ignore[attr-defined]
 team_t = cast(Table, Team.__table__)  # type: ignore[attr-defined]

@@ -23,6 +23,16 @@ class ConversationRef:
     team_id: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class ConsentChange:
+    """A consent the contact itself expressed (an SMS "STOP", an unsubscribe reply)."""
+
+    channel: str
+    state: str  # "opted_in" or "opted_out"
+    source: str  # why, for the record: "sms keyword STOP"
+    purpose: str = "marketing"
+
+
 @dataclass(slots=True)
 class Decision:
     """What should happen to one contact; steps refine it in order.
@@ -39,7 +49,12 @@ class Decision:
     team_id: int | None = None
     # A step may stop the rest (e.g. an auto-reply that must trigger nothing).
     stop: bool = False
-    tags: list[str] = field(default_factory=list)
+    # Recorded with the interaction, in the same transaction.
+    consent: ConsentChange | None = None
+    # An immediate answer on the same channel (TwiML for SMS); kept in the
+    # interaction's metadata so a provider retry gets the very same answer.
+    reply: str | None = None
+    # Added to the interaction's metadata (e.g. which keyword matched).
     meta: dict[str, Any] = field(default_factory=dict)
 
 

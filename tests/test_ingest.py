@@ -12,7 +12,7 @@ from sqlalchemy import select, text, update
 from channels.base import AttachmentRef, Channel, InboundContact
 from hub.db import Database
 from hub.ingest import IngestError
-from hub.models import Attachment, Conversation, Customer, Identity, Interaction, Team
+from hub.models import Attachment, Consent, Conversation, Customer, Identity, Interaction, Team
 from hub.runtime import Hub
 from routing.base import Decision, RoutingContext
 
@@ -305,3 +305,56 @@ async def test_unknown_routing_step_fails_at_start(settings: object) -> None:
     )
     with pytest.raises(UnknownStep, match="unknown routing step 'nope'"):
         Hub(s)
+
+
+async def test_consent_and_reply_are_stored_and_repeated_for_duplicates(
+    settings: object, db: Database
+) -> None:
+    from hub.config import Settings
+    from routing.base import ConsentChange
+
+    class OptOut:
+        name = "opt_out"
+        description = "STOP opts out and answers"
+
+        async def process(
+            self, contact: InboundContact, decision: Decision, ctx: RoutingContext
+        ) -> None:
+            if contact.text.strip().upper() == "STOP":
+                decision.consent = ConsentChange("sms", "opted_out", "sms keyword STOP")
+                decision.reply = "You will get no more messages."
+                decision.meta["keyword"] = "STOP"
+
+    assert isinstance(settings, Settings)
+    routing = settings.routing.model_copy(update={"steps": ["opt_out", "thread_conversation"]})
+    running = Hub(settings.model_copy(update={"routing": routing}), extra_steps={"opt_out": OptOut})
+    await running.start()
+    try:
+        at = datetime(2026, 10, 1, 12, tzinfo=UTC)
+        stop = sms("+491715557001", "SMstop", text=" stop ", occurred_at=at)
+        first = await running.ingestor.ingest(stop)
+        again = await running.ingestor.ingest(stop)
+        plain = await running.ingestor.ingest(sms("+491715557001", "SMhi", text="hi"))
+    finally:
+        await running.stop()
+    assert (first.reply, again.reply, again.duplicate, plain.reply) == (
+        "You will get no more messages.",
+        "You will get no more messages.",
+        True,
+        None,
+    )
+    assert await rows(
+        db,
+        select(
+            Consent.customer_id,
+            Consent.channel,
+            Consent.purpose,
+            Consent.state,
+            Consent.source,
+            Consent.recorded_at,
+        ),
+    ) == [(first.customer_id, "sms", "marketing", "opted_out", "sms keyword STOP", at)]
+    assert await rows(db, select(Interaction.meta).order_by(Interaction.id)) == [
+        ({"keyword": "STOP", "reply": "You will get no more messages."},),
+        ({},),
+    ]
