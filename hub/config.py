@@ -16,6 +16,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from channels.sms.config import SmsConfig
+
 DEFAULT_CONFIG_PATH = Path("config.yaml")
 ROLES = ("admin", "supervisor", "agent", "marketing")
 
@@ -102,6 +104,7 @@ class Settings(BaseSettings):
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     demo: DemoConfig = Field(default_factory=DemoConfig)
+    sms: SmsConfig = Field(default_factory=SmsConfig)
 
     @classmethod
     def settings_customise_sources(
