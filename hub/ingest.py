@@ -16,10 +16,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from channels.base import InboundContact
 from hub.db import Database
@@ -44,6 +45,10 @@ MAX_TEXT = 1_000_000
 
 class IngestError(ValueError):
     """This contact cannot be stored; the message says why (for a 4xx answer)."""
+
+
+class IngestUnavailable(RuntimeError):
+    """The database is unavailable; nothing was stored. Retry later (503, no IMAP ack)."""
 
 
 @dataclass(slots=True)
@@ -126,6 +131,20 @@ class Ingestor:
             0 < len(contact.provider_id) <= MAX_PROVIDER_ID
         ):
             raise IngestError(f"provider id must be 1 to {MAX_PROVIDER_ID} characters")
+        if "\x00" in contact.sender or "\x00" in (contact.provider_id or ""):
+            raise IngestError("sender and provider id must not contain NUL characters")
+        try:
+            json.dumps(contact.metadata)
+        except (TypeError, ValueError) as exc:
+            raise IngestError(f"metadata is not JSON: {exc}") from exc
+        if any("\x00" in t for t in (contact.text, contact.subject, contact.sender_name)):
+            # PostgreSQL text cannot hold NUL; a stray one must not lose the message.
+            contact = dataclasses.replace(
+                contact,
+                text=contact.text.replace("\x00", "\ufffd"),
+                subject=contact.subject.replace("\x00", "\ufffd"),
+                sender_name=contact.sender_name.replace("\x00", "\ufffd"),
+            )
         if len(contact.text) > MAX_TEXT:
             raise IngestError(f"text longer than {MAX_TEXT} characters")
         if contact.occurred_at.tzinfo is None:
@@ -161,18 +180,30 @@ class Ingestor:
         groups = list(leaders.values())
         if not groups:
             return
+        failures: dict[int, Exception] = {}
         try:
             await self._store([p for p, _ in groups])
-        except (IntegrityError, DBAPIError):
+        except OperationalError as exc:
+            # The database itself is away or locked: nothing of the batch is stored.
+            log.warning("ingest batch of %d not stored: %s", len(groups), exc)
+            for prepared, _ in groups:
+                prepared.result = None
+                failures[id(prepared)] = IngestUnavailable("database unavailable; retry")
+        except Exception:
+            # Anything else may be one contact's fault: retry each alone so only it fails.
             log.info("batch of %d failed; retrying its contacts one by one", len(groups))
             for prepared, _ in groups:
                 prepared.result = prepared.decision = None
-                await self._store_alone(prepared)
+                failure = await self._store_alone(prepared)
+                if failure is not None:
+                    failures[id(prepared)] = failure
         for prepared, group_jobs in groups:
             result = prepared.result
             for i, job in enumerate(group_jobs):
                 if result is None:
-                    job.future.set_exception(IngestError("could not be stored"))
+                    job.future.set_exception(
+                        failures.get(id(prepared)) or IngestError("could not be routed")
+                    )
                 elif i == 0:
                     job.future.set_result(result)
                 else:
@@ -181,20 +212,26 @@ class Ingestor:
             if prepared.result is not None and not prepared.result.duplicate:
                 self._publish(prepared)
 
-    async def _store_alone(self, prepared: Prepared) -> None:
+    async def _store_alone(self, prepared: Prepared) -> Exception | None:
+        """Store one contact in its own transaction; the reason when it cannot be."""
         # Twice: a unique key raced by another node is visible on the second try.
         for attempt in (1, 2):
             try:
                 await self._store([prepared])
-                return
+                return None
+            except OperationalError as exc:
+                prepared.result = prepared.decision = None
+                log.warning("contact from %r not stored: %s", prepared.contact.sender, exc)
+                return IngestUnavailable("database unavailable; retry")
             except IntegrityError:
                 prepared.result = prepared.decision = None
                 if attempt == 2:
                     log.exception("contact from %r failed twice", prepared.contact.sender)
-            except DBAPIError:
+            except Exception as exc:
                 prepared.result = prepared.decision = None
-                log.exception("contact from %r refused by the database", prepared.contact.sender)
-                return
+                log.exception("contact from %r refused", prepared.contact.sender)
+                return IngestError(f"refused by the database: {type(exc).__name__}")
+        return IngestError("conflicts with data stored at the same time")
 
     async def _store(self, items: list[Prepared]) -> None:
         async with self.db.write_engine.begin() as conn:

@@ -1,0 +1,103 @@
+"""How ingest fails: one bad contact alone, a database outage as retryable, NUL text kept."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from channels.base import Channel, InboundContact
+from hub.config import DatabaseConfig, Settings
+from hub.db import Database
+from hub.events import EventBus
+from hub.ingest import IngestError, Ingestor, IngestUnavailable
+from hub.models import Interaction
+from hub.runtime import Hub
+from hub.teams import TeamRouter
+from routing.base import Decision, RoutingContext
+from routing.threading import ThreadConversation
+
+
+def sms(sender: str, sid: str, text: str = "hi", **kw: object) -> InboundContact:
+    return InboundContact(Channel.SMS, sender, text=text, provider_id=sid, **kw)  # type: ignore[arg-type]
+
+
+async def stored(db: Database) -> list[str | None]:
+    async with db.read() as s:
+        return sorted((await s.exec(select(Interaction.provider_id))).scalars())  # type: ignore[call-overload]
+
+
+async def test_metadata_that_is_not_json_fails_only_its_contact(hub: Hub, db: Database) -> None:
+    contacts = [sms(f"+4917155580{i:02d}", f"SMm{i}") for i in range(3)]
+    contacts.insert(1, sms("+4917155589999", "SMbad", metadata={"at": datetime.now(UTC)}))
+    results = await asyncio.gather(
+        *[hub.ingestor.ingest(c) for c in contacts], return_exceptions=True
+    )
+    assert [type(r).__name__ for r in results] == [
+        "IngestResult",
+        "IngestError",
+        "IngestResult",
+        "IngestResult",
+    ]
+    assert str(results[1]).startswith("metadata is not JSON: Object of type datetime")
+    assert await stored(db) == ["SMm0", "SMm1", "SMm2"]
+
+
+async def test_a_routing_step_writing_bad_metadata_fails_only_its_contact(
+    settings: Settings, db: Database
+) -> None:
+    class Annotate:
+        name = "annotate"
+        description = "puts a value the database cannot encode into one contact's metadata"
+
+        async def process(
+            self, contact: InboundContact, decision: Decision, ctx: RoutingContext
+        ) -> None:
+            if contact.text == "odd":
+                decision.meta["when"] = datetime.now(UTC)
+
+    routing = settings.routing.model_copy(update={"steps": ["annotate", "thread_conversation"]})
+    running = Hub(
+        settings.model_copy(update={"routing": routing}), extra_steps={"annotate": Annotate}
+    )
+    await running.start()
+    try:
+        results = await asyncio.gather(
+            running.ingestor.ingest(sms("+491715559001", "SMa")),
+            running.ingestor.ingest(sms("+491715559002", "SMb", text="odd")),
+            running.ingestor.ingest(sms("+491715559003", "SMc")),
+            return_exceptions=True,
+        )
+    finally:
+        await running.stop()
+    assert [type(r).__name__ for r in results] == ["IngestResult", "IngestError", "IngestResult"]
+    assert str(results[1]).startswith("refused by the database: ")
+    assert await stored(db) == ["SMa", "SMc"]
+
+
+async def test_nul_characters_in_text_are_kept_as_replacement_characters(
+    hub: Hub, db: Database
+) -> None:
+    await hub.ingestor.ingest(sms("+491715559101", "SMnul", text="a\x00b", subject="s\x00"))
+    async with db.read() as s:
+        row = (await s.exec(select(Interaction.text, Interaction.subject))).one()  # type: ignore[call-overload]
+    assert tuple(row) == ("a\ufffdb", "s\ufffd")
+    with pytest.raises(IngestError, match="must not contain NUL"):
+        await hub.ingestor.ingest(sms("+491715559101", "SM\x00x"))
+
+
+async def test_an_unreachable_database_is_reported_as_retryable(tmp_path: Path) -> None:
+    # A real failure to open the database: its path is a directory.
+    (tmp_path / "crm.db").mkdir()
+    db = Database(DatabaseConfig(url=f"sqlite+aiosqlite:///{tmp_path}/crm.db"))
+    ingestor = Ingestor(db, EventBus(), [ThreadConversation()], TeamRouter(1, {}), region="DE")
+    await ingestor.start()
+    try:
+        with pytest.raises(IngestUnavailable, match="database unavailable; retry"):
+            await ingestor.ingest(sms("+491715559201", "SMdown"))
+    finally:
+        await ingestor.stop()
+        await db.close()
