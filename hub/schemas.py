@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 Text200 = Field(default="", max_length=200)
+# Ids in bodies: 32-bit like the database's (a larger one cannot name a row).
+Id = Annotated[int, Field(ge=1, le=2**31 - 1)]
 
 
 class _In(BaseModel):
@@ -27,8 +29,8 @@ class CustomerIn(_In):
     phones: list[str] = Field(default_factory=list, max_length=50)
     tags: list[str] = Field(default_factory=list, max_length=100)
     custom: dict[str, Any] = Field(default_factory=dict)
-    owner_id: int | None = None
-    team_id: int | None = None
+    owner_id: Id | None = None
+    team_id: Id | None = None
 
 
 class CustomerPatch(_In):
@@ -46,8 +48,8 @@ class CustomerPatch(_In):
     phones: list[str] | None = Field(default=None, max_length=50)
     tags: list[str] | None = Field(default=None, max_length=100)
     custom: dict[str, Any] | None = None
-    owner_id: int | None = None
-    team_id: int | None = None
+    owner_id: Id | None = None
+    team_id: Id | None = None
 
 
 class NoteIn(_In):
@@ -55,24 +57,29 @@ class NoteIn(_In):
 
 
 class TaskIn(_In):
-    customer_id: int
+    customer_id: Id
     title: str = Field(min_length=1, max_length=300)
     due_at: datetime | None = None
-    assignee_id: int | None = None
+    assignee_id: Id | None = None
 
 
 class TaskPatch(_In):
     title: str | None = Field(default=None, min_length=1, max_length=300)
     due_at: datetime | None = None
-    assignee_id: int | None = None
+    assignee_id: Id | None = None
     done: bool | None = None
 
 
 class ConversationPatch(_In):
     status: Literal["open", "pending", "closed"] | None = None
-    assignee_id: int | None = None
+    assignee_id: Id | None = None
 
 
 class LoginIn(_In):
     username: str = Field(min_length=1, max_length=100)
     password: str = Field(min_length=1, max_length=1000)
+
+
+class ReplyIn(_In):
+    # The channel's own limit (SMS: sms.max_body_chars) is checked when queuing.
+    text: str = Field(min_length=1, max_length=100_000)

@@ -11,7 +11,7 @@ from hub.schemas import ConversationPatch, TaskIn, TaskPatch
 from hub.web.auth import HUB, principal_of
 from hub.web.errors import ApiError
 from hub.web.params import (
-    decode_cursor,
+    id_cursor,
     page_response,
     path_int,
     query_bool,
@@ -31,11 +31,8 @@ def _store(request: web.Request, session: AsyncSession) -> HistoryStore:
 
 
 def _page(request: web.Request) -> tuple[int | None, int]:
-    cursor = decode_cursor(request)
-    if cursor is not None and not isinstance(cursor, int):
-        raise ApiError(400, "cursor is not one this API handed out")
     api = request.app[HUB].settings.api
-    return cursor, query_limit(request, api.page_size, api.max_page_size)
+    return id_cursor(request), query_limit(request, api.page_size, api.max_page_size)
 
 
 @routes.get("/api/v1/conversations")

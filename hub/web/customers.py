@@ -17,7 +17,9 @@ from hub.schemas import CustomerIn, CustomerPatch, NoteIn
 from hub.web.auth import HUB, principal_of
 from hub.web.errors import ApiError
 from hub.web.params import (
+    as_id,
     decode_cursor,
+    id_cursor,
     page_response,
     path_int,
     query_int,
@@ -68,9 +70,7 @@ async def list_customers(request: web.Request) -> web.Response:
         last_contact_before=query_time(request, "last_contact_before"),
         last_contact_after=query_time(request, "last_contact_after"),
     )
-    cursor = decode_cursor(request)
-    if cursor is not None and not isinstance(cursor, int):
-        raise ApiError(400, "cursor is not one this API handed out")
+    cursor = id_cursor(request)
     async with request.app[HUB].db.read() as s:
         store = CustomerStore(s, principal_of(request), _region(request))
         page, next_after = await store.search(flt, cursor, _limit(request))
@@ -121,9 +121,12 @@ async def timeline(request: web.Request) -> web.Response:
     before: tuple[datetime, int] | None = None
     if cursor is not None:
         try:
-            before = (datetime.fromisoformat(cursor[0]), int(cursor[1]))
+            at = datetime.fromisoformat(cursor[0])
         except (TypeError, ValueError, IndexError, KeyError):
             raise ApiError(400, "cursor is not one this API handed out") from None
+        if at.tzinfo is None or len(cursor) != 2:
+            raise ApiError(400, "cursor is not one this API handed out")
+        before = (at, as_id("cursor", cursor[1]))
     async with request.app[HUB].db.read() as s:
         history = HistoryStore(s, principal_of(request), _region(request))
         page, nxt = await history.timeline(path_int(request), before, _limit(request))

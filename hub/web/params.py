@@ -13,27 +13,33 @@ from pydantic import BaseModel, ValidationError
 from hub.web.errors import ApiError
 
 M = TypeVar("M", bound=BaseModel)
+# Ids are 32-bit on PostgreSQL (and must not overflow SQLite's 64 bits): a
+# larger number cannot name anything, so it is a 400, not a database error.
+MAX_ID = 2**31 - 1
 
 
-def path_int(request: web.Request, name: str = "id") -> int:
-    raw = request.match_info[name]
+def as_id(name: str, raw: object) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, (int, str)):
+        raise ApiError(400, f"{name} must be an integer")
     try:
         value = int(raw)
     except ValueError:
         raise ApiError(400, f"{name} must be an integer, not {raw!r}") from None
-    if value < 1:
-        raise ApiError(400, f"{name} must be positive")
+    if not 1 <= value <= MAX_ID:
+        raise ApiError(400, f"{name} must be between 1 and {MAX_ID}")
     return value
 
 
+def path_int(request: web.Request, name: str = "id") -> int:
+    return as_id(name, request.match_info[name])
+
+
 def query_int(request: web.Request, name: str) -> int | None:
+    """An id in the query string (owner_id, customer_id, ...)."""
     raw = request.query.get(name)
     if raw is None or raw == "":
         return None
-    try:
-        return int(raw)
-    except ValueError:
-        raise ApiError(400, f"query parameter {name} must be an integer, not {raw!r}") from None
+    return as_id(f"query parameter {name}", raw)
 
 
 def query_bool(request: web.Request, name: str) -> bool | None:
@@ -61,9 +67,13 @@ def query_time(request: web.Request, name: str) -> datetime | None:
 
 
 def query_limit(request: web.Request, default: int, maximum: int) -> int:
-    value = query_int(request, "limit")
-    if value is None:
+    raw = request.query.get("limit")
+    if raw is None or raw == "":
         return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, f"limit must be an integer, not {raw!r}") from None
     if not 1 <= value <= maximum:
         raise ApiError(400, f"limit must be between 1 and {maximum}")
     return value
@@ -77,6 +87,12 @@ def page_response(items: list[dict[str, Any]], next_after: Any) -> web.Response:
     """One page of a list endpoint: `next_cursor` is null on the last page."""
     cursor = encode_cursor(next_after) if next_after is not None else None
     return web.json_response({"items": items, "next_cursor": cursor})
+
+
+def id_cursor(request: web.Request) -> int | None:
+    """The cursor of a list ordered by id: the last id of the previous page."""
+    cursor = decode_cursor(request)
+    return None if cursor is None else as_id("cursor", cursor)
 
 
 def decode_cursor(request: web.Request) -> Any:
