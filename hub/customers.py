@@ -23,7 +23,16 @@ from hub.access import Action, Forbidden, customer_visible, may_use_team, requir
 from hub.auth import Principal
 from hub.errors import Conflict, Invalid, Moved, NotFound
 from hub.identity import InvalidIdentity, NormalIdentity, normalize_email, normalize_phone
-from hub.models import AuditEvent, Customer, CustomerTag, Identity, IdentityKind, User, utcnow
+from hub.models import (
+    AuditEvent,
+    Customer,
+    CustomerTag,
+    Identity,
+    IdentityKind,
+    Team,
+    User,
+    utcnow,
+)
 from hub.schemas import CustomerIn, CustomerPatch
 from hub.tables import identity_t, tag_t
 
@@ -178,13 +187,33 @@ class CustomerStore:
             raise Invalid(str(exc)) from exc
         return list(out.values())
 
+    async def check_user(self, field: str, user_id: int | None) -> None:
+        """A user id given in a request must name a user (422 otherwise, not a 409 from the FK)."""
+        if user_id is not None:
+            found = (await self.s.exec(select(User.id).where(User.id == user_id))).first()
+            if found is None:
+                raise Invalid(f"{field}: no user {user_id}")
+
+    async def get_for_reference(self, field: str, customer_id: int) -> Customer:
+        """A customer named in a request body: a merged id is a 422 naming the survivor.
+
+        (A 308 would make the client re-send the same body to the same URL.)
+        """
+        try:
+            return await self.get(customer_id)
+        except Moved as exc:
+            raise Invalid(
+                f"{field}: customer {customer_id} was merged into {exc.target_id}"
+            ) from exc
+
     async def _check_refs(self, owner_id: int | None, team_id: int | None) -> None:
-        if owner_id is not None:
-            owner = (await self.s.exec(select(User.id).where(User.id == owner_id))).first()
-            if owner is None:
-                raise Invalid(f"owner_id: no user {owner_id}")
+        await self.check_user("owner_id", owner_id)
         if not may_use_team(self.p, team_id):
             raise Forbidden(f"team_id: you are not a member of team {team_id}")
+        if team_id is not None:
+            found = (await self.s.exec(select(Team.id).where(Team.id == team_id))).first()
+            if found is None:
+                raise Invalid(f"team_id: no team {team_id}")
 
     async def _set_identities(self, customer_id: int, wanted: list[NormalIdentity]) -> None:
         keys = [(i.kind.value, i.value) for i in wanted]

@@ -23,7 +23,6 @@ from hub.models import (
     Customer,
     Interaction,
     Task,
-    User,
     utcnow,
 )
 from hub.schemas import ConversationPatch, TaskIn, TaskPatch
@@ -178,12 +177,6 @@ class HistoryStore:
             )
         ).all()
 
-    async def _check_user(self, field: str, user_id: int | None) -> None:
-        if user_id is not None:
-            found = (await self.s.exec(select(User.id).where(User.id == user_id))).first()
-            if found is None:
-                raise Invalid(f"{field}: no user {user_id}")
-
     async def update_conversation(
         self, conversation_id: int, patch: ConversationPatch
     ) -> Conversation:
@@ -195,7 +188,7 @@ class HistoryStore:
                 raise Invalid("status: must be open, pending or closed")
             conv.status = patch.status
         if "assignee_id" in sent:
-            await self._check_user("assignee_id", patch.assignee_id)
+            await self.customers.check_user("assignee_id", patch.assignee_id)
             conv.assignee_id = patch.assignee_id
         self.s.add(conv)
         await self.s.flush()
@@ -242,8 +235,8 @@ class HistoryStore:
 
     async def create_task(self, data: TaskIn) -> Task:
         require(self.p, Action.WRITE_TASKS)
-        customer = await self.customers.get(data.customer_id)
-        await self._check_user("assignee_id", data.assignee_id)
+        customer = await self.customers.get_for_reference("customer_id", data.customer_id)
+        await self.customers.check_user("assignee_id", data.assignee_id)
         assert customer.id is not None
         task = Task(
             customer_id=customer.id,
@@ -264,7 +257,7 @@ class HistoryStore:
         if "due_at" in sent:
             task.due_at = patch.due_at
         if "assignee_id" in sent:
-            await self._check_user("assignee_id", patch.assignee_id)
+            await self.customers.check_user("assignee_id", patch.assignee_id)
             task.assignee_id = patch.assignee_id
         if "done" in sent and patch.done is not None:
             task.done = patch.done

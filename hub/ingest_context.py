@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import count
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from channels.base import InboundContact
@@ -190,13 +190,46 @@ async def match_customers(
     for kind, value in identities:
         by_kind[kind].append(value)
     found: dict[tuple[str, str], CustomerRef] = {}
-    for kind, values in by_kind.items():
-        rows = await conn.execute(
-            select(identity_t.c.value, customer_t.c.id, customer_t.c.team_id, customer_t.c.owner_id)
-            .join(customer_t, customer_t.c.id == identity_t.c.customer_id)
-            .where(identity_t.c.kind == kind)
-            .where(identity_t.c.value.in_(values))
+    merged: dict[tuple[str, str], int] = {}
+    rows = await conn.execute(
+        select(
+            identity_t.c.kind,
+            identity_t.c.value,
+            customer_t.c.id,
+            customer_t.c.team_id,
+            customer_t.c.owner_id,
+            customer_t.c.merged_into_id,
         )
-        for row in rows:
-            found[(kind, row.value)] = CustomerRef(row.id, row.team_id, row.owner_id, False)
+        .join(customer_t, customer_t.c.id == identity_t.c.customer_id)
+        .where(
+            or_(
+                *[
+                    and_(identity_t.c.kind == kind, identity_t.c.value.in_(values))
+                    for kind, values in by_kind.items()
+                ]
+            )
+        )
+        # PostgreSQL: hold the matched customers until this batch commits, so a
+        # merge (which locks both records FOR UPDATE, in id order too) waits and
+        # then moves what the batch stored. SQLite runs one writer at a time.
+        .order_by(customer_t.c.id)
+        .with_for_update(read=True, of=customer_t)
+    )
+    for row in rows:
+        if row.merged_into_id is not None:
+            # Merged while we waited for the lock: the survivor has the identity now.
+            merged[(row.kind, row.value)] = row.merged_into_id
+        else:
+            found[(row.kind, row.value)] = CustomerRef(row.id, row.team_id, row.owner_id, False)
+    if merged:
+        survivors = await conn.execute(
+            select(customer_t.c.id, customer_t.c.team_id, customer_t.c.owner_id)
+            .where(customer_t.c.id.in_(sorted(set(merged.values()))))
+            .order_by(customer_t.c.id)
+            .with_for_update(read=True)
+        )
+        by_id = {r.id: r for r in survivors}
+        for key, target in merged.items():
+            if (r := by_id.get(target)) is not None:
+                found[key] = CustomerRef(r.id, r.team_id, r.owner_id, False)
     return found

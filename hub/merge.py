@@ -49,6 +49,17 @@ async def merge_customers(
     session: AsyncSession, principal: Principal, region: str, keep_id: int, other_id: int
 ) -> Customer:
     require(principal, Action.MERGE_CUSTOMERS)
+    # Lock both rows (in id order, so two merges cannot deadlock) before reading
+    # them: on PostgreSQL, "A into B" and "B into A" at once would otherwise both
+    # see two live records and leave two tombstones. An ingest batch that matched
+    # either customer holds a share lock on it, so the merge waits for its commit
+    # and moves what it stored. (SQLite runs one writer at a time anyway.)
+    await session.exec(
+        select(Customer.id)
+        .where(col(Customer.id).in_(sorted({keep_id, other_id})))
+        .order_by(col(Customer.id))
+        .with_for_update()
+    )
     store = CustomerStore(session, principal, region)
     keep = await _get_live(store, keep_id)
     other = await _get_live(store, other_id)
