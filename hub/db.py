@@ -32,6 +32,10 @@ SQLITE_MMAP_BYTES = 1024**3
 SQLITE_WAL_AUTOCHECKPOINT = 10_000
 
 
+def _lower(value: str | None) -> str | None:
+    return value.lower() if isinstance(value, str) else value
+
+
 def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
@@ -55,6 +59,10 @@ def _sqlite_engine(url: str, echo: bool, immediate: bool) -> AsyncEngine:
         # FULL: a commit we acknowledged survives a power cut; group commit
         # keeps the fsync count low.
         cur.execute("PRAGMA synchronous=FULL")
+        # Text search must match what PostgreSQL does: SQLite's lower() folds
+        # only ASCII ("ÖZTÜRK" never found "öztürk") and its LIKE ignores ASCII
+        # case. Python's str.lower and a case-sensitive LIKE give one behaviour.
+        cur.execute("PRAGMA case_sensitive_like=ON")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=30000")
         # Speed only, no effect on durability: the default 2 MB page cache
@@ -73,6 +81,7 @@ def _sqlite_engine(url: str, echo: bool, immediate: bool) -> AsyncEngine:
         # Durability is unchanged: the WAL is fsynced at every commit.
         cur.execute(f"PRAGMA wal_autocheckpoint={SQLITE_WAL_AUTOCHECKPOINT}")
         cur.close()
+        dbapi_conn.create_function("lower", 1, _lower, deterministic=True)
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:

@@ -103,7 +103,9 @@ async def test_list_filters(api: Api) -> None:
         team_id=api.team_ids["Sales"],
         owner_id=api.user_ids["sales_agent"],
     )
-    c = await create(api, name="Carla", postal_code="10247", city="Berlin", country="AT")
+    c = await create(
+        api, name="Carla Öztürk", postal_code="10247", city="Berlin", country="AT"
+    )
     cases = {
         "q=exam": [a],
         "q=BAU": [b],
@@ -119,6 +121,8 @@ async def test_list_filters(api: Api) -> None:
         "kind=lead": [b],
         "kind=customer": [a, c],
         "q=%25": [],  # LIKE wildcards are literal
+        "q=%C3%96zt": [c],  # "Özt": non-ASCII case folding on both backends
+        "q=%C3%B6ZT%C3%BCRK": [c],  # "öZTüRK"
     }
     for query, expected in cases.items():
         status, body = await api.call("GET", f"/api/v1/customers?{query}")
