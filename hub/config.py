@@ -76,7 +76,7 @@ class TeamsConfig(_Section):
 
 class RoutingConfig(_Section):
     # Ordered routing step names; see routing/registry.py for what exists.
-    steps: list[str] = Field(default_factory=lambda: ["thread_conversation"])
+    steps: list[str] = Field(default_factory=lambda: ["sms_keywords", "thread_conversation"])
 
 
 class ApiConfig(_Section):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 from channels.base import InboundContact
@@ -68,6 +69,13 @@ class RoutingContext(Protocol):
     async def conversation_by_provider_ids(
         self, channel: str, provider_ids: tuple[str, ...]
     ) -> ConversationRef | None: ...
+
+    async def last_outbound_conversation(
+        self, customer_id: int, channel: str, since: datetime, until: datetime
+    ) -> ConversationRef | None:
+        """The conversation of the newest message we sent this customer on `channel`
+        between `since` and `until` (a campaign SMS a reply may answer)."""
+        ...
 
 
 class Step(Protocol):

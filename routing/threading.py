@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import timedelta
+
 from channels.base import InboundContact
 from routing.base import Decision, RoutingContext
 
@@ -12,10 +15,21 @@ class ThreadConversation:
     References (Message-IDs, the SID of a message we sent) win over "the open
     conversation" so that a reply lands where the message it answers lives,
     even when the customer has several open conversations.
+
+    On channels without references (SMS), `reply_windows` gives a window per
+    channel: with no open conversation, a contact joins the conversation of
+    the last message we sent that customer within the window, so a reply to
+    a campaign lands in the campaign's conversation instead of a new one.
     """
 
     name = "thread_conversation"
-    description = "reply -> referenced conversation; else the open one of the channel; else new"
+    description = (
+        "reply -> referenced conversation; else the open one of the channel; "
+        "else the one of our last message within the channel's reply window; else new"
+    )
+
+    def __init__(self, reply_windows: Mapping[str, timedelta] | None = None) -> None:
+        self.reply_windows = dict(reply_windows or {})
 
     async def process(
         self, contact: InboundContact, decision: Decision, ctx: RoutingContext
@@ -33,5 +47,16 @@ class ThreadConversation:
         if current is not None:
             decision.conversation = current
             return
+        window = self.reply_windows.get(contact.channel.value)
+        if window and not decision.customer.is_new:  # a new lead got nothing from us
+            replied_to = await ctx.last_outbound_conversation(
+                decision.customer.id,
+                contact.channel.value,
+                contact.occurred_at - window,
+                contact.occurred_at,
+            )
+            if replied_to is not None:
+                decision.conversation = replied_to
+                return
         decision.open_conversation = True
         decision.subject = contact.subject
