@@ -148,6 +148,26 @@ class BatchContext:
         ).first()
         return ConversationRef(row.id, row.assignee_id, row.team_id) if row else None
 
+    async def last_outbound_conversation(
+        self, customer_id: int, channel: str, since: datetime, until: datetime
+    ) -> ConversationRef | None:
+        # One query per contact that found no open conversation (rare for a
+        # chatty customer); ix_interaction_customer_time serves it.
+        row = (
+            await self.conn.execute(
+                select(conversation_t.c.id, conversation_t.c.assignee_id, conversation_t.c.team_id)
+                .join(interaction_t, interaction_t.c.conversation_id == conversation_t.c.id)
+                .where(interaction_t.c.customer_id == customer_id)
+                .where(interaction_t.c.channel == channel)
+                .where(interaction_t.c.direction == "out")
+                .where(interaction_t.c.occurred_at >= since)
+                .where(interaction_t.c.occurred_at <= until)
+                .order_by(interaction_t.c.occurred_at.desc(), interaction_t.c.id.desc())
+                .limit(1)
+            )
+        ).first()
+        return ConversationRef(row.id, row.assignee_id, row.team_id) if row else None
+
 
 async def find_existing(
     conn: AsyncConnection, keys: set[tuple[str, str]]
