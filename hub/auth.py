@@ -17,7 +17,8 @@ from sqlalchemy import update
 from sqlmodel import col, select
 
 from hub.db import Database
-from hub.models import ApiToken, Role, Team, User, UserTeam, utcnow
+from hub.models import ApiToken, Role, User, UserTeam, utcnow
+from hub.teams import team_id
 
 TOKEN_PREFIX = "crm_"
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
@@ -116,13 +117,7 @@ async def create_user(
         await s.flush()
         assert user.id is not None
         for name in teams:
-            team = (await s.exec(select(Team).where(Team.name == name))).first()
-            if team is None:
-                team = Team(name=name)
-                s.add(team)
-                await s.flush()
-            assert team.id is not None
-            s.add(UserTeam(user_id=user.id, team_id=team.id))
+            s.add(UserTeam(user_id=user.id, team_id=await team_id(s, name)))
         return user
 
 

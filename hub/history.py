@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Row, bindparam, or_
 from sqlalchemy import select as core_select  # Core statements; sqlmodel's is for the ORM
@@ -28,6 +28,7 @@ from hub.models import (
 from hub.schemas import ConversationPatch, TaskIn, TaskPatch
 from hub.tables import customer_t, identity_t, interaction_t
 
+T = TypeVar("T")
 LOOKUP_RECENT = 5
 _CUSTOMER_BY_IDENTITY = (
     core_select(customer_t)
@@ -125,11 +126,11 @@ class HistoryStore:
 
     # -- conversations ------------------------------------------------------
     def _conversations(self) -> SelectOfScalar[Conversation]:
-        return (
-            select(Conversation)
-            .join(Customer, col(Customer.id) == col(Conversation.customer_id))
-            .where(customer_visible(self.p))
-        )
+        return self._via_customer(select(Conversation), Conversation.customer_id)
+
+    def _via_customer(self, query: SelectOfScalar[T], customer_id: object) -> SelectOfScalar[T]:
+        """Rows visible exactly when their customer is (team scoping)."""
+        return query.join(Customer, col(Customer.id) == customer_id).where(customer_visible(self.p))
 
     async def conversations(
         self,
@@ -168,11 +169,13 @@ class HistoryStore:
             raise NotFound(f"no conversation {conversation_id}")
         return found
 
-    async def conversation_interactions(self, conversation_id: int) -> Sequence[Interaction]:
+    async def conversation_interactions(self, conv: Conversation) -> Sequence[Interaction]:
+        """Only the conversation customer's own entries, whatever else may point here."""
         return (
             await self.s.exec(
                 select(Interaction)
-                .where(Interaction.conversation_id == conversation_id)
+                .where(Interaction.conversation_id == conv.id)
+                .where(Interaction.customer_id == conv.customer_id)
                 .order_by(col(Interaction.occurred_at), col(Interaction.id))
             )
         ).all()
@@ -196,11 +199,7 @@ class HistoryStore:
 
     # -- tasks --------------------------------------------------------------
     def _tasks(self) -> SelectOfScalar[Task]:
-        return (
-            select(Task)
-            .join(Customer, col(Customer.id) == col(Task.customer_id))
-            .where(customer_visible(self.p))
-        )
+        return self._via_customer(select(Task), Task.customer_id)
 
     async def tasks(
         self,

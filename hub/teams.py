@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from hub.config import TeamsConfig
 from hub.db import Database
@@ -14,16 +16,31 @@ from hub.models import Team
 log = logging.getLogger(__name__)
 
 
+async def team_id(session: AsyncSession, name: str) -> int:
+    """The team's id, creating the team if it is new.
+
+    Two nodes starting at once may both try to create it; the loser's insert
+    fails on the unique name inside a savepoint and it reads the winner's row.
+    """
+    found = (await session.exec(select(Team.id).where(Team.name == name))).first()
+    if found is not None:
+        return found
+    try:
+        async with session.begin_nested():
+            team = Team(name=name)
+            session.add(team)
+            await session.flush()
+    except IntegrityError:
+        winner = (await session.exec(select(Team.id).where(Team.name == name))).one()
+        assert winner is not None
+        return winner
+    assert team.id is not None
+    return team.id
+
+
 async def ensure_team(db: Database, name: str) -> int:
     async with db.write() as session:
-        found = (await session.exec(select(Team.id).where(Team.name == name))).first()
-        if found is not None:
-            return found
-        team = Team(name=name)
-        session.add(team)
-        await session.flush()
-        assert team.id is not None
-        return team.id
+        return await team_id(session, name)
 
 
 class TeamRouter:

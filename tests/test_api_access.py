@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -293,3 +294,16 @@ async def test_health_ready_and_openapi_need_no_token(api: Api) -> None:
         ("get", "/api/v1/openapi.json")
     }
     assert served == documented
+
+
+async def test_team_creation_raced_by_two_nodes_gives_one_team(hub: Hub) -> None:
+    from sqlmodel import select
+
+    from hub.models import Team
+    from hub.teams import ensure_team
+
+    ids = await asyncio.gather(*[ensure_team(hub.db, "Key Accounts") for _ in range(4)])
+    assert len(set(ids)) == 1
+    async with hub.db.read() as s:
+        names = (await s.exec(select(Team.name).where(Team.name == "Key Accounts"))).all()
+    assert names == ["Key Accounts"]

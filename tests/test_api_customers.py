@@ -6,7 +6,10 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import select
+
 from channels.base import Channel, InboundContact
+from hub.models import AuditEvent, Conversation, Customer, Identity, Interaction, Task
 from hub.runtime import Hub
 from tests.api_helpers import Api
 
@@ -80,12 +83,26 @@ async def test_delete_erases_customer_and_history(api: Api, hub: Hub) -> None:
     r = await hub.ingestor.ingest(
         InboundContact(Channel.SMS, "+491711111111", text="hi", provider_id="S1")
     )
+    keep = await hub.ingestor.ingest(
+        InboundContact(Channel.SMS, "+491712121212", text="stays", provider_id="S2")
+    )
+    await api.call("POST", "/api/v1/tasks", json={"customer_id": r.customer_id, "title": "t"})
+    await api.call("POST", f"/api/v1/customers/{r.customer_id}/notes", json={"text": "n"})
     status, _ = await api.call("DELETE", f"/api/v1/customers/{r.customer_id}", "sup")
     assert status == 204
     status, body = await api.call("GET", f"/api/v1/customers/{r.customer_id}", "admin")
     assert (status, body["error"]) == (404, "not_found")
     status, body = await api.call("GET", "/api/v1/lookup?phone=+491711111111")
     assert status == 404
+    async with hub.db.read() as s:
+        for model in (Customer, Identity, Conversation, Interaction, Task):
+            left = (
+                await s.exec(select(model.customer_id if model is not Customer else model.id))
+            ).all()  # type: ignore[attr-defined,call-overload]
+            expected = set() if model is Task else {keep.customer_id}
+            assert {row[0] for row in left} == expected, model.__name__
+        audit = (await s.exec(select(AuditEvent.action, AuditEvent.entity_id))).all()  # type: ignore[call-overload]
+    assert ("delete", r.customer_id) in [tuple(a) for a in audit]
 
 
 async def test_list_filters(api: Api) -> None:
@@ -103,9 +120,7 @@ async def test_list_filters(api: Api) -> None:
         team_id=api.team_ids["Sales"],
         owner_id=api.user_ids["sales_agent"],
     )
-    c = await create(
-        api, name="Carla Öztürk", postal_code="10247", city="Berlin", country="AT"
-    )
+    c = await create(api, name="Carla Öztürk", postal_code="10247", city="Berlin", country="AT")
     cases = {
         "q=exam": [a],
         "q=BAU": [b],

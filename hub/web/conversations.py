@@ -59,8 +59,7 @@ async def get_conversation(request: web.Request) -> web.Response:
     async with request.app[HUB].db.read() as s:
         store = _store(request, s)
         conv = await store.conversation(path_int(request))
-        assert conv.id is not None
-        interactions = await store.conversation_interactions(conv.id)
+        interactions = await store.conversation_interactions(conv)
     return web.json_response(
         {**conversation_json(conv), "interactions": [interaction_json(i) for i in interactions]}
     )
