@@ -70,6 +70,14 @@ OPERATIONS: list[tuple[str, str, str, list[dict[str, Any]], type[BaseModel] | No
     ("get", "/readyz", "Database is reachable", [], None, "200"),
     (
         "post",
+        "/webhooks/twilio/sms",
+        "Twilio inbound SMS webhook (form, X-Twilio-Signature); answers TwiML",
+        [],
+        None,
+        "200",
+    ),
+    (
+        "post",
         "/api/v1/auth/token",
         "Log in with username and password; returns a new API token",
         [],
