@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from channels.sms.config import SmsConfig
@@ -79,6 +86,30 @@ class RoutingConfig(_Section):
     steps: list[str] = Field(default_factory=lambda: ["sms_keywords", "thread_conversation"])
 
 
+class OutboxConfig(_Section):
+    # The dispatcher looks for due rows this often when idle; a message queued
+    # on this node wakes it at once.
+    poll_seconds: float = Field(1.0, gt=0)
+    # Rows claimed per round.
+    batch_size: int = Field(20, ge=1, le=1000)
+    # Sends of one message, counting the first; then it is failed.
+    max_attempts: int = Field(5, ge=1, le=100)
+    # Wait before retry n: retry_base_seconds * 2^(n-1), at most retry_max_seconds.
+    retry_base_seconds: float = Field(30.0, gt=0)
+    retry_max_seconds: float = Field(3600.0, gt=0)
+    # A claim older than this belongs to a node that died; another node takes it.
+    lease_seconds: float = Field(300.0, gt=0)
+    # One provider call may take this long; must stay below lease_seconds so a
+    # live node's claim never expires while it waits.
+    send_timeout_seconds: float = Field(30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _timeout_below_lease(self) -> OutboxConfig:
+        if self.send_timeout_seconds >= self.lease_seconds:
+            raise ValueError("send_timeout_seconds must be less than lease_seconds")
+        return self
+
+
 class ApiConfig(_Section):
     page_size: int = Field(50, ge=1, le=1000)
     max_page_size: int = Field(500, ge=1, le=10_000)
@@ -105,6 +136,7 @@ class Settings(BaseSettings):
     api: ApiConfig = Field(default_factory=ApiConfig)
     demo: DemoConfig = Field(default_factory=DemoConfig)
     sms: SmsConfig = Field(default_factory=SmsConfig)
+    outbox: OutboxConfig = Field(default_factory=OutboxConfig)
 
     @classmethod
     def settings_customise_sources(

@@ -253,3 +253,38 @@ class AuditEvent(SQLModel, table=True):
     entity: str = Field(max_length=50)
     entity_id: int | None = None
     detail: dict[str, Any] = _json(dict)
+
+
+class OutboxMessage(SQLModel, table=True):
+    """One message to send: the durable seam between "decided to send" and the wire.
+
+    The history `Interaction` is created with the row (delivery_status "queued"),
+    so an agent sees the reply at once; the dispatcher then claims the row
+    (status "sending", `claimed_at` as a lease), sends it and records the result
+    on both. `attempts` counts claims and fences a late writer whose lease expired.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: int = Field(foreign_key="customer.id", index=True, ondelete="CASCADE")
+    conversation_id: int | None = Field(
+        default=None, foreign_key="conversation.id", ondelete="SET NULL"
+    )
+    interaction_id: int | None = Field(
+        default=None, foreign_key="interaction.id", index=True, ondelete="SET NULL"
+    )
+    channel: str = Field(max_length=20)
+    recipient: str = Field(max_length=320)
+    body: str = Field(sa_type=Text)
+    status: str = Field(default="queued", max_length=20)
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    claimed_at: datetime | None = _ts()
+    last_error: str | None = Field(default=None, sa_type=Text)
+    provider_id: str | None = Field(default=None, max_length=500)
+    provider_status: str | None = Field(default=None, max_length=30)
+    author_id: int | None = Field(default=None, foreign_key="app_user.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -11,6 +11,7 @@ from datetime import timedelta
 
 from hub.config import Settings
 from hub.db import Database
+from hub.dispatcher import Dispatcher, senders_from
 from hub.events import EventBus
 from hub.ingest import Ingestor
 from hub.teams import TeamRouter
@@ -53,6 +54,9 @@ class Hub:
         )
         self._ingestor: Ingestor | None = None
         self._teams: TeamRouter | None = None
+        # Outbound: the channels this node sends on, and the outbox worker.
+        self.senders = senders_from(settings)
+        self.dispatcher = Dispatcher(self.db, settings.outbox, self.senders)
 
     @property
     def ingestor(self) -> Ingestor:
@@ -78,8 +82,10 @@ class Hub:
             batch_max=self.settings.ingest.batch_max,
         )
         await self._ingestor.start()
+        await self.dispatcher.start()
 
     async def stop(self) -> None:
+        await self.dispatcher.stop()
         if self._ingestor is not None:
             await self._ingestor.stop()
         await self.db.close()

@@ -18,6 +18,7 @@ from hub.models import (
     CustomerTag,
     Identity,
     Interaction,
+    OutboxMessage,
     Team,
     User,
 )
@@ -31,3 +32,4 @@ attachment_t = cast(Table, Attachment.__table__)  # type: ignore[attr-defined]
 consent_t = cast(Table, Consent.__table__)  # type: ignore[attr-defined]
 user_t = cast(Table, User.__table__)  # type: ignore[attr-defined]
 team_t = cast(Table, Team.__table__)  # type: ignore[attr-defined]
+outbox_t = cast(Table, OutboxMessage.__table__)  # type: ignore[attr-defined]

@@ -27,6 +27,7 @@ from hub.migrate import upgrade
 from hub.runtime import Hub
 
 TABLES = [
+    "outbox",
     "audit_event",
     "consent",
     "task",

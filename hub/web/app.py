@@ -8,7 +8,7 @@ from importlib.metadata import PackageNotFoundError, version
 from aiohttp import web
 
 from hub.runtime import Hub
-from hub.web import conversations, customers, sms_status, sms_webhooks
+from hub.web import conversations, customers, replies, sms_status, sms_webhooks
 from hub.web.auth import HUB, auth_middleware, login
 from hub.web.errors import error_middleware, error_response
 from hub.web.openapi import build_document
@@ -63,6 +63,7 @@ def create_app(hub: Hub, *, manage_hub: bool = True) -> web.Application:
     app.router.add_post("/api/v1/auth/token", login)
     app.router.add_routes(customers.routes)
     app.router.add_routes(conversations.routes)
+    app.router.add_routes(replies.routes)
     app.router.add_routes(sms_webhooks.routes)
     app.router.add_routes(sms_status.routes)
 

@@ -16,6 +16,7 @@ from hub.schemas import (
     CustomerPatch,
     LoginIn,
     NoteIn,
+    ReplyIn,
     TaskIn,
     TaskPatch,
 )
@@ -178,6 +179,22 @@ OPERATIONS: list[tuple[str, str, str, list[dict[str, Any]], type[BaseModel] | No
         [ID],
         ConversationPatch,
         "200",
+    ),
+    (
+        "post",
+        "/api/v1/conversations/{id}/reply",
+        "Reply on the conversation's channel (SMS): 202 queued; 409 if the customer opted out",
+        [ID],
+        ReplyIn,
+        "202",
+    ),
+    (
+        "post",
+        "/webhooks/twilio/sms/status",
+        "Twilio delivery status callback (form, X-Twilio-Signature); 204",
+        [],
+        None,
+        "204",
     ),
     (
         "get",

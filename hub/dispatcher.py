@@ -1,0 +1,332 @@
+"""The dispatcher: claims due outbox rows, sends them, records what happened.
+
+Claiming is one short transaction: on PostgreSQL `FOR UPDATE SKIP LOCKED`, so
+several `crmhub serve` nodes never take the same row; on SQLite the write
+transaction (BEGIN IMMEDIATE) is the single writer, which gives the same
+guarantee within one file. The claim marks the row "sending" with
+`claimed_at` (a lease) and counts the attempt; the provider call happens
+outside any transaction; the result is written in a second one, fenced by
+the attempt number so a node whose lease expired cannot overwrite a newer
+claim.
+
+At-least-once, deliberately: Twilio has no idempotency key, so either a
+crash during the call may lose the message (at-most-once) or may send it
+twice (at-least-once). A claim whose lease expired is sent again, because a
+silently lost agent reply or an undelivered appointment reminder is worse
+than a rare duplicate SMS, and the window is small: only a crash (or a
+timeout) during the one HTTP call itself. A live node's claim never expires
+mid-call because `send_timeout_seconds` < `lease_seconds`. The status
+callback carries the outbox id, so a message whose MessageSid we never
+recorded is still matched when Twilio reports on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+
+from channels.base import Channel, DeliveryResult, DeliveryState, OutboundMessage
+from channels.sms.outbound import ERROR_UNSUBSCRIBED, TwilioSmsSender
+from hub.config import OutboxConfig, Settings
+from hub.db import Database
+from hub.models import utcnow
+from hub.outbox import (
+    CONSENT_SOURCE_21610,
+    OutboxStatus,
+    Sender,
+    backoff,
+    opted_out,
+    record_opt_out,
+    rows_by_id,
+    set_interaction_status,
+)
+from hub.tables import conversation_t, customer_t, outbox_t
+
+log = logging.getLogger(__name__)
+
+_ACCEPTED = (DeliveryState.QUEUED, DeliveryState.SENT, DeliveryState.DELIVERED)
+
+
+def senders_from(settings: Settings) -> dict[str, Sender]:
+    """The channels this node can send on: SMS when enabled and a sender is configured."""
+    senders: dict[str, Sender] = {}
+    sms = settings.sms
+    if sms.enabled and sms.account_sid and (sms.from_number or sms.messaging_service_sid):
+        timeout = settings.outbox.send_timeout_seconds
+        senders[Channel.SMS.value] = TwilioSmsSender(sms, timeout=timeout)
+    return senders
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    row: Any  # a Core row of the outbox table, as it was before the claim
+    attempt: int  # the attempt number this claim holds (the fence)
+
+
+class Dispatcher:
+    def __init__(self, db: Database, config: OutboxConfig, senders: Mapping[str, Sender]) -> None:
+        self.db = db
+        self.config = config
+        self.senders = dict(senders)
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self._next_send: dict[str, float] = {}
+
+    def wake(self) -> None:
+        """Look for due rows now (a message was just queued on this node)."""
+        self._wake.set()
+
+    async def start(self) -> None:
+        if self.senders and self._task is None:
+            self._task = asyncio.create_task(self._run(), name="outbox-dispatcher")
+
+    async def stop(self) -> None:
+        """Let the message in flight finish (bounded by the send timeout), then stop."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, self.config.send_timeout_seconds + 5)
+            except TimeoutError:
+                log.warning("dispatcher did not stop in time; its claim will expire")
+            self._task = None
+        for sender in self.senders.values():
+            await sender.close()
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                done = await self.run_once()
+            except Exception:
+                log.exception("outbox round failed; retrying after the poll interval")
+                done = 0
+            if done == 0 and not self._stopping:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.config.poll_seconds)
+
+    async def run_once(self) -> int:
+        """One round: claim due rows, send each. Returns how many rows it handled."""
+        claims, blocked = await self._claim()
+        for claim in claims:
+            if self._stopping:
+                break  # unsent claims expire and are taken again
+            result = await self._send(claim)
+            await self._record(claim, result)
+        return len(claims) + blocked
+
+    async def _claim(self) -> tuple[list[Claim], int]:
+        now = utcnow()
+        expired = now - timedelta(seconds=self.config.lease_seconds)
+        query = (
+            select(outbox_t.c.id)
+            .where(outbox_t.c.channel.in_(sorted(self.senders)))
+            .where(
+                or_(
+                    and_(
+                        outbox_t.c.status == OutboxStatus.QUEUED.value,
+                        outbox_t.c.next_attempt_at <= now,
+                    ),
+                    and_(
+                        outbox_t.c.status == OutboxStatus.SENDING.value,
+                        outbox_t.c.claimed_at < expired,
+                    ),
+                )
+            )
+            .order_by(outbox_t.c.next_attempt_at, outbox_t.c.id)
+            .limit(self.config.batch_size)
+        )
+        if not self.db.sqlite:
+            query = query.with_for_update(skip_locked=True)
+        claims: list[Claim] = []
+        blocked = 0
+        async with self.db.write() as s:
+            conn = await s.connection()
+            ids = list((await conn.execute(query)).scalars())
+            for row in await rows_by_id(conn, ids):
+                if row.status == OutboxStatus.SENDING.value:
+                    log.warning("outbox %s: lease expired (node died?); taking it over", row.id)
+                if await opted_out(conn, row.customer_id, Channel(row.channel)):
+                    await self._finish(
+                        conn,
+                        row.id,
+                        OutboxStatus.BLOCKED,
+                        row.interaction_id,
+                        "blocked",
+                        error="recipient opted out of SMS",
+                    )
+                    blocked += 1
+                    continue
+                if row.attempts >= self.config.max_attempts:
+                    await self._finish(
+                        conn,
+                        row.id,
+                        OutboxStatus.FAILED,
+                        row.interaction_id,
+                        "failed",
+                        error="lease expired after the last attempt; outcome unknown",
+                    )
+                    blocked += 1
+                    continue
+                attempt = row.attempts + 1
+                await conn.execute(
+                    update(outbox_t)
+                    .where(outbox_t.c.id == row.id)
+                    .values(
+                        status=OutboxStatus.SENDING.value,
+                        claimed_at=now,
+                        attempts=attempt,
+                        updated_at=now,
+                    )
+                )
+                claims.append(Claim(row, attempt))
+        return claims, blocked
+
+    async def _pace(self, channel: str, rate: float) -> None:
+        """Keep to the channel's rate per second (Twilio queues, then rejects, bursts)."""
+        now = time.monotonic()
+        start = max(now, self._next_send.get(channel, now))
+        self._next_send[channel] = start + 1.0 / rate
+        if start > now:
+            await asyncio.sleep(start - now)
+
+    async def _send(self, claim: Claim) -> DeliveryResult:
+        row = claim.row
+        sender = self.senders[row.channel]
+        await self._pace(row.channel, sender.rate_per_second)
+        message = OutboundMessage(
+            channel=Channel(row.channel),
+            recipient=row.recipient,
+            text=row.body,
+            sender=sender.sender,
+            metadata={"status_callback_query": f"outbox={row.id}"},
+        )
+        try:
+            async with asyncio.timeout(self.config.send_timeout_seconds):
+                return await sender.send(message)
+        except TimeoutError:
+            return DeliveryResult(
+                DeliveryState.TEMPORARY_FAILURE,
+                error_code="timeout",
+                error="no answer within send_timeout_seconds",
+            )
+        except Exception as exc:
+            log.exception("outbox %s: adapter raised", row.id)
+            return DeliveryResult(
+                DeliveryState.TEMPORARY_FAILURE, error_code="error", error=repr(exc)[:500]
+            )
+
+    async def _record(self, claim: Claim, result: DeliveryResult) -> None:
+        row, now = claim.row, utcnow()
+        fence = and_(
+            outbox_t.c.id == row.id,
+            outbox_t.c.status == OutboxStatus.SENDING.value,
+            outbox_t.c.attempts == claim.attempt,
+        )
+        error = f"{result.error_code}: {result.error}" if result.error_code else result.error
+        async with self.db.write() as s:
+            conn = await s.connection()
+            if result.state in _ACCEPTED:
+                changed = await conn.execute(
+                    update(outbox_t)
+                    .where(fence)
+                    .values(
+                        status=OutboxStatus.SENT.value,
+                        provider_id=result.provider_id,
+                        last_error=None,
+                        updated_at=now,
+                    )
+                )
+                if changed.rowcount == 0:
+                    log.warning("outbox %s: sent, but the claim was taken over", row.id)
+                if row.interaction_id is not None:
+                    await set_interaction_status(
+                        conn, row.interaction_id, "queued", provider_id=result.provider_id
+                    )
+                await self._touch(conn, row, now)
+                return
+            retry = (
+                result.state == DeliveryState.TEMPORARY_FAILURE
+                and claim.attempt < self.config.max_attempts
+            )
+            if retry:
+                delay = backoff(
+                    claim.attempt, self.config.retry_base_seconds, self.config.retry_max_seconds
+                )
+                log.info(
+                    "outbox %s: attempt %s failed (%s); retry in %.2fs",
+                    row.id,
+                    claim.attempt,
+                    error,
+                    delay,
+                )
+                await conn.execute(
+                    update(outbox_t)
+                    .where(fence)
+                    .values(
+                        status=OutboxStatus.QUEUED.value,
+                        last_error=error,
+                        updated_at=now,
+                        next_attempt_at=now + timedelta(seconds=delay),
+                    )
+                )
+                return
+            log.warning("outbox %s: failed after %s attempt(s): %s", row.id, claim.attempt, error)
+            await self._finish(
+                conn,
+                row.id,
+                OutboxStatus.FAILED,
+                row.interaction_id,
+                "failed",
+                error=error,
+                error_code=result.error_code,
+                fence=fence,
+            )
+            if result.error_code == ERROR_UNSUBSCRIBED:
+                await record_opt_out(conn, row.customer_id, CONSENT_SOURCE_21610)
+
+    async def _finish(
+        self,
+        conn: Any,
+        outbox_id: int,
+        status: OutboxStatus,
+        interaction_id: int | None,
+        delivery_status: str,
+        *,
+        error: str | None,
+        error_code: str | None = None,
+        fence: Any = None,
+    ) -> None:
+        where = fence if fence is not None else outbox_t.c.id == outbox_id
+        await conn.execute(
+            update(outbox_t)
+            .where(where)
+            .values(status=status.value, last_error=error, updated_at=utcnow())
+        )
+        if interaction_id is not None:
+            await set_interaction_status(
+                conn, interaction_id, delivery_status, error_code=error_code, error=error
+            )
+
+    async def _touch(self, conn: Any, row: Any, now: Any) -> None:
+        """The customer was contacted now; the conversation moved."""
+        await conn.execute(
+            update(customer_t)
+            .where(customer_t.c.id == row.customer_id)
+            .values(last_outbound_at=now)
+        )
+        if row.conversation_id is not None:
+            await conn.execute(
+                update(conversation_t)
+                .where(conversation_t.c.id == row.conversation_id)
+                .values(last_activity_at=now)
+            )

@@ -1,0 +1,279 @@
+"""The outbox: messages to send, stored before anything touches the wire.
+
+A reply is one outbox row plus one history `Interaction` (delivery_status
+"queued"), written in the caller's transaction; the dispatcher
+(hub/dispatcher.py) sends it later. So a crash after the agent pressed "send"
+loses nothing, and the agent sees the message in the history at once.
+
+Delivery status on the interaction follows the provider's words (Twilio's
+MessageStatus) but never moves backwards: callbacks arrive out of order, and
+a late "sent" must not hide "delivered". Failures are final.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from channels.base import Channel, DeliveryResult, Direction, OutboundMessage
+from channels.sms.outbound import ERROR_UNSUBSCRIBED
+from channels.sms.status import StatusReport
+from hub.models import ConsentState, utcnow
+from hub.tables import consent_t, interaction_t, outbox_t
+
+log = logging.getLogger(__name__)
+
+
+class OutboxStatus(enum.StrEnum):
+    QUEUED = "queued"  # waiting, maybe for a retry (next_attempt_at)
+    SENDING = "sending"  # claimed by a dispatcher; claimed_at is the lease
+    SENT = "sent"  # the provider accepted it (provider_id set)
+    FAILED = "failed"  # permanent error or attempts used up
+    BLOCKED = "blocked"  # the recipient opted out; never sent
+
+
+# Twilio's MessageStatus values, by how far a message got. Failures rank
+# highest: once a message failed, no later callback changes that.
+_RANK = {
+    "queued": 0,
+    "scheduled": 1,
+    "accepted": 1,
+    "sending": 1,
+    "sent": 2,
+    "delivered": 3,
+    "read": 4,
+}
+FINAL = frozenset({"undelivered", "failed", "canceled", "blocked"})
+FAILED_STATUSES = frozenset({"undelivered", "failed", "canceled"})
+CONSENT_SOURCE_21610 = "twilio 21610"
+
+
+def status_advances(current: str | None, new: str) -> bool:
+    """Whether `new` may replace `current` on the interaction."""
+    if current in FINAL:
+        return False
+    if new in FINAL:
+        return True
+    if new not in _RANK:
+        return False
+    return current is None or _RANK[new] > _RANK.get(current, -1)
+
+
+class Sender(Protocol):
+    """What the dispatcher needs of a channel adapter: its send and its limits."""
+
+    channel: Channel
+    max_body_length: int
+    rate_per_second: float
+
+    @property
+    def sender(self) -> str: ...
+
+    async def send(self, message: OutboundMessage) -> DeliveryResult: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueued:
+    outbox_id: int
+    interaction_id: int
+
+
+async def enqueue(
+    conn: AsyncConnection,
+    *,
+    customer_id: int,
+    conversation_id: int | None,
+    channel: Channel,
+    sender: str,
+    recipient: str,
+    body: str,
+    author_id: int | None,
+    meta: Mapping[str, Any] | None = None,
+) -> Enqueued:
+    """Store the message and its history entry; commit with the caller's transaction."""
+    now = utcnow()
+    interaction_id = (
+        await conn.execute(
+            interaction_t.insert()
+            .values(
+                customer_id=customer_id,
+                conversation_id=conversation_id,
+                channel=channel.value,
+                direction=Direction.OUT.value,
+                occurred_at=now,
+                subject="",
+                text=body,
+                sender=sender,
+                recipient=recipient,
+                delivery_status=OutboxStatus.QUEUED.value,
+                meta=dict(meta or {}),
+                author_id=author_id,
+                created_at=now,
+            )
+            .returning(interaction_t.c.id)
+        )
+    ).scalar_one()
+    outbox_id = (
+        await conn.execute(
+            outbox_t.insert()
+            .values(
+                customer_id=customer_id,
+                conversation_id=conversation_id,
+                interaction_id=interaction_id,
+                channel=channel.value,
+                recipient=recipient,
+                body=body,
+                status=OutboxStatus.QUEUED.value,
+                attempts=0,
+                next_attempt_at=now,
+                author_id=author_id,
+                created_at=now,
+                updated_at=now,
+            )
+            .returning(outbox_t.c.id)
+        )
+    ).scalar_one()
+    meta_out = {**(meta or {}), "outbox_id": outbox_id}
+    await conn.execute(
+        update(interaction_t).where(interaction_t.c.id == interaction_id).values(meta=meta_out)
+    )
+    return Enqueued(outbox_id, interaction_id)
+
+
+async def opted_out(conn: AsyncConnection, customer_id: int, channel: Channel) -> bool:
+    """True when the newest consent row of any purpose on this channel says opted out.
+
+    Issue 3: "an opted-out number is never sent to" — so a STOP blocks agent
+    replies too, not only marketing; Twilio itself would refuse them (21610).
+    """
+    rows = (
+        await conn.execute(
+            select(consent_t.c.purpose, consent_t.c.state)
+            .where(consent_t.c.customer_id == customer_id)
+            .where(consent_t.c.channel == channel.value)
+            .order_by(consent_t.c.recorded_at.desc(), consent_t.c.id.desc())
+        )
+    ).all()
+    newest: dict[str, str] = {}
+    for purpose, state in rows:
+        newest.setdefault(purpose, state)
+    return ConsentState.OPTED_OUT.value in newest.values()
+
+
+async def record_opt_out(conn: AsyncConnection, customer_id: int, source: str) -> None:
+    await conn.execute(
+        consent_t.insert().values(
+            customer_id=customer_id,
+            channel=Channel.SMS.value,
+            purpose="marketing",
+            state=ConsentState.OPTED_OUT.value,
+            source=source,
+            recorded_at=utcnow(),
+        )
+    )
+
+
+async def set_interaction_status(
+    conn: AsyncConnection,
+    interaction_id: int,
+    status: str,
+    *,
+    provider_id: str | None = None,
+    error_code: str | None = None,
+    error: str | None = None,
+) -> bool:
+    """Move the interaction's delivery status forward (only); True when it changed."""
+    row = (
+        await conn.execute(
+            select(
+                interaction_t.c.delivery_status, interaction_t.c.provider_id, interaction_t.c.meta
+            ).where(interaction_t.c.id == interaction_id)
+        )
+    ).first()
+    if row is None:
+        return False
+    values: dict[str, Any] = {}
+    if provider_id and not row.provider_id:
+        values["provider_id"] = provider_id
+    changed = status_advances(row.delivery_status, status)
+    if changed:
+        values["delivery_status"] = status
+        if error_code or error:
+            meta = dict(row.meta or {})
+            meta.update({k: v for k, v in (("error_code", error_code), ("error", error)) if v})
+            values["meta"] = meta
+    if values:
+        await conn.execute(
+            update(interaction_t).where(interaction_t.c.id == interaction_id).values(**values)
+        )
+    return changed
+
+
+async def rows_by_id(conn: AsyncConnection, ids: Sequence[int]) -> list[Any]:
+    if not ids:
+        return []
+    return list(
+        (
+            await conn.execute(
+                select(outbox_t).where(outbox_t.c.id.in_(ids)).order_by(outbox_t.c.id)
+            )
+        ).all()
+    )
+
+
+def backoff(attempts: int, base: float, cap: float) -> float:
+    """Seconds before the next try after `attempts` tries: base, 2·base, 4·base … ≤ cap."""
+    return float(min(cap, base * 2 ** max(0, attempts - 1)))
+
+
+async def apply_status(conn: AsyncConnection, report: StatusReport) -> bool:
+    """A provider's delivery report onto the interaction and its outbox row.
+
+    False when the message is not ours (or no longer exists); the caller
+    still answers 200, or Twilio would retry a report we can never use.
+    """
+    iid = (
+        await conn.execute(
+            select(interaction_t.c.id)
+            .where(interaction_t.c.channel == Channel.SMS.value)
+            .where(interaction_t.c.provider_id == report.provider_id)
+        )
+    ).scalar()
+    row = None
+    if iid is not None:
+        row = (await conn.execute(select(outbox_t).where(outbox_t.c.interaction_id == iid))).first()
+    elif report.outbox_id is not None:
+        # The report overtook our own record of the MessageSid (or a crash lost it).
+        row = (
+            await conn.execute(select(outbox_t).where(outbox_t.c.id == report.outbox_id))
+        ).first()
+        if row is None or row.provider_id not in (None, report.provider_id):
+            return False
+        iid = row.interaction_id
+    if iid is None:
+        return False
+    await set_interaction_status(
+        conn, iid, report.status, provider_id=report.provider_id, error_code=report.error_code
+    )
+    if row is not None:
+        values: dict[str, Any] = {"provider_id": report.provider_id, "updated_at": utcnow()}
+        if status_advances(row.provider_status, report.status):
+            values["provider_status"] = report.status
+            if report.status in FAILED_STATUSES:
+                values["status"] = OutboxStatus.FAILED.value
+                values["last_error"] = f"{report.status} (error {report.error_code or 'none'})"
+        await conn.execute(update(outbox_t).where(outbox_t.c.id == row.id).values(**values))
+    if report.error_code == ERROR_UNSUBSCRIBED:
+        customer_id = (
+            await conn.execute(select(interaction_t.c.customer_id).where(interaction_t.c.id == iid))
+        ).scalar_one()
+        await record_opt_out(conn, customer_id, CONSENT_SOURCE_21610)
+    return True

@@ -1,0 +1,103 @@
+"""An agent's reply in a conversation: checked, then queued in the outbox.
+
+Everything that can be decided before the wire is decided here, so the
+agent gets the answer while still looking at the conversation: not theirs
+(404), role (403), nothing to send with or a body SMS cannot carry (422),
+a customer who opted out (409, and nothing is stored: the message was never
+sent and must not look as if it might still be). The dispatcher checks
+consent again just before sending, since a STOP may arrive in between.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from channels.base import Channel, Direction
+from channels.sms.segments import BodyTooLong, check_body
+from hub.access import Action, require
+from hub.auth import Principal
+from hub.errors import Conflict, Invalid
+from hub.history import HistoryStore
+from hub.identity import InvalidIdentity, normalize_phone
+from hub.models import IdentityKind, Interaction
+from hub.outbox import Sender, enqueue, opted_out
+from hub.tables import identity_t, interaction_t
+
+
+async def _sms_recipient(
+    conn: AsyncConnection, conversation_id: int, customer_id: int, region: str
+) -> str | None:
+    """The number the customer last wrote from in this conversation, else their phone."""
+    last_sender = (
+        await conn.execute(
+            select(interaction_t.c.sender)
+            .where(interaction_t.c.conversation_id == conversation_id)
+            .where(interaction_t.c.direction == Direction.IN.value)
+            .where(interaction_t.c.channel == Channel.SMS.value)
+            .order_by(interaction_t.c.occurred_at.desc(), interaction_t.c.id.desc())
+            .limit(1)
+        )
+    ).scalar()
+    if last_sender:
+        try:
+            ident = normalize_phone(last_sender, region)
+        except InvalidIdentity:
+            ident = None
+        if ident is not None and ident.verified:
+            return ident.value
+    phone = (
+        await conn.execute(
+            select(identity_t.c.value)
+            .where(identity_t.c.customer_id == customer_id)
+            .where(identity_t.c.kind == IdentityKind.PHONE.value)
+            .where(identity_t.c.verified.is_(True))
+            .order_by(identity_t.c.primary.desc(), identity_t.c.id)
+            .limit(1)
+        )
+    ).scalar()
+    return str(phone) if phone else None
+
+
+async def reply(
+    session: AsyncSession,
+    principal: Principal,
+    region: str,
+    senders: Mapping[str, Sender],
+    conversation_id: int,
+    text: str,
+) -> Interaction:
+    """Queue `text` to the conversation's customer on the conversation's channel."""
+    require(principal, Action.WRITE_HISTORY)
+    conv = await HistoryStore(session, principal, region).conversation(conversation_id)
+    assert conv.id is not None
+    sender = senders.get(conv.channel)
+    if sender is None or conv.channel != Channel.SMS.value:
+        raise Invalid(f"replies on {conv.channel} conversations are not configured")
+    try:
+        count = check_body(text, sender.max_body_length)
+    except BodyTooLong as exc:
+        raise Invalid(f"text: {exc}") from exc
+    conn = await session.connection()
+    recipient = await _sms_recipient(conn, conv.id, conv.customer_id, region)
+    if recipient is None:
+        raise Invalid("the customer has no valid phone number to reply to")
+    if await opted_out(conn, conv.customer_id, Channel.SMS):
+        raise Conflict("the customer opted out of SMS; nothing was sent")
+    queued = await enqueue(
+        conn,
+        customer_id=conv.customer_id,
+        conversation_id=conv.id,
+        channel=Channel.SMS,
+        sender=sender.sender,
+        recipient=recipient,
+        body=text,
+        author_id=principal.user_id,
+        meta={"segments": count.segments, "encoding": count.encoding.value},
+    )
+    interaction = await session.get(Interaction, queued.interaction_id)
+    assert interaction is not None
+    return interaction

@@ -1,0 +1,31 @@
+"""POST /api/v1/conversations/{id}/reply: answer the customer on the conversation's channel."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from hub.replies import reply
+from hub.schemas import ReplyIn
+from hub.web.auth import HUB, principal_of
+from hub.web.params import path_int, read_body
+from hub.web.serialize import interaction_json
+
+routes = web.RouteTableDef()
+
+
+@routes.post("/api/v1/conversations/{id}/reply")
+async def post_reply(request: web.Request) -> web.Response:
+    """202: queued, not yet sent; delivery_status follows in the conversation's history."""
+    body = await read_body(request, ReplyIn)
+    hub = request.app[HUB]
+    async with hub.db.write() as s:
+        interaction = await reply(
+            s,
+            principal_of(request),
+            hub.settings.identity.default_region,
+            hub.senders,
+            path_int(request),
+            body.text,
+        )
+    hub.dispatcher.wake()  # after the commit, so the dispatcher sees the row
+    return web.json_response(interaction_json(interaction), status=202)
