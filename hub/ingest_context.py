@@ -61,7 +61,7 @@ class BatchContext:
     open_by_customer: dict[tuple[int, str], ConversationRef] = field(default_factory=dict)
     # (channel, provider id) -> (occurred_at, interaction id, its conversation) for every
     # thread reference of the batch that exists, and which references were looked up.
-    by_provider_id: dict[tuple[str, str], tuple[datetime, int, ConversationRef]] = field(
+    by_provider_id: dict[tuple[str, str], tuple[datetime, int, int, ConversationRef]] = field(
         default_factory=dict
     )
     prefetched_refs: set[tuple[str, str]] = field(default_factory=set)
@@ -111,6 +111,7 @@ class BatchContext:
                         interaction_t.c.occurred_at,
                         interaction_t.c.id.label("interaction_id"),
                         conversation_t.c.id,
+                        conversation_t.c.customer_id,
                         conversation_t.c.assignee_id,
                         conversation_t.c.team_id,
                     )
@@ -122,24 +123,30 @@ class BatchContext:
                     self.by_provider_id[(channel, row.provider_id)] = (
                         row.occurred_at,
                         row.interaction_id,
+                        row.customer_id,
                         ConversationRef(row.id, row.assignee_id, row.team_id),
                     )
         self.prefetched_refs |= refs
 
     async def conversation_by_provider_ids(
-        self, channel: str, provider_ids: tuple[str, ...]
+        self, customer_id: int, channel: str, provider_ids: tuple[str, ...]
     ) -> ConversationRef | None:
-        if not provider_ids:
+        if not provider_ids or customer_id < 0:  # a lead made by this batch has no history
             return None
         keys = [(channel, pid) for pid in provider_ids]
         if self.prefetched_refs.issuperset(keys):
             # The newest referenced interaction wins, as in the query below.
-            found = [self.by_provider_id[k] for k in keys if k in self.by_provider_id]
-            return max(found, key=lambda f: (f[0], f[1]))[2] if found else None
+            found = [
+                self.by_provider_id[k]
+                for k in keys
+                if k in self.by_provider_id and self.by_provider_id[k][2] == customer_id
+            ]
+            return max(found, key=lambda f: (f[0], f[1]))[3] if found else None
         row = (
             await self.conn.execute(
                 select(conversation_t.c.id, conversation_t.c.assignee_id, conversation_t.c.team_id)
                 .join(interaction_t, interaction_t.c.conversation_id == conversation_t.c.id)
+                .where(conversation_t.c.customer_id == customer_id)
                 .where(interaction_t.c.channel == channel)
                 .where(interaction_t.c.provider_id.in_(provider_ids))
                 .order_by(interaction_t.c.occurred_at.desc(), interaction_t.c.id.desc())

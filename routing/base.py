@@ -67,8 +67,14 @@ class RoutingContext(Protocol):
     ) -> ConversationRef | None: ...
 
     async def conversation_by_provider_ids(
-        self, channel: str, provider_ids: tuple[str, ...]
-    ) -> ConversationRef | None: ...
+        self, customer_id: int, channel: str, provider_ids: tuple[str, ...]
+    ) -> ConversationRef | None:
+        """The conversation of the newest referenced message, if it is this customer's.
+
+        Someone else's conversation is never joined: quoting a Message-ID must
+        not put a message into another customer's (or team's) conversation.
+        """
+        ...
 
     async def last_outbound_conversation(
         self, customer_id: int, channel: str, since: datetime, until: datetime

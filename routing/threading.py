@@ -38,7 +38,7 @@ class ThreadConversation:
             return
         if contact.thread_refs:
             found = await ctx.conversation_by_provider_ids(
-                contact.channel.value, contact.thread_refs
+                decision.customer.id, contact.channel.value, contact.thread_refs
             )
             if found is not None and found.id is not None:
                 decision.conversation = found

@@ -358,3 +358,32 @@ async def test_consent_and_reply_are_stored_and_repeated_for_duplicates(
         ({"keyword": "STOP", "reply": "You will get no more messages."},),
         ({},),
     ]
+
+
+async def test_a_reference_to_another_customers_message_opens_a_new_conversation(
+    hub: Hub, db: Database
+) -> None:
+    a = await hub.ingestor.ingest(
+        InboundContact(
+            Channel.EMAIL, "a@example.org", text="A's private text", provider_id="<a1@x>"
+        )
+    )
+    # Someone else quotes A's Message-ID (a forwarded mail, or a guess).
+    b = await hub.ingestor.ingest(
+        InboundContact(
+            Channel.EMAIL,
+            "b@example.org",
+            recipient="sales@example.com",
+            text="B's text",
+            provider_id="<b1@x>",
+            thread_refs=("<a1@x>",),
+        )
+    )
+    assert b.customer_id != a.customer_id
+    assert b.conversation_id not in (None, a.conversation_id)
+    assert await rows(
+        db,
+        select(Interaction.customer_id, Conversation.customer_id)
+        .join(Conversation, Conversation.id == Interaction.conversation_id)
+        .order_by(Interaction.id),
+    ) == [(a.customer_id, a.customer_id), (b.customer_id, b.customer_id)]
