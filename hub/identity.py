@@ -26,6 +26,11 @@ _LOCAL_OK = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-\u0080-\U0010ffff]+$")
 _DOMAIN_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 
 
+# E.164 allows 15 digits; extensions and odd prefixes get some room, a
+# pasted serial number or IBAN does not.
+MAX_UNVERIFIED_DIGITS = 32
+
+
 class InvalidIdentity(ValueError):
     """The value cannot be an identity of that kind; the message says why."""
 
@@ -89,6 +94,8 @@ def normalize_phone(raw: str, region: str) -> NormalIdentity:
     digits = re.sub(r"[^\d+]", "", text)
     if not re.search(r"\d", digits):
         raise InvalidIdentity(f"no digits in phone number {raw!r}")
+    if len(digits) > MAX_UNVERIFIED_DIGITS:
+        raise InvalidIdentity(f"too many digits for a phone number: {raw[:40]!r}")
     return NormalIdentity(IdentityKind.PHONE, digits, text, verified=False)
 
 

@@ -175,6 +175,8 @@ def _text(column: str, value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, str):
+        if "\x00" in value:  # PostgreSQL text cannot hold it: reject the row, not the file
+            raise _RowError(f"{column}: contains a NUL character")
         return value.strip()
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
@@ -203,7 +205,7 @@ def _parse(record: Record, lookups: _Lookups) -> _Row:
 def _fill(row: _Row, values: dict[str, Any], lookups: _Lookups) -> None:
     for key, value in values.items():
         if key.startswith(CUSTOM_PREFIX):
-            value = value.strip() if isinstance(value, str) else value
+            value = _text(key, value) if isinstance(value, str) else value
             if value is not None and value != "":
                 row.custom[key[len(CUSTOM_PREFIX) :]] = value
         elif key in TEXT_COLUMNS and (clean := _text(key, value)):

@@ -78,3 +78,9 @@ def test_phone_without_digits_is_rejected() -> None:
 def test_address_kind_is_chosen_by_at_sign() -> None:
     assert normalize_address("Bob <bob@example.org>", "DE").kind == IdentityKind.EMAIL
     assert normalize_address("+49 30 1234567", "DE").kind == IdentityKind.PHONE
+
+
+def test_a_very_long_number_is_not_a_phone_number() -> None:
+    with pytest.raises(InvalidIdentity, match="too many digits for a phone number"):
+        normalize_phone("1" * 33, "DE")
+    assert normalize_phone("1" * 32, "DE").verified is False

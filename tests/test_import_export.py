@@ -590,3 +590,24 @@ async def test_cli_export_stops_quietly_when_the_reader_goes_away(
 
     first, code, err = await asyncio.to_thread(head_1)
     assert (first[:14], code, err) == (b"id,kind,name,c", 1, b"")
+
+
+async def test_values_postgresql_cannot_store_reject_the_row_not_the_import(
+    db: Database, tmp_path: Path
+) -> None:
+    path = write(
+        tmp_path / "odd.csv",
+        "name,email,phone,notes\n"
+        "Nul,nul@example.org,,a\x00b\n"
+        "Long,,1234567890123456789012345678901234567890,\n"
+        "Fine,fine@example.org,,ok\n",
+    )
+    summary = await run(db, path)
+    assert (summary.imported, summary.updated, summary.rejected) == (1, 0, 2)
+    reject_path = tmp_path / "odd.csv.rejects.csv"
+    assert reject_path.read_text(encoding="utf-8").splitlines()[1:] == [
+        "2,notes: contains a NUL character,Nul,nul@example.org,,a\x00b",
+        "3,too many digits for a phone number: '1234567890123456789012345678901234567890',"
+        "Long,,1234567890123456789012345678901234567890,",
+    ]
+    assert await rows(db, select(Customer.name)) == [("Fine",)]
