@@ -5,15 +5,33 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Text200 = Field(default="", max_length=200)
 # Ids in bodies: 32-bit like the database's (a larger one cannot name a row).
 Id = Annotated[int, Field(ge=1, le=2**31 - 1)]
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        # PostgreSQL text cannot hold NUL; refuse it here rather than fail at commit.
+        if _has_nul(value):
+            raise ValueError("must not contain NUL characters")
+        return value
 
 
 class CustomerIn(_In):

@@ -267,6 +267,19 @@ async def test_every_error_status_is_json(api: Api, hub: Hub) -> None:
         assert isinstance(body, dict) and set(body) == {"error", "detail"}, (path, body)
         if detail:
             assert body["detail"] == detail, (path, body)
+    status, body = await api.call(
+        "POST", "/api/v1/customers", json={"notes": "a\u0000b", "custom": {"k": "\u0000"}}
+    )
+    assert (status, body) == (
+        422,
+        {
+            "error": "invalid",
+            "detail": [
+                {"field": "notes", "message": "Value error, must not contain NUL characters"},
+                {"field": "custom", "message": "Value error, must not contain NUL characters"},
+            ],
+        },
+    )
     status, body = await api.call("POST", "/api/v1/customers", json={"name": "x", "colour": "red"})
     assert (status, body) == (
         422,
