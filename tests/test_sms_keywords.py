@@ -81,3 +81,23 @@ def test_default_lists_cover_the_issue() -> None:
         *("STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"),
         *("STOPP", "ABMELDEN", "START", "YES", "UNSTOP", "HELP", "INFO"),
     ]
+
+
+async def test_an_empty_answer_text_records_without_answering() -> None:
+    quiet = SmsKeywords(
+        opt_out=["STOP"], opt_in=[], help=["HELP"], opt_out_text="", opt_in_text="", help_text=""
+    )
+    decision = Decision(customer=CustomerRef(1, None, None, False))
+    ctx: Any = None
+    await quiet.process(InboundContact(Channel.SMS, "+4917155500001", text="stop"), decision, ctx)
+    assert (decision.reply, decision.consent is not None) == (None, True)
+
+
+async def test_a_word_in_two_lists_opts_out() -> None:
+    both = SmsKeywords(
+        opt_out=["STOP"], opt_in=["stop"], help=[], opt_out_text="o", opt_in_text="i", help_text=""
+    )
+    decision = Decision(customer=CustomerRef(1, None, None, False))
+    ctx: Any = None
+    await both.process(InboundContact(Channel.SMS, "+4917155500001", text="Stop"), decision, ctx)
+    assert (decision.consent and decision.consent.state, decision.reply) == ("opted_out", "o")
