@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from channels.sms.config import SmsConfig
 from hub.db import Database
+from hub.ingest import IngestUnavailable
 from hub.models import Attachment, Consent, Customer, Identity, Interaction, Team
 from hub.runtime import Hub
 from tests.sms_helpers import (
@@ -337,6 +338,20 @@ async def test_no_auth_token_refuses_everything(db_url: str, db: Database) -> No
         assert resp.status == 403
         assert "no Twilio auth token configured" in (await resp.json())["detail"]
     assert await nothing_stored(db)
+
+
+async def test_database_outage_is_503(db_url: str, db: Database) -> None:
+    async def unavailable(contact: object) -> None:
+        raise IngestUnavailable("database unavailable; retry")
+
+    async with sms_client(db_url) as (c, hub):
+        hub.ingestor.ingest = unavailable  # type: ignore[method-assign,assignment]
+        resp = await post_signed(c, twilio_form())
+        assert (resp.status, resp.headers["Retry-After"], await resp.json()) == (
+            503,
+            "1",
+            {"error": "unavailable", "detail": "database unavailable; retry"},
+        )
 
 
 async def test_hub_routes_sms_keywords_by_default(hub: Hub) -> None:

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from channels.sms import signature
 from channels.sms.inbound import BodyTooLong, InvalidSmsForm, parse_inbound, twiml
-from hub.ingest import IngestError
+from hub.ingest import IngestError, IngestUnavailable
 from hub.web.auth import HUB
 from hub.web.errors import error_response
 
@@ -56,6 +56,9 @@ async def inbound_sms(request: web.Request) -> web.Response:
         result = await hub.ingestor.ingest(contact)
     except IngestError as exc:
         return error_response(400, str(exc))
+    except IngestUnavailable as exc:
+        # Nothing stored; a 5xx makes Twilio log it (and retry where configured).
+        return error_response(503, str(exc), "unavailable", {"Retry-After": "1"})
     return web.Response(text=twiml(result.reply), content_type="text/xml", charset="utf-8")
 
 
