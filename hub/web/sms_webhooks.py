@@ -1,10 +1,10 @@
 """POST /webhooks/twilio/sms: inbound SMS from Twilio (see channels/sms).
 
-Order matters: the signature is checked before the form is looked at, so an
-unsigned request learns nothing about what we would accept, and nothing is
-stored for it. The answer (TwiML) is sent only after the ingest commit, and
-a retried or concurrent duplicate gets the very same TwiML, because the
-reply is stored with the interaction.
+Order matters: the signature is checked before any field of the form is
+interpreted, so an unsigned request learns nothing about what we would
+accept, and nothing is stored for it. The answer (TwiML) is sent only after
+the ingest commit, and a retried or concurrent duplicate gets the very same
+TwiML, because the reply is stored with the interaction.
 """
 
 from __future__ import annotations
