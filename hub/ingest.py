@@ -39,6 +39,9 @@ from routing.base import ConversationRef, CustomerRef, Decision, Step, run_steps
 
 log = logging.getLogger(__name__)
 
+# Errors that mean "the database is not there right now", not "this contact is bad":
+# locked or failing (OperationalError), unreachable (OSError: refused, reset), slow.
+OUTAGES = (OperationalError, OSError, TimeoutError)
 MAX_PROVIDER_ID = 500
 MAX_TEXT = 1_000_000
 
@@ -183,7 +186,7 @@ class Ingestor:
         failures: dict[int, Exception] = {}
         try:
             await self._store([p for p, _ in groups])
-        except OperationalError as exc:
+        except OUTAGES as exc:
             # The database itself is away or locked: nothing of the batch is stored.
             log.warning("ingest batch of %d not stored: %s", len(groups), exc)
             for prepared, _ in groups:
@@ -219,7 +222,7 @@ class Ingestor:
             try:
                 await self._store([prepared])
                 return None
-            except OperationalError as exc:
+            except OUTAGES as exc:
                 prepared.result = prepared.decision = None
                 log.warning("contact from %r not stored: %s", prepared.contact.sender, exc)
                 return IngestUnavailable("database unavailable; retry")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -89,10 +88,9 @@ async def test_nul_characters_in_text_are_kept_as_replacement_characters(
         await hub.ingestor.ingest(sms("+491715559101", "SM\x00x"))
 
 
-async def test_an_unreachable_database_is_reported_as_retryable(tmp_path: Path) -> None:
-    # A real failure to open the database: its path is a directory.
-    (tmp_path / "crm.db").mkdir()
-    db = Database(DatabaseConfig(url=f"sqlite+aiosqlite:///{tmp_path}/crm.db"))
+async def test_an_unreachable_database_is_reported_as_retryable() -> None:
+    # A real outage: nothing listens on this port (port 1 is never a PostgreSQL server).
+    db = Database(DatabaseConfig(url="postgresql+asyncpg://postgres@127.0.0.1:1/crmhub"))
     ingestor = Ingestor(db, EventBus(), [ThreadConversation()], TeamRouter(1, {}), region="DE")
     await ingestor.start()
     try:
