@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Insert, Table, func, select
+from sqlalchemy import Insert, Table, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.sqlite_driver import execute_many
@@ -41,8 +41,15 @@ async def insert_returning_ids(
             table.insert().returning(table.c.id, sort_by_parameter_order=True), rows
         )
         return [r.id for r in result]
-    top = (await conn.execute(select(func.max(table.c.id)))).scalar()
-    first = (top or 0) + 1
+    top = (await conn.execute(select(func.max(table.c.id)))).scalar() or 0
+    # AUTOINCREMENT tables (hub.models.NEVER_REUSE_IDS) continue after the
+    # largest id ever used, deleted ones included; SQLite keeps it here.
+    if table.kwargs.get("sqlite_autoincrement"):
+        used = await conn.execute(
+            text("SELECT seq FROM sqlite_sequence WHERE name = :name"), {"name": table.name}
+        )
+        top = max(top, used.scalar() or 0)
+    first = top + 1
     ids = list(range(first, first + len(rows)))
     for row, new_id in zip(rows, ids, strict=True):
         row["id"] = new_id

@@ -89,6 +89,8 @@ async def _clean(db: Database) -> None:
         if db.sqlite:
             for table in TABLES:
                 await conn.execute(text(f"DELETE FROM {table}"))
+            # Restart AUTOINCREMENT ids, like RESTART IDENTITY below.
+            await conn.execute(text("DELETE FROM sqlite_sequence"))
         else:
             await conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
 

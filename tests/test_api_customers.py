@@ -277,3 +277,11 @@ async def test_concurrent_creates_with_one_email_give_one_201_and_409s(api: Api)
     assert sorted(status for status, _ in answers) == [201, 409, 409, 409, 409]
     _, listing = await api.call("GET", "/api/v1/customers?q=Racer")
     assert len(listing["items"]) == 1
+
+
+async def test_a_deleted_customers_id_is_never_given_again(api: Api) -> None:
+    first = await create(api, name="First")
+    gone = await create(api, name="Gone")
+    assert (await api.call("DELETE", f"/api/v1/customers/{gone['id']}", "sup"))[0] == 204
+    new = await create(api, name="New")
+    assert new["id"] > gone["id"] > first["id"]
