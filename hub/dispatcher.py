@@ -28,10 +28,11 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from channels.base import Channel, DeliveryResult, DeliveryState, OutboundMessage
 from channels.sms.outbound import ERROR_UNSUBSCRIBED, TwilioSmsSender
@@ -116,15 +117,16 @@ class Dispatcher:
 
     async def run_once(self) -> int:
         """One round: claim due rows, send each. Returns how many rows it handled."""
-        claims, blocked = await self._claim()
+        claims, finished = await self._claim()
         for claim in claims:
             if self._stopping:
                 break  # unsent claims expire and are taken again
             result = await self._send(claim)
             await self._record(claim, result)
-        return len(claims) + blocked
+        return len(claims) + finished
 
     async def _claim(self) -> tuple[list[Claim], int]:
+        """Claims to send, and how many rows were settled without sending (blocked, expired)."""
         now = utcnow()
         expired = now - timedelta(seconds=self.config.lease_seconds)
         query = (
@@ -148,7 +150,7 @@ class Dispatcher:
         if not self.db.sqlite:
             query = query.with_for_update(skip_locked=True)
         claims: list[Claim] = []
-        blocked = 0
+        finished = 0
         async with self.db.write() as s:
             conn = await s.connection()
             ids = list((await conn.execute(query)).scalars())
@@ -164,7 +166,7 @@ class Dispatcher:
                         "blocked",
                         error="recipient opted out of SMS",
                     )
-                    blocked += 1
+                    finished += 1
                     continue
                 if row.attempts >= self.config.max_attempts:
                     await self._finish(
@@ -175,7 +177,7 @@ class Dispatcher:
                         "failed",
                         error="lease expired after the last attempt; outcome unknown",
                     )
-                    blocked += 1
+                    finished += 1
                     continue
                 attempt = row.attempts + 1
                 await conn.execute(
@@ -189,7 +191,7 @@ class Dispatcher:
                     )
                 )
                 claims.append(Claim(row, attempt))
-        return claims, blocked
+        return claims, finished
 
     async def _pace(self, channel: str, rate: float) -> None:
         """Keep to the channel's rate per second (Twilio queues, then rejects, bursts)."""
@@ -296,7 +298,7 @@ class Dispatcher:
 
     async def _finish(
         self,
-        conn: Any,
+        conn: AsyncConnection,
         outbox_id: int,
         status: OutboxStatus,
         interaction_id: int | None,
@@ -317,7 +319,7 @@ class Dispatcher:
                 conn, interaction_id, delivery_status, error_code=error_code, error=error
             )
 
-    async def _touch(self, conn: Any, row: Any, now: Any) -> None:
+    async def _touch(self, conn: AsyncConnection, row: Any, now: datetime) -> None:
         """The customer was contacted now; the conversation moved."""
         await conn.execute(
             update(customer_t)

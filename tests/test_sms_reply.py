@@ -18,6 +18,8 @@ from twilio.request_validator import RequestValidator
 
 from channels.base import Channel, InboundContact
 from hub.config import Settings
+from hub.db import Database
+from hub.dispatcher import Dispatcher, senders_from
 from hub.models import Consent, Interaction, OutboxMessage, utcnow
 from hub.outbox import enqueue
 from hub.runtime import Hub
@@ -346,3 +348,78 @@ async def test_replies_that_cannot_be_sent_are_refused_before_queuing(
     assert (status, err["detail"]) == (422, "replies on email conversations are not configured")
     assert await outbox_row(hub) is None
     assert fake.requests == []
+
+
+async def test_several_dispatchers_send_each_row_once(
+    api: Api, hub: Hub, fake: TwilioFake, settings: Settings
+) -> None:
+    """Nodes sharing one database: FOR UPDATE SKIP LOCKED (PostgreSQL) or the single
+    SQLite writer means no row is claimed twice, however the rounds interleave."""
+    customer_id, conv_id = await sms_conversation(hub)
+    async with hub.db.write() as s:
+        conn = await s.connection()
+        for n in range(30):
+            await enqueue(
+                conn,
+                customer_id=customer_id,
+                conversation_id=conv_id,
+                channel=Channel.SMS,
+                sender=FROM,
+                recipient=CUSTOMER,
+                body=f"m{n}",
+                author_id=None,
+            )
+    config = settings.outbox.model_copy(update={"batch_size": 3})
+    nodes = [Dispatcher(Database(settings.database), config, senders_from(settings)) for _ in "ab"]
+    try:
+        for _ in range(100):
+            handled = await asyncio.gather(*(node.run_once() for node in nodes))
+            if sum(handled) == 0 and await outbox_row(hub, "queued") is None:
+                break
+        sent = await eventually(lambda: _all_sent(hub, 30))
+    finally:
+        for node in nodes:
+            await node.stop()
+            await node.db.close()
+    bodies = sorted(r.form["Body"] for r in fake.requests)
+    assert bodies == sorted(f"m{n}" for n in range(30))  # each once: no duplicates
+    assert sent == 30
+
+
+async def _all_sent(hub: Hub, expected: int) -> int | None:
+    async with hub.db.read() as s:
+        rows = (await s.exec(select(OutboxMessage.status, OutboxMessage.attempts))).all()
+    done = [r for r in rows if r == ("sent", 1)]
+    return len(done) if len(done) == expected else None
+
+
+async def test_with_sms_disabled_there_is_no_status_webhook_and_no_reply(
+    db_url: str, db: Database
+) -> None:
+    hub = Hub(make_settings(db_url))
+    await hub.start()
+    try:
+        from aiohttp.test_utils import TestClient, TestServer
+
+        from hub.web.app import create_app
+        from tests.api_helpers import make_users
+
+        tokens, _ = await make_users(hub)
+        _, conv_id = await sms_conversation(hub)
+        async with TestClient(TestServer(create_app(hub, manage_hub=False))) as client:
+            resp = await client.post(
+                "/webhooks/twilio/sms/status", data={"MessageSid": "SM1", "MessageStatus": "sent"}
+            )
+            assert resp.status == 404
+            resp = await client.post(
+                f"/api/v1/conversations/{conv_id}/reply",
+                json={"text": "hi"},
+                headers={"Authorization": f"Bearer {tokens['agent']}"},
+            )
+            assert (resp.status, (await resp.json())["detail"]) == (
+                422,
+                "replies on sms conversations are not configured",
+            )
+        assert hub.senders == {}
+    finally:
+        await hub.stop()
