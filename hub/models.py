@@ -13,6 +13,11 @@ from sqlalchemy import JSON, Column, DateTime, Index, Text, TypeDecorator, Uniqu
 from sqlalchemy.engine import Dialect
 from sqlmodel import Field, SQLModel
 
+# SQLite hands a deleted row's id to the next insert unless the table is
+# AUTOINCREMENT; an id that a client, an export or an audit event holds must
+# never come to mean another person. (PostgreSQL sequences never reuse ids.)
+NEVER_REUSE_IDS = {"sqlite_autoincrement": True}
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -116,6 +121,7 @@ class Customer(SQLModel, table=True):
     __table_args__ = (
         Index("ix_customer_team_id_id", "team_id", "id"),
         Index("ix_customer_postal_code", "postal_code"),
+        NEVER_REUSE_IDS,
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -167,6 +173,7 @@ class Identity(SQLModel, table=True):
 class Conversation(SQLModel, table=True):
     __table_args__ = (
         Index("ix_conversation_customer_channel", "customer_id", "channel", "status"),
+        NEVER_REUSE_IDS,
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -186,6 +193,7 @@ class Interaction(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("channel", "provider_id", name="uq_interaction_channel_provider_id"),
         Index("ix_interaction_customer_time", "customer_id", "occurred_at", "id"),
+        NEVER_REUSE_IDS,
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -219,6 +227,8 @@ class Attachment(SQLModel, table=True):
 
 class Task(SQLModel, table=True):
     """A follow-up ("Wiedervorlage") on a customer."""
+
+    __table_args__ = (NEVER_REUSE_IDS,)
 
     id: int | None = Field(default=None, primary_key=True)
     customer_id: int = Field(foreign_key="customer.id", index=True, ondelete="CASCADE")
