@@ -32,6 +32,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, or_, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from channels.base import Channel, DeliveryResult, DeliveryState, OutboundMessage
@@ -53,6 +54,7 @@ from hub.tables import conversation_t, customer_t, outbox_t
 
 log = logging.getLogger(__name__)
 
+RECORD_TRIES = 5
 _ACCEPTED = (DeliveryState.QUEUED, DeliveryState.SENT, DeliveryState.DELIVERED)
 
 
@@ -122,7 +124,7 @@ class Dispatcher:
             if self._stopping:
                 break  # unsent claims expire and are taken again
             result = await self._send(claim)
-            await self._record(claim, result)
+            await self._record_durably(claim, result)
         return len(claims) + finished
 
     async def _claim(self) -> tuple[list[Claim], int]:
@@ -226,6 +228,22 @@ class Dispatcher:
             return DeliveryResult(
                 DeliveryState.TEMPORARY_FAILURE, error_code="error", error=repr(exc)[:500]
             )
+
+    async def _record_durably(self, claim: Claim, result: DeliveryResult) -> None:
+        """Write the outcome, retrying a busy or briefly unreachable database.
+
+        A message that went out but was never recorded would be sent again when
+        its lease expires, so the write is worth a few tries before giving up.
+        """
+        for attempt in range(RECORD_TRIES):
+            try:
+                await self._record(claim, result)
+                return
+            except OperationalError:
+                if attempt == RECORD_TRIES - 1:
+                    raise
+                log.warning("outbox %s: recording the result failed; retrying", claim.row.id)
+                await asyncio.sleep(0.5 * 2**attempt)
 
     async def _record(self, claim: Claim, result: DeliveryResult) -> None:
         row, now = claim.row, utcnow()

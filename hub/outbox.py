@@ -245,6 +245,7 @@ async def apply_status(conn: AsyncConnection, report: StatusReport) -> bool:
             select(interaction_t.c.id)
             .where(interaction_t.c.channel == Channel.SMS.value)
             .where(interaction_t.c.provider_id == report.provider_id)
+            .where(interaction_t.c.direction == Direction.OUT.value)
         )
     ).scalar()
     row = None

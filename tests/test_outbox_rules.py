@@ -1,0 +1,46 @@
+"""The outbox's pure rules: which delivery status may replace which, and the backoff."""
+
+from __future__ import annotations
+
+import pytest
+
+from hub.outbox import backoff, status_advances
+
+
+@pytest.mark.parametrize(
+    ("current", "new", "advances"),
+    [
+        (None, "queued", True),
+        ("queued", "queued", False),
+        ("queued", "accepted", True),
+        ("queued", "sent", True),
+        ("sending", "sent", True),
+        ("sent", "sending", False),
+        ("sent", "delivered", True),
+        ("delivered", "sent", False),  # a late "sent" never hides "delivered"
+        ("delivered", "read", True),
+        ("delivered", "undelivered", True),
+        ("sent", "failed", True),
+        ("failed", "delivered", False),  # failures are final
+        ("undelivered", "failed", False),
+        ("blocked", "sent", False),
+        ("queued", "blocked", True),
+        ("sent", "bogus", False),  # an unknown word changes nothing
+    ],
+)
+def test_status_only_moves_forward(current: str | None, new: str, advances: bool) -> None:
+    assert status_advances(current, new) is advances
+
+
+def test_backoff_doubles_up_to_the_cap() -> None:
+    assert [backoff(n, 30, 3600) for n in range(1, 10)] == [
+        30,
+        60,
+        120,
+        240,
+        480,
+        960,
+        1920,
+        3600,
+        3600,
+    ]
