@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -73,6 +73,14 @@ class Claim:
     row: Any  # a Core row of the outbox table, as it was before the claim
     attempt: int  # the attempt number this claim holds (the fence)
 
+    def fence(self) -> ColumnElement[bool]:
+        """Matches the row only while this claim holds it (not re-claimed after a lease)."""
+        return and_(
+            outbox_t.c.id == self.row.id,
+            outbox_t.c.status == OutboxStatus.SENDING.value,
+            outbox_t.c.attempts == self.attempt,
+        )
+
 
 class Dispatcher:
     def __init__(self, db: Database, config: OutboxConfig, senders: Mapping[str, Sender]) -> None:
@@ -83,6 +91,10 @@ class Dispatcher:
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._next_send: dict[str, float] = {}
+        # Claims wait their turn at the channel's rate; keep a round short enough
+        # that none of its claims can outlive the lease and be taken twice.
+        slowest = min((x.rate_per_second for x in self.senders.values()), default=1.0)
+        self.batch_size = max(1, min(config.batch_size, int(slowest * config.lease_seconds / 2)))
 
     def wake(self) -> None:
         """Look for due rows now (a message was just queued on this node)."""
@@ -120,12 +132,24 @@ class Dispatcher:
     async def run_once(self) -> int:
         """One round: claim due rows, send each. Returns how many rows it handled."""
         claims, finished = await self._claim()
-        for claim in claims:
+        for n, claim in enumerate(claims):
             if self._stopping:
-                break  # unsent claims expire and are taken again
+                await self._release(claims[n:])
+                break
             result = await self._send(claim)
             await self._record_durably(claim, result)
         return len(claims) + finished
+
+    async def _release(self, claims: list[Claim]) -> None:
+        """Give back claims never sent (shutting down), so no node waits out their lease."""
+        async with self.db.write() as s:
+            conn = await s.connection()
+            for claim in claims:
+                await conn.execute(
+                    update(outbox_t)
+                    .where(claim.fence())
+                    .values(status=OutboxStatus.QUEUED.value, attempts=claim.attempt - 1)
+                )
 
     async def _claim(self) -> tuple[list[Claim], int]:
         """Claims to send, and how many rows were settled without sending (blocked, expired)."""
@@ -147,7 +171,7 @@ class Dispatcher:
                 )
             )
             .order_by(outbox_t.c.next_attempt_at, outbox_t.c.id)
-            .limit(self.config.batch_size)
+            .limit(self.batch_size)
         )
         if not self.db.sqlite:
             query = query.with_for_update(skip_locked=True)
@@ -247,11 +271,7 @@ class Dispatcher:
 
     async def _record(self, claim: Claim, result: DeliveryResult) -> None:
         row, now = claim.row, utcnow()
-        fence = and_(
-            outbox_t.c.id == row.id,
-            outbox_t.c.status == OutboxStatus.SENDING.value,
-            outbox_t.c.attempts == claim.attempt,
-        )
+        fence = claim.fence()
         error = f"{result.error_code}: {result.error}" if result.error_code else result.error
         async with self.db.write() as s:
             conn = await s.connection()

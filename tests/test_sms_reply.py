@@ -16,7 +16,7 @@ import pytest
 from sqlmodel import col, select
 from twilio.request_validator import RequestValidator
 
-from channels.base import Channel, InboundContact
+from channels.base import Channel, DeliveryResult, InboundContact, OutboundMessage
 from hub.config import Settings
 from hub.db import Database
 from hub.dispatcher import Dispatcher, senders_from
@@ -423,3 +423,64 @@ async def test_with_sms_disabled_there_is_no_status_webhook_and_no_reply(
         assert hub.senders == {}
     finally:
         await hub.stop()
+
+
+async def test_stopping_gives_back_claims_it_did_not_send(
+    api: Api, hub: Hub, fake: TwilioFake, settings: Settings
+) -> None:
+    customer_id, conv_id = await sms_conversation(hub)
+    await hub.dispatcher.stop()  # this test drives its own dispatcher
+    async with hub.db.write() as s:
+        conn = await s.connection()
+        for n in range(3):
+            await enqueue(
+                conn,
+                customer_id=customer_id,
+                conversation_id=conv_id,
+                channel=Channel.SMS,
+                sender=FROM,
+                recipient=CUSTOMER,
+                body=f"m{n}",
+                author_id=None,
+            )
+    real = senders_from(settings)["sms"]
+    node = Dispatcher(Database(settings.database), settings.outbox, {"sms": real})
+
+    class StopAfterOne:
+        """The real sender; the node is told to stop while the first message is out."""
+
+        channel, max_body_length, rate_per_second = real.channel, 1600, 1000.0
+        sender = real.sender
+        close = real.close
+
+        async def send(self, message: OutboundMessage) -> DeliveryResult:
+            node._stopping = True
+            return await real.send(message)
+
+    node.senders = {"sms": StopAfterOne()}
+    try:
+        assert await node.run_once() == 3
+    finally:
+        await node.stop()
+        await node.db.close()
+    async with hub.db.read() as s:
+        rows = (
+            await s.exec(
+                select(OutboxMessage.body, OutboxMessage.status, OutboxMessage.attempts).order_by(
+                    col(OutboxMessage.id)
+                )
+            )
+        ).all()
+    assert rows == [("m0", "sent", 1), ("m1", "queued", 0), ("m2", "queued", 0)]
+    assert [r.form["Body"] for r in fake.requests] == ["m0"]
+
+
+def test_a_round_never_claims_more_than_the_rate_sends_within_the_lease(
+    settings: Settings,
+) -> None:
+    slow = settings.model_copy(
+        update={"sms": settings.sms.model_copy(update={"rate_per_second": 0.01})}
+    )
+    assert Dispatcher(Database(slow.database), slow.outbox, senders_from(slow)).batch_size == 1
+    fast = Dispatcher(Database(settings.database), settings.outbox, senders_from(settings))
+    assert fast.batch_size == settings.outbox.batch_size == 20
