@@ -1,0 +1,524 @@
+"""Signed Twilio SMS webhooks against `crmhub serve`, and against a bare aiohttp floor.
+
+Starts `crmhub serve` as its own process on a fresh SQLite database (SMS
+enabled, auth token from CRMHUB_SMS__AUTH_TOKEN, a random one when unset),
+then a separate load process with 64 concurrent connections posting signed
+inbound-SMS webhooks to POST /webhooks/twilio/sms: a warm-up that is not
+counted, then a fixed number of requests (or a duration). Then the same load
+against a bare aiohttp handler in its own process: it checks the signature
+the same way (twilio's RequestValidator), inserts one row per request into
+its own SQLite file (WAL, synchronous=FULL) with group commit, answers after
+the commit with an empty TwiML <Response/> -- the floor of what Python does
+on this machine. It prints requests/s and p50/p99/max for both and the ratio.
+Goal (2-core machine): crmhub >= 0.4x the bare handler with p99 < 50 ms.
+A benchmark, not a test: it asserts nothing about the figures.
+
+    .venv/bin/python bench/sms_webhook.py                    # 20,000 requests each
+    .venv/bin/python bench/sms_webhook.py --requests 5000 --json
+    .venv/bin/python bench/sms_webhook.py --duration 30      # 30 s each instead
+    .venv/bin/python bench/sms_webhook.py --profile /tmp/p   # py-spy on crmhub during load
+
+Everything listens on and connects to 127.0.0.1 only. The children (server,
+bare handler, load) are started by this process and terminated by it, also on
+errors and Ctrl-C; the temp directory (config, databases, logs) is removed.
+The secret never appears in a file or on a command line: the children get it
+through the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import secrets
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+if not __package__:  # run as `python bench/sms_webhook.py`: make the `bench` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+TOKEN_ENV = "CRMHUB_SMS__AUTH_TOKEN"
+HOST = "127.0.0.1"
+PATH = "/webhooks/twilio/sms"
+ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response />'
+BODIES = [
+    "Hallo, ich habe eine Frage zu meiner Rechnung.",
+    "Wann kommt meine Lieferung?",
+    "Bitte rufen Sie mich zurück.",
+    "Danke, alles angekommen 👍",
+    "Können wir den Termin auf Donnerstag verschieben?",
+    "Ok",
+    "Ich möchte meine Adresse ändern: Müllerstraße 12, 10115 Berlin.",
+    "Ist das Angebot noch gültig?",
+]
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def pct(sorted_values: Sequence[float], p: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    k = min(len(sorted_values) - 1, max(0, round(p / 100 * len(sorted_values)) - 1))
+    return sorted_values[k]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU of a process so far (Linux /proc), None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# --- the load (its own process: `--load`) -------------------------------------------------------
+
+
+def make_requests(
+    url: str, token: str, n: int, warmup: int, senders: int, seed: int
+) -> list[bytes]:
+    """n form bodies, each with a unique MessageSid, signed over `url` like Twilio does.
+
+    The warm-up writes from the first `warmup` numbers of the pool (so they are
+    known afterwards); the measured requests pick any of the `senders` numbers,
+    so most come from known customers and each number's first message makes a lead.
+    Each item is b"<X-Twilio-Signature>\\n<urlencoded form>", ready to send.
+    """
+    from twilio.request_validator import RequestValidator
+
+    validator = RequestValidator(token)
+    rng = random.Random(seed)
+    pool = [f"+49151{1000000 + i * 7:07d}" for i in range(senders)]
+    out = []
+    for i in range(n):
+        sender = pool[i % senders] if i < warmup else rng.choice(pool)
+        sid = "SM" + secrets.token_hex(16)
+        params = {
+            "ToCountry": "DE",
+            "SmsMessageSid": sid,
+            "NumMedia": "0",
+            "SmsSid": sid,
+            "SmsStatus": "received",
+            "Body": rng.choice(BODIES),
+            "To": f"+4930555010{rng.randrange(10)}",
+            "NumSegments": "1",
+            "MessageSid": sid,
+            "AccountSid": ACCOUNT_SID,
+            "From": sender,
+            "FromCountry": "DE",
+            "ApiVersion": "2010-04-01",
+        }
+        signature = validator.compute_signature(url, params)
+        out.append(signature.encode() + b"\n" + urlencode(params).encode())
+    return out
+
+
+async def drive(url: str, requests: list[bytes], connections: int, deadline: float | None) -> dict:
+    """Post `requests` over `connections` keep-alive connections; one in flight per connection."""
+    import aiohttp
+
+    latencies: list[float] = []
+    statuses: dict[str, int] = {}
+    clock = time.perf_counter
+    source = iter(requests)
+    connector = aiohttp.TCPConnector(limit=connections, force_close=False)
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+        async def worker() -> None:
+            for item in source:  # shared iterator: each request is sent once
+                if deadline is not None and clock() > deadline:
+                    return
+                signature, body = item.split(b"\n", 1)
+                headers = {
+                    "Content-Type": "application/x-www-form-urlencoded",
+                    "X-Twilio-Signature": signature.decode(),
+                    "User-Agent": "TwilioProxy/1.1",
+                }
+                t0 = clock()
+                try:
+                    async with session.post(url, data=body, headers=headers) as resp:
+                        await resp.read()
+                        status = str(resp.status)
+                except Exception as exc:
+                    status = type(exc).__name__
+                dt = clock() - t0
+                statuses[status] = statuses.get(status, 0) + 1
+                if status == "200":
+                    latencies.append(dt)
+
+        t0 = clock()
+        await asyncio.gather(*(worker() for _ in range(connections)))
+        seconds = clock() - t0
+    latencies.sort()
+    sent = sum(statuses.values())
+    return {
+        "requests": sent,
+        "connections": connections,
+        "seconds": round(seconds, 3),
+        "per_second": round(sent / seconds, 1) if seconds else 0.0,
+        "p50_ms": round(pct(latencies, 50) * 1000, 2),
+        "p99_ms": round(pct(latencies, 99) * 1000, 2),
+        "max_ms": round(latencies[-1] * 1000, 2) if latencies else float("nan"),
+        "errors": sent - statuses.get("200", 0),
+        "statuses": statuses,
+    }
+
+
+def load_main(args: argparse.Namespace) -> int:
+    """The load process: build and sign everything first, warm up, then measure."""
+    import gc
+
+    token = os.environ[TOKEN_ENV]
+    url = f"http://{HOST}:{args.port}{PATH}"
+    total = args.warmup + args.requests
+    reqs = make_requests(url, token, total, args.warmup, args.senders, args.seed)
+    gc.collect()
+    gc.freeze()
+    warm = asyncio.run(drive(url, reqs[: args.warmup], args.connections, None))
+    cpu0, own0 = cpu_seconds(args.server_pid), time.process_time()
+    deadline = time.perf_counter() + args.duration if args.duration else None
+    figures = asyncio.run(drive(url, reqs[args.warmup :], args.connections, deadline))
+    cpu1, own1 = cpu_seconds(args.server_pid), time.process_time()
+    figures["warmup_errors"] = warm["errors"]
+    if cpu0 is not None and cpu1 is not None and figures["requests"]:
+        figures["server_cpu_us_per_request"] = round((cpu1 - cpu0) / figures["requests"] * 1e6)
+        figures["server_cpu_percent"] = round((cpu1 - cpu0) / figures["seconds"] * 100)
+    figures["load_cpu_percent"] = round((own1 - own0) / figures["seconds"] * 100)
+    print(json.dumps(figures))
+    return 0
+
+
+# --- the bare handler (its own process: `--bare`) -----------------------------------------------
+
+
+def bare_main(args: argparse.Namespace) -> int:
+    """aiohttp + RequestValidator + one row per request, group commit, answer after the commit."""
+    from aiohttp import web
+    from twilio.request_validator import RequestValidator
+
+    validator = RequestValidator(os.environ[TOKEN_ENV])
+    base = f"http://{HOST}:{args.port}"
+    conn = sqlite3.connect(args.db, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("CREATE TABLE IF NOT EXISTS sms (sid TEXT PRIMARY KEY, sender TEXT, body TEXT)")
+    queue: asyncio.Queue[tuple[tuple[str, str, str], asyncio.Future[None]]] = asyncio.Queue()
+
+    def commit(rows: list[tuple[str, str, str]]) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany("INSERT OR IGNORE INTO sms VALUES (?, ?, ?)", rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    async def writer() -> None:
+        while True:
+            batch = [await queue.get()]
+            while not queue.empty():
+                batch.append(queue.get_nowait())
+            try:
+                await asyncio.to_thread(commit, [row for row, _ in batch])
+            except Exception as exc:
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+            else:
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_result(None)
+
+    async def sms(request: web.Request) -> web.Response:
+        form = await request.post()
+        params = {k: v for k, v in form.items() if isinstance(v, str)}
+        url = base + request.path_qs
+        if not validator.validate(url, params, request.headers.get("X-Twilio-Signature", "")):
+            return web.Response(status=403, text="bad signature")
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue.put_nowait(((params["MessageSid"], params["From"], params.get("Body", "")), fut))
+        await fut
+        return web.Response(text=EMPTY_TWIML, content_type="text/xml", charset="utf-8")
+
+    async def readyz(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def lifecycle(app: web.Application) -> Any:
+        task = asyncio.create_task(writer())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    app = web.Application()
+    app.router.add_post(PATH, sms)
+    app.router.add_get("/readyz", readyz)
+    app.cleanup_ctx.append(lifecycle)
+    web.run_app(app, host=HOST, port=args.port, access_log=None, print=None)
+    conn.close()
+    return 0
+
+
+# --- the orchestrator ---------------------------------------------------------------------------
+
+
+class Children:
+    """Every child process started here; all are terminated on exit, whatever happened."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(
+        self, argv: list[str], env: dict[str, str], log_path: Path
+    ) -> subprocess.Popen[bytes]:
+        with log_path.open("ab") as out:
+            proc = subprocess.Popen(
+                argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True,
+            )  # fmt: skip
+        self.procs.append(proc)
+        return proc
+
+    def stop(self, proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+        if proc.poll() is None:
+            proc.send_signal(sig)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.procs):
+            self.stop(proc)
+
+
+def wait_ready(proc: subprocess.Popen[bytes], port: int, log_path: Path, what: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log_path.read_text(errors="replace")[-2000:]
+            raise SystemExit(f"bench: {what} exited with {proc.returncode}:\n{tail}")
+        try:
+            with urllib.request.urlopen(f"http://{HOST}:{port}/readyz", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"bench: {what} not ready after 60 s (see {log_path})")
+
+
+def run_load(
+    children: Children,
+    args: argparse.Namespace,
+    env: dict[str, str],
+    port: int,
+    pid: int,
+    tmp: Path,
+) -> dict[str, Any]:
+    argv = [
+        sys.executable, str(Path(__file__).resolve()), "--load", "--port", str(port),
+        "--server-pid", str(pid), "--requests", str(args.requests), "--warmup", str(args.warmup),
+        "--connections", str(args.connections), "--senders", str(args.senders),
+        "--seed", str(args.seed), "--duration", str(args.duration or 0),
+    ]  # fmt: skip
+    out_path = tmp / f"load-{port}.json"
+    with out_path.open("wb") as out:
+        proc = subprocess.Popen(
+            argv, cwd=ROOT, env=env, stdout=out, stderr=None, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+    children.procs.append(proc)
+    if proc.wait() != 0:
+        raise SystemExit(f"bench: load process exited with {proc.returncode}")
+    return dict(json.loads(out_path.read_text()))
+
+
+@contextlib.contextmanager
+def profiling(children: Children, pid: int, out: str | None, tmp: Path) -> Iterator[None]:
+    """py-spy on the server while the load runs (warm-up included); raw collapsed stacks."""
+    if not out:
+        yield
+        return
+    spy = children.start(
+        [str(VENV_BIN / "py-spy"), "record", "--pid", str(pid), "--format", "raw",
+         "--rate", "200", "--output", out, "--nonblocking"],
+        dict(os.environ), tmp / "py-spy.log",
+    )  # fmt: skip
+    time.sleep(1)  # attach
+    try:
+        yield
+    finally:
+        children.stop(spy, signal.SIGINT)  # py-spy writes the profile on SIGINT
+
+
+def bench_crmhub(children: Children, args: argparse.Namespace, env: dict, tmp: Path) -> dict:
+    port = free_port()
+    db = tmp / "crmhub.db"
+    cfg = tmp / "config.yaml"
+    # No secret in here: the token reaches the server through its environment.
+    cfg.write_text(
+        json.dumps(
+            {
+                "database": {"url": f"sqlite+aiosqlite:///{db}"},
+                "server": {"host": HOST, "port": port},
+                "sms": {"enabled": True, "public_url": f"http://{HOST}:{port}"},
+                "teams": {"default": "Support", "by_address": {"+49 30 5550100": "Sales"}},
+            }
+        ),
+        encoding="utf-8",
+    )  # JSON is YAML
+    crmhub = str(VENV_BIN / "crmhub")
+    log_path = tmp / "crmhub.log"
+    migrate = children.start([crmhub, "-c", str(cfg), "migrate"], env, log_path)
+    if migrate.wait() != 0:
+        raise SystemExit(f"bench: crmhub migrate failed:\n{log_path.read_text()[-2000:]}")
+    server = children.start([crmhub, "-c", str(cfg), "serve", "--port", str(port)], env, log_path)
+    wait_ready(server, port, log_path, "crmhub serve")
+    log(f"crmhub serve (pid {server.pid}) on port {port}; loading")
+    with profiling(children, server.pid, args.profile, tmp):
+        figures = run_load(children, args, env, port, server.pid, tmp)
+    children.stop(server)
+    counts = sqlite3.connect(db)
+    try:
+        figures["stored"] = counts.execute("SELECT count(*) FROM interaction").fetchone()[0]
+        figures["customers"] = counts.execute("SELECT count(*) FROM customer").fetchone()[0]
+    finally:
+        counts.close()
+    return figures
+
+
+def bench_bare(children: Children, args: argparse.Namespace, env: dict, tmp: Path) -> dict:
+    port = free_port()
+    db = tmp / "bare.db"
+    log_path = tmp / "bare.log"
+    argv = [sys.executable, str(Path(__file__).resolve()), "--bare", "--port", str(port)]
+    server = children.start([*argv, "--db", str(db)], env, log_path)
+    wait_ready(server, port, log_path, "bare handler")
+    log(f"bare handler (pid {server.pid}) on port {port}; loading")
+    figures = run_load(children, args, env, port, server.pid, tmp)
+    children.stop(server)
+    counts = sqlite3.connect(db)
+    try:
+        figures["stored"] = counts.execute("SELECT count(*) FROM sms").fetchone()[0]
+    finally:
+        counts.close()
+    return figures
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("--requests", type=int, default=20_000, help="measured requests per target")
+    p.add_argument("--warmup", type=int, default=1_000, help="requests before measuring")
+    p.add_argument("--duration", type=float, default=0, help="stop measuring after s seconds")
+    p.add_argument("--connections", type=int, default=64, help="concurrent connections")
+    p.add_argument("--senders", type=int, default=5_000, help="distinct From numbers")
+    p.add_argument("--seed", type=int, default=7, help="random seed of the workload")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--profile", metavar="FILE", help="py-spy raw profile of crmhub serve")
+    p.add_argument("--keep", action="store_true", help="keep the temp directory (logs, dbs)")
+    # internal modes: this same file is the load process and the bare handler
+    p.add_argument("--load", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--bare", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--server-pid", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--db", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if min(args.requests, args.warmup + 1, args.connections, args.senders) < 1:
+        p.error("counts must be positive")
+    return args
+
+
+def report(results: dict[str, Any]) -> str:
+    lines = []
+    for name in ("crmhub", "bare"):
+        r = results[name]
+        lines += [
+            f"{name:<8}{r['requests']:,} signed webhooks, {r['connections']} connections:"
+            f" {r['per_second']:,.0f} req/s in {r['seconds']:.2f} s",
+            f"  latency p50 {r['p50_ms']:.1f} ms   p99 {r['p99_ms']:.1f} ms"
+            f"   max {r['max_ms']:.1f} ms   errors {r['errors']:,} {r['statuses']}",
+            f"  cpu     server {r.get('server_cpu_us_per_request', '?')} us/request"
+            f" ({r.get('server_cpu_percent', '?')} % of a core), load process"
+            f" {r['load_cpu_percent']} %; rows stored {r['stored']:,}"
+            + (f", customers {r['customers']:,}" if "customers" in r else ""),
+        ]
+    ratio = results["ratio"]
+    met = ratio >= 0.4 and results["crmhub"]["p99_ms"] < 50
+    lines.append(
+        f"ratio   crmhub/bare {ratio:.2f}x  (goal >= 0.4x with p99 < 50 ms: "
+        f"{'met' if met else 'not met'})"
+    )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.load:
+        return load_main(args)
+    if args.bare:
+        return bare_main(args)
+    env = dict(os.environ)
+    if not env.get(TOKEN_ENV):
+        env[TOKEN_ENV] = secrets.token_hex(16)  # any token does, as long as both sides share it
+    env.pop("CRMHUB_CONFIG", None)
+    tmp = Path(tempfile.mkdtemp(prefix="crmhub-bench-sms-"))
+    children = Children()
+
+    def on_term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started with it ignored
+    try:
+        crmhub = bench_crmhub(children, args, env, tmp)
+        bare = bench_bare(children, args, env, tmp)
+        results = {
+            "crmhub": crmhub,
+            "bare": bare,
+            "ratio": round(crmhub["per_second"] / bare["per_second"], 3),
+            "cpus": os.cpu_count(),
+        }
+        print(json.dumps(results, indent=2) if args.json else report(results))
+        return 0
+    except KeyboardInterrupt:
+        log("interrupted")
+        return 130
+    finally:
+        children.stop_all()
+        if args.keep:
+            log(f"kept: {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
