@@ -1,108 +1,27 @@
-"""Agent replies by SMS end to end: API -> outbox -> dispatcher -> real twilio -> fake Twilio.
-
-Retries are made fast through config (outbox.retry_base_seconds), and tests
-wait for outcomes by polling the database in a bounded loop, never by
-sleeping a fixed time.
-"""
+"""Agent replies by SMS end to end: API -> outbox -> dispatcher -> real twilio -> fake Twilio."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import timedelta
-from typing import Any, TypeVar
+from sqlmodel import select
 
-import pytest
-from sqlmodel import col, select
-from twilio.request_validator import RequestValidator
-
-from channels.base import Channel, DeliveryResult, InboundContact, OutboundMessage
-from hub.config import Settings
+from channels.base import Channel, InboundContact
 from hub.db import Database
-from hub.dispatcher import Dispatcher, senders_from
-from hub.models import Consent, Interaction, OutboxMessage, utcnow
-from hub.outbox import enqueue
+from hub.models import Consent
 from hub.runtime import Hub
-from hub.tables import outbox_t
 from tests.api_helpers import Api
 from tests.conftest import make_settings
-from tests.twilio_fake import ACCOUNT_SID, TwilioFake, twilio_fake
-
-T = TypeVar("T")
-TOKEN = "status-token"
-PUBLIC = "https://crm.example.com"
-FROM = "+4930555000"
-CUSTOMER = "+4917155500001"
-MAX_ATTEMPTS = 3
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[TwilioFake]:
-    async with twilio_fake() as running:
-        yield running
-
-
-@pytest.fixture
-def settings(db_url: str, fake: TwilioFake) -> Settings:
-    return make_settings(
-        db_url,
-        sms={
-            "enabled": True,
-            "account_sid": ACCOUNT_SID,
-            "auth_token": TOKEN,
-            "from_number": FROM,
-            "public_url": PUBLIC,
-            "api_base_url": fake.base_url,
-            "rate_per_second": 1000,
-        },
-        outbox={
-            "poll_seconds": 0.02,
-            "retry_base_seconds": 0.01,
-            "retry_max_seconds": 0.05,
-            "max_attempts": MAX_ATTEMPTS,
-        },
-    )
-
-
-async def eventually(probe: Callable[[], Awaitable[T | None]], within: float = 10.0) -> T:
-    """Poll until `probe` returns something truthy; fail after `within` seconds."""
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        value = await probe()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
-
-
-async def outbox_row(hub: Hub, status: str | None = None) -> OutboxMessage | None:
-    async with hub.db.read() as s:
-        row = (await s.exec(select(OutboxMessage).order_by(col(OutboxMessage.id)))).first()
-    return row if row is not None and (status is None or row.status == status) else None
-
-
-async def interaction(hub: Hub, iid: int) -> Interaction:
-    async with hub.db.read() as s:
-        found = await s.get(Interaction, iid)
-    assert found is not None
-    return found
-
-
-async def sms_conversation(hub: Hub, text: str = "Hallo?") -> tuple[int, int]:
-    result = await hub.ingestor.ingest(
-        InboundContact(Channel.SMS, "0171 55500001", recipient=FROM, text=text, provider_id="SMin")
-    )
-    assert result.conversation_id is not None
-    return result.customer_id, result.conversation_id
-
-
-async def post_status(api: Api, params: dict[str, str], query: str = "", **kw: Any) -> int:
-    path = "/webhooks/twilio/sms/status" + query
-    signature = RequestValidator(kw.pop("token", TOKEN)).compute_signature(PUBLIC + path, params)
-    headers = {} if kw.pop("unsigned", False) else {"X-Twilio-Signature": signature}
-    resp = await api.client.post(path, data=params, headers=headers)
-    return resp.status
+from tests.sms_outbound_fixtures import fake_fixture, settings_fixture  # noqa: F401 (fixtures)
+from tests.sms_outbound_helpers import (
+    CUSTOMER,
+    FROM,
+    MAX_ATTEMPTS,
+    PUBLIC,
+    eventually,
+    interaction,
+    outbox_row,
+    sms_conversation,
+)
+from tests.twilio_fake import TwilioFake
 
 
 async def test_reply_is_queued_sent_and_recorded(api: Api, hub: Hub, fake: TwilioFake) -> None:
@@ -164,71 +83,6 @@ async def test_reply_is_queued_sent_and_recorded(api: Api, hub: Hub, fake: Twili
     ]
 
 
-async def test_status_callbacks_only_move_forward(api: Api, hub: Hub, fake: TwilioFake) -> None:
-    _, conv_id = await sms_conversation(hub)
-    _, body = await api.call("POST", f"/api/v1/conversations/{conv_id}/reply", json={"text": "a"})
-    row = await eventually(lambda: outbox_row(hub, "sent"))
-    assert row.provider_id is not None
-    seen = []
-    for status in ("sending", "sent", "delivered", "sent", "queued"):
-        params = {"MessageSid": row.provider_id, "MessageStatus": status, "AccountSid": ACCOUNT_SID}
-        assert await post_status(api, params, f"?outbox={row.id}") == 204
-        seen.append((await interaction(hub, body["id"])).delivery_status)
-    assert seen == ["sending", "sent", "delivered", "delivered", "delivered"]
-    # A failure is final: a late "delivered" does not undo it.
-    params = {"MessageSid": row.provider_id, "MessageStatus": "undelivered", "ErrorCode": "30003"}
-    assert await post_status(api, params) == 204
-    params = {"MessageSid": row.provider_id, "MessageStatus": "delivered"}
-    assert await post_status(api, params) == 204
-    final = await interaction(hub, body["id"])
-    assert (final.delivery_status, final.meta["error_code"]) == ("undelivered", "30003")
-    failed = await outbox_row(hub)
-    assert failed is not None
-    assert (failed.status, failed.provider_status) == ("failed", "undelivered")
-
-
-async def test_a_report_that_overtakes_our_record_still_matches(api: Api, hub: Hub) -> None:
-    customer_id, conv_id = await sms_conversation(hub)
-    async with hub.db.write() as s:  # queued, but the dispatcher has not recorded a sid
-        queued = await enqueue(
-            await s.connection(),
-            customer_id=customer_id,
-            conversation_id=conv_id,
-            channel=Channel.SMS,
-            sender=FROM,
-            recipient=CUSTOMER,
-            body="x",
-            author_id=None,
-        )
-        conn = await s.connection()
-        await conn.execute(outbox_t.update().values(status="sending", claimed_at=utcnow()))
-    params = {"MessageSid": "SMearly", "MessageStatus": "delivered"}
-    assert await post_status(api, params, f"?outbox={queued.outbox_id}") == 204
-    found = await interaction(hub, queued.interaction_id)
-    assert (found.provider_id, found.delivery_status) == ("SMearly", "delivered")
-
-
-async def test_status_callbacks_must_be_signed(api: Api, hub: Hub) -> None:
-    _, conv_id = await sms_conversation(hub)
-    _, body = await api.call("POST", f"/api/v1/conversations/{conv_id}/reply", json={"text": "a"})
-    row = await eventually(lambda: outbox_row(hub, "sent"))
-    assert row.provider_id is not None
-    params = {"MessageSid": row.provider_id, "MessageStatus": "delivered"}
-    assert await post_status(api, params, unsigned=True) == 403
-    assert await post_status(api, params, token="wrong-token") == 403
-    # Signed over other parameters than the ones posted.
-    path = "/webhooks/twilio/sms/status"
-    sig = RequestValidator(TOKEN).compute_signature(PUBLIC + path, params)
-    resp = await api.client.post(
-        path, data={**params, "ErrorCode": "1"}, headers={"X-Twilio-Signature": sig}
-    )
-    assert resp.status == 403
-    assert (await interaction(hub, body["id"])).delivery_status == "queued"
-    # Unknown MessageSid: acknowledged, so that Twilio does not retry forever.
-    assert await post_status(api, {"MessageSid": "SMnope", "MessageStatus": "sent"}) == 204
-    assert await post_status(api, {"MessageSid": "SMnope"}) == 400
-
-
 async def test_an_opted_out_customer_is_never_sent_to(api: Api, hub: Hub, fake: TwilioFake) -> None:
     customer_id, conv_id = await sms_conversation(hub)
     async with hub.db.write() as s:
@@ -241,29 +95,6 @@ async def test_an_opted_out_customer_is_never_sent_to(api: Api, hub: Hub, fake: 
         {"error": "conflict", "detail": "the customer opted out of SMS; nothing was sent"},
     )
     assert await outbox_row(hub) is None
-    assert fake.requests == []
-
-
-async def test_an_opt_out_after_queuing_blocks_the_send(
-    api: Api, hub: Hub, fake: TwilioFake
-) -> None:
-    customer_id, conv_id = await sms_conversation(hub)
-    async with hub.db.write() as s:  # queued and opted out in one go: the dispatcher decides
-        queued = await enqueue(
-            await s.connection(),
-            customer_id=customer_id,
-            conversation_id=conv_id,
-            channel=Channel.SMS,
-            sender=FROM,
-            recipient=CUSTOMER,
-            body="Angebot",
-            author_id=None,
-        )
-        s.add(Consent(customer_id=customer_id, channel="sms", state="opted_out", source="STOP"))
-    hub.dispatcher.wake()
-    row = await eventually(lambda: outbox_row(hub, "blocked"))
-    assert (row.attempts, row.last_error) == (0, "recipient opted out of SMS")
-    assert (await interaction(hub, queued.interaction_id)).delivery_status == "blocked"
     assert fake.requests == []
 
 
@@ -303,29 +134,6 @@ async def test_5xx_until_attempts_run_out_fails(api: Api, hub: Hub, fake: Twilio
     assert (await interaction(hub, body["id"])).delivery_status == "failed"
 
 
-async def test_a_claim_whose_lease_expired_is_sent_again(
-    api: Api, hub: Hub, fake: TwilioFake
-) -> None:
-    customer_id, conv_id = await sms_conversation(hub)
-    async with hub.db.write() as s:  # a node claimed it, then died before sending
-        await enqueue(
-            await s.connection(),
-            customer_id=customer_id,
-            conversation_id=conv_id,
-            channel=Channel.SMS,
-            sender=FROM,
-            recipient=CUSTOMER,
-            body="x",
-            author_id=None,
-        )
-        stale = utcnow() - timedelta(seconds=hub.settings.outbox.lease_seconds + 1)
-        conn = await s.connection()
-        await conn.execute(outbox_t.update().values(status="sending", claimed_at=stale, attempts=1))
-    hub.dispatcher.wake()
-    row = await eventually(lambda: outbox_row(hub, "sent"))
-    assert (row.attempts, len(fake.requests)) == (2, 1)
-
-
 async def test_replies_that_cannot_be_sent_are_refused_before_queuing(
     api: Api, hub: Hub, fake: TwilioFake
 ) -> None:
@@ -348,49 +156,6 @@ async def test_replies_that_cannot_be_sent_are_refused_before_queuing(
     assert (status, err["detail"]) == (422, "replies on email conversations are not configured")
     assert await outbox_row(hub) is None
     assert fake.requests == []
-
-
-async def test_several_dispatchers_send_each_row_once(
-    api: Api, hub: Hub, fake: TwilioFake, settings: Settings
-) -> None:
-    """Nodes sharing one database: FOR UPDATE SKIP LOCKED (PostgreSQL) or the single
-    SQLite writer means no row is claimed twice, however the rounds interleave."""
-    customer_id, conv_id = await sms_conversation(hub)
-    async with hub.db.write() as s:
-        conn = await s.connection()
-        for n in range(30):
-            await enqueue(
-                conn,
-                customer_id=customer_id,
-                conversation_id=conv_id,
-                channel=Channel.SMS,
-                sender=FROM,
-                recipient=CUSTOMER,
-                body=f"m{n}",
-                author_id=None,
-            )
-    config = settings.outbox.model_copy(update={"batch_size": 3})
-    nodes = [Dispatcher(Database(settings.database), config, senders_from(settings)) for _ in "ab"]
-    try:
-        for _ in range(100):
-            handled = await asyncio.gather(*(node.run_once() for node in nodes))
-            if sum(handled) == 0 and await outbox_row(hub, "queued") is None:
-                break
-        sent = await eventually(lambda: _all_sent(hub, 30))
-    finally:
-        for node in nodes:
-            await node.stop()
-            await node.db.close()
-    bodies = sorted(r.form["Body"] for r in fake.requests)
-    assert bodies == sorted(f"m{n}" for n in range(30))  # each once: no duplicates
-    assert sent == 30
-
-
-async def _all_sent(hub: Hub, expected: int) -> int | None:
-    async with hub.db.read() as s:
-        rows = (await s.exec(select(OutboxMessage.status, OutboxMessage.attempts))).all()
-    done = [r for r in rows if r == ("sent", 1)]
-    return len(done) if len(done) == expected else None
 
 
 async def test_with_sms_disabled_there_is_no_status_webhook_and_no_reply(
@@ -423,64 +188,3 @@ async def test_with_sms_disabled_there_is_no_status_webhook_and_no_reply(
         assert hub.senders == {}
     finally:
         await hub.stop()
-
-
-async def test_stopping_gives_back_claims_it_did_not_send(
-    api: Api, hub: Hub, fake: TwilioFake, settings: Settings
-) -> None:
-    customer_id, conv_id = await sms_conversation(hub)
-    await hub.dispatcher.stop()  # this test drives its own dispatcher
-    async with hub.db.write() as s:
-        conn = await s.connection()
-        for n in range(3):
-            await enqueue(
-                conn,
-                customer_id=customer_id,
-                conversation_id=conv_id,
-                channel=Channel.SMS,
-                sender=FROM,
-                recipient=CUSTOMER,
-                body=f"m{n}",
-                author_id=None,
-            )
-    real = senders_from(settings)["sms"]
-    node = Dispatcher(Database(settings.database), settings.outbox, {"sms": real})
-
-    class StopAfterOne:
-        """The real sender; the node is told to stop while the first message is out."""
-
-        channel, max_body_length, rate_per_second = real.channel, 1600, 1000.0
-        sender = real.sender
-        close = real.close
-
-        async def send(self, message: OutboundMessage) -> DeliveryResult:
-            node._stopping = True
-            return await real.send(message)
-
-    node.senders = {"sms": StopAfterOne()}
-    try:
-        assert await node.run_once() == 3
-    finally:
-        await node.stop()
-        await node.db.close()
-    async with hub.db.read() as s:
-        rows = (
-            await s.exec(
-                select(OutboxMessage.body, OutboxMessage.status, OutboxMessage.attempts).order_by(
-                    col(OutboxMessage.id)
-                )
-            )
-        ).all()
-    assert rows == [("m0", "sent", 1), ("m1", "queued", 0), ("m2", "queued", 0)]
-    assert [r.form["Body"] for r in fake.requests] == ["m0"]
-
-
-def test_a_round_never_claims_more_than_the_rate_sends_within_the_lease(
-    settings: Settings,
-) -> None:
-    slow = settings.model_copy(
-        update={"sms": settings.sms.model_copy(update={"rate_per_second": 0.01})}
-    )
-    assert Dispatcher(Database(slow.database), slow.outbox, senders_from(slow)).batch_size == 1
-    fast = Dispatcher(Database(settings.database), settings.outbox, senders_from(settings))
-    assert fast.batch_size == settings.outbox.batch_size == 20

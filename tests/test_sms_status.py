@@ -1,0 +1,78 @@
+"""Twilio delivery status callbacks: signed, matched, and never moving a status backwards."""
+
+from __future__ import annotations
+
+from twilio.request_validator import RequestValidator
+
+from hub.models import utcnow
+from hub.runtime import Hub
+from hub.tables import outbox_t
+from tests.api_helpers import Api
+from tests.sms_outbound_fixtures import fake_fixture, settings_fixture  # noqa: F401 (fixtures)
+from tests.sms_outbound_helpers import (
+    PUBLIC,
+    TOKEN,
+    eventually,
+    interaction,
+    outbox_row,
+    post_status,
+    queue,
+    sms_conversation,
+)
+from tests.twilio_fake import ACCOUNT_SID, TwilioFake
+
+
+async def test_status_callbacks_only_move_forward(api: Api, hub: Hub, fake: TwilioFake) -> None:
+    _, conv_id = await sms_conversation(hub)
+    _, body = await api.call("POST", f"/api/v1/conversations/{conv_id}/reply", json={"text": "a"})
+    row = await eventually(lambda: outbox_row(hub, "sent"))
+    assert row.provider_id is not None
+    seen = []
+    for status in ("sending", "sent", "delivered", "sent", "queued"):
+        params = {"MessageSid": row.provider_id, "MessageStatus": status, "AccountSid": ACCOUNT_SID}
+        assert await post_status(api, params, f"?outbox={row.id}") == 204
+        seen.append((await interaction(hub, body["id"])).delivery_status)
+    assert seen == ["sending", "sent", "delivered", "delivered", "delivered"]
+    # A failure is final: a late "delivered" does not undo it.
+    params = {"MessageSid": row.provider_id, "MessageStatus": "undelivered", "ErrorCode": "30003"}
+    assert await post_status(api, params) == 204
+    params = {"MessageSid": row.provider_id, "MessageStatus": "delivered"}
+    assert await post_status(api, params) == 204
+    final = await interaction(hub, body["id"])
+    assert (final.delivery_status, final.meta["error_code"]) == ("undelivered", "30003")
+    failed = await outbox_row(hub)
+    assert failed is not None
+    assert (failed.status, failed.provider_status) == ("failed", "undelivered")
+
+
+async def test_a_report_that_overtakes_our_record_still_matches(api: Api, hub: Hub) -> None:
+    customer_id, conv_id = await sms_conversation(hub)
+    async with hub.db.write() as s:  # queued, but the dispatcher has not recorded a sid
+        [queued] = await queue(await s.connection(), customer_id, conv_id, "x")
+        conn = await s.connection()
+        await conn.execute(outbox_t.update().values(status="sending", claimed_at=utcnow()))
+    params = {"MessageSid": "SMearly", "MessageStatus": "delivered"}
+    assert await post_status(api, params, f"?outbox={queued.outbox_id}") == 204
+    found = await interaction(hub, queued.interaction_id)
+    assert (found.provider_id, found.delivery_status) == ("SMearly", "delivered")
+
+
+async def test_status_callbacks_must_be_signed(api: Api, hub: Hub) -> None:
+    _, conv_id = await sms_conversation(hub)
+    _, body = await api.call("POST", f"/api/v1/conversations/{conv_id}/reply", json={"text": "a"})
+    row = await eventually(lambda: outbox_row(hub, "sent"))
+    assert row.provider_id is not None
+    params = {"MessageSid": row.provider_id, "MessageStatus": "delivered"}
+    assert await post_status(api, params, unsigned=True) == 403
+    assert await post_status(api, params, token="wrong-token") == 403
+    # Signed over other parameters than the ones posted.
+    path = "/webhooks/twilio/sms/status"
+    sig = RequestValidator(TOKEN).compute_signature(PUBLIC + path, params)
+    resp = await api.client.post(
+        path, data={**params, "ErrorCode": "1"}, headers={"X-Twilio-Signature": sig}
+    )
+    assert resp.status == 403
+    assert (await interaction(hub, body["id"])).delivery_status == "queued"
+    # Unknown MessageSid: acknowledged, so that Twilio does not retry forever.
+    assert await post_status(api, {"MessageSid": "SMnope", "MessageStatus": "sent"}) == 204
+    assert await post_status(api, {"MessageSid": "SMnope"}) == 400
