@@ -9,6 +9,7 @@ the same metadata, such as "reply" or "keyword").
 
 from __future__ import annotations
 
+import functools
 import mimetypes
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -92,8 +93,13 @@ def parse_inbound(
     )
 
 
+@functools.lru_cache(maxsize=256)
 def twiml(reply: str | None) -> str:
-    """The webhook's answer: one <Message> with the reply, or an empty <Response/>."""
+    """The webhook's answer: one <Message> with the reply, or an empty <Response/>.
+
+    Cached: the answers are a handful of configured texts (mostly none), and
+    building the XML was a visible share of a webhook's time.
+    """
     response = MessagingResponse()
     if reply:
         response.message(reply)
