@@ -38,6 +38,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/import_csv.py
+	$(BIN)/python bench/sms_webhook.py
 
 clean:
 	rm -rf $(VENV) crmhub.db crmhub.db-wal crmhub.db-shm .pytest_cache .mypy_cache .ruff_cache
