@@ -188,3 +188,21 @@ async def test_with_sms_disabled_there_is_no_status_webhook_and_no_reply(
         assert hub.senders == {}
     finally:
         await hub.stop()
+
+
+async def test_a_stop_by_sms_blocks_replies_until_start(
+    api: Api, hub: Hub, fake: TwilioFake
+) -> None:
+    """The inbound keyword step and the outbound consent check agree on one consent record."""
+    _, conv_id = await sms_conversation(hub)
+    path = f"/api/v1/conversations/{conv_id}/reply"
+    await hub.ingestor.ingest(
+        InboundContact(Channel.SMS, CUSTOMER, recipient=FROM, text=" stopp ", provider_id="SMs")
+    )
+    assert (await api.call("POST", path, "agent", json={"text": "Hallo"}))[0] == 409
+    await hub.ingestor.ingest(
+        InboundContact(Channel.SMS, CUSTOMER, recipient=FROM, text="START", provider_id="SMg")
+    )
+    assert (await api.call("POST", path, "agent", json={"text": "Hallo"}))[0] == 202
+    await eventually(lambda: outbox_row(hub, "sent"))
+    assert [r.form["Body"] for r in fake.requests] == ["Hallo"]
