@@ -91,6 +91,21 @@ async def test_errors_are_sorted_into_retry_or_give_up(
     assert result.error is not None and result.error.startswith(f"HTTP {status}")
 
 
+@pytest.mark.parametrize(
+    ("status", "state"), [(400, DeliveryState.FAILED), (503, DeliveryState.TEMPORARY_FAILURE)]
+)
+async def test_problem_details_errors_are_sorted_too(
+    fake: TwilioFake, status: int, state: DeliveryState
+) -> None:
+    fake.fail_next(1, status, 21610, problem=True)
+    result = await _send(_config(fake))
+    assert (result.state, result.error_code, result.error) == (
+        state,
+        "21610",
+        f"HTTP {status}: fake problem {status}",
+    )
+
+
 async def test_an_unreachable_api_is_a_temporary_failure() -> None:
     with socket.socket() as sock:  # a port nothing listens on
         sock.bind(("127.0.0.1", 0))

@@ -35,10 +35,21 @@ class TwilioFake:
     _sids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     base_url: str = ""
 
-    def fail_next(self, times: int, status: int, code: int | None = None) -> None:
+    def fail_next(
+        self, times: int, status: int, code: int | None = None, *, problem: bool = False
+    ) -> None:
+        """`problem`: answer in RFC 9457 problem details, as Twilio's newer APIs do."""
         body: dict[str, Any] = {"status": status, "message": f"fake error {status}"}
         if code is not None:
             body |= {"code": code, "more_info": f"https://www.twilio.com/docs/errors/{code}"}
+        if problem:
+            body = {
+                "type": f"https://www.twilio.com/docs/errors/{code}",
+                "title": "Fake problem",
+                "status": status,
+                "code": code,
+                "detail": f"fake problem {status}",
+            }
         self._failures.extend([(status, body)] * times)
 
     async def messages(self, request: web.Request) -> web.Response:

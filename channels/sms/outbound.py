@@ -12,7 +12,7 @@ import logging
 from typing import Any
 
 import aiohttp
-from twilio.base.exceptions import TwilioRestException
+from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 
@@ -121,13 +121,15 @@ class TwilioSmsSender:
             )
         try:
             created = await self._twilio().messages.create_async(**self._params(message))
-        except TwilioRestException as exc:
-            code = str(exc.code) if exc.code is not None else str(exc.status)
-            state = (
-                DeliveryState.TEMPORARY_FAILURE if _temporary(exc.status) else DeliveryState.FAILED
-            )
-            log.info("twilio refused a message: HTTP %s code %s", exc.status, code)
-            return DeliveryResult(state, error_code=code, error=f"HTTP {exc.status}: {exc.msg}")
+        except (TwilioRestException, TwilioServiceException) as exc:
+            # Twilio answers in its classic error JSON or in RFC 9457 problem
+            # details, depending on the API; twilio raises a different class for each.
+            status = int(exc.status)
+            code = str(exc.code) if exc.code is not None else str(status)
+            text = exc.msg if isinstance(exc, TwilioRestException) else exc.detail or exc.title
+            state = DeliveryState.TEMPORARY_FAILURE if _temporary(status) else DeliveryState.FAILED
+            log.info("twilio refused a message: HTTP %s code %s", status, code)
+            return DeliveryResult(state, error_code=code, error=f"HTTP {status}: {text}")
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             log.info("twilio unreachable: %r", exc)
             return DeliveryResult(
