@@ -39,6 +39,7 @@ from channels.base import Channel, DeliveryResult, DeliveryState, OutboundMessag
 from channels.sms.outbound import ERROR_UNSUBSCRIBED, TwilioSmsSender
 from hub.config import OutboxConfig, Settings
 from hub.db import Database
+from hub.events import Event, EventBus
 from hub.models import utcnow
 from hub.outbox import (
     CONSENT_SOURCE_21610,
@@ -83,8 +84,17 @@ class Claim:
 
 
 class Dispatcher:
-    def __init__(self, db: Database, config: OutboxConfig, senders: Mapping[str, Sender]) -> None:
+    def __init__(
+        self,
+        db: Database,
+        config: OutboxConfig,
+        senders: Mapping[str, Sender],
+        bus: EventBus | None = None,
+    ) -> None:
         self.db = db
+        self.bus = bus
+        # Delivery events of the transaction in progress; published after its commit.
+        self._events: list[Event] = []
         self.config = config
         self.senders = dict(senders)
         self._wake = asyncio.Event()
@@ -177,6 +187,7 @@ class Dispatcher:
             query = query.with_for_update(skip_locked=True)
         claims: list[Claim] = []
         finished = 0
+        self._events = []
         async with self.db.write() as s:
             conn = await s.connection()
             ids = list((await conn.execute(query)).scalars())
@@ -217,6 +228,7 @@ class Dispatcher:
                     )
                 )
                 claims.append(Claim(row, attempt))
+        self._publish()
         return claims, finished
 
     async def _pace(self, channel: str, rate: float) -> None:
@@ -260,8 +272,10 @@ class Dispatcher:
         its lease expires, so the write is worth a few tries before giving up.
         """
         for attempt in range(RECORD_TRIES):
+            self._events = []
             try:
                 await self._record(claim, result)
+                self._publish()
                 return
             except OperationalError:
                 if attempt == RECORD_TRIES - 1:
@@ -353,9 +367,17 @@ class Dispatcher:
             .values(status=status.value, last_error=error, updated_at=utcnow())
         )
         if interaction_id is not None:
-            await set_interaction_status(
+            event = await set_interaction_status(
                 conn, interaction_id, delivery_status, error_code=error_code, error=error
             )
+            if event is not None:
+                self._events.append(event)
+
+    def _publish(self) -> None:
+        events, self._events = self._events, []
+        if self.bus is not None:
+            for event in events:
+                self.bus.publish(event)
 
     async def _touch(self, conn: AsyncConnection, row: Any, now: datetime) -> None:
         """The customer was contacted now; the conversation moved."""

@@ -24,8 +24,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from channels.base import Channel, DeliveryResult, Direction, OutboundMessage
 from channels.sms.outbound import ERROR_UNSUBSCRIBED
 from channels.sms.status import StatusReport
+from hub.events import Event
 from hub.models import ConsentState, utcnow
-from hub.tables import consent_t, interaction_t, outbox_t
+from hub.tables import consent_t, customer_t, interaction_t, outbox_t
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ _RANK = {
 FINAL = frozenset({"undelivered", "failed", "canceled", "blocked"})
 FAILED_STATUSES = frozenset({"undelivered", "failed", "canceled"})
 CONSENT_SOURCE_21610 = "twilio 21610"
+DELIVERY_EVENT = "interaction.delivery"
 
 
 def status_advances(current: str | None, new: str) -> bool:
@@ -189,17 +191,28 @@ async def set_interaction_status(
     provider_id: str | None = None,
     error_code: str | None = None,
     error: str | None = None,
-) -> bool:
-    """Move the interaction's delivery status forward (only); True when it changed."""
+) -> Event | None:
+    """Move the interaction's delivery status forward (only).
+
+    Returns the event to publish after the commit when the status changed, so
+    an agent's console can show "delivered" without reloading.
+    """
     row = (
         await conn.execute(
             select(
-                interaction_t.c.delivery_status, interaction_t.c.provider_id, interaction_t.c.meta
-            ).where(interaction_t.c.id == interaction_id)
+                interaction_t.c.delivery_status,
+                interaction_t.c.provider_id,
+                interaction_t.c.meta,
+                interaction_t.c.customer_id,
+                interaction_t.c.conversation_id,
+                customer_t.c.team_id,
+            )
+            .join(customer_t, customer_t.c.id == interaction_t.c.customer_id)
+            .where(interaction_t.c.id == interaction_id)
         )
     ).first()
     if row is None:
-        return False
+        return None
     values: dict[str, Any] = {}
     if provider_id and not row.provider_id:
         values["provider_id"] = provider_id
@@ -214,7 +227,16 @@ async def set_interaction_status(
         await conn.execute(
             update(interaction_t).where(interaction_t.c.id == interaction_id).values(**values)
         )
-    return changed
+    if not changed:
+        return None
+    data = {
+        "interaction_id": interaction_id,
+        "customer_id": row.customer_id,
+        "conversation_id": row.conversation_id,
+        "delivery_status": status,
+        "error_code": error_code,
+    }
+    return Event(DELIVERY_EVENT, data, team_id=row.team_id)
 
 
 async def rows_by_id(conn: AsyncConnection, ids: Sequence[int]) -> list[Any]:
@@ -234,11 +256,11 @@ def backoff(attempts: int, base: float, cap: float) -> float:
     return float(min(cap, base * 2 ** max(0, attempts - 1)))
 
 
-async def apply_status(conn: AsyncConnection, report: StatusReport) -> bool:
+async def apply_status(conn: AsyncConnection, report: StatusReport) -> tuple[bool, Event | None]:
     """A provider's delivery report onto the interaction and its outbox row.
 
-    False when the message is not ours (or no longer exists); the caller
-    still answers 200, or Twilio would retry a report we can never use.
+    Returns whether the message is ours (else the caller still answers 2xx,
+    or Twilio would retry a report we can never use) and the event to publish.
     """
     iid = (
         await conn.execute(
@@ -257,11 +279,11 @@ async def apply_status(conn: AsyncConnection, report: StatusReport) -> bool:
             await conn.execute(select(outbox_t).where(outbox_t.c.id == report.outbox_id))
         ).first()
         if row is None or row.provider_id not in (None, report.provider_id):
-            return False
+            return False, None
         iid = row.interaction_id
     if iid is None:
-        return False
-    await set_interaction_status(
+        return False, None
+    event = await set_interaction_status(
         conn, iid, report.status, provider_id=report.provider_id, error_code=report.error_code
     )
     if row is not None:
@@ -277,4 +299,4 @@ async def apply_status(conn: AsyncConnection, report: StatusReport) -> bool:
             await conn.execute(select(interaction_t.c.customer_id).where(interaction_t.c.id == iid))
         ).scalar_one()
         await record_opt_out(conn, customer_id, CONSENT_SOURCE_21610)
-    return True
+    return True, event

@@ -21,6 +21,7 @@ from channels.sms.segments import BodyTooLong, check_body
 from hub.access import Action, require
 from hub.auth import Principal
 from hub.errors import Conflict, Invalid
+from hub.events import Event
 from hub.history import HistoryStore
 from hub.identity import InvalidIdentity, normalize_phone
 from hub.models import IdentityKind, Interaction
@@ -69,10 +70,11 @@ async def reply(
     senders: Mapping[str, Sender],
     conversation_id: int,
     text: str,
-) -> Interaction:
-    """Queue `text` to the conversation's customer on the conversation's channel."""
+) -> tuple[Interaction, Event]:
+    """Queue `text` to the conversation's customer; the event is for after the commit."""
     require(principal, Action.WRITE_HISTORY)
-    conv = await HistoryStore(session, principal, region).conversation(conversation_id)
+    store = HistoryStore(session, principal, region)
+    conv = await store.conversation(conversation_id)
     assert conv.id is not None
     sender = senders.get(conv.channel)
     if sender is None or conv.channel != Channel.SMS.value:
@@ -100,4 +102,18 @@ async def reply(
     )
     interaction = await session.get(Interaction, queued.interaction_id)
     assert interaction is not None
-    return interaction
+    customer = await store.customers.get(conv.customer_id)
+    event = Event(
+        "interaction.created",
+        {
+            "interaction_id": interaction.id,
+            "customer_id": conv.customer_id,
+            "conversation_id": conv.id,
+            "channel": conv.channel,
+            "direction": Direction.OUT.value,
+            "recipient": recipient,
+            "delivery_status": interaction.delivery_status,
+        },
+        team_id=customer.team_id,
+    )
+    return interaction, event

@@ -56,7 +56,7 @@ class Hub:
         self._teams: TeamRouter | None = None
         # Outbound: the channels this node sends on, and the outbox worker.
         self.senders = senders_from(settings)
-        self.dispatcher = Dispatcher(self.db, settings.outbox, self.senders)
+        self.dispatcher = Dispatcher(self.db, settings.outbox, self.senders, self.bus)
 
     @property
     def ingestor(self) -> Ingestor:

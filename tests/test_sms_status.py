@@ -10,6 +10,7 @@ from hub.tables import outbox_t
 from tests.api_helpers import Api
 from tests.sms_outbound_fixtures import fake_fixture, settings_fixture  # noqa: F401 (fixtures)
 from tests.sms_outbound_helpers import (
+    CUSTOMER,
     PUBLIC,
     TOKEN,
     eventually,
@@ -76,3 +77,53 @@ async def test_status_callbacks_must_be_signed(api: Api, hub: Hub) -> None:
     # Unknown MessageSid: acknowledged, so that Twilio does not retry forever.
     assert await post_status(api, {"MessageSid": "SMnope", "MessageStatus": "sent"}) == 204
     assert await post_status(api, {"MessageSid": "SMnope"}) == 400
+
+
+async def test_the_console_hears_of_the_reply_and_each_status_change(
+    api: Api, hub: Hub, fake: TwilioFake
+) -> None:
+    customer_id, conv_id = await sms_conversation(hub)
+    fake.fail_next(1, 400, 21610)
+    async with hub.bus.subscribe() as events:
+        _, body = await api.call(
+            "POST", f"/api/v1/conversations/{conv_id}/reply", json={"text": "a"}
+        )
+        await eventually(lambda: outbox_row(hub, "failed"))
+        seen = [events.get_nowait() for _ in range(events.qsize())]
+    common = {"interaction_id": body["id"], "customer_id": customer_id, "conversation_id": conv_id}
+    assert [(e.kind, e.data, e.team_id) for e in seen] == [
+        (
+            "interaction.created",
+            {
+                **common,
+                "channel": "sms",
+                "direction": "out",
+                "recipient": CUSTOMER,
+                "delivery_status": "queued",
+            },
+            api.team_ids["Support"],
+        ),
+        (
+            "interaction.delivery",
+            {**common, "delivery_status": "failed", "error_code": "21610"},
+            api.team_ids["Support"],
+        ),
+    ]
+
+
+async def test_a_status_callback_is_published_once_when_it_changes_something(
+    api: Api, hub: Hub
+) -> None:
+    _, conv_id = await sms_conversation(hub)
+    _, body = await api.call("POST", f"/api/v1/conversations/{conv_id}/reply", json={"text": "a"})
+    row = await eventually(lambda: outbox_row(hub, "sent"))
+    assert row.provider_id is not None
+    async with hub.bus.subscribe() as events:
+        for status in ("delivered", "sent"):
+            params = {"MessageSid": row.provider_id, "MessageStatus": status}
+            assert await post_status(api, params) == 204
+        seen = [events.get_nowait() for _ in range(events.qsize())]
+    assert [(e.kind, e.data["delivery_status"]) for e in seen] == [
+        ("interaction.delivery", "delivered")
+    ]
+    assert seen[0].data["interaction_id"] == body["id"]

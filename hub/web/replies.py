@@ -19,7 +19,7 @@ async def post_reply(request: web.Request) -> web.Response:
     body = await read_body(request, ReplyIn)
     hub = request.app[HUB]
     async with hub.db.write() as s:
-        interaction = await reply(
+        interaction, event = await reply(
             s,
             principal_of(request),
             hub.settings.identity.default_region,
@@ -27,5 +27,6 @@ async def post_reply(request: web.Request) -> web.Response:
             path_int(request),
             body.text,
         )
+    hub.bus.publish(event)
     hub.dispatcher.wake()  # after the commit, so the dispatcher sees the row
     return web.json_response(interaction_json(interaction), status=202)

@@ -44,7 +44,9 @@ async def sms_status(request: web.Request) -> web.Response:
     except InvalidStatusForm as exc:
         return error_response(400, str(exc))
     async with hub.db.write() as s:
-        matched = await apply_status(await s.connection(), report)
+        matched, event = await apply_status(await s.connection(), report)
+    if event is not None:
+        hub.bus.publish(event)
     if not matched:
         log.info("status %s for unknown MessageSid %s ignored", report.status, report.provider_id)
     return web.Response(status=204)
