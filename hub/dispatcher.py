@@ -36,8 +36,8 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from channels.base import Channel, DeliveryResult, DeliveryState, OutboundMessage
-from channels.sms.outbound import ERROR_UNSUBSCRIBED, TwilioSmsSender
-from hub.config import OutboxConfig, Settings
+from channels.sms.outbound import ERROR_UNSUBSCRIBED
+from hub.config import OutboxConfig
 from hub.db import Database
 from hub.events import Event, EventBus
 from hub.models import utcnow
@@ -57,16 +57,6 @@ log = logging.getLogger(__name__)
 
 RECORD_TRIES = 5
 _ACCEPTED = (DeliveryState.QUEUED, DeliveryState.SENT, DeliveryState.DELIVERED)
-
-
-def senders_from(settings: Settings) -> dict[str, Sender]:
-    """The channels this node can send on: SMS when enabled and a sender is configured."""
-    senders: dict[str, Sender] = {}
-    sms = settings.sms
-    if sms.enabled and sms.account_sid and (sms.from_number or sms.messaging_service_sid):
-        timeout = settings.outbox.send_timeout_seconds
-        senders[Channel.SMS.value] = TwilioSmsSender(sms, timeout=timeout)
-    return senders
 
 
 @dataclass(frozen=True, slots=True)

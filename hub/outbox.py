@@ -22,8 +22,9 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from channels.base import Channel, DeliveryResult, Direction, OutboundMessage
-from channels.sms.outbound import ERROR_UNSUBSCRIBED
+from channels.sms.outbound import ERROR_UNSUBSCRIBED, TwilioSmsSender
 from channels.sms.status import StatusReport
+from hub.config import Settings
 from hub.events import Event
 from hub.models import ConsentState, utcnow
 from hub.tables import consent_t, customer_t, interaction_t, outbox_t
@@ -80,6 +81,16 @@ class Sender(Protocol):
     async def send(self, message: OutboundMessage) -> DeliveryResult: ...
 
     async def close(self) -> None: ...
+
+
+def senders_from(settings: Settings) -> dict[str, Sender]:
+    """The channels this node can send on: SMS when enabled and a sender is configured."""
+    senders: dict[str, Sender] = {}
+    sms = settings.sms
+    if sms.enabled and sms.account_sid and (sms.from_number or sms.messaging_service_sid):
+        timeout = settings.outbox.send_timeout_seconds
+        senders[Channel.SMS.value] = TwilioSmsSender(sms, timeout=timeout)
+    return senders
 
 
 @dataclass(frozen=True, slots=True)

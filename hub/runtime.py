@@ -11,9 +11,10 @@ from datetime import timedelta
 
 from hub.config import Settings
 from hub.db import Database
-from hub.dispatcher import Dispatcher, senders_from
+from hub.dispatcher import Dispatcher
 from hub.events import EventBus
 from hub.ingest import Ingestor
+from hub.outbox import senders_from
 from hub.teams import TeamRouter
 from routing.base import Step
 from routing.keywords import SmsKeywords

@@ -10,8 +10,9 @@ from sqlmodel import col, select
 from channels.base import DeliveryResult, OutboundMessage
 from hub.config import Settings
 from hub.db import Database
-from hub.dispatcher import Dispatcher, senders_from
+from hub.dispatcher import Dispatcher
 from hub.models import Consent, OutboxMessage, utcnow
+from hub.outbox import senders_from
 from hub.runtime import Hub
 from hub.tables import outbox_t
 from tests.api_helpers import Api
