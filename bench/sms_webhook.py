@@ -281,6 +281,10 @@ def bare_main(args: argparse.Namespace) -> int:
     app.router.add_post(PATH, sms)
     app.router.add_get("/readyz", readyz)
     app.cleanup_ctx.append(lifecycle)
+    # The same event loop as `crmhub serve` (uvloop), so the ratio compares like with like.
+    import uvloop
+
+    uvloop.install()
     web.run_app(app, host=HOST, port=args.port, access_log=None, print=None)
     conn.close()
     return 0
@@ -389,7 +393,8 @@ def bench_crmhub(children: Children, args: argparse.Namespace, env: dict, tmp: P
         json.dumps(
             {
                 "database": {"url": f"sqlite+aiosqlite:///{db}"},
-                "server": {"host": HOST, "port": port},
+                # Like the bare handler: no access log line per request.
+                "server": {"host": HOST, "port": port, "access_log": False},
                 "sms": {"enabled": True, "public_url": f"http://{HOST}:{port}"},
                 "teams": {"default": "Support", "by_address": {"+49 30 5550100": "Sales"}},
             }

@@ -42,6 +42,8 @@ class ServerConfig(_Section):
     port: int = Field(8080, ge=1, le=65535)
     # The largest request body accepted by any endpoint; larger ones get 413.
     max_body_bytes: int = Field(1_048_576, ge=1024)
+    # One log line per request; off where a proxy in front logs them already.
+    access_log: bool = True
 
 
 class DatabaseConfig(_Section):
