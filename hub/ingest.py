@@ -257,7 +257,10 @@ class Ingestor:
             matched = await match_customers(
                 conn, {(p.identity.kind.value, p.identity.value) for p in fresh}
             )
-            await ctx.prefetch_open({ref.id for ref in matched.values()})
+            ctx.batch_customers = {ref.id for ref in matched.values()}
+            times = [p.contact.occurred_at for p in fresh]
+            ctx.batch_span = (min(times), max(times))
+            await ctx.prefetch_open(ctx.batch_customers)
             refs = {(p.contact.channel.value, r) for p in fresh for r in p.contact.thread_refs}
             if refs:
                 await ctx.prefetch_refs(refs)

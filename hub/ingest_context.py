@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from itertools import count
 
 from sqlalchemy import and_, or_, select
@@ -65,6 +65,13 @@ class BatchContext:
         default_factory=dict
     )
     prefetched_refs: set[tuple[str, str]] = field(default_factory=set)
+    # Set by the hub before routing: the batch's known customers and the
+    # earliest and latest contact time, for prefetching what we sent them.
+    batch_customers: set[int] = field(default_factory=set)
+    batch_span: tuple[datetime, datetime] | None = None
+    outbound: dict[
+        tuple[str, timedelta], dict[int, list[tuple[datetime, int, ConversationRef]]]
+    ] = field(default_factory=dict)
     _placeholder: count[int] = field(default_factory=lambda: count(-1, -1))
 
     def placeholder(self) -> int:
@@ -158,8 +165,16 @@ class BatchContext:
     async def last_outbound_conversation(
         self, customer_id: int, channel: str, since: datetime, until: datetime
     ) -> ConversationRef | None:
-        # One query per contact that found no open conversation (rare for a
-        # chatty customer); ix_interaction_customer_time serves it.
+        window = until - since
+        if (channel, window) not in self.outbound and customer_id in self.batch_customers:
+            await self._prefetch_outbound(channel, window)
+        sent = self.outbound.get((channel, window))
+        if sent is not None and customer_id in self.batch_customers:
+            # Newest first: the first one inside this contact's window wins.
+            for at, _iid, ref in sent.get(customer_id, ()):
+                if since <= at <= until:
+                    return ref
+            return None
         row = (
             await self.conn.execute(
                 select(conversation_t.c.id, conversation_t.c.assignee_id, conversation_t.c.team_id)
@@ -174,6 +189,40 @@ class BatchContext:
             )
         ).first()
         return ConversationRef(row.id, row.assignee_id, row.team_id) if row else None
+
+    async def _prefetch_outbound(self, channel: str, window: timedelta) -> None:
+        """What we sent the batch's customers on `channel` within reach of any of its contacts.
+
+        One query per batch instead of one per contact without an open
+        conversation (most contacts of a large customer base): that per-contact
+        query halved ingest throughput at a million customers.
+        """
+        earliest, latest = self.batch_span or (datetime.min, datetime.max)
+        found: dict[int, list[tuple[datetime, int, ConversationRef]]] = defaultdict(list)
+        ids = sorted(self.batch_customers)
+        for i in range(0, len(ids), IN_CHUNK):
+            rows = await self.conn.execute(
+                select(
+                    interaction_t.c.customer_id,
+                    interaction_t.c.occurred_at,
+                    interaction_t.c.id.label("interaction_id"),
+                    conversation_t.c.id,
+                    conversation_t.c.assignee_id,
+                    conversation_t.c.team_id,
+                )
+                .join(conversation_t, interaction_t.c.conversation_id == conversation_t.c.id)
+                .where(interaction_t.c.customer_id.in_(ids[i : i + IN_CHUNK]))
+                .where(interaction_t.c.channel == channel)
+                .where(interaction_t.c.direction == "out")
+                .where(interaction_t.c.occurred_at >= earliest - window)
+                .where(interaction_t.c.occurred_at <= latest)
+            )
+            for row in rows:
+                ref = ConversationRef(row.id, row.assignee_id, row.team_id)
+                found[row.customer_id].append((row.occurred_at, row.interaction_id, ref))
+        for sent in found.values():
+            sent.sort(key=lambda f: (f[0], f[1]), reverse=True)
+        self.outbound[(channel, window)] = found
 
 
 async def find_existing(
