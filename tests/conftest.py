@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from hub.config import Settings, load_settings
 from hub.db import Database
 from hub.migrate import upgrade
 from hub.runtime import Hub
+from routing.base import Step
 
 TABLES = [
     "outbox",
@@ -105,6 +107,19 @@ def make_settings(db_url: str, **overrides: Any) -> Settings:
     }
     base.update(overrides)
     return load_settings(Path(__file__).parent / "empty.yaml", **base)
+
+
+@asynccontextmanager
+async def hub_with_step(settings: Settings, step: Callable[[], Step]) -> AsyncIterator[Hub]:
+    """A running hub whose routing runs `step` (a test's own) before threading."""
+    name = step().name
+    routing = settings.routing.model_copy(update={"steps": [name, "thread_conversation"]})
+    running = Hub(settings.model_copy(update={"routing": routing}), extra_steps={name: step})
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.stop()
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from hub.ingest import IngestError
 from hub.models import Attachment, Consent, Conversation, Customer, Identity, Interaction, Team
 from hub.runtime import Hub
 from routing.base import Decision, RoutingContext
+from tests.conftest import hub_with_step
 
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
 
@@ -244,23 +245,12 @@ async def test_routing_failure_fails_only_that_contact(settings: object, db: Dat
     from hub.config import Settings
 
     assert isinstance(settings, Settings)
-    s = settings.model_copy(
-        update={
-            "routing": settings.routing.model_copy(
-                update={"steps": ["explode", "thread_conversation"]}
-            )
-        }
-    )
-    running = Hub(s, extra_steps={"explode": Explode})
-    await running.start()
-    try:
+    async with hub_with_step(settings, Explode) as running:
         results = await asyncio.gather(
             running.ingestor.ingest(sms("+491715554001", "SMr1")),
             running.ingestor.ingest(sms("+491715554002", "SMr2", text="boom")),
             return_exceptions=True,
         )
-    finally:
-        await running.stop()
     assert not isinstance(results[0], Exception)
     assert isinstance(results[1], IngestError)
     assert await rows(db, select(Interaction.provider_id)) == [("SMr1",)]
@@ -326,17 +316,12 @@ async def test_consent_and_reply_are_stored_and_repeated_for_duplicates(
                 decision.meta["keyword"] = "STOP"
 
     assert isinstance(settings, Settings)
-    routing = settings.routing.model_copy(update={"steps": ["opt_out", "thread_conversation"]})
-    running = Hub(settings.model_copy(update={"routing": routing}), extra_steps={"opt_out": OptOut})
-    await running.start()
-    try:
-        at = datetime(2026, 10, 1, 12, tzinfo=UTC)
+    at = datetime(2026, 10, 1, 12, tzinfo=UTC)
+    async with hub_with_step(settings, OptOut) as running:
         stop = sms("+491715557001", "SMstop", text=" stop ", occurred_at=at)
         first = await running.ingestor.ingest(stop)
         again = await running.ingestor.ingest(stop)
         plain = await running.ingestor.ingest(sms("+491715557001", "SMhi", text="hi"))
-    finally:
-        await running.stop()
     assert (first.reply, again.reply, again.duplicate, plain.reply) == (
         "You will get no more messages.",
         "You will get no more messages.",

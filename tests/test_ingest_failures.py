@@ -18,6 +18,7 @@ from hub.runtime import Hub
 from hub.teams import TeamRouter
 from routing.base import Decision, RoutingContext
 from routing.threading import ThreadConversation
+from tests.conftest import hub_with_step
 
 
 def sms(sender: str, sid: str, text: str = "hi", **kw: object) -> InboundContact:
@@ -58,20 +59,13 @@ async def test_a_routing_step_writing_bad_metadata_fails_only_its_contact(
             if contact.text == "odd":
                 decision.meta["when"] = datetime.now(UTC)
 
-    routing = settings.routing.model_copy(update={"steps": ["annotate", "thread_conversation"]})
-    running = Hub(
-        settings.model_copy(update={"routing": routing}), extra_steps={"annotate": Annotate}
-    )
-    await running.start()
-    try:
+    async with hub_with_step(settings, Annotate) as running:
         results = await asyncio.gather(
             running.ingestor.ingest(sms("+491715559001", "SMa")),
             running.ingestor.ingest(sms("+491715559002", "SMb", text="odd")),
             running.ingestor.ingest(sms("+491715559003", "SMc")),
             return_exceptions=True,
         )
-    finally:
-        await running.stop()
     assert [type(r).__name__ for r in results] == ["IngestResult", "IngestError", "IngestResult"]
     assert str(results[1]).startswith("refused by the database: ")
     assert await stored(db) == ["SMa", "SMc"]
