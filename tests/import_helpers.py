@@ -1,0 +1,70 @@
+"""Helpers shared by tests/test_import.py and tests/test_export.py.
+
+A plain module, not a conftest: the test modules import what they use. The
+`config` fixture is imported by name (`config_fixture`), as
+tests/sms_outbound_fixtures.py does it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from hub import cli
+from hub.db import Database
+from hub.importer import ImportSummary, import_customers
+from hub.models import Customer, Identity, Team, User
+
+
+async def rows(db: Database, stmt: Any) -> list[tuple[Any, ...]]:
+    async with db.read() as s:
+        return [tuple(r) for r in (await s.exec(stmt)).all()]
+
+
+async def ids(db: Database, table: Any, column: Any) -> dict[str, int]:
+    return dict(await rows(db, select(column, table.id)))
+
+
+async def seed_staff(db: Database) -> None:
+    async with db.write() as s:
+        s.add_all([User(username="anna"), User(username="ben"), Team(name="Sales")])
+
+
+async def add_customer(db: Database, *identities: tuple[str, str], **fields: Any) -> int:
+    async with db.write() as s:
+        customer = Customer(**fields)
+        s.add(customer)
+        await s.flush()
+        assert customer.id is not None
+        for n, (kind, value) in enumerate(identities):
+            s.add(
+                Identity(customer_id=customer.id, kind=kind, value=value, raw=value, primary=n == 0)
+            )
+        return customer.id
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+async def run(db: Database, path: Path, **kw: Any) -> ImportSummary:
+    return await import_customers(db, path, region="DE", **kw)
+
+
+async def crmhub(argv: list[str]) -> int:
+    """The console script, in a thread: it runs its own event loop."""
+    return await asyncio.to_thread(cli.main, argv)
+
+
+@pytest.fixture(name="config")
+def config_fixture(tmp_path: Path, db_url: str) -> str:
+    """A config file pointing `crmhub` at the test database."""
+    path = tmp_path / "config.yaml"
+    path.write_text(json.dumps({"database": {"url": db_url}}), encoding="utf-8")
+    return str(path)
