@@ -23,16 +23,18 @@ bare handler, load) are started by this process and terminated by it, also on
 errors and Ctrl-C; the temp directory (config, databases, logs) is removed.
 The secret never appears in a file or on a command line: the children get it
 through the environment.
+
+The load process is bench/sms_load.py and the bare handler bench/sms_bare.py;
+both are started as this file (`--load`, `--bare`), which orchestrates and
+reports.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import os
-import random
 import secrets
 import shutil
 import signal
@@ -44,250 +46,29 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 if not __package__:  # run as `python bench/sms_webhook.py`: make the `bench` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+
+from bench.sms_bare import bare_main
+from bench.sms_load import HOST, TOKEN_ENV, load_main
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
-TOKEN_ENV = "CRMHUB_SMS__AUTH_TOKEN"
-HOST = "127.0.0.1"
-PATH = "/webhooks/twilio/sms"
-ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
-EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response />'
-BODIES = [
-    "Hallo, ich habe eine Frage zu meiner Rechnung.",
-    "Wann kommt meine Lieferung?",
-    "Bitte rufen Sie mich zurück.",
-    "Danke, alles angekommen 👍",
-    "Können wir den Termin auf Donnerstag verschieben?",
-    "Ok",
-    "Ich möchte meine Adresse ändern: Müllerstraße 12, 10115 Berlin.",
-    "Ist das Angebot noch gültig?",
-]
 
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def pct(sorted_values: Sequence[float], p: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    k = min(len(sorted_values) - 1, max(0, round(p / 100 * len(sorted_values)) - 1))
-    return sorted_values[k]
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
         return int(s.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU of a process so far (Linux /proc), None elsewhere."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-# --- the load (its own process: `--load`) -------------------------------------------------------
-
-
-def make_requests(
-    url: str, token: str, n: int, warmup: int, senders: int, seed: int
-) -> list[bytes]:
-    """n form bodies, each with a unique MessageSid, signed over `url` like Twilio does.
-
-    The warm-up writes from the first `warmup` numbers of the pool (so they are
-    known afterwards); the measured requests pick any of the `senders` numbers,
-    so most come from known customers and each number's first message makes a lead.
-    Each item is b"<X-Twilio-Signature>\\n<urlencoded form>", ready to send.
-    """
-    from twilio.request_validator import RequestValidator
-
-    validator = RequestValidator(token)
-    rng = random.Random(seed)
-    pool = [f"+49151{1000000 + i * 7:07d}" for i in range(senders)]
-    out = []
-    for i in range(n):
-        sender = pool[i % senders] if i < warmup else rng.choice(pool)
-        sid = "SM" + secrets.token_hex(16)
-        params = {
-            "ToCountry": "DE",
-            "SmsMessageSid": sid,
-            "NumMedia": "0",
-            "SmsSid": sid,
-            "SmsStatus": "received",
-            "Body": rng.choice(BODIES),
-            "To": f"+4930555010{rng.randrange(10)}",
-            "NumSegments": "1",
-            "MessageSid": sid,
-            "AccountSid": ACCOUNT_SID,
-            "From": sender,
-            "FromCountry": "DE",
-            "ApiVersion": "2010-04-01",
-        }
-        signature = validator.compute_signature(url, params)
-        out.append(signature.encode() + b"\n" + urlencode(params).encode())
-    return out
-
-
-async def drive(url: str, requests: list[bytes], connections: int, deadline: float | None) -> dict:
-    """Post `requests` over `connections` keep-alive connections; one in flight per connection."""
-    import aiohttp
-
-    latencies: list[float] = []
-    statuses: dict[str, int] = {}
-    clock = time.perf_counter
-    source = iter(requests)
-    connector = aiohttp.TCPConnector(limit=connections, force_close=False)
-    timeout = aiohttp.ClientTimeout(total=60)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-
-        async def worker() -> None:
-            for item in source:  # shared iterator: each request is sent once
-                if deadline is not None and clock() > deadline:
-                    return
-                signature, body = item.split(b"\n", 1)
-                headers = {
-                    "Content-Type": "application/x-www-form-urlencoded",
-                    "X-Twilio-Signature": signature.decode(),
-                    "User-Agent": "TwilioProxy/1.1",
-                }
-                t0 = clock()
-                try:
-                    async with session.post(url, data=body, headers=headers) as resp:
-                        await resp.read()
-                        status = str(resp.status)
-                except Exception as exc:
-                    status = type(exc).__name__
-                dt = clock() - t0
-                statuses[status] = statuses.get(status, 0) + 1
-                if status == "200":
-                    latencies.append(dt)
-
-        t0 = clock()
-        await asyncio.gather(*(worker() for _ in range(connections)))
-        seconds = clock() - t0
-    latencies.sort()
-    sent = sum(statuses.values())
-    return {
-        "requests": sent,
-        "connections": connections,
-        "seconds": round(seconds, 3),
-        "per_second": round(sent / seconds, 1) if seconds else 0.0,
-        "p50_ms": round(pct(latencies, 50) * 1000, 2),
-        "p99_ms": round(pct(latencies, 99) * 1000, 2),
-        "max_ms": round(latencies[-1] * 1000, 2) if latencies else float("nan"),
-        "errors": sent - statuses.get("200", 0),
-        "statuses": statuses,
-    }
-
-
-def load_main(args: argparse.Namespace) -> int:
-    """The load process: build and sign everything first, warm up, then measure."""
-    import gc
-
-    token = os.environ[TOKEN_ENV]
-    url = f"http://{HOST}:{args.port}{PATH}"
-    total = args.warmup + args.requests
-    reqs = make_requests(url, token, total, args.warmup, args.senders, args.seed)
-    gc.collect()
-    gc.freeze()
-    warm = asyncio.run(drive(url, reqs[: args.warmup], args.connections, None))
-    cpu0, own0 = cpu_seconds(args.server_pid), time.process_time()
-    deadline = time.perf_counter() + args.duration if args.duration else None
-    figures = asyncio.run(drive(url, reqs[args.warmup :], args.connections, deadline))
-    cpu1, own1 = cpu_seconds(args.server_pid), time.process_time()
-    figures["warmup_errors"] = warm["errors"]
-    if cpu0 is not None and cpu1 is not None and figures["requests"]:
-        figures["server_cpu_us_per_request"] = round((cpu1 - cpu0) / figures["requests"] * 1e6)
-        figures["server_cpu_percent"] = round((cpu1 - cpu0) / figures["seconds"] * 100)
-    figures["load_cpu_percent"] = round((own1 - own0) / figures["seconds"] * 100)
-    print(json.dumps(figures))
-    return 0
-
-
-# --- the bare handler (its own process: `--bare`) -----------------------------------------------
-
-
-def bare_main(args: argparse.Namespace) -> int:
-    """aiohttp + RequestValidator + one row per request, group commit, answer after the commit."""
-    from aiohttp import web
-    from twilio.request_validator import RequestValidator
-
-    validator = RequestValidator(os.environ[TOKEN_ENV])
-    base = f"http://{HOST}:{args.port}"
-    conn = sqlite3.connect(args.db, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
-    conn.execute("CREATE TABLE IF NOT EXISTS sms (sid TEXT PRIMARY KEY, sender TEXT, body TEXT)")
-    queue: asyncio.Queue[tuple[tuple[str, str, str], asyncio.Future[None]]] = asyncio.Queue()
-
-    def commit(rows: list[tuple[str, str, str]]) -> None:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.executemany("INSERT OR IGNORE INTO sms VALUES (?, ?, ?)", rows)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-
-    async def writer() -> None:
-        while True:
-            batch = [await queue.get()]
-            while not queue.empty():
-                batch.append(queue.get_nowait())
-            try:
-                await asyncio.to_thread(commit, [row for row, _ in batch])
-            except Exception as exc:
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(exc)
-            else:
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_result(None)
-
-    async def sms(request: web.Request) -> web.Response:
-        form = await request.post()
-        params = {k: v for k, v in form.items() if isinstance(v, str)}
-        url = base + request.path_qs
-        if not validator.validate(url, params, request.headers.get("X-Twilio-Signature", "")):
-            return web.Response(status=403, text="bad signature")
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        queue.put_nowait(((params["MessageSid"], params["From"], params.get("Body", "")), fut))
-        await fut
-        return web.Response(text=EMPTY_TWIML, content_type="text/xml", charset="utf-8")
-
-    async def readyz(request: web.Request) -> web.Response:
-        return web.Response(text="ok")
-
-    async def lifecycle(app: web.Application) -> Any:
-        task = asyncio.create_task(writer())
-        yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-    app = web.Application()
-    app.router.add_post(PATH, sms)
-    app.router.add_get("/readyz", readyz)
-    app.cleanup_ctx.append(lifecycle)
-    # The same event loop as `crmhub serve` (uvloop), so the ratio compares like with like.
-    import uvloop
-
-    uvloop.install()
-    web.run_app(app, host=HOST, port=args.port, access_log=None, print=None)
-    conn.close()
-    return 0
 
 
 # --- the orchestrator ---------------------------------------------------------------------------
@@ -450,7 +231,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--profile", metavar="FILE", help="py-spy raw profile of crmhub serve")
     p.add_argument("--keep", action="store_true", help="keep the temp directory (logs, dbs)")
-    # internal modes: this same file is the load process and the bare handler
+    # internal modes: this same file starts the load process (bench/sms_load.py) and the
+    # bare handler (bench/sms_bare.py)
     p.add_argument("--load", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--bare", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
