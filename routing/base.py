@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from channels.base import InboundContact
+from routing.dsn import BounceInfo
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,11 @@ class Decision:
     reply: str | None = None
     # Added to the interaction's metadata (e.g. which keyword matched).
     meta: dict[str, Any] = field(default_factory=dict)
+    # Store the contact in the history, but open or join no conversation,
+    # assign nobody and trigger nothing (auto-replies, bounces, mail loops).
+    record_only: bool = False
+    # A delivery status notification about a message we sent (routing/dsn.py).
+    bounce: BounceInfo | None = None
 
 
 class RoutingContext(Protocol):

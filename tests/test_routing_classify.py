@@ -1,0 +1,308 @@
+"""routing/classify.py alone: plain contacts in, decisions out (DSN samples: test_routing_dsn)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from channels.base import Channel, InboundContact
+from routing.base import CustomerRef, Decision, Step, run_steps
+from routing.classify import (
+    EmailAutoreply,
+    EmailBounce,
+    EmailLoopGuard,
+    LoopGuard,
+    autoreply_reason,
+)
+from tests.test_routing_dsn import DELAYED, EXIM, MIXED, POSTFIX_551, POSTFIX_PLAIN
+
+T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+CTX: Any = None  # the classification steps ask the context nothing
+
+
+def contact(
+    channel: Channel = Channel.EMAIL,
+    sender: str = "Jane Doe <jane@customer.example>",
+    text: str = "Hello, about my order ...",
+    at: datetime = T0,
+    **metadata: Any,
+) -> InboundContact:
+    return InboundContact(channel, sender, text=text, occurred_at=at, metadata=metadata)
+
+
+def fresh() -> Decision:
+    return Decision(customer=CustomerRef(1, None, None, False))
+
+
+async def decide(step: Step, c: InboundContact) -> Decision:
+    decision = fresh()
+    await step.process(c, decision, CTX)
+    return decision
+
+
+def untouched(d: Decision) -> bool:
+    return (d.record_only, d.stop, d.bounce, d.meta) == (False, False, None, {})
+
+
+# --- auto-replies -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "reason"),
+    [
+        ({}, None),
+        ({"auto_submitted": "no"}, None),
+        ({"auto_submitted": " No "}, None),
+        ({"auto_submitted": ""}, None),
+        ({"auto_submitted": None}, None),
+        ({"auto_submitted": "auto-replied"}, "auto-submitted: auto-replied"),
+        ({"auto_submitted": "Auto-Generated"}, "auto-submitted: auto-generated"),
+        ({"auto_submitted": "auto-replied; owner-email=x@y"}, "auto-submitted: auto-replied"),
+        ({"auto_submitted": "auto-notified"}, "auto-submitted: auto-notified"),
+        ({"precedence": "bulk"}, "precedence: bulk"),
+        ({"precedence": "JUNK"}, "precedence: junk"),
+        ({"precedence": "list"}, "precedence: list"),
+        ({"precedence": "first-class"}, None),
+        ({"precedence": "normal"}, None),
+        ({"x_autoreply": "yes"}, "x-autoreply: yes"),
+        ({"x_autoreply": ""}, None),
+        ({"x_auto_response_suppress": "All"}, "x-auto-response-suppress: All"),
+        (
+            {"x_auto_response_suppress": "OOF, AutoReply"},
+            "x-auto-response-suppress: OOF, AutoReply",
+        ),
+        ({"return_path": ""}, "null sender"),
+        ({"return_path": "<>"}, "null sender"),
+        ({"return_path": "jane@customer.example"}, None),
+        ({"auto_submitted": "no", "precedence": "bulk"}, "precedence: bulk"),
+    ],
+)
+async def test_autoreply_header_matrix(headers: dict[str, Any], reason: str | None) -> None:
+    c = contact(**headers)
+    assert autoreply_reason(c) == reason
+    d = await decide(EmailAutoreply(), c)
+    if reason is None:
+        assert untouched(d)
+    else:
+        assert (d.record_only, d.stop, d.meta, d.bounce) == (
+            True,
+            True,
+            {"auto_reply": reason},
+            None,
+        )
+
+
+async def test_a_normal_mail_with_every_header_benign_is_not_classified() -> None:
+    c = contact(
+        auto_submitted="no",
+        precedence="normal",
+        return_path="jane@customer.example",
+        content_type="text/plain",
+        is_dsn=False,
+    )
+    for step in (EmailBounce(), EmailAutoreply(), EmailLoopGuard()):
+        assert untouched(await decide(step, c))
+
+
+@pytest.mark.parametrize("channel", [Channel.SMS, Channel.PHONE, Channel.NOTE])
+async def test_steps_leave_other_channels_alone(channel: Channel) -> None:
+    c = contact(
+        channel,
+        sender="MAILER-DAEMON@mail.example.com",
+        auto_submitted="auto-replied",
+        return_path="",
+        is_dsn=True,
+        dsn_text=POSTFIX_551,
+    )
+    guard = EmailLoopGuard(max_messages=1, minutes=1, clock=lambda: T0)
+    for step in (EmailBounce(), EmailAutoreply(), guard, guard, guard):
+        assert untouched(await decide(step, c))
+
+
+async def test_autoreply_catches_a_dsn_when_no_bounce_step_runs() -> None:
+    d = await decide(EmailAutoreply(), contact(is_dsn=True, dsn_text="garbage"))
+    assert d.record_only and d.stop
+    assert d.meta == {"auto_reply": "delivery status notification"}
+
+
+# --- bounce step --------------------------------------------------------------
+
+
+async def test_bounce_from_multipart_report() -> None:
+    c = contact(
+        sender="Mail Delivery System <MAILER-DAEMON@mail.example.com>",
+        text="I'm sorry to have to inform you ...",
+        return_path="",
+        content_type="multipart/report",
+        is_dsn=True,
+        dsn_text=MIXED,
+        dsn_original_headers={"Message-ID": " <abc.123@crmhub.example> ", "subject": "News"},
+    )
+    d = await decide(EmailBounce(), c)
+    assert d.bounce is not None
+    assert d.bounce.original_message_id == "<abc.123@crmhub.example>"
+    assert [r.address for r in d.bounce.recipients] == [
+        "gone@a.example",
+        "busy@b.example",
+        "ok@c.example",
+    ]
+    assert d.bounce.permanent
+    assert (d.record_only, d.stop) == (True, True)
+    assert d.meta == {
+        "bounce": "gone@a.example 5.1.1 failed; busy@b.example 4.4.1 delayed; "
+        "ok@c.example 2.0.0 delivered"
+    }
+
+
+async def test_temporary_only_bounce_is_not_permanent() -> None:
+    c = contact(sender="MAILER-DAEMON@x.example", is_dsn=True, dsn_text=DELAYED)
+    d = await decide(EmailBounce(), c)
+    assert d.bounce is not None and not d.bounce.permanent
+    assert d.bounce.original_message_id is None
+
+
+@pytest.mark.parametrize(
+    ("headers", "message_id"),
+    [
+        ({"message-id": "x.1@crmhub.example"}, "<x.1@crmhub.example>"),
+        ({"MESSAGE-ID": "<x.1@crmhub.example\n >"}, "<x.1@crmhub.example>"),
+        ({"message-id": "  "}, None),
+        ({"subject": "no id"}, None),
+        ("not a mapping", None),
+    ],
+)
+async def test_original_message_id_is_bracketed(headers: Any, message_id: str | None) -> None:
+    c = contact(is_dsn=True, dsn_text=DELAYED, dsn_original_headers=headers)
+    d = await decide(EmailBounce(), c)
+    assert d.bounce is not None and d.bounce.original_message_id == message_id
+
+
+async def test_unreadable_report_is_still_a_bounce() -> None:
+    d = await decide(EmailBounce(), contact(is_dsn=True, dsn_text="", text="no details"))
+    assert d.bounce is not None and d.bounce.recipients == ()
+    assert (d.record_only, d.stop) == (True, True)
+    assert d.meta == {"bounce": "unreadable delivery report"}
+
+
+async def test_mailer_daemon_without_multipart_report() -> None:
+    c = contact(
+        sender="MAILER-DAEMON@mail.example.com (Mail Delivery System)",
+        text=POSTFIX_PLAIN,
+        return_path="",
+        content_type="text/plain",
+        is_dsn=False,
+    )
+    d = await decide(EmailBounce(), c)
+    assert d.bounce is not None and d.bounce.permanent
+    assert [(r.address, r.status) for r in d.bounce.recipients] == [
+        ("nobody@customer.example", "5.1.1")
+    ]
+
+
+async def test_postmaster_with_report_fields_in_the_body() -> None:
+    c = contact(sender="postmaster@isp.example", text=EXIM, is_dsn=False)
+    d = await decide(EmailBounce(), c)
+    assert d.bounce is not None
+    assert d.bounce.recipients[0].address == "old.address@isp.example"
+
+
+async def test_postmaster_writing_a_normal_mail_is_not_a_bounce() -> None:
+    c = contact(
+        sender="Postmaster <postmaster@customer.example>",
+        text="Hi, please whitelist our new server mx2@customer.example. Thanks!",
+    )
+    assert untouched(await decide(EmailBounce(), c))
+
+
+# --- loop guard ---------------------------------------------------------------
+
+
+def test_loop_guard_sliding_window() -> None:
+    guard = LoopGuard(max_messages=3, minutes=10)
+    at = [T0 + timedelta(minutes=m) for m in (0, 1, 2)]
+    assert [guard.hit("a@x.example", t) for t in at] == [False, False, False]
+    assert guard.hit("A@X.example ", T0 + timedelta(minutes=3))  # 4th within 10 minutes
+    # The window slides: at 11:30 only the mails of 2, 3 and 11:30 are inside.
+    assert not guard.hit("a@x.example", T0 + timedelta(minutes=11, seconds=30))
+    assert guard.hit("a@x.example", T0 + timedelta(minutes=11, seconds=40))
+    # Others are counted on their own.
+    assert not guard.hit("b@x.example", T0 + timedelta(minutes=11))
+
+
+def test_loop_guard_out_of_order_times_count_the_window_ending_at_the_mail() -> None:
+    guard = LoopGuard(max_messages=2, minutes=5)
+    assert not guard.hit("a@x", T0 + timedelta(minutes=30))
+    assert not guard.hit("a@x", T0)  # a backfilled old mail
+    assert not guard.hit("a@x", T0 + timedelta(minutes=1))
+    assert guard.hit("a@x", T0 + timedelta(minutes=2))
+
+
+def test_loop_guard_forgets_quiet_senders() -> None:
+    guard = LoopGuard(max_messages=2, minutes=5)
+    for i in range(50):
+        guard.hit(f"s{i}@x.example", T0 + timedelta(seconds=i))
+    assert len(guard) == 50
+    guard.hit("late@x.example", T0 + timedelta(minutes=5, seconds=25))
+    assert len(guard) == 25  # s0..s25 had nothing left inside the window
+
+
+def test_loop_guard_caps_senders_and_per_sender_history() -> None:
+    guard = LoopGuard(max_messages=2, minutes=60, max_senders=10)
+    for i in range(100):
+        guard.hit(f"s{i}@x.example", T0)
+    assert len(guard) == 10
+    hits = [guard.hit("loop@x.example", T0) for _ in range(1000)]
+    assert hits[:3] == [False, False, True] and all(hits[2:])
+    assert max(len(t) for t in guard._seen.values()) == 3
+    # The looping sender survives a flood of others: it is the most recent.
+    assert guard.hit("loop@x.example", T0)
+
+
+@pytest.mark.parametrize("args", [(0, 1), (1, 0)])
+def test_loop_guard_rejects_nonsense_limits(args: tuple[int, int]) -> None:
+    with pytest.raises(ValueError):
+        LoopGuard(*args)
+
+
+async def test_loop_guard_step_throttles_over_the_limit() -> None:
+    step = EmailLoopGuard(max_messages=2, minutes=10, clock=lambda: T0 + timedelta(hours=1))
+    got = [
+        await decide(step, contact(sender="Bot <BOT@x.example>", at=T0 + timedelta(seconds=s)))
+        for s in (0, 10, 20, 30)
+    ]
+    assert [d.record_only for d in got] == [False, False, True, True]
+    assert got[2].stop and got[2].meta == {"throttled": True}
+    assert untouched(got[0])
+
+
+async def test_loop_guard_step_caps_future_dates_at_the_clock() -> None:
+    step = EmailLoopGuard(max_messages=1, minutes=10, clock=lambda: T0)
+    future = contact(at=T0 + timedelta(days=365))
+    assert untouched(await decide(step, future))
+    assert (await decide(step, contact(at=T0))).meta == {"throttled": True}
+
+
+# --- order --------------------------------------------------------------------
+
+
+async def test_bounce_runs_before_autoreply_and_stops_the_rest() -> None:
+    dsn = contact(
+        sender="MAILER-DAEMON@mail.example.com",
+        auto_submitted="auto-replied",
+        return_path="",
+        is_dsn=True,
+        dsn_text=POSTFIX_551,
+    )
+    guard = EmailLoopGuard(max_messages=1, minutes=10, clock=lambda: T0)
+    steps: list[Step] = [EmailBounce(), EmailAutoreply(), guard]
+    d = await run_steps(steps, dsn, fresh(), CTX)
+    assert d.bounce is not None and "auto_reply" not in d.meta
+    assert set(d.meta) == {"bounce"}
+    # An auto-reply stops the loop guard, so auto-replies never count against it.
+    ooo = contact(auto_submitted="auto-replied")
+    for _ in range(3):
+        d = await run_steps(steps, ooo, fresh(), CTX)
+        assert d.meta == {"auto_reply": "auto-submitted: auto-replied"}
+    assert len(guard.guard) == 0
