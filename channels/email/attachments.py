@@ -1,0 +1,59 @@
+"""Content-addressed attachment storage on disk.
+
+The same logo or PDF arrives in thousands of mails; keying files by their
+SHA-256 stores it once and makes a re-fetch after an IMAP resync free.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import tempfile
+from pathlib import Path
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class AttachmentStore:
+    """Files under root/ab/cd/<sha256>; written via a temp file + rename.
+
+    The rename is atomic, so a reader or a crash never sees half a file, and
+    two writers of the same content race harmlessly (both write identical bytes).
+    """
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+
+    def path_for(self, sha256: str) -> Path:
+        # Validated so that a digest coming back from the database can never escape root.
+        if not _SHA256.match(sha256):
+            raise ValueError(f"not a lowercase sha256 hex digest: {sha256!r}")
+        return self.root / sha256[:2] / sha256[2:4] / sha256
+
+    def put(self, data: bytes) -> str:
+        """Store data (once) and return its sha256 hex digest."""
+        digest = hashlib.sha256(data).hexdigest()
+        path = self.path_for(digest)
+        if path.exists():
+            return digest
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        return digest
+
+    def exists(self, sha256: str) -> bool:
+        return self.path_for(sha256).is_file()
+
+    def read(self, sha256: str) -> bytes:
+        return self.path_for(sha256).read_bytes()

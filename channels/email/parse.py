@@ -1,0 +1,159 @@
+"""Raw email bytes → `InboundContact`, with the stdlib `email` package (policy.default).
+
+Mail in the wild is broken in every way a header or a charset can be broken;
+a mailbox must keep flowing, so a message that can be read at all yields a
+contact (with the problems listed in metadata["parse_defects"]) and only one
+that cannot (no bytes, no sender) raises `UnparseableEmail` for the quarantine.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import hashlib
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from typing import Any
+
+from channels.base import Channel, InboundContact
+from channels.email.attachments import AttachmentStore
+from channels.email.headers import (
+    addresses,
+    defect_names,
+    drop_headerless_lines,
+    first_address,
+    first_message_id,
+    header,
+    header_date,
+    message_ids,
+    return_path,
+)
+from channels.email.parts import body_text, delivery_report, extract_attachments, is_dsn
+from channels.email.text import split_quote
+
+DIGEST_DOMAIN = "crmhub.invalid"
+
+
+class UnparseableEmail(ValueError):
+    """The bytes are not a usable email; the message says why (the quarantine keeps them raw)."""
+
+
+def parse_message(
+    raw: bytes,
+    *,
+    max_bytes: int,
+    attachment_store: AttachmentStore | None,
+    received_at: datetime | None = None,
+) -> InboundContact:
+    """Parse one message; attachments over `max_bytes` are referenced but not stored.
+
+    `received_at` (e.g. the IMAP INTERNALDATE) stands in for a missing or
+    unreadable Date header; without it the current time is used.
+    """
+    if not raw or not raw.strip():
+        raise UnparseableEmail("empty message")
+    defects: list[str] = []
+    repaired = drop_headerless_lines(raw)
+    if repaired != raw:
+        defects.append("HeaderWithoutColon")
+    try:
+        msg = email.message_from_bytes(repaired, policy=email.policy.default)
+    except Exception as exc:  # the parser is lenient; this is the last line of defence
+        raise UnparseableEmail(f"MIME parse failed: {exc}") from exc
+    if not isinstance(msg, EmailMessage):  # policy.default always builds one; keeps mypy honest
+        raise UnparseableEmail("MIME parse returned no message")
+
+    sender_name, sender = first_address(msg, "From", defects)
+    if not sender:
+        sender_name, sender = first_address(msg, "Sender", defects)
+    if not sender:
+        raise UnparseableEmail("no sender address (From/Sender missing or unreadable)")
+    recipient = ""
+    for name in ("Delivered-To", "X-Original-To", "To"):
+        recipient = first_address(msg, name, defects)[1]
+        if recipient:
+            break
+
+    full_text, text_defect = body_text(msg)
+    if text_defect:
+        defects.append(text_defect)
+    new_text, quoted = split_quote(full_text)
+    files, skipped = extract_attachments(msg, max_bytes, attachment_store, defects)
+
+    subject = header(msg, "Subject", defects) or ""
+    message_id = first_message_id(header(msg, "Message-ID", defects) or "")
+    if not message_id:
+        message_id = digest_id(raw)
+    refs = message_ids(header(msg, "In-Reply-To", defects)) + message_ids(
+        header(msg, "References", defects)
+    )
+    occurred_at = header_date(msg, defects) or received_at or datetime.now(UTC)
+    if occurred_at.tzinfo is None:
+        occurred_at = occurred_at.replace(tzinfo=UTC)
+
+    metadata: dict[str, Any] = {
+        "full_text": full_text,
+        "quoted_text": quoted,
+        "auto_submitted": header(msg, "Auto-Submitted", defects),
+        "precedence": header(msg, "Precedence", defects),
+        "x_autoreply": header(msg, "X-Autoreply", defects),
+        "x_auto_response_suppress": header(msg, "X-Auto-Response-Suppress", defects),
+        "return_path": return_path(header(msg, "Return-Path", defects)),
+        "content_type": msg.get_content_type(),
+        "is_dsn": is_dsn(msg),
+        "list_id": header(msg, "List-Id", defects),
+        "list_unsubscribe": header(msg, "List-Unsubscribe", defects),
+        "to": addresses(msg, "To", defects),
+        "cc": addresses(msg, "Cc", defects),
+        "reply_to": addresses(msg, "Reply-To", defects),
+    }
+    if metadata["is_dsn"]:
+        metadata["dsn_text"], metadata["dsn_original_headers"] = delivery_report(msg)
+    if skipped:
+        metadata["skipped_attachments"] = skipped
+    defects.extend(defect_names(msg))
+    metadata["parse_defects"] = sorted(set(defects))
+    return InboundContact(
+        channel=Channel.EMAIL,
+        sender=sender,
+        sender_name=sender_name,
+        recipient=recipient,
+        subject=subject.strip(),
+        text=new_text,
+        provider_id=message_id,
+        thread_refs=tuple(dict.fromkeys(refs)),
+        occurred_at=occurred_at,
+        metadata=metadata,
+        attachments=tuple(files),
+    )
+
+
+def digest_id(raw: bytes) -> str:
+    """A stable stand-in Message-ID: sha256 of Date, From, To, Subject and the body's first KB.
+
+    Ingest is idempotent on (channel, provider_id), and an IMAP UIDVALIDITY
+    resync fetches the same message again, so the id must not change between
+    two fetches. Only headers the sender wrote are used: servers prepend
+    Received / X-Spam headers on delivery, so hashing all bytes would give a
+    copy in another folder a new id. The body's start separates automated
+    mails that share sender, subject and second. The `.invalid` domain
+    (RFC 2606) can never collide with a real Message-ID.
+    """
+    head, _, body = raw.replace(b"\r\n", b"\n").partition(b"\n\n")
+    fields: dict[bytes, bytes] = {}
+    current = b""
+    for line in head.split(b"\n"):
+        if line[:1] in (b" ", b"\t") and current:
+            fields[current] += b" " + line.strip()
+            continue
+        name, colon, value = line.partition(b":")
+        current = name.strip().lower() if colon else b""
+        if current in (b"date", b"from", b"to", b"subject") and current not in fields:
+            fields[current] = value.strip()
+        elif current and current not in (b"date", b"from", b"to", b"subject"):
+            current = b""
+    h = hashlib.sha256()
+    for key in (b"date", b"from", b"to", b"subject"):
+        h.update(fields.get(key, b"") + b"\0")
+    h.update(body[:1024])
+    return f"<sha256:{h.hexdigest()}@{DIGEST_DOMAIN}>"
