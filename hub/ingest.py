@@ -280,6 +280,10 @@ class Ingestor:
                 except Exception:
                     log.exception("routing failed for contact from %r", p.contact.sender)
                     continue
+                if decision.record_only:
+                    # Recorded in the history only: no conversation, nobody assigned.
+                    decision.conversation, decision.open_conversation = None, False
+                    decision.assignee_id = None
                 if decision.conversation is None and decision.open_conversation:
                     ref = ConversationRef(ctx.placeholder(), decision.assignee_id, decision.team_id)
                     decision.conversation = ref

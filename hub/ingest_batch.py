@@ -74,7 +74,7 @@ def _meta(item: Prepared) -> dict[str, Any]:
     return meta
 
 
-def _lead_row(item: Prepared, now: datetime, last_inbound_at: datetime) -> dict[str, Any]:
+def _lead_row(item: Prepared, now: datetime, last_inbound_at: datetime | None) -> dict[str, Any]:
     return {
         "kind": CustomerKind.LEAD.value,
         "name": item.contact.sender_name or display_name(item.contact.sender),
@@ -108,7 +108,10 @@ async def write_batch(conn: AsyncConnection, items: list[Prepared], ctx: BatchCo
         assert item.decision is not None
         at = item.contact.occurred_at
         cid = item.decision.customer.id
-        latest_customer[cid] = max(at, latest_customer.get(cid, at))
+        # Machine mail (auto-replies, bounces: Decision.record_only) is history,
+        # not contact: it must not look like the customer answered.
+        if not item.decision.record_only:
+            latest_customer[cid] = max(at, latest_customer.get(cid, at))
         if item.decision.conversation is not None:
             conv_id = item.decision.conversation.id
             latest_conv[conv_id] = max(at, latest_conv.get(conv_id, at))
@@ -125,7 +128,7 @@ async def write_batch(conn: AsyncConnection, items: list[Prepared], ctx: BatchCo
         ids = await insert_returning_ids(
             conn,
             customer_t,
-            [_lead_row(new_leads[p], now, latest_customer[p]) for p in placeholders],
+            [_lead_row(new_leads[p], now, latest_customer.get(p)) for p in placeholders],
         )
         real_customer = dict(zip(placeholders, ids, strict=True))
         await execute_many(

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select, text, update
 
 from channels.base import AttachmentRef, Channel, InboundContact
+from hub.config import Settings
 from hub.db import Database
 from hub.ingest import IngestError
 from hub.models import Attachment, Consent, Conversation, Customer, Identity, Interaction, Team
@@ -372,3 +373,32 @@ async def test_a_reference_to_another_customers_message_opens_a_new_conversation
         .join(Conversation, Conversation.id == Interaction.conversation_id)
         .order_by(Interaction.id),
     ) == [(a.customer_id, a.customer_id), (b.customer_id, b.customer_id)]
+
+
+async def test_machine_mail_is_history_only(settings: Settings, db: Database) -> None:
+    from routing.classify import EmailAutoreply
+
+    ooo = InboundContact(
+        Channel.EMAIL,
+        "bob@example.org",
+        subject="Out of office",
+        text="Back on Monday",
+        provider_id="<ooo@x>",
+        metadata={"auto_submitted": "auto-replied"},
+    )
+    async with hub_with_step(settings, EmailAutoreply) as running:
+        result = await running.ingestor.ingest(ooo)
+        normal = await running.ingestor.ingest(
+            InboundContact(
+                Channel.EMAIL, "bob@example.org", text="Real answer", provider_id="<r@x>"
+            )
+        )
+    assert (result.conversation_id, result.created_customer) == (None, True)
+    assert normal.conversation_id is not None
+    assert await rows(
+        db, select(Interaction.conversation_id, Interaction.meta).order_by(Interaction.id)
+    ) == [
+        (None, {"auto_submitted": "auto-replied", "auto_reply": "auto-submitted: auto-replied"}),
+        (normal.conversation_id, {}),
+    ]
+    assert len(await rows(db, select(Conversation.id))) == 1
