@@ -7,6 +7,7 @@ prefetching queries instead of one query per contact.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import count
@@ -21,6 +22,16 @@ from hub.tables import conversation_t, customer_t, identity_t, interaction_t
 from routing.base import ConversationRef, CustomerRef, Decision
 
 ACTIVE_STATUSES = (ConversationStatus.OPEN.value, ConversationStatus.PENDING.value)
+
+
+def grouped(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    """(channel, provider id) or (kind, value) pairs -> values per first element, for IN lists."""
+    out: dict[str, list[str]] = defaultdict(list)
+    for key, value in pairs:
+        out[key].append(value)
+    return out
+
+
 # Where an interaction's metadata keeps the answer routing gave (see Decision.reply).
 REPLY_KEY = "reply"
 # Most values in one IN (...) list: far below SQLite's and asyncpg's parameter limits.
@@ -107,10 +118,7 @@ class BatchContext:
         The batch writes nothing before routing ends, so what is read here is
         exactly what a query per contact during routing would see.
         """
-        by_channel: dict[str, list[str]] = defaultdict(list)
-        for channel, provider_id in refs:
-            by_channel[channel].append(provider_id)
-        for channel, pids in by_channel.items():
+        for channel, pids in grouped(refs).items():
             for i in range(0, len(pids), IN_CHUNK):
                 rows = await self.conn.execute(
                     select(
@@ -229,11 +237,8 @@ async def find_existing(
     conn: AsyncConnection, keys: set[tuple[str, str]]
 ) -> dict[tuple[str, str], IngestResult]:
     """Interactions already stored for these (channel, provider id) keys."""
-    by_channel: dict[str, list[str]] = defaultdict(list)
-    for channel, provider_id in keys:
-        by_channel[channel].append(provider_id)
     found: dict[tuple[str, str], IngestResult] = {}
-    for channel, pids in by_channel.items():
+    for channel, pids in grouped(keys).items():
         rows = await conn.execute(
             select(
                 interaction_t.c.id,
@@ -262,9 +267,7 @@ async def find_existing(
 async def match_customers(
     conn: AsyncConnection, identities: set[tuple[str, str]]
 ) -> dict[tuple[str, str], CustomerRef]:
-    by_kind: dict[str, list[str]] = defaultdict(list)
-    for kind, value in identities:
-        by_kind[kind].append(value)
+    by_kind = grouped(identities)
     found: dict[tuple[str, str], CustomerRef] = {}
     merged: dict[tuple[str, str], int] = {}
     rows = await conn.execute(
