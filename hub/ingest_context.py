@@ -148,55 +148,33 @@ class BatchContext:
     ) -> ConversationRef | None:
         if not provider_ids or customer_id < 0:  # a lead made by this batch has no history
             return None
-        keys = [(channel, pid) for pid in provider_ids]
-        if self.prefetched_refs.issuperset(keys):
-            # The newest referenced interaction wins, as in the query below.
-            found = [
-                self.by_provider_id[k]
-                for k in keys
-                if k in self.by_provider_id and self.by_provider_id[k][2] == customer_id
-            ]
-            return max(found, key=lambda f: (f[0], f[1]))[3] if found else None
-        row = (
-            await self.conn.execute(
-                select(conversation_t.c.id, conversation_t.c.assignee_id, conversation_t.c.team_id)
-                .join(interaction_t, interaction_t.c.conversation_id == conversation_t.c.id)
-                .where(conversation_t.c.customer_id == customer_id)
-                .where(interaction_t.c.channel == channel)
-                .where(interaction_t.c.provider_id.in_(provider_ids))
-                .order_by(interaction_t.c.occurred_at.desc(), interaction_t.c.id.desc())
-                .limit(1)
-            )
-        ).first()
-        return ConversationRef(row.id, row.assignee_id, row.team_id) if row else None
+        keys = {(channel, pid) for pid in provider_ids}
+        if not self.prefetched_refs.issuperset(keys):  # the hub prefetches; others may not
+            await self.prefetch_refs(keys - self.prefetched_refs)
+        # The newest referenced interaction of this customer's wins.
+        found = [
+            self.by_provider_id[k]
+            for k in keys
+            if k in self.by_provider_id and self.by_provider_id[k][2] == customer_id
+        ]
+        return max(found, key=lambda f: (f[0], f[1]))[3] if found else None
 
     async def last_outbound_conversation(
         self, customer_id: int, channel: str, since: datetime, until: datetime
     ) -> ConversationRef | None:
-        window = until - since
-        if (channel, window) not in self.outbound and customer_id in self.batch_customers:
-            await self._prefetch_outbound(channel, window)
-        sent = self.outbound.get((channel, window))
-        if sent is not None and customer_id in self.batch_customers:
-            # Newest first: the first one inside this contact's window wins.
-            for at, _iid, ref in sent.get(customer_id, ()):
-                if since <= at <= until:
-                    return ref
+        if customer_id < 0:  # a lead made by this batch got nothing from us
             return None
-        row = (
-            await self.conn.execute(
-                select(conversation_t.c.id, conversation_t.c.assignee_id, conversation_t.c.team_id)
-                .join(interaction_t, interaction_t.c.conversation_id == conversation_t.c.id)
-                .where(interaction_t.c.customer_id == customer_id)
-                .where(interaction_t.c.channel == channel)
-                .where(interaction_t.c.direction == "out")
-                .where(interaction_t.c.occurred_at >= since)
-                .where(interaction_t.c.occurred_at <= until)
-                .order_by(interaction_t.c.occurred_at.desc(), interaction_t.c.id.desc())
-                .limit(1)
-            )
-        ).first()
-        return ConversationRef(row.id, row.assignee_id, row.team_id) if row else None
+        window = until - since
+        if customer_id not in self.batch_customers:  # the hub sets them; others may not
+            self.batch_customers.add(customer_id)
+            self.outbound.pop((channel, window), None)
+        if (channel, window) not in self.outbound:
+            await self._prefetch_outbound(channel, window)
+        # Newest first: the first one inside this contact's window wins.
+        for at, _iid, ref in self.outbound[(channel, window)].get(customer_id, ()):
+            if since <= at <= until:
+                return ref
+        return None
 
     async def _prefetch_outbound(self, channel: str, window: timedelta) -> None:
         """What we sent the batch's customers on `channel` within reach of any of its contacts.
@@ -205,11 +183,10 @@ class BatchContext:
         conversation (most contacts of a large customer base): that per-contact
         query halved ingest throughput at a million customers.
         """
-        earliest, latest = self.batch_span or (datetime.min, datetime.max)
         found: dict[int, list[tuple[datetime, int, ConversationRef]]] = defaultdict(list)
         ids = sorted(self.batch_customers)
         for i in range(0, len(ids), IN_CHUNK):
-            rows = await self.conn.execute(
+            query = (
                 select(
                     interaction_t.c.customer_id,
                     interaction_t.c.occurred_at,
@@ -222,9 +199,13 @@ class BatchContext:
                 .where(interaction_t.c.customer_id.in_(ids[i : i + IN_CHUNK]))
                 .where(interaction_t.c.channel == channel)
                 .where(interaction_t.c.direction == "out")
-                .where(interaction_t.c.occurred_at >= earliest - window)
-                .where(interaction_t.c.occurred_at <= latest)
             )
+            if self.batch_span is not None:  # without it: all we ever sent them
+                earliest, latest = self.batch_span
+                query = query.where(interaction_t.c.occurred_at >= earliest - window).where(
+                    interaction_t.c.occurred_at <= latest
+                )
+            rows = await self.conn.execute(query)
             for row in rows:
                 ref = ConversationRef(row.id, row.assignee_id, row.team_id)
                 found[row.customer_id].append((row.occurred_at, row.interaction_id, ref))
