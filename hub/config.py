@@ -23,6 +23,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from channels.email.config import EmailConfig
 from channels.sms.config import SmsConfig
 
 DEFAULT_CONFIG_PATH = Path("config.yaml")
@@ -138,6 +139,7 @@ class Settings(BaseSettings):
     api: ApiConfig = Field(default_factory=ApiConfig)
     demo: DemoConfig = Field(default_factory=DemoConfig)
     sms: SmsConfig = Field(default_factory=SmsConfig)
+    email: EmailConfig = Field(default_factory=EmailConfig)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
 
     @classmethod

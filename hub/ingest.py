@@ -18,9 +18,11 @@ import contextlib
 import dataclasses
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from channels.base import InboundContact
 from hub.db import Database
@@ -60,6 +62,21 @@ class _Job:
     future: asyncio.Future[IngestResult]
 
 
+# Writes that must commit in the same transaction as a unit's contacts (an
+# IMAP checkpoint, quarantine rows); called after the contacts are written,
+# so it can read each Prepared.result.
+UnitWrite = Callable[[AsyncConnection, list[Prepared]], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class _Unit:
+    """Contacts stored all together or not at all, with `extra` in the same transaction."""
+
+    items: list[Prepared]
+    extra: UnitWrite
+    future: asyncio.Future[list[IngestResult]]
+
+
 class Ingestor:
     def __init__(
         self,
@@ -77,7 +94,7 @@ class Ingestor:
         self.teams = teams
         self.region = region
         self.batch_max = batch_max
-        self._queue: asyncio.Queue[_Job] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Job | _Unit] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self.batches = 0  # for /metrics-style introspection and tests
         # Recipient address as received -> team of a new lead. Parsing a phone
@@ -106,30 +123,69 @@ class Ingestor:
         # Validated and normalised here, in the caller's task, not by the writer:
         # this Python work then overlaps the previous batch's commit (which
         # runs in the database driver's thread) instead of delaying the next.
-        prepared = self._prepare(contact)
+        prepared = self.prepare(contact)
         future: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Job(prepared, future))
         # shield: a caller that goes away (client disconnect) must not cancel
         # the shared future the writer will still resolve.
         return await asyncio.shield(future)
 
+    async def ingest_unit(self, items: list[Prepared], extra: UnitWrite) -> list[IngestResult]:
+        """Store `items` (from `prepare`) and run `extra` in one transaction: all or nothing.
+
+        For sources that must record how far they got together with what they
+        got (an IMAP checkpoint). Raises IngestUnavailable when the database is
+        away, IngestError when any item cannot be stored or routed (nothing of
+        the unit is stored then; the caller may retry item by item).
+        """
+        if self._writer is None:
+            raise RuntimeError("Ingestor.start() was not called")
+        future: asyncio.Future[list[IngestResult]] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Unit(list(items), extra, future))
+        return await asyncio.shield(future)
+
     async def _run(self) -> None:
         while True:
-            jobs = [await self._queue.get()]
-            while len(jobs) < self.batch_max and not self._queue.empty():
-                jobs.append(self._queue.get_nowait())
+            got = [await self._queue.get()]
+            while len(got) < self.batch_max and not self._queue.empty():
+                got.append(self._queue.get_nowait())
+            jobs = [j for j in got if isinstance(j, _Job)]
             try:
-                await self._process(jobs)
+                if jobs:
+                    await self._process(jobs)
+                for unit in got:
+                    if isinstance(unit, _Unit):
+                        await self._process_unit(unit)
             except Exception as exc:  # never let the writer die; fail the batch instead
                 log.exception("ingest batch failed unexpectedly")
-                for job in jobs:
+                for job in got:
                     if not job.future.done():
                         job.future.set_exception(exc)
             finally:
-                for _ in jobs:
+                for _ in got:
                     self._queue.task_done()
 
-    def _prepare(self, contact: InboundContact) -> Prepared:
+    async def _process_unit(self, unit: _Unit) -> None:
+        self.batches += 1
+        for p in unit.items:
+            p.result = p.decision = None
+        try:
+            await self._store(unit.items, extra=unit.extra, strict=True)
+        except OUTAGES as exc:
+            log.warning("ingest unit of %d not stored: %s", len(unit.items), exc)
+            unit.future.set_exception(IngestUnavailable("database unavailable; retry"))
+            return
+        except Exception as exc:
+            unit.future.set_exception(IngestError(f"{type(exc).__name__}: {exc}"[:500]))
+            return
+        results = [p.result for p in unit.items]
+        unit.future.set_result([r for r in results if r is not None])
+        for p in unit.items:
+            if p.result is not None and not p.result.duplicate:
+                self._publish(p)
+
+    def prepare(self, contact: InboundContact) -> Prepared:
+        """Validate and normalise a contact (IngestError when it cannot be stored)."""
         if contact.provider_id is not None and not (
             0 < len(contact.provider_id) <= MAX_PROVIDER_ID
         ):
@@ -236,62 +292,70 @@ class Ingestor:
                 return IngestError(f"refused by the database: {type(exc).__name__}")
         return IngestError("conflicts with data stored at the same time")
 
-    async def _store(self, items: list[Prepared]) -> None:
+    async def _store(
+        self, items: list[Prepared], *, extra: UnitWrite | None = None, strict: bool = False
+    ) -> None:
+        """Write `items` in one transaction; `strict`: a routing failure fails them all."""
         async with self.db.write_engine.begin() as conn:
-            ctx = BatchContext(conn)
-            keys = {
-                (p.contact.channel.value, p.contact.provider_id)
-                for p in items
-                if p.contact.provider_id
-            }
-            existing = await find_existing(conn, keys) if keys else {}
-            fresh: list[Prepared] = []
-            for p in items:
-                dup = existing.get((p.contact.channel.value, p.contact.provider_id or ""))
-                if dup is not None:
-                    p.result = dup
-                else:
-                    fresh.append(p)
-            if not fresh:
-                return
-            matched = await match_customers(
-                conn, {(p.identity.kind.value, p.identity.value) for p in fresh}
+            await self._write(conn, items, strict)
+            if extra is not None:
+                await extra(conn, items)
+
+    async def _write(self, conn: AsyncConnection, items: list[Prepared], strict: bool) -> None:
+        ctx = BatchContext(conn)
+        keys = {
+            (p.contact.channel.value, p.contact.provider_id) for p in items if p.contact.provider_id
+        }
+        existing = await find_existing(conn, keys) if keys else {}
+        fresh: list[Prepared] = []
+        for p in items:
+            dup = existing.get((p.contact.channel.value, p.contact.provider_id or ""))
+            if dup is not None:
+                p.result = dup
+            else:
+                fresh.append(p)
+        if not fresh:
+            return
+        matched = await match_customers(
+            conn, {(p.identity.kind.value, p.identity.value) for p in fresh}
+        )
+        ctx.batch_customers = {ref.id for ref in matched.values()}
+        times = [p.contact.occurred_at for p in fresh]
+        ctx.batch_span = (min(times), max(times))
+        await ctx.prefetch_open(ctx.batch_customers)
+        refs = {(p.contact.channel.value, r) for p in fresh for r in p.contact.thread_refs}
+        if refs:
+            await ctx.prefetch_refs(refs)
+        new_leads: dict[tuple[str, str], CustomerRef] = {}
+        routed: list[Prepared] = []
+        for p in fresh:
+            key = (p.identity.kind.value, p.identity.value)
+            customer = matched.get(key) or new_leads.get(key)
+            if customer is None:
+                customer = CustomerRef(ctx.placeholder(), p.lead_team_id, None, True)
+                new_leads[key] = customer
+            decision = Decision(
+                customer=customer, team_id=customer.team_id, assignee_id=customer.owner_id
             )
-            ctx.batch_customers = {ref.id for ref in matched.values()}
-            times = [p.contact.occurred_at for p in fresh]
-            ctx.batch_span = (min(times), max(times))
-            await ctx.prefetch_open(ctx.batch_customers)
-            refs = {(p.contact.channel.value, r) for p in fresh for r in p.contact.thread_refs}
-            if refs:
-                await ctx.prefetch_refs(refs)
-            new_leads: dict[tuple[str, str], CustomerRef] = {}
-            routed: list[Prepared] = []
-            for p in fresh:
-                key = (p.identity.kind.value, p.identity.value)
-                customer = matched.get(key) or new_leads.get(key)
-                if customer is None:
-                    customer = CustomerRef(ctx.placeholder(), p.lead_team_id, None, True)
-                    new_leads[key] = customer
-                decision = Decision(
-                    customer=customer, team_id=customer.team_id, assignee_id=customer.owner_id
-                )
-                try:
-                    await run_steps(self.steps, p.contact, decision, ctx)
-                except Exception:
-                    log.exception("routing failed for contact from %r", p.contact.sender)
-                    continue
-                if decision.record_only:
-                    # Recorded in the history only: no conversation, nobody assigned.
-                    decision.conversation, decision.open_conversation = None, False
-                    decision.assignee_id = None
-                if decision.conversation is None and decision.open_conversation:
-                    ref = ConversationRef(ctx.placeholder(), decision.assignee_id, decision.team_id)
-                    decision.conversation = ref
-                    ctx.open_by_customer[(customer.id, p.contact.channel.value)] = ref
-                p.decision = decision
-                routed.append(p)
-            if routed:
-                await write_batch(conn, routed, ctx)
+            try:
+                await run_steps(self.steps, p.contact, decision, ctx)
+            except Exception:
+                log.exception("routing failed for contact from %r", p.contact.sender)
+                if strict:
+                    raise
+                continue
+            if decision.record_only:
+                # Recorded in the history only: no conversation, nobody assigned.
+                decision.conversation, decision.open_conversation = None, False
+                decision.assignee_id = None
+            if decision.conversation is None and decision.open_conversation:
+                ref = ConversationRef(ctx.placeholder(), decision.assignee_id, decision.team_id)
+                decision.conversation = ref
+                ctx.open_by_customer[(customer.id, p.contact.channel.value)] = ref
+            p.decision = decision
+            routed.append(p)
+        if routed:
+            await write_batch(conn, routed, ctx)
 
     def _publish(self, prepared: Prepared) -> None:
         result = prepared.result

@@ -9,7 +9,17 @@ import enum
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    LargeBinary,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
 from sqlalchemy.engine import Dialect
 from sqlmodel import Field, SQLModel
 
@@ -167,6 +177,11 @@ class Identity(SQLModel, table=True):
     primary: bool = False
     # False for a phone number that could not be parsed: kept, never dropped.
     verified: bool = True
+    # Email: a permanent bounce (5.x.x) marks the address undeliverable until
+    # the customer writes from it again; temporary bounces (4.x.x) are counted.
+    undeliverable_at: datetime | None = _ts()
+    undeliverable_reason: str | None = Field(default=None, max_length=500)
+    soft_bounces: int = 0
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
@@ -300,6 +315,63 @@ class OutboxMessage(SQLModel, table=True):
     last_error: str | None = Field(default=None, sa_type=Text)
     provider_id: str | None = Field(default=None, max_length=500)
     provider_status: str | None = Field(default=None, max_length=30)
+    # Email: subject, extra headers (Message-ID, In-Reply-To, References,
+    # Reply-To) and the configured mailbox whose SMTP relay sends it.
+    subject: str = ""
+    headers: dict[str, str] = _json(dict)
+    mailbox: str | None = Field(default=None, max_length=50)
     author_id: int | None = Field(default=None, foreign_key="app_user.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class MailCheckpoint(SQLModel, table=True):
+    """How far one IMAP folder has been read: committed with the messages it covers.
+
+    A message is in the history if and only if its UID is <= last_uid under
+    this uidvalidity (or it sits in the quarantine), so a crash at any point
+    re-reads at most what was not committed, and ingest dedupes that.
+    """
+
+    __tablename__ = "mail_checkpoint"
+    __table_args__ = (UniqueConstraint("mailbox", "folder", name="uq_mail_checkpoint_folder"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    mailbox: str = Field(max_length=50)
+    folder: str = Field(max_length=200)
+    uidvalidity: int = Field(sa_type=BigInteger)
+    last_uid: int = Field(default=0, sa_type=BigInteger)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class QuarantineStatus(enum.StrEnum):
+    HELD = "held"  # waiting for a fix and `crmhub quarantine retry`
+    RELEASED = "released"  # a retry stored it in the history
+
+
+class QuarantinedMail(SQLModel, table=True):
+    """A message that could not be parsed or stored, kept raw so nothing is lost.
+
+    It counts as read for the checkpoint, so it never blocks the mail behind it.
+    """
+
+    __tablename__ = "mail_quarantine"
+    __table_args__ = (
+        UniqueConstraint("mailbox", "folder", "uidvalidity", "uid", name="uq_mail_quarantine_uid"),
+        NEVER_REUSE_IDS,
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    mailbox: str = Field(max_length=50)
+    folder: str = Field(max_length=200)
+    uidvalidity: int = Field(sa_type=BigInteger)
+    uid: int = Field(sa_type=BigInteger)
+    raw: bytes = Field(sa_type=LargeBinary)
+    error: str = Field(sa_type=Text)
+    status: str = Field(default=QuarantineStatus.HELD, max_length=20, index=True)
+    attempts: int = 1
+    interaction_id: int | None = Field(
+        default=None, foreign_key="interaction.id", ondelete="SET NULL"
+    )
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -18,7 +18,9 @@ from hub.models import (
     CustomerTag,
     Identity,
     Interaction,
+    MailCheckpoint,
     OutboxMessage,
+    QuarantinedMail,
     Team,
     User,
 )
@@ -33,3 +35,5 @@ consent_t = cast(Table, Consent.__table__)  # type: ignore[attr-defined]
 user_t = cast(Table, User.__table__)  # type: ignore[attr-defined]
 team_t = cast(Table, Team.__table__)  # type: ignore[attr-defined]
 outbox_t = cast(Table, OutboxMessage.__table__)  # type: ignore[attr-defined]
+checkpoint_t = cast(Table, MailCheckpoint.__table__)  # type: ignore[attr-defined]
+quarantine_t = cast(Table, QuarantinedMail.__table__)  # type: ignore[attr-defined]
