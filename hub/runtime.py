@@ -7,7 +7,6 @@ there is one place that decides how the parts fit together.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
 
 from hub.config import Settings
 from hub.db import Database
@@ -15,31 +14,10 @@ from hub.dispatcher import Dispatcher
 from hub.events import EventBus
 from hub.ingest import Ingestor
 from hub.outbox import senders_from
+from hub.steps import configured_steps
 from hub.teams import TeamRouter
 from routing.base import Step
-from routing.keywords import SmsKeywords
 from routing.registry import build_steps
-from routing.threading import ThreadConversation
-
-
-def configured_steps(settings: Settings) -> dict[str, Callable[[], Step]]:
-    """Factories of the steps that need config; routing gets plain values, never Settings."""
-    sms = settings.sms
-
-    def sms_keywords() -> Step:
-        return SmsKeywords(
-            opt_out=sms.keywords.opt_out,
-            opt_in=sms.keywords.opt_in,
-            help=sms.keywords.help,
-            opt_out_text=sms.opt_out_text,
-            opt_in_text=sms.opt_in_text,
-            help_text=sms.help_text,
-        )
-
-    def thread_conversation() -> Step:
-        return ThreadConversation({"sms": timedelta(hours=sms.reply_window_hours)})
-
-    return {SmsKeywords.name: sms_keywords, ThreadConversation.name: thread_conversation}
 
 
 class Hub:

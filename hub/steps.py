@@ -1,0 +1,35 @@
+"""The routing steps that need config: built from Settings, handed plain values.
+
+Routing never sees Settings (routing/ must not import hub); these factories
+read the config and pass only what each step needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+from hub.config import Settings
+from routing.base import Step
+from routing.keywords import SmsKeywords
+from routing.threading import ThreadConversation
+
+
+def configured_steps(settings: Settings) -> dict[str, Callable[[], Step]]:
+    """Factories of the steps that need config; routing gets plain values, never Settings."""
+    sms = settings.sms
+
+    def sms_keywords() -> Step:
+        return SmsKeywords(
+            opt_out=sms.keywords.opt_out,
+            opt_in=sms.keywords.opt_in,
+            help=sms.keywords.help,
+            opt_out_text=sms.opt_out_text,
+            opt_in_text=sms.opt_in_text,
+            help_text=sms.help_text,
+        )
+
+    def thread_conversation() -> Step:
+        return ThreadConversation({"sms": timedelta(hours=sms.reply_window_hours)})
+
+    return {SmsKeywords.name: sms_keywords, ThreadConversation.name: thread_conversation}
