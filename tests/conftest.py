@@ -29,6 +29,8 @@ from hub.runtime import Hub
 from routing.base import Step
 
 TABLES = [
+    "mail_quarantine",
+    "mail_checkpoint",
     "outbox",
     "audit_event",
     "consent",
