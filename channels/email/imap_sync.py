@@ -1,0 +1,266 @@
+"""Exactly-once IMAP ingest for one mailbox: checkpoint, fetch, commit, then flag or move.
+
+The durable state is the store's checkpoint per folder, (UIDVALIDITY, last
+UID), committed in the same transaction as the messages it covers. The
+server-side flag or move happens only after that commit, so:
+
+- a crash before the commit refetches the batch (nothing lost);
+- a crash after it leaves the batch unflagged but covered by the checkpoint
+  (nothing twice); the flag is cosmetic, the checkpoint is the truth;
+- a changed UIDVALIDITY refetches the whole folder with `resync=True`; the
+  store dedupes by Message-ID, so that costs bandwidth, not duplicates.
+
+Outages (IMAP or database) are logged once each: a WARNING when one starts,
+an INFO when it ends saying how long it lasted; the retries between are DEBUG.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from channels.email.config import ImapConfig
+from channels.email.imap import FetchedMessage, ImapClient, ImapUnavailable
+
+log = logging.getLogger(__name__)
+
+Checkpoints = Callable[[str], Awaitable[tuple[int, int] | None]]
+Store = Callable[[str, int, list[FetchedMessage], bool], Awaitable[None]]
+ClientFactory = Callable[[str, ImapConfig, str], ImapClient]
+
+# How long stop() lets run() wind down on its own before cancelling it.
+STOP_GRACE_SECONDS = 1.5
+
+
+class StoreUnavailable(Exception):
+    """Raised by the store when the database is away: keep the mail on the server, retry later."""
+
+
+class _Outage:
+    """Backoff and once-per-outage logging for one kind of failure."""
+
+    def __init__(self, what: str, name: str, low: float, high: float) -> None:
+        self.what, self.name, self.low, self.high = what, name, low, max(low, high)
+        self.since: float | None = None
+        self.tries = 0
+        self.count = 0
+
+    def failed(self, exc: BaseException) -> float:
+        """Record a failed try; returns the seconds to wait before the next."""
+        self.tries += 1
+        if self.since is None:
+            self.since = time.monotonic()
+            self.count += 1
+            log.warning("mailbox %s: %s unavailable, retrying: %s", self.name, self.what, exc)
+        else:
+            log.debug(
+                "mailbox %s: %s still unavailable (try %d): %s",
+                self.name,
+                self.what,
+                self.tries,
+                exc,
+            )
+        return float(min(self.low * 2.0 ** min(self.tries - 1, 40), self.high))
+
+    def recovered(self) -> None:
+        if self.since is None:
+            return
+        log.info(
+            "mailbox %s: %s back after %.1f s and %d failed tries",
+            self.name,
+            self.what,
+            time.monotonic() - self.since,
+            self.tries,
+        )
+        self.since, self.tries = None, 0
+
+
+class MailboxSync:
+    """Keeps one mailbox's folders ingested; `run()` until `stop()`."""
+
+    def __init__(
+        self,
+        name: str,
+        config: ImapConfig,
+        password: str,
+        checkpoints: Checkpoints,
+        store: Store,
+        *,
+        client_factory: ClientFactory = ImapClient,
+    ) -> None:
+        self.name = name
+        self.config = config
+        self._password = password
+        self._checkpoints = checkpoints
+        self._store = store
+        self._client_factory = client_factory
+        self.client: ImapClient | None = None
+        # Counters for tests, the bench and status pages.
+        self.stored = 0
+        self.connects = 0
+        self.rounds = 0
+        self.idle_wakeups = 0
+        self._imap_outage = _Outage(
+            "IMAP", name, config.reconnect_min_seconds, config.reconnect_max_seconds
+        )
+        self._store_outage = _Outage(
+            "store", name, config.reconnect_min_seconds, config.reconnect_max_seconds
+        )
+        self._stopping = asyncio.Event()
+        self._changed = asyncio.Condition()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def outages(self) -> int:
+        return self._imap_outage.count
+
+    @property
+    def store_outages(self) -> int:
+        return self._store_outage.count
+
+    @property
+    def failed_tries(self) -> int:
+        """Failed tries in the current IMAP outage (0 when connected)."""
+        return self._imap_outage.tries
+
+    async def wait_until(self, predicate: Callable[[], bool]) -> None:
+        """Return once `predicate()` holds; re-checked whenever a counter changes."""
+        async with self._changed:
+            await self._changed.wait_for(predicate)
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    # -- one round ----------------------------------------------------------------
+
+    async def sync_once(self) -> int:
+        """Ingest what is new in every folder; returns the number of messages stored."""
+        if self.client is None:
+            await self._connect()
+        total = 0
+        for folder in self.config.folders:
+            total += await self._sync_folder(folder)
+        self.rounds += 1
+        await self._notify()
+        return total
+
+    async def _sync_folder(self, folder: str) -> int:
+        client = self._require_client()
+        state = await client.select(folder)
+        checkpoint = await self._checkpoints(folder)
+        resync = checkpoint is None or checkpoint[0] != state.uidvalidity
+        if checkpoint is not None and resync:
+            log.warning(
+                "mailbox %s: folder %s changed UIDVALIDITY %d -> %d; refetching it all",
+                self.name,
+                folder,
+                checkpoint[0],
+                state.uidvalidity,
+            )
+        last_uid = 0 if resync or checkpoint is None else checkpoint[1]
+        uids = await client.uids_after(last_uid)
+        if not uids and checkpoint is not None and resync:
+            # Record the new UIDVALIDITY even for an empty folder, or every
+            # round would warn about the same change again.
+            await self._store(folder, state.uidvalidity, [], True)
+        stored = 0
+        size = self.config.batch_size
+        for start in range(0, len(uids), size):
+            messages = await client.fetch(uids[start : start + size])
+            if not messages:  # the whole batch was expunged meanwhile
+                continue
+            await self._store(folder, state.uidvalidity, messages, resync)
+            stored += len(messages)
+            self.stored += len(messages)
+            await self._notify()
+            # After the commit only: if this fails the checkpoint already covers them.
+            await client.done([m.uid for m in messages])
+        return stored
+
+    def _require_client(self) -> ImapClient:
+        if self.client is None:
+            raise ImapUnavailable(f"{self.name}: not connected")
+        return self.client
+
+    async def _connect(self) -> None:
+        client = self._client_factory(self.name, self.config, self._password)
+        try:
+            await client.connect()
+        except asyncio.CancelledError:
+            client.abandon()
+            raise
+        except BaseException:
+            await client.close()
+            raise
+        self.client = client
+        self.connects += 1
+
+    async def _drop_client(self) -> None:
+        client, self.client = self.client, None
+        if client is not None:
+            await client.close()
+
+    # -- the loop -----------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Sync, wait for mail (IDLE or poll), repeat; survives IMAP and store outages."""
+        self._task = asyncio.current_task()
+        try:
+            while not self._stopping.is_set():
+                try:
+                    await self.sync_once()
+                    self._imap_outage.recovered()
+                    self._store_outage.recovered()
+                    await self._wait_for_mail()
+                except StoreUnavailable as exc:
+                    # Keep the connection: the mail stays unflagged on the server.
+                    delay = self._store_outage.failed(exc)
+                    await self._notify()
+                    await self._sleep(delay)
+                except ImapUnavailable as exc:
+                    delay = self._imap_outage.failed(exc)
+                    await self._drop_client()
+                    await self._notify()
+                    await self._sleep(delay)
+        finally:
+            await self._drop_client()
+
+    async def _wait_for_mail(self) -> None:
+        client = self._require_client()
+        cfg = self.config
+        if cfg.mode != "idle" or not client.has_idle:
+            await self._sleep(cfg.poll_seconds)
+            return
+        # IDLE sees only the selected folder; the others are polled meanwhile.
+        seconds = cfg.idle_renew_seconds
+        if len(cfg.folders) > 1:
+            seconds = min(seconds, cfg.poll_seconds)
+        if client.selected != cfg.folders[0]:
+            await client.select(cfg.folders[0])
+        # Each call ends with DONE; the next round's IDLE is the renewal.
+        if await client.idle(seconds):
+            self.idle_wakeups += 1
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    async def stop(self) -> None:
+        """End `run()` promptly and close the connection."""
+        self._stopping.set()
+        if self.client is not None:
+            self.client.interrupt()
+        task, self._task = self._task, None
+        if task is not None and task is not asyncio.current_task() and not task.done():
+            done, _ = await asyncio.wait({task}, timeout=STOP_GRACE_SECONDS)
+            if not done:  # stuck in a blocking call (e.g. connect); abandon it
+                task.cancel()
+                await asyncio.wait({task})
+        await self._drop_client()
+
+
+__all__ = ["Checkpoints", "MailboxSync", "Store", "StoreUnavailable"]
