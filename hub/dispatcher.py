@@ -17,7 +17,13 @@ than a rare duplicate SMS, and the window is small: only a crash (or a
 timeout) during the one HTTP call itself. A live node's claim never expires
 mid-call because `send_timeout_seconds` < `lease_seconds`. The status
 callback carries the outbox id, so a message whose MessageSid we never
-recorded is still matched when Twilio reports on it.
+recorded is still matched when Twilio reports on it. SMTP has no idempotency
+key either, but the row's Message-ID is fixed at enqueue, so a duplicate
+sent after a crash is at least recognisable as the same mail.
+
+What "accepted" means differs by channel: Twilio's 2xx only queues the SMS
+(delivery is reported later by its status callback), while SMTP's 250 means
+the relay took responsibility for the mail, so the interaction shows "sent".
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ from hub.outbox import (
     OutboxStatus,
     Sender,
     backoff,
+    consent_applies,
     opted_out,
     record_opt_out,
     rows_by_id,
@@ -57,6 +64,35 @@ log = logging.getLogger(__name__)
 
 RECORD_TRIES = 5
 _ACCEPTED = (DeliveryState.QUEUED, DeliveryState.SENT, DeliveryState.DELIVERED)
+_CHANNEL_NAMES = {Channel.SMS: "SMS", Channel.EMAIL: "email"}
+
+
+def outbound_message(row: Any, sender: Sender) -> OutboundMessage:
+    """The adapter's input for an outbox row."""
+    channel = Channel(row.channel)
+    if channel is Channel.EMAIL:
+        # No sender: From is the row's mailbox's address, which MailboxSenders
+        # picks by `mailbox`; the channel-wide default could be another mailbox.
+        return OutboundMessage(
+            channel=channel,
+            recipient=row.recipient,
+            text=row.body,
+            subject=row.subject,
+            headers=dict(row.headers or {}),
+            metadata={"mailbox": row.mailbox, "outbox_id": row.id},
+        )
+    return OutboundMessage(
+        channel=channel,
+        recipient=row.recipient,
+        text=row.body,
+        sender=sender.sender,
+        metadata={"status_callback_query": f"outbox={row.id}"},
+    )
+
+
+def accepted_status(channel: str) -> str:
+    """The interaction's delivery status once the provider took the message."""
+    return "sent" if channel == Channel.EMAIL.value else "queued"
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,14 +220,15 @@ class Dispatcher:
             for row in await rows_by_id(conn, ids):
                 if row.status == OutboxStatus.SENDING.value:
                     log.warning("outbox %s: lease expired (node died?); taking it over", row.id)
-                if await opted_out(conn, row.customer_id, Channel(row.channel)):
+                channel = Channel(row.channel)
+                if consent_applies(row) and await opted_out(conn, row.customer_id, channel):
                     await self._finish(
                         conn,
                         row.id,
                         OutboxStatus.BLOCKED,
                         row.interaction_id,
                         "blocked",
-                        error="recipient opted out of SMS",
+                        error=f"recipient opted out of {_CHANNEL_NAMES.get(channel, channel)}",
                     )
                     finished += 1
                     continue
@@ -233,13 +270,7 @@ class Dispatcher:
         row = claim.row
         sender = self.senders[row.channel]
         await self._pace(row.channel, sender.rate_per_second)
-        message = OutboundMessage(
-            channel=Channel(row.channel),
-            recipient=row.recipient,
-            text=row.body,
-            sender=sender.sender,
-            metadata={"status_callback_query": f"outbox={row.id}"},
-        )
+        message = outbound_message(row, sender)
         try:
             async with asyncio.timeout(self.config.send_timeout_seconds):
                 return await sender.send(message)
@@ -293,9 +324,14 @@ class Dispatcher:
                 if changed.rowcount == 0:
                     log.warning("outbox %s: sent, but the claim was taken over", row.id)
                 if row.interaction_id is not None:
-                    await set_interaction_status(
-                        conn, row.interaction_id, "queued", provider_id=result.provider_id
+                    event = await set_interaction_status(
+                        conn,
+                        row.interaction_id,
+                        accepted_status(row.channel),
+                        provider_id=result.provider_id,
                     )
+                    if event is not None:
+                        self._events.append(event)
                 await self._touch(conn, row, now)
                 return
             retry = (

@@ -8,10 +8,18 @@ loses nothing, and the agent sees the message in the history at once.
 Delivery status on the interaction follows the provider's words (Twilio's
 MessageStatus) but never moves backwards: callbacks arrive out of order, and
 a late "sent" must not hide "delivered". Failures are final.
+
+Email differs in one way: the Message-ID is ours, made when the row is queued
+(see `enqueue`), so the history knows it before the relay does. A customer
+who answers a mail that was sent while the dispatcher's result was still
+unrecorded is threaded by In-Reply-To all the same, and every retry of the
+row sends the same Message-ID (one mail, not several, in the customer's
+thread).
 """
 
 from __future__ import annotations
 
+import email.utils
 import enum
 import logging
 from collections.abc import Mapping, Sequence
@@ -22,6 +30,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from channels.base import Channel, DeliveryResult, Direction, OutboundMessage
+from channels.email.senders import MailboxSenders, message_id_domain
 from channels.sms.outbound import ERROR_UNSUBSCRIBED, TwilioSmsSender
 from channels.sms.status import StatusReport
 from hub.config import Settings
@@ -51,8 +60,10 @@ _RANK = {
     "delivered": 3,
     "read": 4,
 }
-FINAL = frozenset({"undelivered", "failed", "canceled", "blocked"})
-FAILED_STATUSES = frozenset({"undelivered", "failed", "canceled"})
+# "bounced": a bounce (DSN) came back for a mail the relay had accepted.
+FINAL = frozenset({"undelivered", "failed", "canceled", "blocked", "bounced"})
+FAILED_STATUSES = frozenset({"undelivered", "failed", "canceled", "bounced"})
+MESSAGE_ID = "Message-ID"
 CONSENT_SOURCE_21610 = "twilio 21610"
 DELIVERY_EVENT = "interaction.delivery"
 
@@ -84,13 +95,39 @@ class Sender(Protocol):
 
 
 def senders_from(settings: Settings) -> dict[str, Sender]:
-    """The channels this node can send on: SMS when enabled and a sender is configured."""
+    """The channels this node can send on: SMS when enabled and a sender is configured,
+    email when at least one mailbox has `smtp`."""
     senders: dict[str, Sender] = {}
     sms = settings.sms
     if sms.enabled and sms.account_sid and (sms.from_number or sms.messaging_service_sid):
         timeout = settings.outbox.send_timeout_seconds
         senders[Channel.SMS.value] = TwilioSmsSender(sms, timeout=timeout)
+    if any(m.smtp is not None for m in settings.email.mailboxes):
+        senders[Channel.EMAIL.value] = MailboxSenders(settings.email.mailboxes)
     return senders
+
+
+def is_marketing(row: Any) -> bool:
+    """Whether an outbox row is marketing (a campaign's) rather than a transactional reply.
+
+    No outbox row is marketing yet: only agents' replies are queued. The
+    campaign issue marks its rows (e.g. a campaign step id on the row) and
+    answers True for them here; `consent_applies` then gates its email.
+    """
+    return False
+
+
+def consent_applies(row: Any) -> bool:
+    """Whether the recipient's opt-out stops this row at send time.
+
+    SMS: always (issue 3: an opted-out number is never sent to; Twilio would
+    refuse with 21610 anyway). Email: only marketing. An unsubscribe from the
+    newsletter must not silence an agent's answer to the customer's own
+    question, which is transactional mail the customer asked for.
+    """
+    if row.channel == Channel.EMAIL.value:
+        return is_marketing(row)
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,9 +147,29 @@ async def enqueue(
     body: str,
     author_id: int | None,
     meta: Mapping[str, Any] | None = None,
+    subject: str = "",
+    headers: Mapping[str, str] | None = None,
+    mailbox: str | None = None,
+    provider_id: str | None = None,
 ) -> Enqueued:
-    """Store the message and its history entry; commit with the caller's transaction."""
+    """Store the message and its history entry; commit with the caller's transaction.
+
+    Email gets its Message-ID here (the caller's, from `headers` or
+    `provider_id`, else a new one on the domain of `sender`): stored as the
+    interaction's provider_id at once and in the row's headers, which every
+    retry sends as they are. `mailbox` names the configured mailbox whose
+    relay sends the row.
+    """
     now = utcnow()
+    stored_headers = dict(headers or {})
+    if channel is Channel.EMAIL:
+        given = [k for k in stored_headers if k.lower() == MESSAGE_ID.lower()]
+        message_id = (stored_headers.pop(given[0]) if given else None) or provider_id
+        if not message_id:
+            address = email.utils.parseaddr(sender)[1] or sender
+            message_id = email.utils.make_msgid(domain=message_id_domain(address))
+        stored_headers = {MESSAGE_ID: message_id, **stored_headers}
+        provider_id = message_id
     interaction_id = (
         await conn.execute(
             interaction_t.insert()
@@ -122,8 +179,9 @@ async def enqueue(
                 channel=channel.value,
                 direction=Direction.OUT.value,
                 occurred_at=now,
-                subject="",
+                subject=subject,
                 text=body,
+                provider_id=provider_id,
                 sender=sender,
                 recipient=recipient,
                 delivery_status=OutboxStatus.QUEUED.value,
@@ -144,6 +202,9 @@ async def enqueue(
                 channel=channel.value,
                 recipient=recipient,
                 body=body,
+                subject=subject,
+                headers=stored_headers,
+                mailbox=mailbox,
                 status=OutboxStatus.QUEUED.value,
                 attempts=0,
                 next_attempt_at=now,

@@ -16,10 +16,10 @@ from hub.schemas import (
     CustomerPatch,
     LoginIn,
     NoteIn,
-    ReplyIn,
     TaskIn,
     TaskPatch,
 )
+from hub.web.replies import ReplyBody
 
 PAGING = [
     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}},
@@ -183,9 +183,15 @@ OPERATIONS: list[tuple[str, str, str, list[dict[str, Any]], type[BaseModel] | No
     (
         "post",
         "/api/v1/conversations/{id}/reply",
-        "Reply on the conversation's channel (SMS): 202 queued; 409 if the customer opted out",
+        "Reply on the conversation's channel (SMS or email): 202 queued, the interaction "
+        "with delivery_status queued (email: subject and Message-ID as provider_id); "
+        "422 if the channel cannot send it (no sender, body too long, subject on SMS); "
+        "409 if the customer opted out of SMS or their only email address bounced. "
+        "Email goes out through the mailbox the conversation came in on, to the address "
+        "the customer last wrote from, threaded (In-Reply-To/References); `subject` "
+        "(email only) replaces 'Re: <conversation subject>'",
         [ID],
-        ReplyIn,
+        ReplyBody,
         "202",
     ),
     (

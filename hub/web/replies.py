@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aiohttp import web
+from pydantic import Field
 
 from hub.replies import reply
 from hub.schemas import ReplyIn
@@ -13,19 +14,28 @@ from hub.web.serialize import interaction_json
 routes = web.RouteTableDef()
 
 
+class ReplyBody(ReplyIn):
+    """The reply's body: `text`, and for email an optional `subject`."""
+
+    # Replaces "Re: <conversation subject>" on email (an SMS has none). One
+    # line: a line break in a header would let the body write headers.
+    subject: str | None = Field(None, max_length=998, pattern=r"^[^\r\n]*$")
+
+
 @routes.post("/api/v1/conversations/{id}/reply")
 async def post_reply(request: web.Request) -> web.Response:
     """202: queued, not yet sent; delivery_status follows in the conversation's history."""
-    body = await read_body(request, ReplyIn)
+    body = await read_body(request, ReplyBody)
     hub = request.app[HUB]
     async with hub.db.write() as s:
         interaction, event = await reply(
             s,
             principal_of(request),
-            hub.settings.identity.default_region,
+            hub.settings,
             hub.senders,
             path_int(request),
             body.text,
+            body.subject,
         )
     hub.bus.publish(event)
     hub.dispatcher.wake()  # after the commit, so the dispatcher sees the row
