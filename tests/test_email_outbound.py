@@ -279,6 +279,26 @@ async def test_an_answer_to_a_reply_not_yet_sent_threads_and_the_next_reply_refe
     assert answer["Subject"] == "Re: Lieferung"
 
 
+async def test_references_of_a_long_thread_keep_the_root_and_the_newest(
+    api: Api, hub: Hub, smtp_server: SmtpServer
+) -> None:
+    thread: list[str] = []
+    for n in range(12):  # the customer and the agent take turns
+        message_id = f"<m{n}@customer.example>"
+        _, conv_id = await _inbound(hub, message_id, refs=tuple(thread))
+        thread.append(message_id)
+        if n < 11:
+            thread.append((await _reply(api, conv_id))[1]["provider_id"])
+    _, last = await _reply(api, conv_id)
+    await hub.dispatcher.run_once()
+    [msg] = [
+        r.message for r in smtp_server.received if r.message["Message-ID"] == last["provider_id"]
+    ]
+    assert len(thread) == 23
+    assert msg["In-Reply-To"] == thread[-1]
+    assert msg["References"].split() == [thread[0], *thread[-19:]]
+
+
 async def test_4xx_is_retried_later_with_the_same_message_id(
     api: Api, hub: Hub, smtp_server: SmtpServer
 ) -> None:
