@@ -86,7 +86,15 @@ class TeamsConfig(_Section):
 
 class RoutingConfig(_Section):
     # Ordered routing step names; see routing/registry.py for what exists.
-    steps: list[str] = Field(default_factory=lambda: ["sms_keywords", "thread_conversation"])
+    steps: list[str] = Field(
+        default_factory=lambda: [
+            "sms_keywords",
+            "email_bounce",
+            "email_autoreply",
+            "email_loop_guard",
+            "thread_conversation",
+        ]
+    )
 
 
 class OutboxConfig(_Section):

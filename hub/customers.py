@@ -75,6 +75,9 @@ IDENTITIES_OF = (
         identity_t.c.raw,
         identity_t.c.primary,
         identity_t.c.verified,
+        identity_t.c.undeliverable_at,
+        identity_t.c.undeliverable_reason,
+        identity_t.c.soft_bounces,
     )
     .where(identity_t.c.customer_id.in_(bindparam("ids", expanding=True)))
     .order_by(identity_t.c.customer_id, identity_t.c.primary.desc(), identity_t.c.id)

@@ -38,6 +38,7 @@ from hub.ingest_context import (
 )
 from hub.teams import TeamRouter
 from routing.base import ConversationRef, CustomerRef, Decision, Step, run_steps
+from routing.classify import MAIL_LOOP_KEY
 
 log = logging.getLogger(__name__)
 
@@ -377,6 +378,37 @@ class Ingestor:
                 team_id=result.team_id,
             )
         )
+        for event in prepared.events:
+            self.bus.publish(event)
+        _report_mail_loop(self.bus, prepared)
+
+
+def _report_mail_loop(bus: EventBus, prepared: Prepared) -> None:
+    """A mail loop the loop guard flagged: one warning and one event per sender and window.
+
+    After the commit, so a report always names mail that is in the history.
+    The guard marks only the first throttled mail of a window (routing/classify.py).
+    """
+    decision, result = prepared.decision, prepared.result
+    loop = decision.meta.get(MAIL_LOOP_KEY) if decision is not None else None
+    if not isinstance(loop, dict) or result is None:
+        return
+    sender = prepared.identity.value
+    log.warning(
+        "mail loop suspected: %s sent more than %s mails in %s minutes; "
+        "further mail from it is recorded only (customer %s)",
+        sender,
+        loop.get("max_messages"),
+        loop.get("minutes"),
+        result.customer_id,
+    )
+    bus.publish(
+        Event(
+            "mail.loop",
+            {"sender": sender, "customer_id": result.customer_id, "count": loop.get("count")},
+            team_id=result.team_id,
+        )
+    )
 
 
 def _as_duplicate(result: IngestResult) -> IngestResult:

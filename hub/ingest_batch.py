@@ -15,10 +15,13 @@ from typing import Any
 from sqlalchemy import bindparam, case, or_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from channels.base import Channel
 from hub.bulk import insert_of, insert_returning_ids
-from hub.identity import display_name
+from hub.events import Event
+from hub.identity import InvalidIdentity, display_name, normalize_email
 from hub.ingest_context import REPLY_KEY, BatchContext, IngestResult, Prepared
-from hub.models import ConversationStatus, CustomerKind, UTCDateTime, utcnow
+from hub.models import ConversationStatus, CustomerKind, IdentityKind, UTCDateTime, utcnow
+from hub.outbox import DELIVERY_EVENT, FINAL, OutboxStatus
 from hub.sqlite_driver import execute_many
 from hub.tables import (
     attachment_t,
@@ -27,7 +30,10 @@ from hub.tables import (
     customer_t,
     identity_t,
     interaction_t,
+    outbox_t,
 )
+from routing.classify import BOUNCED_INTERACTION_KEY
+from routing.dsn import RecipientStatus
 
 UTCDT = UTCDateTime()
 
@@ -65,6 +71,31 @@ _UPDATE_CONVERSATION_ACTIVITY = (
     )
 )
 
+_EMAIL_IDENTITY = (identity_t.c.kind == IdentityKind.EMAIL.value) & (
+    identity_t.c.value == _bind("addr")
+)
+_MARK_UNDELIVERABLE = (
+    update(identity_t)
+    .where(_EMAIL_IDENTITY)
+    .values(undeliverable_at=_bind("marked_at", UTCDT), undeliverable_reason=_bind("why"))
+)
+_COUNT_SOFT_BOUNCE = (
+    update(identity_t).where(_EMAIL_IDENTITY).values(soft_bounces=identity_t.c.soft_bounces + 1)
+)
+# Only rows that carry a mark: for the common case (nothing to clear) this is
+# an index lookup that writes nothing, not a row update per inbound mail.
+_CLEAR_MARK = (
+    update(identity_t)
+    .where(_EMAIL_IDENTITY)
+    .where(or_(identity_t.c.undeliverable_at.is_not(None), identity_t.c.soft_bounces != 0))
+    .values(undeliverable_at=None, undeliverable_reason=None, soft_bounces=0)
+)
+BOUNCED = "bounced"
+# A bounce does not overwrite a status that is already final (a message we
+# never sent cannot bounce; a second report of the same bounce changes nothing).
+_NOT_BOUNCEABLE = FINAL | {BOUNCED}
+REASON_MAX = 500
+
 
 def _meta(item: Prepared) -> dict[str, Any]:
     assert item.decision is not None
@@ -98,6 +129,8 @@ def _lead_row(item: Prepared, now: datetime, last_inbound_at: datetime | None) -
 async def write_batch(conn: AsyncConnection, items: list[Prepared], ctx: BatchContext) -> None:
     """Insert leads, conversations and interactions for routed items; fill `item.result`."""
     now = utcnow()
+    for item in items:
+        item.events = []
     # Last-contact times move forward only (contacts may arrive out of order).
     # Keyed by the ids routing gave (placeholders < 0 for rows this batch
     # creates): new rows are inserted with their final time, so only rows that
@@ -240,7 +273,10 @@ async def write_batch(conn: AsyncConnection, items: list[Prepared], ctx: BatchCo
     ]
     await execute_many(conn, insert_of(consent_t), consents)
 
-    # 4. Last-contact times of rows that existed before the batch.
+    # 4. Email identities: what bounces say about an address, and what mail from it says.
+    await _apply_bounces(conn, items, now)
+
+    # 5. Last-contact times of rows that existed before the batch.
     customer_updates = [
         {"cid": k, "at": v} for k, v in latest_customer.items() if k not in new_leads
     ]
@@ -260,3 +296,110 @@ async def write_batch(conn: AsyncConnection, items: list[Prepared], ctx: BatchCo
             team_id=item.decision.customer.team_id,
             reply=item.decision.reply,
         )
+
+
+def _reason(r: RecipientStatus) -> str:
+    return f"{r.status} {r.diagnostic}".strip()[:REASON_MAX]
+
+
+def _email(address: str) -> str | None:
+    try:
+        return normalize_email(address).value
+    except InvalidIdentity:
+        return None  # matches no identity: those were all normalised when stored
+
+
+async def _apply_bounces(conn: AsyncConnection, items: list[Prepared], now: datetime) -> None:
+    """Mark addresses that bounced, count temporary failures, clear marks a real mail refutes.
+
+    A permanent failure (5.x.x) marks the address undeliverable, a temporary
+    one (4.x.x) only counts; a mail the address itself sent (not machine mail)
+    proves it works again and clears both. Within one batch the later of a
+    bounce and a mail for the same address wins, by the contacts' own times.
+    """
+    marks: list[dict[str, Any]] = []
+    soft: list[dict[str, Any]] = []
+    bounced_at: dict[str, datetime] = {}
+    for item in items:
+        decision = item.decision
+        assert decision is not None
+        if decision.bounce is None:
+            continue
+        at = item.contact.occurred_at
+        for r in decision.bounce.recipients:
+            addr = _email(r.address)
+            if addr is None or not (r.permanent or r.temporary):
+                continue
+            bounced_at[addr] = max(at, bounced_at.get(addr, at))
+            if r.permanent:
+                marks.append({"addr": addr, "marked_at": now, "why": _reason(r)})
+            else:
+                soft.append({"addr": addr})
+        iid = decision.meta.get(BOUNCED_INTERACTION_KEY)
+        if isinstance(iid, int) and decision.bounce.permanent:
+            event = await _mark_bounced(
+                conn, iid, decision.bounce.recipients, decision.customer.team_id, now
+            )
+            if event is not None:
+                item.events.append(event)
+    await execute_many(conn, _MARK_UNDELIVERABLE, marks)
+    await execute_many(conn, _COUNT_SOFT_BOUNCE, soft)
+    clears: dict[str, None] = {}
+    for item in items:
+        decision = item.decision
+        assert decision is not None
+        if item.contact.channel is not Channel.EMAIL or decision.record_only:
+            continue
+        addr = item.identity.value
+        bounced = bounced_at.get(addr)
+        if bounced is None and decision.customer.is_new:
+            continue  # its identity was inserted just now, with no mark
+        if bounced is None or item.contact.occurred_at > bounced:
+            clears[addr] = None
+    await execute_many(conn, _CLEAR_MARK, [{"addr": a} for a in clears])
+
+
+async def _mark_bounced(
+    conn: AsyncConnection,
+    interaction_id: int,
+    recipients: tuple[RecipientStatus, ...],
+    team_id: int | None,
+    now: datetime,
+) -> Event | None:
+    """The bounced message's status and outbox row; the event to publish after the commit.
+
+    Direct writes rather than hub/outbox.py's status ladder: a bounce is a
+    verdict that arrives after "sent" or even "delivered" (the relay accepted
+    the message; the recipient's server refused it later) and must win.
+    """
+    row = (
+        await conn.execute(
+            update(interaction_t)
+            .where(interaction_t.c.id == interaction_id)
+            .where(
+                or_(
+                    interaction_t.c.delivery_status.is_(None),
+                    interaction_t.c.delivery_status.not_in(sorted(_NOT_BOUNCEABLE)),
+                )
+            )
+            .values(delivery_status=BOUNCED)
+            .returning(interaction_t.c.customer_id, interaction_t.c.conversation_id)
+        )
+    ).first()
+    if row is None:
+        return None
+    failed = [r for r in recipients if r.permanent]
+    error = "bounced: " + "; ".join(f"{r.address} {_reason(r)}" for r in failed)
+    await conn.execute(
+        update(outbox_t)
+        .where(outbox_t.c.interaction_id == interaction_id)
+        .values(status=OutboxStatus.FAILED.value, last_error=error, updated_at=now)
+    )
+    data = {
+        "interaction_id": interaction_id,
+        "customer_id": row.customer_id,
+        "conversation_id": row.conversation_id,
+        "delivery_status": BOUNCED,
+        "error_code": failed[0].status if failed else None,
+    }
+    return Event(DELIVERY_EVENT, data, team_id=team_id)

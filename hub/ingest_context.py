@@ -16,10 +16,11 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from channels.base import InboundContact
+from hub.events import Event
 from hub.identity import NormalIdentity
 from hub.models import ConversationStatus
 from hub.tables import conversation_t, customer_t, identity_t, interaction_t
-from routing.base import ConversationRef, CustomerRef, Decision
+from routing.base import ConversationRef, CustomerRef, Decision, SentMessage
 
 ACTIVE_STATUSES = (ConversationStatus.OPEN.value, ConversationStatus.PENDING.value)
 
@@ -58,6 +59,10 @@ class Prepared:
     lead_team_id: int
     decision: Decision | None = None
     result: IngestResult | None = None
+    # Events the write produced besides "interaction.created" (a bounced
+    # message's new delivery status), published after the commit. Reset by
+    # every write, so a rolled-back attempt leaves none behind.
+    events: list[Event] = field(default_factory=list)
 
 
 @dataclass
@@ -83,6 +88,8 @@ class BatchContext:
     outbound: dict[
         tuple[str, timedelta], dict[int, list[tuple[datetime, int, ConversationRef]]]
     ] = field(default_factory=dict)
+    # Answers of sent_message for this batch (a bounce storm repeats Message-IDs).
+    sent: dict[tuple[str, str], SentMessage | None] = field(default_factory=dict)
     _placeholder: count[int] = field(default_factory=lambda: count(-1, -1))
 
     def placeholder(self) -> int:
@@ -175,6 +182,61 @@ class BatchContext:
             if since <= at <= until:
                 return ref
         return None
+
+    async def sent_message(self, channel: str, provider_id: str) -> SentMessage | None:
+        """One query per bounce: bounces are rare, and routing asks only for them."""
+        key = (channel, provider_id)
+        if key in self.sent:
+            return self.sent[key]
+        row = (
+            await self.conn.execute(
+                select(
+                    interaction_t.c.id,
+                    interaction_t.c.conversation_id,
+                    customer_t.c.id.label("customer_id"),
+                    customer_t.c.team_id,
+                    customer_t.c.owner_id,
+                    conversation_t.c.assignee_id,
+                    conversation_t.c.team_id.label("conversation_team_id"),
+                )
+                .join(customer_t, customer_t.c.id == interaction_t.c.customer_id)
+                .outerjoin(conversation_t, conversation_t.c.id == interaction_t.c.conversation_id)
+                .where(interaction_t.c.channel == channel)
+                .where(interaction_t.c.provider_id == provider_id)
+                .where(interaction_t.c.direction == "out")
+                # Held like the customers match_customers found, so a merge
+                # waits for this batch and then moves the bounce along.
+                .with_for_update(read=True, of=customer_t)
+            )
+        ).first()
+        found = None
+        if row is not None:
+            conversation = None
+            if row.conversation_id is not None:
+                conversation = ConversationRef(
+                    row.conversation_id, row.assignee_id, row.conversation_team_id
+                )
+            found = SentMessage(
+                row.id, CustomerRef(row.customer_id, row.team_id, row.owner_id, False), conversation
+            )
+        self.sent[key] = found
+        return found
+
+    async def conversation_of_customer(
+        self, customer_id: int, conversation_id: int, channel: str
+    ) -> ConversationRef | None:
+        """One query per reply whose references found nothing but that carries a token."""
+        if customer_id < 0 or conversation_id < 1:  # a lead made by this batch has none
+            return None
+        row = (
+            await self.conn.execute(
+                select(conversation_t.c.id, conversation_t.c.assignee_id, conversation_t.c.team_id)
+                .where(conversation_t.c.id == conversation_id)
+                .where(conversation_t.c.customer_id == customer_id)
+                .where(conversation_t.c.channel == channel)
+            )
+        ).first()
+        return None if row is None else ConversationRef(row.id, row.assignee_id, row.team_id)
 
     async def _prefetch_outbound(self, channel: str, window: timedelta) -> None:
         """What we sent the batch's customers on `channel` within reach of any of its contacts.

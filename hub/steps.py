@@ -11,6 +11,7 @@ from datetime import timedelta
 
 from hub.config import Settings
 from routing.base import Step
+from routing.classify import EmailLoopGuard
 from routing.keywords import SmsKeywords
 from routing.threading import ThreadConversation
 
@@ -32,4 +33,14 @@ def configured_steps(settings: Settings) -> dict[str, Callable[[], Step]]:
     def thread_conversation() -> Step:
         return ThreadConversation({"sms": timedelta(hours=sms.reply_window_hours)})
 
-    return {SmsKeywords.name: sms_keywords, ThreadConversation.name: thread_conversation}
+    loop = settings.email.loop_guard
+
+    def email_loop_guard() -> Step:
+        return EmailLoopGuard(max_messages=loop.max_messages, minutes=loop.minutes)
+
+    # email_bounce and email_autoreply need no config: routing/registry.py has them.
+    return {
+        SmsKeywords.name: sms_keywords,
+        EmailLoopGuard.name: email_loop_guard,
+        ThreadConversation.name: thread_conversation,
+    }

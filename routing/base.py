@@ -26,6 +26,15 @@ class ConversationRef:
 
 
 @dataclass(frozen=True, slots=True)
+class SentMessage:
+    """A message we sent (an outbound interaction), found by its provider id."""
+
+    interaction_id: int
+    customer: CustomerRef
+    conversation: ConversationRef | None
+
+
+@dataclass(frozen=True, slots=True)
 class ConsentChange:
     """A consent the contact itself expressed (an SMS "STOP", an unsubscribe reply)."""
 
@@ -87,6 +96,24 @@ class RoutingContext(Protocol):
     ) -> ConversationRef | None:
         """The conversation of the newest message we sent this customer on `channel`
         between `since` and `until` (a campaign SMS a reply may answer)."""
+        ...
+
+    async def sent_message(self, channel: str, provider_id: str) -> SentMessage | None:
+        """The outbound interaction with this provider id (our own Message-ID), if any.
+
+        A bounce names the message it returns; whoever we sent that to is the
+        customer the bounce belongs to, whoever the report comes from.
+        """
+        ...
+
+    async def conversation_of_customer(
+        self, customer_id: int, conversation_id: int, channel: str
+    ) -> ConversationRef | None:
+        """That conversation, in any status, only if it is this customer's on `channel`.
+
+        For ids that arrive from outside (a reply-token address): like a
+        quoted Message-ID, an id must never join another customer's conversation.
+        """
         ...
 
 

@@ -50,6 +50,9 @@ from routing.dsn import BounceInfo, parse_dsn, parse_plain_bounce
 log = logging.getLogger(__name__)
 
 BULK_PRECEDENCE = frozenset({"bulk", "junk", "list"})
+# Decision.meta keys the hub acts on (hub/ingest_batch.py, hub/ingest.py).
+BOUNCED_INTERACTION_KEY = "bounced_interaction_id"
+MAIL_LOOP_KEY = "mail_loop"
 DAEMON_LOCALPARTS = frozenset({"mailer-daemon", "postmaster"})
 
 
@@ -154,6 +157,12 @@ def bounce_of(contact: InboundContact) -> BounceInfo | None:
 class EmailBounce:
     """Delivery status notifications -> `Decision.bounce`, recorded only.
 
+    When the report returns the Message-ID of a message we sent, the bounce
+    belongs to the customer we sent it to: it goes into that customer's
+    history (not a new lead for MAILER-DAEMON), and the bounced interaction's
+    id goes into `meta[BOUNCED_INTERACTION_KEY]` for the hub to mark it.
+    Otherwise it stays with the sender, as any unknown mail does.
+
     A DSN whose report cannot be read is still a bounce (with no recipients):
     it is recorded for an agent to look at, but it must not open a
     conversation either.
@@ -172,6 +181,14 @@ class EmailBounce:
         decision.record_only = True
         decision.stop = True
         decision.meta["bounce"] = bounce.summary() or "unreadable delivery report"
+        if bounce.original_message_id is None:
+            return
+        sent = await ctx.sent_message(contact.channel.value, bounce.original_message_id)
+        if sent is None:
+            return
+        decision.customer = sent.customer
+        decision.team_id = sent.customer.team_id
+        decision.meta[BOUNCED_INTERACTION_KEY] = sent.interaction_id
 
 
 class LoopGuard:
@@ -199,10 +216,13 @@ class LoopGuard:
         if max_messages < 1 or minutes < 1 or max_senders < 1:
             raise ValueError("max_messages, minutes and max_senders must be at least 1")
         self.max_messages = max_messages
+        self.minutes = minutes
         self.window = timedelta(minutes=minutes)
         self.max_senders = max_senders
         # sender -> timestamps in arrival order; senders ordered by last hit
         self._seen: OrderedDict[str, list[datetime]] = OrderedDict()
+        # sender -> when its loop was last reported; only senders still in _seen
+        self._reported: dict[str, datetime] = {}
 
     def __len__(self) -> int:
         """Senders tracked right now (for tests and metrics)."""
@@ -223,8 +243,32 @@ class LoopGuard:
         del times[: -(self.max_messages + 1)]
         self._seen[key] = times
         while len(self._seen) > self.max_senders:
-            self._seen.popitem(last=False)
-        return sum(1 for t in times if t <= at) > self.max_messages
+            self._forget(next(iter(self._seen)))
+        return self.count(key, at) > self.max_messages
+
+    def count(self, sender: str, at: datetime) -> int:
+        """Mails of `sender` counted in the window ending at `at` (at most max_messages + 1)."""
+        start = at - self.window
+        return sum(1 for t in self._seen.get(sender.strip().lower(), ()) if start < t <= at)
+
+    def report_due(self, sender: str, at: datetime) -> bool:
+        """Whether the loop `hit` just found should be reported now: once per window.
+
+        One report per window, not per mail: a loop delivers hundreds of mails,
+        and a warning for each would bury the one line that matters. True
+        records the report, so call it only when the report is then made.
+        """
+        key = sender.strip().lower()
+        last = self._reported.get(key)
+        # abs(): backfilled mail may be older than the last report.
+        if last is not None and abs(at - last) < self.window:
+            return False
+        self._reported[key] = at
+        return True
+
+    def _forget(self, key: str) -> None:
+        del self._seen[key]
+        self._reported.pop(key, None)
 
     def _forget_stale(self, now: datetime) -> None:
         # Entries are ordered by last hit, so stale senders gather at the front.
@@ -233,12 +277,16 @@ class LoopGuard:
             key, times = next(iter(self._seen.items()))
             if max(times) > limit:
                 break
-            del self._seen[key]
+            self._forget(key)
 
 
 class EmailLoopGuard:
-    """A sender over the loop limit is recorded only; each such mail is logged and
-    marked `meta["throttled"]`, so the hub can report it."""
+    """A sender over the loop limit is recorded only and marked `meta["throttled"]`.
+
+    The first such mail of a window also gets `meta[MAIL_LOOP_KEY]` (count
+    and limits): the hub reports the loop once for it, after the commit —
+    logging here would warn for every mail and before anything is stored.
+    """
 
     name = "email_loop_guard"
     description = "more than N mails from one sender in M minutes -> record only, throttled"
@@ -268,9 +316,10 @@ class EmailLoopGuard:
         decision.record_only = True
         decision.stop = True
         decision.meta["throttled"] = True
-        log.warning(
-            "mail loop suspected: %s sent more than %d mails in %s",
-            sender,
-            self.guard.max_messages,
-            self.guard.window,
-        )
+        if self.guard.report_due(sender, at):
+            decision.meta[MAIL_LOOP_KEY] = {
+                "count": self.guard.count(sender, at),
+                "max_messages": self.guard.max_messages,
+                "minutes": self.guard.minutes,
+            }
+        log.debug("mail from %s throttled: suspected mail loop", sender)

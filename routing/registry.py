@@ -5,9 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from routing.base import Step
+from routing.classify import EmailAutoreply, EmailBounce, EmailLoopGuard
 from routing.threading import ThreadConversation
 
+# Steps that need config (sms_keywords, the loop guard's limits, reply
+# windows) are built by the hub from Settings and override these defaults.
 STEPS: dict[str, Callable[[], Step]] = {
+    EmailBounce.name: EmailBounce,
+    EmailAutoreply.name: EmailAutoreply,
+    EmailLoopGuard.name: EmailLoopGuard,
     ThreadConversation.name: ThreadConversation,
 }
 

@@ -8,13 +8,24 @@ from datetime import timedelta
 from channels.base import InboundContact
 from routing.base import Decision, RoutingContext
 
+# Set by the email adapter when a recipient address carries a valid signed
+# reply token (channels/email/reply_token.py): the conversation id it names.
+REPLY_TOKEN_KEY = "reply_token_conversation"
+
 
 class ThreadConversation:
     """Join the conversation a reference points to, else the open one of that channel.
 
     References (Message-IDs, the SID of a message we sent) win over "the open
     conversation" so that a reply lands where the message it answers lives,
-    even when the customer has several open conversations.
+    even when the customer has several open conversations (and whatever its
+    subject says: the subject is never used for threading).
+
+    Next comes a reply token (the signed conversation id in our Reply-To
+    address), for replies whose In-Reply-To and References were stripped. It
+    ranks below the references because those name the exact message answered;
+    a token only names the conversation the answered mail was sent from. Like
+    a reference, it never joins another customer's conversation.
 
     On channels without references (SMS), `reply_windows` gives a window per
     channel: with no open conversation, a contact joins the conversation of
@@ -24,8 +35,9 @@ class ThreadConversation:
 
     name = "thread_conversation"
     description = (
-        "reply -> referenced conversation; else the open one of the channel; "
-        "else the one of our last message within the channel's reply window; else new"
+        "reply -> referenced conversation; else the reply token's; else the open one of "
+        "the channel; else the one of our last message within the channel's reply window; "
+        "else new"
     )
 
     def __init__(self, reply_windows: Mapping[str, timedelta] | None = None) -> None:
@@ -42,6 +54,15 @@ class ThreadConversation:
             )
             if found is not None and found.id is not None:
                 decision.conversation = found
+                return
+        token = contact.metadata.get(REPLY_TOKEN_KEY)
+        # bool is an int too; a stray True must not mean conversation 1.
+        if isinstance(token, int) and not isinstance(token, bool) and token > 0:
+            named = await ctx.conversation_of_customer(
+                decision.customer.id, token, contact.channel.value
+            )
+            if named is not None:
+                decision.conversation = named
                 return
         current = await ctx.open_conversation_of(decision.customer.id, contact.channel.value)
         if current is not None:

@@ -8,8 +8,10 @@ from typing import Any
 import pytest
 
 from channels.base import Channel, InboundContact
-from routing.base import CustomerRef, Decision, Step, run_steps
+from routing.base import ConversationRef, CustomerRef, Decision, SentMessage, Step, run_steps
 from routing.classify import (
+    BOUNCED_INTERACTION_KEY,
+    MAIL_LOOP_KEY,
     EmailAutoreply,
     EmailBounce,
     EmailLoopGuard,
@@ -19,7 +21,21 @@ from routing.classify import (
 from tests.test_routing_dsn import DELAYED, EXIM, MIXED, POSTFIX_551, POSTFIX_PLAIN
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
-CTX: Any = None  # the classification steps ask the context nothing
+
+
+class SentMessages:
+    """The one question a classification step asks: which message of ours bounced."""
+
+    def __init__(self, sent: dict[str, SentMessage] | None = None) -> None:
+        self.sent = sent or {}
+        self.asked: list[tuple[str, str]] = []
+
+    async def sent_message(self, channel: str, provider_id: str) -> SentMessage | None:
+        self.asked.append((channel, provider_id))
+        return self.sent.get(provider_id)
+
+
+CTX: Any = SentMessages()  # nothing we sent: bounces stay with their sender
 
 
 def contact(
@@ -273,7 +289,12 @@ async def test_loop_guard_step_throttles_over_the_limit() -> None:
         for s in (0, 10, 20, 30)
     ]
     assert [d.record_only for d in got] == [False, False, True, True]
-    assert got[2].stop and got[2].meta == {"throttled": True}
+    # The first throttled mail of a window carries the report, the rest only the mark.
+    assert got[2].stop and got[2].meta == {
+        "throttled": True,
+        MAIL_LOOP_KEY: {"count": 3, "max_messages": 2, "minutes": 10},
+    }
+    assert got[3].meta == {"throttled": True}
     assert untouched(got[0])
 
 
@@ -281,7 +302,7 @@ async def test_loop_guard_step_caps_future_dates_at_the_clock() -> None:
     step = EmailLoopGuard(max_messages=1, minutes=10, clock=lambda: T0)
     future = contact(at=T0 + timedelta(days=365))
     assert untouched(await decide(step, future))
-    assert (await decide(step, contact(at=T0))).meta == {"throttled": True}
+    assert (await decide(step, contact(at=T0))).meta["throttled"] is True
 
 
 # --- order --------------------------------------------------------------------
@@ -306,3 +327,58 @@ async def test_bounce_runs_before_autoreply_and_stops_the_rest() -> None:
         d = await run_steps(steps, ooo, fresh(), CTX)
         assert d.meta == {"auto_reply": "auto-submitted: auto-replied"}
     assert len(guard.guard) == 0
+
+
+# --- bounce attribution and loop reports ---------------------------------------
+
+
+async def test_bounce_of_our_message_goes_to_the_customer_we_sent_it_to() -> None:
+    ours = SentMessage(77, CustomerRef(5, 3, 9, False), ConversationRef(11, 9, 3))
+    ctx = SentMessages({"<out1@crm.example>": ours})
+    c = contact(
+        sender="MAILER-DAEMON@mail.example.com",
+        is_dsn=True,
+        dsn_text=POSTFIX_551,
+        dsn_original_headers={"message-id": "<out1@crm.example>"},
+    )
+    d = fresh()
+    await EmailBounce().process(c, d, ctx)
+    assert ctx.asked == [("email", "<out1@crm.example>")]
+    assert d.customer == CustomerRef(5, 3, 9, False)
+    assert d.team_id == 3
+    assert d.meta[BOUNCED_INTERACTION_KEY] == 77
+    assert d.bounce is not None and (d.record_only, d.stop) == (True, True)
+    assert d.conversation is None  # history only, even with the original's conversation known
+
+
+async def test_bounce_of_a_message_we_did_not_send_stays_with_its_sender() -> None:
+    ctx = SentMessages()
+    c = contact(
+        sender="MAILER-DAEMON@mail.example.com",
+        is_dsn=True,
+        dsn_text=POSTFIX_551,
+        dsn_original_headers={"message-id": "<foreign@elsewhere.example>"},
+    )
+    d = await decide(EmailBounce(), c)
+    assert d.customer == fresh().customer and BOUNCED_INTERACTION_KEY not in d.meta
+    no_id = await decide(EmailBounce(), contact(is_dsn=True, dsn_text=POSTFIX_551))
+    assert no_id.bounce is not None and ctx.asked == []
+
+
+def test_loop_report_is_due_once_per_window_and_sender() -> None:
+    guard = LoopGuard(max_messages=1, minutes=10)
+    assert guard.report_due("a@x", T0)
+    assert not guard.report_due("A@X ", T0 + timedelta(minutes=9))
+    assert not guard.report_due("a@x", T0 - timedelta(minutes=9))  # backfilled mail
+    assert guard.report_due("b@x", T0)
+    assert guard.report_due("a@x", T0 + timedelta(minutes=10))
+
+
+def test_forgotten_senders_lose_their_report_too() -> None:
+    guard = LoopGuard(max_messages=1, minutes=10, max_senders=1)
+    guard.hit("a@x", T0)
+    assert guard.report_due("a@x", T0)
+    guard.hit("b@x", T0)  # pushes a@x out
+    assert guard._reported == {}
+    guard.hit("a@x", T0)
+    assert guard.report_due("a@x", T0)

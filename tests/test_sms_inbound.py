@@ -355,4 +355,10 @@ async def test_database_outage_is_503(db_url: str, db: Database) -> None:
 
 
 async def test_hub_routes_sms_keywords_by_default(hub: Hub) -> None:
-    assert [s.name for s in hub.steps] == ["sms_keywords", "thread_conversation"]
+    assert [s.name for s in hub.steps] == [
+        "sms_keywords",
+        "email_bounce",
+        "email_autoreply",
+        "email_loop_guard",
+        "thread_conversation",
+    ]

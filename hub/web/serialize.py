@@ -28,6 +28,10 @@ def identity_json(ident: Identity | Row[Any]) -> dict[str, Any]:
         "raw": ident.raw,
         "primary": ident.primary,
         "verified": ident.verified,
+        # Email bounces (always null / 0 for phones): why mail to it may not arrive.
+        "undeliverable_at": ts(ident.undeliverable_at),
+        "undeliverable_reason": ident.undeliverable_reason,
+        "soft_bounces": ident.soft_bounces,
     }
 
 

@@ -1,0 +1,484 @@
+"""Machine mail through the whole pipeline: bounces, auto-replies and mail loops.
+
+Messages are raw RFC 5322 bytes, parsed by the email channel and ingested by
+the hub with its default routing steps, as the IMAP poller does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from channels.base import InboundContact
+from channels.email import parse_message
+from hub.db import Database
+from hub.events import Event
+from hub.ingest_context import IngestResult
+from hub.models import Conversation, Customer, Identity, Interaction, OutboxMessage
+from hub.runtime import Hub
+from tests.conftest import make_settings
+
+pytestmark = pytest.mark.db
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+JANE = "jane@customer.example"
+OUT1 = "<out1@crm.example>"
+DAEMON = "MAILER-DAEMON@mx.customer.example"
+USER_UNKNOWN = "550 5.1.1 <jane@customer.example>: Recipient address rejected: User unknown"
+MAILBOX_FULL = "452 4.2.2 <jane@customer.example>: Mailbox full"
+
+
+def mail(
+    *,
+    sender: str = f"Jane Doe <{JANE}>",
+    to: str = "support@crm.example",
+    subject: str = "About my order",
+    message_id: str,
+    at: datetime = T0,
+    body: str = "Hello, where is my order?",
+    headers: dict[str, str] | None = None,
+) -> bytes:
+    """A plain text mail as it arrives in the mailbox."""
+    lines = [
+        f"From: {sender}",
+        f"To: {to}",
+        f"Subject: {subject}",
+        f"Date: {format_datetime(at)}",
+        f"Message-ID: {message_id}",
+        *(f"{k}: {v}" for k, v in (headers or {}).items()),
+        "MIME-Version: 1.0",
+        'Content-Type: text/plain; charset="utf-8"',
+        "",
+        body,
+        "",
+    ]
+    return "\r\n".join(lines).encode()
+
+
+def dsn(
+    *,
+    message_id: str,
+    status: str,
+    diagnostic: str,
+    original: str = OUT1,
+    recipient: str = JANE,
+    at: datetime = T0,
+) -> bytes:
+    """A Postfix-style delivery status notification (RFC 3464) returning `original`'s headers."""
+    action = "failed" if status.startswith("5") else "delayed"
+    return f"""Return-Path: <>
+From: Mail Delivery System <{DAEMON}>
+To: support@crm.example
+Subject: Undelivered Mail Returned to Sender
+Date: {format_datetime(at)}
+Message-ID: {message_id}
+Auto-Submitted: auto-replied
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="B"
+
+--B
+Content-Type: text/plain
+
+This is the mail system at host mx.customer.example.
+Your message could not be delivered.
+
+--B
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.customer.example
+Arrival-Date: {format_datetime(at)}
+
+Final-Recipient: rfc822; {recipient}
+Original-Recipient: rfc822; {recipient}
+Action: {action}
+Status: {status}
+Diagnostic-Code: smtp; {diagnostic}
+
+--B
+Content-Type: text/rfc822-headers
+
+From: Support <support@crm.example>
+To: {recipient}
+Subject: Your order
+Message-ID: {original}
+
+--B--
+""".replace("\n", "\r\n").encode()
+
+
+def parse(raw: bytes) -> InboundContact:
+    return parse_message(raw, max_bytes=1_000_000, attachment_store=None)
+
+
+async def ingest(hub: Hub, raw: bytes) -> IngestResult:
+    return await hub.ingestor.ingest(parse(raw))
+
+
+async def rows(db: Database, stmt: Any) -> list[tuple[Any, ...]]:
+    async with db.read() as s:
+        return [tuple(r) for r in (await s.exec(stmt)).all()]
+
+
+async def add_customer(db: Database, email: str = JANE, name: str = "Jane Doe") -> int:
+    async with db.write() as s:
+        c = Customer(kind="customer", name=name)
+        s.add(c)
+        await s.flush()
+        assert c.id is not None
+        s.add(Identity(customer_id=c.id, kind="email", value=email, raw=email, primary=True))
+        return c.id
+
+
+async def add_conversation(
+    db: Database,
+    customer_id: int,
+    *,
+    subject: str = "Your order",
+    status: str = "open",
+    active_at: datetime = T0 - timedelta(days=1),
+) -> int:
+    async with db.write() as s:
+        conv = Conversation(
+            customer_id=customer_id,
+            channel="email",
+            subject=subject,
+            status=status,
+            last_activity_at=active_at,
+        )
+        s.add(conv)
+        await s.flush()
+        assert conv.id is not None
+        return conv.id
+
+
+async def add_sent(
+    db: Database,
+    customer_id: int,
+    conversation_id: int | None,
+    *,
+    provider_id: str = OUT1,
+    recipient: str = JANE,
+    at: datetime = T0 - timedelta(days=1),
+) -> tuple[int, int]:
+    """A mail we sent, as the dispatcher leaves it: interaction "sent" plus its outbox row."""
+    async with db.write() as s:
+        sent = Interaction(
+            customer_id=customer_id,
+            conversation_id=conversation_id,
+            channel="email",
+            direction="out",
+            occurred_at=at,
+            subject="Your order",
+            text="Your order has shipped.",
+            provider_id=provider_id,
+            sender="support@crm.example",
+            recipient=recipient,
+            delivery_status="sent",
+        )
+        s.add(sent)
+        await s.flush()
+        assert sent.id is not None
+        row = OutboxMessage(
+            customer_id=customer_id,
+            conversation_id=conversation_id,
+            interaction_id=sent.id,
+            channel="email",
+            recipient=recipient,
+            body="Your order has shipped.",
+            status="sent",
+            attempts=1,
+            provider_id=provider_id,
+            subject="Your order",
+        )
+        s.add(row)
+        await s.flush()
+        assert row.id is not None
+        return sent.id, row.id
+
+
+async def marks(db: Database, email: str = JANE) -> tuple[Any, ...]:
+    """(marked?, reason, soft bounces) of the email identity."""
+    (row,) = await rows(
+        db,
+        select(
+            Identity.undeliverable_at, Identity.undeliverable_reason, Identity.soft_bounces
+        ).where(Identity.value == email),
+    )
+    return (row[0] is not None, row[1], row[2])
+
+
+def drain(queue: asyncio.Queue[Event]) -> list[Event]:
+    got = []
+    while not queue.empty():
+        got.append(queue.get_nowait())
+    return got
+
+
+# --- bounces ------------------------------------------------------------------
+
+
+async def test_permanent_bounce_marks_address_message_and_outbox(hub: Hub, db: Database) -> None:
+    jane = await add_customer(db)
+    conv = await add_conversation(db, jane)
+    sent_id, outbox_id = await add_sent(db, jane, conv)
+    async with hub.bus.subscribe() as events:
+        r = await ingest(hub, dsn(message_id="<dsn1@mx>", status="5.1.1", diagnostic=USER_UNKNOWN))
+        got = drain(events)
+
+    assert await marks(db) == (True, f"5.1.1 {USER_UNKNOWN}", 0)
+    assert await rows(db, select(Interaction.delivery_status).where(Interaction.id == sent_id)) == [
+        ("bounced",)
+    ]
+    assert await rows(
+        db,
+        select(OutboxMessage.status, OutboxMessage.last_error).where(OutboxMessage.id == outbox_id),
+    ) == [("failed", f"bounced: {JANE} 5.1.1 {USER_UNKNOWN}")]
+    # The report is on Jane's history, outside any conversation; no lead for the daemon.
+    assert (r.customer_id, r.conversation_id, r.created_customer) == (jane, None, False)
+    (bounce,) = await rows(
+        db,
+        select(
+            Interaction.customer_id,
+            Interaction.conversation_id,
+            Interaction.direction,
+            Interaction.provider_id,
+            Interaction.meta,
+        ).where(Interaction.id == r.interaction_id),
+    )
+    assert bounce[:4] == (jane, None, "in", "<dsn1@mx>")
+    assert bounce[4]["bounce"] == f"{JANE} 5.1.1 failed"
+    assert bounce[4]["bounced_interaction_id"] == sent_id
+    assert await rows(db, select(Customer.id, Customer.last_inbound_at)) == [(jane, None)]
+    assert await rows(db, select(func.count()).select_from(Identity)) == [(1,)]
+    assert await rows(db, select(Conversation.id, Conversation.last_activity_at)) == [
+        (conv, T0 - timedelta(days=1))
+    ]
+    assert [(e.kind, e.data) for e in got] == [
+        (
+            "interaction.created",
+            {
+                "interaction_id": r.interaction_id,
+                "customer_id": jane,
+                "conversation_id": None,
+                "channel": "email",
+                "direction": "in",
+                "sender": "mailer-daemon@mx.customer.example",
+                "subject": "Undelivered Mail Returned to Sender",
+                "created_customer": False,
+            },
+        ),
+        (
+            "interaction.delivery",
+            {
+                "interaction_id": sent_id,
+                "customer_id": jane,
+                "conversation_id": conv,
+                "delivery_status": "bounced",
+                "error_code": "5.1.1",
+            },
+        ),
+    ]
+
+
+async def test_second_report_of_the_same_bounce_changes_nothing_more(
+    hub: Hub, db: Database
+) -> None:
+    jane = await add_customer(db)
+    sent_id, _ = await add_sent(db, jane, None)
+    await ingest(hub, dsn(message_id="<dsn1@mx>", status="5.1.1", diagnostic=USER_UNKNOWN))
+    async with hub.bus.subscribe() as events:
+        again = await ingest(
+            hub, dsn(message_id="<dsn2@mx>", status="5.1.1", diagnostic=USER_UNKNOWN)
+        )
+        got = drain(events)
+    assert [e.kind for e in got] == ["interaction.created"]  # no second delivery event
+    assert again.customer_id == jane
+    assert await rows(db, select(Interaction.delivery_status).where(Interaction.id == sent_id)) == [
+        ("bounced",)
+    ]
+
+
+async def test_temporary_bounces_are_counted_without_a_mark(hub: Hub, db: Database) -> None:
+    jane = await add_customer(db)
+    sent_id, outbox_id = await add_sent(db, jane, None)
+    await ingest(hub, dsn(message_id="<dsn1@mx>", status="4.2.2", diagnostic=MAILBOX_FULL))
+    assert await marks(db) == (False, None, 1)
+    await ingest(
+        hub,
+        dsn(message_id="<dsn2@mx>", status="4.2.2", diagnostic=MAILBOX_FULL, at=T0 + timedelta(1)),
+    )
+    assert await marks(db) == (False, None, 2)
+    # A delay is not a failure: the message and its outbox row stay as they were.
+    assert await rows(db, select(Interaction.delivery_status).where(Interaction.id == sent_id)) == [
+        ("sent",)
+    ]
+    assert await rows(
+        db,
+        select(OutboxMessage.status, OutboxMessage.last_error).where(OutboxMessage.id == outbox_id),
+    ) == [("sent", None)]
+    assert await rows(db, select(Customer.id)) == [(jane,)]
+
+
+async def test_mail_from_the_address_clears_the_marks_machine_mail_does_not(
+    hub: Hub, db: Database
+) -> None:
+    jane = await add_customer(db)
+    await add_sent(db, jane, None)
+    await ingest(hub, dsn(message_id="<dsn1@mx>", status="4.2.2", diagnostic=MAILBOX_FULL))
+    await ingest(hub, dsn(message_id="<dsn2@mx>", status="5.1.1", diagnostic=USER_UNKNOWN))
+    assert await marks(db) == (True, f"5.1.1 {USER_UNKNOWN}", 1)
+    # Jane's out-of-office proves nothing about a person reading the mailbox.
+    ooo = mail(
+        message_id="<ooo1@customer.example>",
+        subject="Out of office",
+        headers={"Auto-Submitted": "auto-replied"},
+    )
+    await ingest(hub, ooo)
+    assert await marks(db) == (True, f"5.1.1 {USER_UNKNOWN}", 1)
+    r = await ingest(hub, mail(message_id="<m1@customer.example>", at=T0 + timedelta(hours=1)))
+    assert r.customer_id == jane
+    assert await marks(db) == (False, None, 0)
+
+
+async def test_bounce_for_a_message_we_did_not_send_stays_with_the_daemon(
+    hub: Hub, db: Database
+) -> None:
+    jane = await add_customer(db)
+    r = await ingest(
+        hub,
+        dsn(
+            message_id="<dsn1@mx>",
+            status="5.1.1",
+            diagnostic=USER_UNKNOWN,
+            original="<someone-else@elsewhere.example>",
+        ),
+    )
+    # Recorded on the sender (a lead, as any unknown sender), in no conversation;
+    # the address it reports is marked all the same.
+    assert r.created_customer and r.customer_id != jane and r.conversation_id is None
+    assert await rows(db, select(Identity.value).where(Identity.customer_id == r.customer_id)) == [
+        ("mailer-daemon@mx.customer.example",)
+    ]
+    assert await marks(db) == (True, f"5.1.1 {USER_UNKNOWN}", 0)
+    assert await rows(db, select(func.count()).select_from(Conversation)) == [(0,)]
+
+
+async def test_sms_contacts_pass_the_email_steps_untouched(hub: Hub, db: Database) -> None:
+    from channels.base import Channel
+
+    r = await hub.ingestor.ingest(
+        InboundContact(
+            Channel.SMS,
+            "+4917155500001",
+            text="Hi",
+            provider_id="SM1",
+            occurred_at=T0,
+            metadata={"auto_submitted": "auto-replied", "is_dsn": True},
+        )
+    )
+    assert r.conversation_id is not None and r.created_customer
+
+
+# --- auto-replies -------------------------------------------------------------
+
+
+async def test_auto_reply_is_history_only(hub: Hub, db: Database) -> None:
+    jane = await add_customer(db)
+    conv = await add_conversation(db, jane)
+    await add_sent(db, jane, conv)
+    ooo = mail(
+        message_id="<ooo1@customer.example>",
+        subject="Automatic reply: Your order",
+        body="I am out of the office until Monday.",
+        headers={"Auto-Submitted": "auto-replied", "In-Reply-To": OUT1},
+    )
+    r = await ingest(hub, ooo)
+    # Even answering our message, it joins no conversation and is not "contact".
+    assert (r.customer_id, r.conversation_id) == (jane, None)
+    assert await rows(
+        db,
+        select(Interaction.conversation_id, Interaction.meta["auto_reply"].as_string()).where(
+            Interaction.id == r.interaction_id
+        ),
+    ) == [(None, "auto-submitted: auto-replied")]
+    assert await rows(db, select(Customer.last_inbound_at)) == [(None,)]
+    assert await rows(db, select(Conversation.id, Conversation.last_activity_at)) == [
+        (conv, T0 - timedelta(days=1))
+    ]
+
+
+# --- mail loops ---------------------------------------------------------------
+
+MAX = 3
+
+
+@pytest.fixture
+async def loop_hub(db_url: str, db: Database) -> AsyncIterator[Hub]:
+    settings = make_settings(db_url, email={"loop_guard": {"max_messages": MAX, "minutes": 10}})
+    running = Hub(settings)
+    await running.start()
+    yield running
+    await running.stop()
+
+
+async def test_mail_loop_is_throttled_and_reported_once(
+    loop_hub: Hub, db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    bot = "Robot <bot@loop.example>"
+    caplog.set_level(logging.WARNING)
+    async with loop_hub.bus.subscribe() as events:
+        results = [
+            await ingest(
+                loop_hub,
+                mail(
+                    sender=bot,
+                    subject=f"Ticket #{i}",
+                    message_id=f"<loop{i}@loop.example>",
+                    at=T0 + timedelta(seconds=10 * i),
+                ),
+            )
+            for i in range(MAX + 3)
+        ]
+        got = drain(events)
+    bot_id = results[0].customer_id
+    first_conv = results[0].conversation_id
+    assert first_conv is not None
+    assert [r.conversation_id for r in results] == [first_conv] * MAX + [None] * 3
+    metas = [
+        m
+        for (m,) in await rows(
+            db,
+            select(Interaction.meta)
+            .where(Interaction.customer_id == bot_id)
+            .order_by(Interaction.id),
+        )
+    ]
+    assert [m.get("throttled") for m in metas] == [None] * MAX + [True] * 3
+    assert [m.get("mail_loop") for m in metas] == [None] * MAX + [
+        {"count": MAX + 1, "max_messages": MAX, "minutes": 10},
+        None,
+        None,
+    ]
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.getMessage() for r in warnings] == [
+        f"mail loop suspected: bot@loop.example sent more than {MAX} mails in 10 minutes; "
+        f"further mail from it is recorded only (customer {bot_id})"
+    ]
+    loops = [e for e in got if e.kind == "mail.loop"]
+    assert [(e.data, e.team_id) for e in loops] == [
+        (
+            {"sender": "bot@loop.example", "customer_id": bot_id, "count": MAX + 1},
+            results[0].team_id,
+        )
+    ]
+    # Throttled mail is not contact: last_inbound_at stays at the last threaded one.
+    assert await rows(db, select(Customer.last_inbound_at).where(Customer.id == bot_id)) == [
+        (T0 + timedelta(seconds=10 * (MAX - 1)),)
+    ]
