@@ -11,7 +11,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from hub import cli_admin, cli_data
+from hub import cli_admin, cli_data, cli_mail
 from hub.config import ConfigError, Settings, load_settings
 
 
@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     cli_admin.add_commands(sub)
     cli_data.add_commands(sub)
+    cli_mail.add_commands(sub)
     return parser
 
 

@@ -25,7 +25,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from hub.runtime import Hub
     from hub.web.app import create_app
 
-    hub = Hub(settings)
+    hub = Hub(settings, read_mail=True)
     host = args.host or settings.server.host
     port = args.port or settings.server.port
     print(f"crmhub serving on http://{host}:{port} (database {_safe_url(settings)})", flush=True)

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from channels.email.attachments import AttachmentStore
 from hub.config import Settings
 from hub.db import Database
 from hub.dispatcher import Dispatcher
 from hub.events import EventBus
 from hub.ingest import Ingestor
+from hub.mail_runner import MailboxRunner
 from hub.outbox import senders_from
 from hub.steps import configured_steps
 from hub.teams import TeamRouter
@@ -22,9 +24,18 @@ from routing.registry import build_steps
 
 class Hub:
     def __init__(
-        self, settings: Settings, extra_steps: dict[str, Callable[[], Step]] | None = None
+        self,
+        settings: Settings,
+        extra_steps: dict[str, Callable[[], Step]] | None = None,
+        *,
+        read_mail: bool = False,
     ) -> None:
+        """`read_mail`: run the IMAP sync of the configured mailboxes (`crmhub serve`
+        does; one-shot CLI commands and most tests do not)."""
         self.settings = settings
+        self.read_mail = read_mail
+        self.mail_runners: list[MailboxRunner] = []
+        self.attachments = AttachmentStore(settings.email.attachments_dir)
         self.db = Database(settings.database)
         self.bus = EventBus()
         # Built now, not in start(): an unknown step name must fail before anything runs.
@@ -62,8 +73,20 @@ class Hub:
         )
         await self._ingestor.start()
         await self.dispatcher.start()
+        if self.read_mail:
+            for mailbox in self.settings.email.mailboxes:
+                if mailbox.imap is None:
+                    continue
+                runner = MailboxRunner(
+                    self.db, self._ingestor, mailbox, self.settings.email, self.attachments
+                )
+                self.mail_runners.append(runner)
+                await runner.start()
 
     async def stop(self) -> None:
+        for runner in self.mail_runners:
+            await runner.stop()
+        self.mail_runners = []
         await self.dispatcher.stop()
         if self._ingestor is not None:
             await self._ingestor.stop()

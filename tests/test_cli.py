@@ -37,6 +37,10 @@ def _config(tmp_path: Path, url: str) -> str:
         ["import", "customers"],
         ["export", "customers"],
         ["export", "history"],
+        ["quarantine"],
+        ["quarantine", "list"],
+        ["quarantine", "show"],
+        ["quarantine", "retry"],
     ],
 )
 def test_every_command_has_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,0 +1,135 @@
+"""Runs the IMAP sync of every configured mailbox inside `crmhub serve`.
+
+With several nodes on one PostgreSQL, each mailbox is read by exactly one
+node: the one holding a PostgreSQL advisory lock keyed by the mailbox name
+(DESIGN.md). The lock lives on a connection of its own, held while the sync
+runs; if that connection dies the lock is gone, so the sync stops and the
+node competes for the lock again. Two readers would not duplicate anything
+(ingest dedupes by Message-ID), but they would race on flags and moves.
+SQLite is one node by construction and needs no lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from channels.email.attachments import AttachmentStore
+from channels.email.config import EmailConfig, MailboxConfig
+from channels.email.imap_sync import MailboxSync
+from hub.db import Database
+from hub.ingest import Ingestor
+from hub.mail_store import MailStore
+
+log = logging.getLogger(__name__)
+
+LOCK_CHECK_SECONDS = 30.0
+LOCK_RETRY_SECONDS = 30.0
+
+
+def lock_key(mailbox: str) -> int:
+    """A stable signed 64-bit key for pg_advisory_lock (hash() differs per process)."""
+    digest = hashlib.sha256(f"crmhub-mailbox:{mailbox}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+class MailboxRunner:
+    def __init__(
+        self,
+        db: Database,
+        ingestor: Ingestor,
+        mailbox: MailboxConfig,
+        email: EmailConfig,
+        attachments: AttachmentStore,
+    ) -> None:
+        assert mailbox.imap is not None
+        self.db = db
+        self.mailbox = mailbox
+        self.imap = mailbox.imap
+        self.store = MailStore(db, ingestor, mailbox, email, attachments)
+        self.sync = self._new_sync()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    def _new_sync(self) -> MailboxSync:
+        return MailboxSync(
+            self.mailbox.name,
+            self.imap,
+            self.imap.password(),
+            self.store.checkpoint,
+            self.store.store,
+        )
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"mailbox-{self.mailbox.name}")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        await self.sync.stop()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        if self.db.sqlite:
+            await self.sync.run()
+            return
+        waiting_logged = False
+        while not self._stopping:
+            try:
+                async with self.db.write_engine.connect() as raw:
+                    conn = await raw.execution_options(isolation_level="AUTOCOMMIT")
+                    key = lock_key(self.mailbox.name)
+                    got = (
+                        await conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key})
+                    ).scalar()
+                    if not got:
+                        if not waiting_logged:
+                            log.info("mailbox %s is read by another node", self.mailbox.name)
+                            waiting_logged = True
+                        await asyncio.sleep(LOCK_RETRY_SECONDS)
+                        continue
+                    waiting_logged = False
+                    log.info("mailbox %s: this node reads it", self.mailbox.name)
+                    try:
+                        await self._sync_while_locked(conn)
+                    finally:
+                        with contextlib.suppress(Exception):
+                            await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("mailbox %s: lost the database (%s); retrying", self.mailbox.name, exc)
+                await asyncio.sleep(LOCK_RETRY_SECONDS)
+
+    async def _sync_while_locked(self, conn: AsyncConnection) -> None:
+        self.sync = self._new_sync()  # a stopped sync does not run again
+        sync_task = asyncio.create_task(self.sync.run())
+        try:
+            while not sync_task.done():
+                done, _ = await asyncio.wait({sync_task}, timeout=LOCK_CHECK_SECONDS)
+                if done:
+                    break
+                try:
+                    await conn.execute(text("SELECT 1"))
+                except Exception as exc:
+                    log.warning(
+                        "mailbox %s: lock connection lost (%s); stopping the sync",
+                        self.mailbox.name,
+                        exc,
+                    )
+                    raise
+        finally:
+            if not sync_task.done():
+                await self.sync.stop()
+                sync_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sync_task
