@@ -15,17 +15,20 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from imapclient import IMAPClient
 
 from tests.conftest import require_service
 
 PASSWORD = "secret"
 # Debian puts it in /usr/sbin, which a non-login PATH may lack.
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
+DOVEADM = shutil.which("doveadm") or "/usr/bin/doveadm"
 
 CONFIG = """\
 protocols = imap
@@ -65,6 +68,15 @@ class ImapServer:
         """Stop the server (to test outages); `start()` brings it back on the same port."""
         subprocess.run([DOVECOT, "-c", str(self.config), "stop"], check=False)
         _wait_port(self.host, self.port, up=False)
+
+    def stop_and_disconnect(self) -> None:
+        """Stop the server and cut every open session, like a crashed or rebooted host.
+
+        A plain `stop()` leaves the running imap processes serving the
+        sessions they have; kicking the users first drops those too.
+        """
+        subprocess.run([DOVEADM, "-c", str(self.config), "kick", "*"], check=False)
+        self.stop()
 
     def start(self) -> None:
         subprocess.run([DOVECOT, "-c", str(self.config)], check=True)
@@ -121,4 +133,32 @@ def dovecot() -> Iterator[ImapServer]:
     shutil.rmtree(tmp, ignore_errors=True)
 
 
-__all__ = ["ImapServer", "dovecot"]
+@contextmanager
+def session(server: ImapServer, user: str) -> Iterator[IMAPClient]:
+    """A logged-in imapclient connection of `user`, as a mail client or MTA would have."""
+    with IMAPClient(server.host, server.port, ssl=False, timeout=10) as imap:
+        imap.login(user, server.password)
+        yield imap
+
+
+def append(server: ImapServer, user: str, folder: str, *messages: bytes) -> None:
+    """Deliver `messages` into `folder` (created when missing), in order."""
+    with session(server, user) as imap:
+        if not imap.folder_exists(folder):
+            imap.create_folder(folder)
+        for raw in messages:
+            imap.append(folder, raw)
+
+
+def folder_flags(server: ImapServer, user: str, folder: str) -> dict[int, tuple[bytes, ...]]:
+    """UID → flags of every message in `folder` (read-only: changes nothing)."""
+    with session(server, user) as imap:
+        imap.select_folder(folder, readonly=True)
+        uids: Sequence[int] = imap.search(["ALL"])
+        if not uids:
+            return {}
+        data = imap.fetch(uids, ["FLAGS"])
+        return {uid: tuple(data[uid][b"FLAGS"]) for uid in uids}
+
+
+__all__ = ["ImapServer", "append", "dovecot", "folder_flags", "session"]
