@@ -100,8 +100,9 @@ class SeedRows:
         at = self.ts(SEED_EPOCH)
         for i in range(lo, hi):
             email, phone = customer_email(i), customer_phone(i)
-            yield (2 * i - 1, i, "email", email, email, True, True, at)
-            yield (2 * i, i, "phone", phone, phone, False, True, at)
+            # undeliverable_at, undeliverable_reason, soft_bounces: never bounced
+            yield (2 * i - 1, i, "email", email, email, True, True, None, None, 0, at)
+            yield (2 * i, i, "phone", phone, phone, False, True, None, None, 0, at)
 
     def history(self, lo: int, hi: int) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
         """An old conversation of 4 interactions for every n-th customer in [lo, hi)."""
