@@ -288,9 +288,21 @@ async def test_uidvalidity_change_resyncs_without_duplicates(
     assert store.ids == ids("f", range(1, 5))
     assert store.checkpoint["Support"] == (new, 4)
     assert await sync_round(dovecot, store, cfg) == 0
-    warnings = records(caplog, logging.WARNING)
-    assert warnings == [
-        f"mailbox support: folder Support changed UIDVALIDITY {old[0]} -> {new}; refetching it all"
+
+    # Recreated empty: the new UIDVALIDITY is still recorded, and reported once.
+    with session(dovecot, user) as imap:
+        imap.delete_folder("Support")
+        imap.create_folder("Support")
+    newest = uidvalidity(dovecot, user, "Support")
+    assert await sync_round(dovecot, store, cfg) == 0
+    assert store.calls[-1] == ("Support", newest, [], True)
+    assert store.checkpoint["Support"] == (newest, 0)
+    assert await sync_round(dovecot, store, cfg) == 0
+    assert len(store.calls) == 3
+    assert store.ids == ids("f", range(1, 5))
+    assert records(caplog, logging.WARNING) == [
+        f"mailbox support: folder Support changed UIDVALIDITY {a} -> {b}; refetching it all"
+        for a, b in ((old[0], new), (new, newest))
     ]
 
 

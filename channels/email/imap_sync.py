@@ -79,7 +79,17 @@ class _Outage:
 
 
 class MailboxSync:
-    """Keeps one mailbox's folders ingested; `run()` until `stop()`."""
+    """Keeps one mailbox's folders ingested; `run()` until `stop()` (a stopped sync stays stopped).
+
+    The store contract: `store(folder, uidvalidity, messages, resync)` commits
+    the messages and the checkpoint (uidvalidity, max UID of `messages`) in one
+    transaction, or raises `StoreUnavailable` having committed nothing. It
+    must dedupe by Message-ID always: `resync` is True only for the batches
+    of the round that noticed a UIDVALIDITY change (a first sync without a
+    checkpoint is not a resync), so after a crash mid-resync the remaining
+    batches arrive with resync=False. An empty `messages` (only with resync)
+    reports an empty folder under a new UIDVALIDITY: checkpoint (uidvalidity, 0).
+    """
 
     def __init__(
         self,
@@ -112,6 +122,7 @@ class MailboxSync:
         self._stopping = asyncio.Event()
         self._changed = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
+        self._warned: set[tuple[str, int]] = set()
 
     @property
     def outages(self) -> int:
@@ -152,8 +163,11 @@ class MailboxSync:
         client = self._require_client()
         state = await client.select(folder)
         checkpoint = await self._checkpoints(folder)
-        resync = checkpoint is None or checkpoint[0] != state.uidvalidity
-        if checkpoint is not None and resync:
+        resync = checkpoint is not None and checkpoint[0] != state.uidvalidity
+        if checkpoint is not None and resync and (folder, state.uidvalidity) not in self._warned:
+            # Once per change: a store that keeps no checkpoint for an empty
+            # batch would otherwise have it reported on every round.
+            self._warned.add((folder, state.uidvalidity))
             log.warning(
                 "mailbox %s: folder %s changed UIDVALIDITY %d -> %d; refetching it all",
                 self.name,
@@ -163,9 +177,8 @@ class MailboxSync:
             )
         last_uid = 0 if resync or checkpoint is None else checkpoint[1]
         uids = await client.uids_after(last_uid)
-        if not uids and checkpoint is not None and resync:
-            # Record the new UIDVALIDITY even for an empty folder, or every
-            # round would warn about the same change again.
+        if not uids and resync:
+            # An empty folder under a new UIDVALIDITY: lets the store record it.
             await self._store(folder, state.uidvalidity, [], True)
         stored = 0
         size = self.config.batch_size
