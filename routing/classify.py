@@ -286,6 +286,9 @@ class EmailLoopGuard:
     The first such mail of a window also gets `meta[MAIL_LOOP_KEY]` (count
     and limits): the hub reports the loop once for it, after the commit —
     logging here would warn for every mail and before anything is stored.
+    Should that mail's batch be rolled back, that window's report is lost
+    (like the counts, this state is per process and best effort); the
+    throttling goes on, and the next window reports again.
     """
 
     name = "email_loop_guard"
