@@ -111,6 +111,8 @@ class MailStore:
         then, and the sync keeps the messages unflagged for a later try.
         """
         if not messages:
+            if resync:  # a folder recreated empty: remember its new UIDVALIDITY
+                await self._checkpoint_only(folder, uidvalidity, 0)
             return
         ordered = sorted(messages, key=lambda m: m.uid)
         good: list[tuple[FetchedMessage, Prepared]] = []
@@ -145,7 +147,7 @@ class MailStore:
         try:
             await self.ingestor.ingest_unit(
                 [p for _, p in good],
-                self._extra(folder, uidvalidity, last_uid, bad, resync),
+                self._extra(folder, uidvalidity, last_uid, bad),
             )
         except IngestUnavailable as exc:
             raise StoreUnavailable(str(exc)) from exc
@@ -153,7 +155,7 @@ class MailStore:
             # Something in the chunk cannot be stored: find it by storing the
             # messages one by one, each with its own checkpoint step.
             log.info("mailbox %s: chunk refused (%s); storing one by one", self.mailbox.name, exc)
-            await self._one_by_one(folder, uidvalidity, good, bad, resync)
+            await self._one_by_one(folder, uidvalidity, good, bad)
         else:
             self.quarantined += len(bad)
             for item in bad:
@@ -165,7 +167,6 @@ class MailStore:
         uidvalidity: int,
         good: list[tuple[FetchedMessage, Prepared]],
         bad: list[Quarantined],
-        resync: bool,
     ) -> None:
         steps: list[tuple[int, Prepared | None, Quarantined | None]] = [
             (m.uid, p, None) for m, p in good
@@ -175,7 +176,7 @@ class MailStore:
                 if prepared is not None:
                     try:
                         await self.ingestor.ingest_unit(
-                            [prepared], self._extra(folder, uidvalidity, uid, [], resync)
+                            [prepared], self._extra(folder, uidvalidity, uid, [])
                         )
                         continue
                     except IngestError as exc:
@@ -183,7 +184,7 @@ class MailStore:
                         quarantined = Quarantined(message, str(exc))
                 assert quarantined is not None
                 await self.ingestor.ingest_unit(
-                    [], self._extra(folder, uidvalidity, uid, [quarantined], resync)
+                    [], self._extra(folder, uidvalidity, uid, [quarantined])
                 )
                 self.quarantined += 1
                 self._log_quarantine(folder, quarantined)
@@ -205,11 +206,10 @@ class MailStore:
         uidvalidity: int,
         last_uid: int,
         bad: list[Quarantined],
-        resync: bool,
     ) -> UnitWrite:
         async def write(conn: AsyncConnection, _items: list[Prepared]) -> None:
             for item in bad:
-                await self._quarantine(conn, folder, uidvalidity, item, resync)
+                await self._quarantine(conn, folder, uidvalidity, item)
             await self._advance(conn, folder, uidvalidity, last_uid)
 
         return write
@@ -220,24 +220,20 @@ class MailStore:
         folder: str,
         uidvalidity: int,
         item: Quarantined,
-        resync: bool,
     ) -> None:
         now = utcnow()
         same_place = and_(
             quarantine_t.c.mailbox == self.mailbox.name,
             quarantine_t.c.folder == folder,
         )
-        # A resync fetches every message again under a new UIDVALIDITY: a
-        # message already held must not be held twice.
-        existing_filter = (
-            quarantine_t.c.raw == item.message.raw
-            if resync
-            else and_(
-                quarantine_t.c.uidvalidity == uidvalidity, quarantine_t.c.uid == item.message.uid
-            )
-        )
+        # A resync fetches every message again under a new UIDVALIDITY (and a
+        # crash mid-resync continues it without knowing): a message already
+        # held must not be held twice, so compare the bytes. Quarantining is
+        # rare; the cost of this scan does not matter.
         found = (
-            await conn.execute(select(quarantine_t.c.id).where(same_place, existing_filter))
+            await conn.execute(
+                select(quarantine_t.c.id).where(same_place, quarantine_t.c.raw == item.message.raw)
+            )
         ).first()
         if found is not None:
             return
@@ -255,6 +251,15 @@ class MailStore:
                 updated_at=now,
             )
         )
+
+    async def _checkpoint_only(self, folder: str, uidvalidity: int, last_uid: int) -> None:
+        async def write(conn: AsyncConnection, _items: list[Prepared]) -> None:
+            await self._advance(conn, folder, uidvalidity, last_uid)
+
+        try:
+            await self.ingestor.ingest_unit([], write)
+        except IngestUnavailable as exc:
+            raise StoreUnavailable(str(exc)) from exc
 
     async def _advance(
         self, conn: AsyncConnection, folder: str, uidvalidity: int, last_uid: int

@@ -29,6 +29,7 @@ from channels.email.headers import (
     return_path,
 )
 from channels.email.parts import body_text, delivery_report, extract_attachments, is_dsn
+from channels.email.policy import POLICY
 from channels.email.text import split_quote
 
 DIGEST_DOMAIN = "crmhub.invalid"
@@ -57,7 +58,7 @@ def parse_message(
     if repaired != raw:
         defects.append("HeaderWithoutColon")
     try:
-        msg = email.message_from_bytes(repaired, policy=email.policy.default)
+        msg = email.message_from_bytes(repaired, policy=POLICY)
     except Exception as exc:  # the parser is lenient; this is the last line of defence
         raise UnparseableEmail(f"MIME parse failed: {exc}") from exc
     if not isinstance(msg, EmailMessage):  # policy.default always builds one; keeps mypy honest

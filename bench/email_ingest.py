@@ -1,0 +1,191 @@
+"""Email ingest benchmark: N messages in a real Dovecot, then the time until all are in the history.
+
+Starts a Dovecot (the test configuration, tests/dovecot.py) on a free port,
+APPENDs N varied messages to one mailbox (not timed: that is the mail
+server's work), then runs crmhub's IMAP sync once over a fresh database and
+times it from the first IMAP command to the last commit: LOGIN, SELECT,
+UID SEARCH, FETCH BODY.PEEK[] in chunks, parsing, ingest of each chunk with
+its checkpoint in one transaction, and flagging \\Seen. It checks that the
+history holds exactly N interactions. Goal (2-core machine): >= 500
+messages/s. It prints figures and asserts nothing about them.
+
+    .venv/bin/python bench/email_ingest.py                       # 5,000 messages, SQLite
+    .venv/bin/python bench/email_ingest.py --messages 20000 --batch-size 500
+    .venv/bin/python bench/email_ingest.py --db postgresql+asyncpg://postgres@127.0.0.1:5432/postgres
+
+The mix: 1,000 senders (below the mail-loop threshold), a third of the
+messages are replies (In-Reply-To, a quoted part), a fifth are HTML only,
+one in ten carries a small attachment, a few have encoded headers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from email.message import EmailMessage
+from pathlib import Path
+
+if not __package__:  # run as `python bench/email_ingest.py`: make `bench` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from imapclient import IMAPClient
+from sqlalchemy import func, select
+
+from bench.target import prepare_target
+from channels.email.imap_sync import MailboxSync
+from hub.config import load_settings
+from hub.mail_store import MailStore
+from hub.migrate import upgrade
+from hub.runtime import Hub
+from hub.tables import interaction_t
+from tests.dovecot import CONFIG, DOVECOT, PASSWORD
+
+USER = "bench@example.com"
+PASSWORD_ENV = "CRMHUB_BENCH_IMAP_PASSWORD"
+
+
+def make_message(n: int) -> bytes:
+    mail = EmailMessage()
+    sender = n % 1000
+    mail["From"] = f"Kundin {sender} <kundin{sender}@example.org>"
+    mail["To"] = "support@example.com"
+    mail["Date"] = "Thu, 26 Nov 2026 10:00:00 +0100"
+    mail["Message-ID"] = f"<bench{n}@example.org>"
+    subject = f"Frage zu Auftrag {n}" if n % 7 else f"Frage zu Auftrag {n}: Größe €"
+    if n % 3 == 0 and n > 0:
+        mail["In-Reply-To"] = f"<bench{n - 3}@example.org>"
+        mail["References"] = f"<bench{n - 3}@example.org>"
+        subject = "Re: " + subject
+    mail["Subject"] = subject
+    body = f"Guten Tag,\n\nich habe eine Frage zu Auftrag {n}.\n" + "Mit Grüßen\n" * 5
+    if n % 3 == 0:
+        body += "\nAm 25.11.2026 schrieb support@example.com:\n" + "> alter Text\n" * 10
+    if n % 5 == 0:
+        html = "<html><body><p>" + body.replace("\n", "<br>") + "</p></body></html>"
+        mail.set_content(html, subtype="html")
+    else:
+        mail.set_content(body)
+    if n % 10 == 1:
+        mail.add_attachment(
+            os.urandom(8_000), maintype="application", subtype="pdf", filename=f"r{n}.pdf"
+        )
+    return bytes(mail)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_dovecot(tmp: Path) -> tuple[int, Path]:
+    tmp.chmod(0o755)
+    (tmp / "run").mkdir()
+    (tmp / "mail").mkdir()
+    shutil.chown(tmp / "mail", "dovecot", "dovecot")
+    port = free_port()
+    config = tmp / "dovecot.conf"
+    config.write_text(CONFIG.format(tmp=tmp, port=port, password=PASSWORD), encoding="utf-8")
+    subprocess.run([DOVECOT, "-c", str(config)], check=True)
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    return port, config
+
+
+def append_all(port: int, messages: list[bytes]) -> None:
+    with IMAPClient("127.0.0.1", port, ssl=False, timeout=30) as imap:
+        imap.login(USER, PASSWORD)
+        for raw in messages:
+            imap.append("INBOX", raw)
+
+
+async def run(url: str, port: int, tmp: Path, n: int, batch_size: int) -> None:
+    os.environ[PASSWORD_ENV] = PASSWORD
+    settings = load_settings(
+        Path(__file__).parent.parent / "tests" / "empty.yaml",
+        database={"url": url},
+        email={
+            "attachments_dir": str(tmp / "attachments"),
+            "reply_token_secret": "bench-secret-0123456789",
+            "mailboxes": [
+                {
+                    "name": "support",
+                    "address": "support@example.com",
+                    "imap": {
+                        "host": "127.0.0.1",
+                        "port": port,
+                        "tls": "none",
+                        "user": USER,
+                        "password_env": PASSWORD_ENV,
+                        "mode": "poll",
+                        "batch_size": batch_size,
+                    },
+                }
+            ],
+        },
+    )
+    hub = Hub(settings)
+    await hub.start()
+    mailbox = settings.email.mailboxes[0]
+    assert mailbox.imap is not None
+    store = MailStore(hub.db, hub.ingestor, mailbox, settings.email, hub.attachments)
+    sync = MailboxSync(mailbox.name, mailbox.imap, PASSWORD, store.checkpoint, store.store)
+    try:
+        started = time.perf_counter()
+        stored = await sync.sync_once()
+        seconds = time.perf_counter() - started
+    finally:
+        await sync.stop()
+    async with hub.db.read() as s:
+        conn = await s.connection()
+        in_history = (
+            await conn.execute(select(func.count()).select_from(interaction_t))
+        ).scalar_one()
+    await hub.stop()
+    print(
+        f"email ingest: {n} messages, batch {batch_size}: {seconds:.2f} s, "
+        f"{n / seconds:,.0f} messages/s (sync stored {stored}, history {in_history}, "
+        f"quarantined {store.quarantined})"
+    )
+    if in_history != n:
+        print(f"email ingest: MISMATCH: expected {n} interactions, found {in_history}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=5000)
+    parser.add_argument("--batch-size", type=int, default=200)
+    parser.add_argument("--db", help="database URL (PostgreSQL: the server; default SQLite)")
+    args = parser.parse_args(argv)
+    if not os.access(DOVECOT, os.X_OK):
+        raise SystemExit("bench: Dovecot is not installed (apt-get install dovecot-imapd)")
+    tmp = Path(tempfile.mkdtemp(prefix="crmhub-bench-mail-"))
+    port, config = start_dovecot(tmp)
+    target = prepare_target(args.db, keep=False)
+    try:
+        messages = [make_message(n) for n in range(args.messages)]
+        t = time.perf_counter()
+        append_all(port, messages)
+        print(f"appended {len(messages)} messages in {time.perf_counter() - t:.1f} s (not timed)")
+        upgrade(target.url)
+        asyncio.run(run(target.url, port, tmp, args.messages, args.batch_size))
+    finally:
+        target.cleanup()
+        subprocess.run([DOVECOT, "-c", str(config), "stop"], check=False)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
