@@ -55,6 +55,9 @@ class MailboxRunner:
         self.sync = self._new_sync()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        # True while this node reads the mailbox (holds its lock on PostgreSQL).
+        self.holding = False
+        self.lock_retry_seconds = LOCK_RETRY_SECONDS
 
     def _new_sync(self) -> MailboxSync:
         return MailboxSync(
@@ -80,7 +83,11 @@ class MailboxRunner:
 
     async def _run(self) -> None:
         if self.db.sqlite:
-            await self.sync.run()
+            self.holding = True
+            try:
+                await self.sync.run()
+            finally:
+                self.holding = False
             return
         waiting_logged = False
         while not self._stopping:
@@ -95,20 +102,22 @@ class MailboxRunner:
                         if not waiting_logged:
                             log.info("mailbox %s is read by another node", self.mailbox.name)
                             waiting_logged = True
-                        await asyncio.sleep(LOCK_RETRY_SECONDS)
+                        await asyncio.sleep(self.lock_retry_seconds)
                         continue
                     waiting_logged = False
                     log.info("mailbox %s: this node reads it", self.mailbox.name)
+                    self.holding = True
                     try:
                         await self._sync_while_locked(conn)
                     finally:
+                        self.holding = False
                         with contextlib.suppress(Exception):
                             await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("mailbox %s: lost the database (%s); retrying", self.mailbox.name, exc)
-                await asyncio.sleep(LOCK_RETRY_SECONDS)
+                await asyncio.sleep(self.lock_retry_seconds)
 
     async def _sync_while_locked(self, conn: AsyncConnection) -> None:
         self.sync = self._new_sync()  # a stopped sync does not run again

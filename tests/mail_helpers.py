@@ -25,7 +25,14 @@ SECRET = "test-reply-token-secret-0123456789"
 T = TypeVar("T")
 
 
-def mail_settings(db_url: str, server: ImapServer, user: str, tmp: Path, **imap: Any) -> Settings:
+def mail_settings(
+    db_url: str,
+    server: ImapServer,
+    user: str,
+    tmp: Path,
+    smtp: dict[str, Any] | None = None,
+    **imap: Any,
+) -> Settings:
     imap_config: dict[str, Any] = {
         "host": server.host,
         "port": server.port,
@@ -45,7 +52,12 @@ def mail_settings(db_url: str, server: ImapServer, user: str, tmp: Path, **imap:
             "attachments_dir": str(tmp / "attachments"),
             "reply_token_secret": SECRET,
             "mailboxes": [
-                {"name": "support", "address": "support@example.com", "imap": imap_config}
+                {
+                    "name": "support",
+                    "address": "support@example.com",
+                    "imap": imap_config,
+                    "smtp": smtp,
+                }
             ],
         },
     )

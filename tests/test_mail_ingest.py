@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from channels.email.imap_sync import MailboxSync
 from hub.db import Database
+from hub.mail_runner import MailboxRunner
 from hub.mail_store import MailStore
 from hub.runtime import Hub
 from hub.tables import interaction_t, quarantine_t
@@ -233,3 +234,39 @@ async def _count_at_least(hub: Hub, n: int) -> bool:
 
 async def _lost(sync: MailboxSync) -> bool:
     return sync.outages >= 1
+
+
+async def test_one_node_reads_a_mailbox_and_another_takes_over(
+    mail_hub: Hub,
+    dovecot: ImapServer,  # noqa: F811
+    user: str,
+) -> None:
+    if mail_hub.db.sqlite:
+        pytest.skip("SQLite is one node; the per-mailbox advisory lock is PostgreSQL's")
+    mailbox = mail_hub.settings.email.mailboxes[0]
+    email = mail_hub.settings.email
+    # Two nodes: each has its own database pool, like two `crmhub serve` processes.
+    other_db = Database(mail_hub.settings.database)
+    first = MailboxRunner(mail_hub.db, mail_hub.ingestor, mailbox, email, mail_hub.attachments)
+    second = MailboxRunner(other_db, mail_hub.ingestor, mailbox, email, mail_hub.attachments)
+    second.lock_retry_seconds = 0.1
+    try:
+        await first.start()
+        await eventually(lambda: _holding(first))
+        await second.start()
+        append(dovecot, user, "INBOX", message(1))
+        await eventually(lambda: _count_at_least(mail_hub, 1))
+        assert (first.holding, second.holding) == (True, False)
+        await first.stop()
+        await eventually(lambda: _holding(second))
+        append(dovecot, user, "INBOX", message(2))
+        await eventually(lambda: _count_at_least(mail_hub, 2))
+    finally:
+        await first.stop()
+        await second.stop()
+        await other_db.close()
+    assert await provider_ids(mail_hub) == ["<m1@example.org>", "<m2@example.org>"]
+
+
+async def _holding(runner: MailboxRunner) -> bool:
+    return runner.holding
