@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/import_csv.py
 	$(BIN)/python bench/sms_webhook.py
+	$(BIN)/python bench/email_send.py
 
 clean:
 	rm -rf $(VENV) crmhub.db crmhub.db-wal crmhub.db-shm .pytest_cache .mypy_cache .ruff_cache
