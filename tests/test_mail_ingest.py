@@ -197,14 +197,19 @@ async def test_uidvalidity_change_resyncs_without_duplicates(
     assert after is not None and after[0] != before[0] and after[1] == 3
 
 
-async def test_serve_reads_the_mailbox_through_a_dovecot_restart(
+async def test_serve_idles_on_the_mailbox_through_a_dovecot_restart(
     db_url: str,
     db: Database,
     dovecot: ImapServer,  # noqa: F811
     user: str,
     tmp_path: Path,
 ) -> None:
-    hub = Hub(mail_settings(db_url, dovecot, user, tmp_path), read_mail=True)
+    # IDLE, with polling and renewal far beyond the wait: after the restart only
+    # IDLE can bring the new messages in time.
+    settings = mail_settings(
+        db_url, dovecot, user, tmp_path, mode="idle", poll_seconds=600, idle_renew_seconds=600
+    )
+    hub = Hub(settings, read_mail=True)
     await hub.start()
     try:
         append(
@@ -215,12 +220,16 @@ async def test_serve_reads_the_mailbox_through_a_dovecot_restart(
         try:
             [runner] = hub.mail_runners
             await eventually(lambda: _lost(runner.sync))
+            rounds = runner.sync.rounds
         finally:
             await asyncio.to_thread(dovecot.start)
+        # A full round after the reconnect: the sync is idling again.
+        await eventually(lambda: _round_after(runner.sync, rounds))
         append(
             dovecot, user, "INBOX", *[message(n, sender=f"k{n}@example.org") for n in range(21, 31)]
         )
         await eventually(lambda: _count_at_least(hub, 30))
+        assert runner.sync.idle_wakeups >= 1
     finally:
         await hub.stop()
     ids = await provider_ids(hub)
@@ -230,6 +239,10 @@ async def test_serve_reads_the_mailbox_through_a_dovecot_restart(
 
 async def _count_at_least(hub: Hub, n: int) -> bool:
     return len(await provider_ids(hub)) >= n
+
+
+async def _round_after(sync: MailboxSync, rounds: int) -> bool:
+    return sync.rounds > rounds and sync.outages == 1
 
 
 async def _lost(sync: MailboxSync) -> bool:
