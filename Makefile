@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/import_csv.py
 	$(BIN)/python bench/sms_webhook.py
+	$(BIN)/python bench/email_ingest.py
 	$(BIN)/python bench/email_send.py
 
 clean:
