@@ -24,8 +24,6 @@ import argparse
 import asyncio
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,7 +33,6 @@ from pathlib import Path
 if not __package__:  # run as `python bench/email_ingest.py`: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from imapclient import IMAPClient
 from sqlalchemy import func, select
 
 from bench.target import prepare_target
@@ -45,7 +42,8 @@ from hub.mail_store import MailStore
 from hub.migrate import upgrade
 from hub.runtime import Hub
 from hub.tables import interaction_t
-from tests.dovecot import CONFIG, DOVECOT, PASSWORD
+from tests.dovecot import DOVECOT, PASSWORD, append
+from tests.dovecot import launch as start_dovecot
 
 USER = "bench@example.com"
 PASSWORD_ENV = "CRMHUB_BENCH_IMAP_PASSWORD"
@@ -77,37 +75,6 @@ def make_message(n: int) -> bytes:
             os.urandom(8_000), maintype="application", subtype="pdf", filename=f"r{n}.pdf"
         )
     return bytes(mail)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_dovecot(tmp: Path) -> tuple[int, Path]:
-    tmp.chmod(0o755)
-    (tmp / "run").mkdir()
-    (tmp / "mail").mkdir()
-    shutil.chown(tmp / "mail", "dovecot", "dovecot")
-    port = free_port()
-    config = tmp / "dovecot.conf"
-    config.write_text(CONFIG.format(tmp=tmp, port=port, password=PASSWORD), encoding="utf-8")
-    subprocess.run([DOVECOT, "-c", str(config)], check=True)
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    return port, config
-
-
-def append_all(port: int, messages: list[bytes]) -> None:
-    with IMAPClient("127.0.0.1", port, ssl=False, timeout=30) as imap:
-        imap.login(USER, PASSWORD)
-        for raw in messages:
-            imap.append("INBOX", raw)
 
 
 async def run(url: str, port: int, tmp: Path, n: int, batch_size: int) -> None:
@@ -171,18 +138,18 @@ def main(argv: list[str] | None = None) -> int:
     if not os.access(DOVECOT, os.X_OK):
         raise SystemExit("bench: Dovecot is not installed (apt-get install dovecot-imapd)")
     tmp = Path(tempfile.mkdtemp(prefix="crmhub-bench-mail-"))
-    port, config = start_dovecot(tmp)
+    server = start_dovecot(tmp)
     target = prepare_target(args.db, keep=False)
     try:
         messages = [make_message(n) for n in range(args.messages)]
         t = time.perf_counter()
-        append_all(port, messages)
+        append(server, USER, "INBOX", *messages)
         print(f"appended {len(messages)} messages in {time.perf_counter() - t:.1f} s (not timed)")
         upgrade(target.url)
-        asyncio.run(run(target.url, port, tmp, args.messages, args.batch_size))
+        asyncio.run(run(target.url, server.port, tmp, args.messages, args.batch_size))
     finally:
         target.cleanup()
-        subprocess.run([DOVECOT, "-c", str(config), "stop"], check=False)
+        server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
 

@@ -124,6 +124,23 @@ async def hub_with_step(settings: Settings, step: Callable[[], Step]) -> AsyncIt
         await running.stop()
 
 
+@asynccontextmanager
+async def manual_dispatch(settings: Settings) -> AsyncIterator[Hub]:
+    """A running hub whose outbox rounds the test runs itself (`hub.dispatcher.run_once()`),
+    so what was sent when is exact and no background round races the test."""
+    running = Hub(settings)
+
+    async def rounds_run_by_the_test() -> None:
+        return None
+
+    running.dispatcher.start = rounds_run_by_the_test  # type: ignore[method-assign]
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.stop()  # closes the senders (SMTP pools)
+
+
 @pytest.fixture
 def settings(db_url: str) -> Settings:
     return make_settings(db_url)

@@ -103,13 +103,9 @@ def _wait_port(host: str, port: int, *, up: bool, seconds: float = 15.0) -> None
     raise RuntimeError(f"Dovecot on {host}:{port} did not {'start' if up else 'stop'}")
 
 
-@pytest.fixture(scope="session")
-def dovecot() -> Iterator[ImapServer]:
-    if not os.access(DOVECOT, os.X_OK):
-        require_service("Dovecot", "not installed (apt-get install dovecot-imapd)")
-    # Not under pytest's tmp_path: that is private to root, and Dovecot's
-    # processes run as the dovecot user and must reach the maildirs.
-    tmp = Path(tempfile.mkdtemp(prefix="crmhub-dovecot-"))
+def launch(tmp: Path) -> ImapServer:
+    """Configure and start a Dovecot under `tmp` (world-readable: Dovecot's
+    processes run as the dovecot user and must reach the maildirs)."""
     tmp.chmod(0o755)
     (tmp / "run").mkdir()
     (tmp / "mail").mkdir()
@@ -118,8 +114,18 @@ def dovecot() -> Iterator[ImapServer]:
     config = tmp / "dovecot.conf"
     config.write_text(CONFIG.format(tmp=tmp, port=port, password=PASSWORD), encoding="utf-8")
     server = ImapServer("127.0.0.1", port, PASSWORD, config)
+    server.start()
+    return server
+
+
+@pytest.fixture(scope="session")
+def dovecot() -> Iterator[ImapServer]:
+    if not os.access(DOVECOT, os.X_OK):
+        require_service("Dovecot", "not installed (apt-get install dovecot-imapd)")
+    # Not under pytest's tmp_path: that is private to root.
+    tmp = Path(tempfile.mkdtemp(prefix="crmhub-dovecot-"))
     try:
-        server.start()
+        server = launch(tmp)
     except (subprocess.CalledProcessError, RuntimeError) as exc:
         log = (
             (tmp / "dovecot.log").read_text(errors="replace")
@@ -161,4 +167,4 @@ def folder_flags(server: ImapServer, user: str, folder: str) -> dict[int, tuple[
         return {uid: tuple(data[uid][b"FLAGS"]) for uid in uids}
 
 
-__all__ = ["ImapServer", "append", "dovecot", "folder_flags", "session"]
+__all__ = ["ImapServer", "append", "dovecot", "folder_flags", "launch", "session"]

@@ -26,7 +26,7 @@ from hub.outbox import senders_from
 from hub.runtime import Hub
 from hub.tables import conversation_t, identity_t, interaction_t, outbox_t
 from tests.api_helpers import Api
-from tests.conftest import make_settings
+from tests.conftest import make_settings, manual_dispatch
 from tests.smtp_server import SmtpServer, smtp_server
 
 __all__ = ["smtp_server"]
@@ -82,18 +82,9 @@ def settings(db_url: str, smtp_server: SmtpServer, request: pytest.FixtureReques
 
 
 @pytest.fixture
-async def hub(
-    settings: Settings, db: Database, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[Hub]:
-    running = Hub(settings)
-
-    async def rounds_run_by_the_test() -> None:
-        return None
-
-    monkeypatch.setattr(running.dispatcher, "start", rounds_run_by_the_test)
-    await running.start()
-    yield running
-    await running.stop()  # closes the SMTP pools
+async def hub(settings: Settings, db: Database) -> AsyncIterator[Hub]:
+    async with manual_dispatch(settings) as running:
+        yield running
 
 
 async def _inbound(

@@ -19,6 +19,7 @@ from hub.mail_store import MailStore
 from hub.runtime import Hub
 from hub.tables import conversation_t, customer_t, identity_t, interaction_t
 from tests.api_helpers import Api
+from tests.conftest import manual_dispatch
 from tests.dovecot import ImapServer, append, dovecot
 from tests.mail_helpers import PASSWORD_ENV, mail_settings, message, new_user
 from tests.smtp_server import SmtpServer, smtp_server
@@ -49,18 +50,9 @@ def settings(
 
 
 @pytest.fixture
-async def hub(
-    settings: Settings, db: Database, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[Hub]:
-    running = Hub(settings)
-
-    async def rounds_run_by_the_test() -> None:
-        return None
-
-    monkeypatch.setattr(running.dispatcher, "start", rounds_run_by_the_test)
-    await running.start()
-    yield running
-    await running.stop()
+async def hub(settings: Settings, db: Database) -> AsyncIterator[Hub]:
+    async with manual_dispatch(settings) as running:
+        yield running
 
 
 async def _read_mailbox(hub: Hub) -> int:
