@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -140,3 +141,34 @@ class Database:
         await self.engine.dispose()
         if self.write_engine is not self.engine:
             await self.write_engine.dispose()
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether `exc` means "the database is not there right now", not "this data is bad".
+
+    OperationalError covers a locked SQLite file and most connection failures;
+    asyncpg reports a connection that died mid-transaction (a PostgreSQL
+    restart, a failover, a reset) as InterfaceError or as a DBAPIError with
+    `connection_invalidated`. Retrying later is right for all of these;
+    quarantining or refusing the data would be wrong.
+    """
+    if isinstance(exc, OperationalError | InterfaceError | OSError | TimeoutError):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    orig = getattr(exc, "orig", None)
+    return orig is not None and type(orig).__name__ in _DRIVER_OUTAGES
+
+
+# asyncpg's names for "no connection" (wrapped by SQLAlchemy as a plain DBAPIError).
+_DRIVER_OUTAGES = frozenset(
+    {
+        "ConnectionDoesNotExistError",
+        "ConnectionFailureError",
+        "CannotConnectNowError",
+        "InterfaceError",
+        "AdminShutdownError",
+        "CrashShutdownError",
+        "TooManyConnectionsError",
+    }
+)

@@ -38,13 +38,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, or_, select, update
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from channels.base import Channel, DeliveryResult, DeliveryState, OutboundMessage
 from channels.sms.outbound import ERROR_UNSUBSCRIBED
 from hub.config import OutboxConfig
-from hub.db import Database
+from hub.db import Database, is_outage
 from hub.events import Event, EventBus
 from hub.models import utcnow
 from hub.outbox import (
@@ -298,8 +297,8 @@ class Dispatcher:
                 await self._record(claim, result)
                 self._publish()
                 return
-            except OperationalError:
-                if attempt == RECORD_TRIES - 1:
+            except Exception as exc:
+                if not is_outage(exc) or attempt == RECORD_TRIES - 1:
                     raise
                 log.warning("outbox %s: recording the result failed; retrying", claim.row.id)
                 await asyncio.sleep(0.5 * 2**attempt)

@@ -21,11 +21,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from channels.base import InboundContact
-from hub.db import Database
+from hub.db import Database, is_outage
 from hub.events import Event, EventBus
 from hub.identity import InvalidIdentity, normalize_address
 from hub.ingest_batch import write_batch
@@ -42,9 +42,6 @@ from routing.classify import MAIL_LOOP_KEY
 
 log = logging.getLogger(__name__)
 
-# Errors that mean "the database is not there right now", not "this contact is bad":
-# locked or failing (OperationalError), unreachable (OSError: refused, reset), slow.
-OUTAGES = (OperationalError, OSError, TimeoutError)
 MAX_PROVIDER_ID = 500
 MAX_TEXT = 1_000_000
 
@@ -172,12 +169,12 @@ class Ingestor:
             p.result = p.decision = None
         try:
             await self._store(unit.items, extra=unit.extra, strict=True)
-        except OUTAGES as exc:
-            log.warning("ingest unit of %d not stored: %s", len(unit.items), exc)
-            unit.future.set_exception(IngestUnavailable("database unavailable; retry"))
-            return
         except Exception as exc:
-            unit.future.set_exception(IngestError(f"{type(exc).__name__}: {exc}"[:500]))
+            if is_outage(exc):
+                log.warning("ingest unit of %d not stored: %s", len(unit.items), exc)
+                unit.future.set_exception(IngestUnavailable("database unavailable; retry"))
+            else:
+                unit.future.set_exception(IngestError(f"{type(exc).__name__}: {exc}"[:500]))
             return
         results = [p.result for p in unit.items]
         unit.future.set_result([r for r in results if r is not None])
@@ -243,20 +240,21 @@ class Ingestor:
         failures: dict[int, Exception] = {}
         try:
             await self._store([p for p, _ in groups])
-        except OUTAGES as exc:
-            # The database itself is away or locked: nothing of the batch is stored.
-            log.warning("ingest batch of %d not stored: %s", len(groups), exc)
-            for prepared, _ in groups:
-                prepared.result = None
-                failures[id(prepared)] = IngestUnavailable("database unavailable; retry")
-        except Exception:
-            # Anything else may be one contact's fault: retry each alone so only it fails.
-            log.info("batch of %d failed; retrying its contacts one by one", len(groups))
-            for prepared, _ in groups:
-                prepared.result = prepared.decision = None
-                failure = await self._store_alone(prepared)
-                if failure is not None:
-                    failures[id(prepared)] = failure
+        except Exception as exc:
+            if is_outage(exc):
+                # The database itself is away or locked: nothing of the batch is stored.
+                log.warning("ingest batch of %d not stored: %s", len(groups), exc)
+                for prepared, _ in groups:
+                    prepared.result = None
+                    failures[id(prepared)] = IngestUnavailable("database unavailable; retry")
+            else:
+                # Anything else may be one contact's fault: retry each alone so only it fails.
+                log.info("batch of %d failed; retrying its contacts one by one", len(groups))
+                for prepared, _ in groups:
+                    prepared.result = prepared.decision = None
+                    failure = await self._store_alone(prepared)
+                    if failure is not None:
+                        failures[id(prepared)] = failure
         for prepared, group_jobs in groups:
             result = prepared.result
             for i, job in enumerate(group_jobs):
@@ -279,16 +277,15 @@ class Ingestor:
             try:
                 await self._store([prepared])
                 return None
-            except OUTAGES as exc:
-                prepared.result = prepared.decision = None
-                log.warning("contact from %r not stored: %s", prepared.contact.sender, exc)
-                return IngestUnavailable("database unavailable; retry")
             except IntegrityError:
                 prepared.result = prepared.decision = None
                 if attempt == 2:
                     log.exception("contact from %r failed twice", prepared.contact.sender)
             except Exception as exc:
                 prepared.result = prepared.decision = None
+                if is_outage(exc):
+                    log.warning("contact from %r not stored: %s", prepared.contact.sender, exc)
+                    return IngestUnavailable("database unavailable; retry")
                 log.exception("contact from %r refused", prepared.contact.sender)
                 return IngestError(f"refused by the database: {type(exc).__name__}")
         return IngestError("conflicts with data stored at the same time")

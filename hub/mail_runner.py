@@ -17,7 +17,8 @@ import hashlib
 import logging
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 
 from channels.email.attachments import AttachmentStore
 from channels.email.config import EmailConfig, MailboxConfig
@@ -28,7 +29,7 @@ from hub.mail_store import MailStore
 
 log = logging.getLogger(__name__)
 
-LOCK_CHECK_SECONDS = 30.0
+LOCK_CHECK_SECONDS = 5.0
 LOCK_RETRY_SECONDS = 30.0
 
 
@@ -58,6 +59,7 @@ class MailboxRunner:
         # True while this node reads the mailbox (holds its lock on PostgreSQL).
         self.holding = False
         self.lock_retry_seconds = LOCK_RETRY_SECONDS
+        self.lock_check_seconds = LOCK_CHECK_SECONDS
 
     def _new_sync(self) -> MailboxSync:
         return MailboxSync(
@@ -81,50 +83,88 @@ class MailboxRunner:
                 await self._task
             self._task = None
 
+    async def _supervised(self) -> None:
+        """Run the sync until stopped; if it ever dies of a bug, log it and start a new
+        one after a growing pause, so a crash neither stops the mailbox for good nor
+        hammers the IMAP server with logins."""
+        pause = self.imap.reconnect_min_seconds
+        while not self._stopping:
+            self.sync = self._new_sync()  # a stopped or crashed sync does not run again
+            try:
+                await self.sync.run()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception(
+                    "mailbox %s: the sync crashed; restarting in %.0f s", self.mailbox.name, pause
+                )
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, self.imap.reconnect_max_seconds)
+
     async def _run(self) -> None:
         if self.db.sqlite:
             self.holding = True
             try:
-                await self.sync.run()
+                await self._supervised()
             finally:
                 self.holding = False
             return
+        # The lock lives on a connection outside the pool (NullPool): a mailbox
+        # must not hold one of the pool's connections for as long as it is read.
+        engine = create_async_engine(self.db.write_engine.url, poolclass=NullPool)
+        try:
+            await self._locked_loop(engine)
+        finally:
+            await engine.dispose()
+
+    async def _locked_loop(self, engine: AsyncEngine) -> None:
         waiting_logged = False
+        key = lock_key(self.mailbox.name)
         while not self._stopping:
             try:
-                async with self.db.write_engine.connect() as raw:
+                async with engine.connect() as raw:
                     conn = await raw.execution_options(isolation_level="AUTOCOMMIT")
-                    key = lock_key(self.mailbox.name)
                     got = (
                         await conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key})
                     ).scalar()
-                    if not got:
-                        if not waiting_logged:
-                            log.info("mailbox %s is read by another node", self.mailbox.name)
-                            waiting_logged = True
-                        await asyncio.sleep(self.lock_retry_seconds)
-                        continue
-                    waiting_logged = False
-                    log.info("mailbox %s: this node reads it", self.mailbox.name)
-                    self.holding = True
-                    try:
-                        await self._sync_while_locked(conn)
-                    finally:
-                        self.holding = False
-                        with contextlib.suppress(Exception):
-                            await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                    if got:
+                        waiting_logged = False
+                        log.info("mailbox %s: this node reads it", self.mailbox.name)
+                        self.holding = True
+                        try:
+                            await self._sync_while_locked(conn)
+                        finally:
+                            self.holding = False
+                            with contextlib.suppress(Exception):
+                                await conn.execute(
+                                    text("SELECT pg_advisory_unlock(:k)"), {"k": key}
+                                )
+                        if self._stopping:
+                            return
+                    elif not waiting_logged:
+                        log.info("mailbox %s is read by another node", self.mailbox.name)
+                        waiting_logged = True
+                # The connection is closed before waiting: a node that does not
+                # hold the mailbox holds no connection either.
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("mailbox %s: lost the database (%s); retrying", self.mailbox.name, exc)
-                await asyncio.sleep(self.lock_retry_seconds)
+            await asyncio.sleep(self.lock_retry_seconds)
 
     async def _sync_while_locked(self, conn: AsyncConnection) -> None:
-        self.sync = self._new_sync()  # a stopped sync does not run again
-        sync_task = asyncio.create_task(self.sync.run())
+        """Run the sync while the lock's connection answers.
+
+        PostgreSQL frees the lock the moment that connection dies, and another
+        node may start reading; checking it every few seconds keeps the
+        overlap short. An overlap duplicates nothing (ingest dedupes by
+        Message-ID, checkpoints never move back); only flags may race.
+        """
+        sync_task = asyncio.create_task(self._supervised())
         try:
             while not sync_task.done():
-                done, _ = await asyncio.wait({sync_task}, timeout=LOCK_CHECK_SECONDS)
+                done, _ = await asyncio.wait({sync_task}, timeout=self.lock_check_seconds)
                 if done:
                     break
                 try:

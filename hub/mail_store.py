@@ -139,6 +139,13 @@ class MailStore:
                 continue
             # The same Message-ID twice in one chunk: the first stands for both.
             if contact.provider_id in ids:
+                log.info(
+                    "mailbox %s: %s UID %s repeats %s; stored once",
+                    self.mailbox.name,
+                    folder,
+                    message.uid,
+                    contact.provider_id,
+                )
                 continue
             if contact.provider_id:
                 ids.add(contact.provider_id)
@@ -189,6 +196,12 @@ class MailStore:
                 self.quarantined += 1
                 self._log_quarantine(folder, quarantined)
             except IngestUnavailable as exc:
+                raise StoreUnavailable(str(exc)) from exc
+            except IngestError as exc:
+                # Not even the quarantine row and checkpoint could be written:
+                # that is the database's problem, not the message's. Keep the
+                # message unflagged and try the chunk again later.
+                log.error("mailbox %s: cannot quarantine UID %s: %s", self.mailbox.name, uid, exc)
                 raise StoreUnavailable(str(exc)) from exc
 
     def _log_quarantine(self, folder: str, item: Quarantined) -> None:

@@ -149,13 +149,14 @@ async def test_broken_message_is_quarantined_and_does_not_block_the_rest(
     assert row.error == "no sender address (From/Sender missing or unreadable)"
 
 
-async def test_a_message_the_database_refuses_is_quarantined_alone(
+async def test_a_message_ingest_refuses_is_quarantined_alone(
     mail_hub: Hub,
     dovecot: ImapServer,  # noqa: F811
     user: str,
 ) -> None:
-    # A Message-ID longer than any provider id we store: the unit fails, the
-    # chunk is stored one by one, and only that message is held.
+    # A Message-ID longer than any provider id we store: ingest refuses it
+    # before the chunk's transaction, which stores the others and holds it.
+    # (A refusal inside the transaction: tests/test_mail_store.py.)
     too_long = message(2, **{"Message-ID": "<" + "x" * 600 + "@example.org>"})
     append(dovecot, user, "INBOX", message(1), too_long, message(3))
     _store, sync = _sync(mail_hub)
@@ -283,3 +284,40 @@ async def test_one_node_reads_a_mailbox_and_another_takes_over(
 
 async def _holding(runner: MailboxRunner) -> bool:
     return runner.holding
+
+
+async def test_a_crashed_sync_is_logged_once_and_restarted(
+    mail_hub: Hub,
+    dovecot: ImapServer,  # noqa: F811
+    user: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    mailbox = mail_hub.settings.email.mailboxes[0]
+    runner = MailboxRunner(
+        mail_hub.db, mail_hub.ingestor, mailbox, mail_hub.settings.email, mail_hub.attachments
+    )
+    real_sync = runner._new_sync
+    made: list[MailboxSync] = []
+
+    def first_one_crashes() -> MailboxSync:
+        sync = real_sync()
+        if not made:
+
+            async def bug() -> None:
+                raise RuntimeError("a bug in a round")
+
+            sync.run = bug  # type: ignore[method-assign]
+        made.append(sync)
+        return sync
+
+    runner._new_sync = first_one_crashes  # type: ignore[method-assign]
+    append(dovecot, user, "INBOX", message(1))
+    await runner.start()
+    try:
+        await eventually(lambda: _count_at_least(mail_hub, 1))
+    finally:
+        await runner.stop()
+    assert await provider_ids(mail_hub) == ["<m1@example.org>"]
+    crashes = [r for r in caplog.records if "the sync crashed" in r.getMessage()]
+    assert len(made) >= 2 and len(crashes) == 1
+    assert crashes[0].levelname == "ERROR" and crashes[0].exc_info is not None

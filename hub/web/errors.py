@@ -12,10 +12,11 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 
 from hub.access import Forbidden
 from hub.auth import AuthError
+from hub.db import is_outage
 from hub.errors import DomainError, Moved
 
 log = logging.getLogger(__name__)
@@ -79,11 +80,6 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         # email on PostgreSQL): the check-then-insert lost, the database held.
         log.info("integrity conflict on %s %s", request.method, request.path, exc_info=True)
         return error_response(409, "conflicts with data written at the same time; retry")
-    except OperationalError:
-        log.warning("database unavailable on %s %s", request.method, request.path, exc_info=True)
-        return error_response(
-            503, "database busy or unreachable; retry", "unavailable", {"Retry-After": "1"}
-        )
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -93,6 +89,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             reason,
             headers={k: v for k, v in exc.headers.items() if k.lower() in ("allow",)},
         )
-    except Exception:
+    except Exception as exc:
+        if is_outage(exc):  # locked, restarting, unreachable: the client may retry
+            log.warning(
+                "database unavailable on %s %s", request.method, request.path, exc_info=True
+            )
+            return error_response(
+                503, "database busy or unreachable; retry", "unavailable", {"Retry-After": "1"}
+            )
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal error; it has been logged", "internal")
