@@ -29,7 +29,7 @@ def _with_hub(settings: Settings, work: Callable[[Any], Awaitable[int]]) -> int:
     from hub.runtime import Hub
 
     async def main() -> int:
-        hub = Hub(settings)
+        hub = Hub(settings, dispatch=False)
         try:
             await hub.start()
             return await work(hub)

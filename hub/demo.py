@@ -114,7 +114,7 @@ TEXTS = [
 
 
 async def seed_demo(settings: Settings, customers: int, *, if_empty: bool = False) -> int:
-    hub = Hub(settings)
+    hub = Hub(settings, dispatch=False)
     await hub.start()
     try:
         async with hub.db.read() as s:

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from channels.base import Channel, Direction
 from channels.email.config import MailboxConfig
+from channels.email.parse import DIGEST_DOMAIN
 from channels.email.reply_token import reply_address
 from channels.email.senders import MailboxSenders
 from channels.email.smtp import SmtpSender
@@ -68,15 +69,21 @@ def _unaddressed(address: str) -> str:
 
 
 def _pick_mailbox(recent: Sequence[Any], senders: MailboxSenders) -> MailboxConfig:
-    """The mailbox the conversation came in on, if it can send; else the first that can.
+    """The mailbox the conversation came in on; the first that sends only when none is known.
 
-    A mailbox that only reads (no smtp) falls through to one that sends: an
-    answer from another of our addresses still reaches the customer, and its
-    reply-token Reply-To still brings their answer back to this conversation.
+    A conversation that came in on a mailbox that cannot send (no smtp, or no
+    longer configured) is refused (422) rather than answered from another of
+    our addresses: that mailbox may belong to another team or brand, and the
+    customer would get an answer from an address they never wrote to.
     """
     named = next((r.meta["mailbox"] for r in recent if (r.meta or {}).get("mailbox")), None)
-    if named is not None and named in senders.mailboxes:
-        return senders.mailboxes[named]
+    if named is not None:
+        if named in senders.mailboxes:
+            return senders.mailboxes[named]
+        raise Invalid(
+            f"the conversation came in on mailbox {named!r}, which cannot send "
+            "(no smtp configured); nothing was sent"
+        )
     if recent:
         to = _unaddressed(_address(recent[0].recipient))
         for mailbox in senders.mailboxes.values():
@@ -127,6 +134,12 @@ async def _recipient(conn: AsyncConnection, customer_id: int, last_sender: str |
     raise Conflict(f"the address {first} is undeliverable ({reason}); nothing was sent")
 
 
+def _stand_in(message_id: str) -> bool:
+    """Our digest id for mail that had no Message-ID: no mail client knows it, so it
+    must not appear in In-Reply-To or References."""
+    return message_id.endswith(f"@{DIGEST_DOMAIN}>")
+
+
 async def _references(conn: AsyncConnection, conversation_id: int, upto_id: int) -> list[str]:
     """Message-IDs of the thread up to and including the mail being answered, oldest first.
 
@@ -152,7 +165,7 @@ async def _references(conn: AsyncConnection, conversation_id: int, upto_id: int)
     ).all()
     refs: list[str] = []
     for row in rows:
-        if row.provider_id not in refs:
+        if row.provider_id not in refs and not _stand_in(row.provider_id):
             refs.append(row.provider_id)
         if row.id == upto_id:
             break
@@ -202,7 +215,7 @@ async def prepare_email_reply(
             mailbox.reply_address or mailbox.address, reply_token_secret, conv.id
         )
     }
-    if newest is not None and newest.provider_id:
+    if newest is not None and newest.provider_id and not _stand_in(newest.provider_id):
         headers["In-Reply-To"] = newest.provider_id
         headers["References"] = " ".join(await _references(conn, conv.id, newest.id))
     if not subject:

@@ -122,6 +122,8 @@ async def _retry_one(hub: Hub, row: Any) -> str | None:
             uid=row.uid,
             email=hub.settings.email,
             attachments=hub.attachments,
+            # When it arrived, for a message whose Date header is missing or broken.
+            received_at=row.created_at,
         )
         prepared = hub.ingestor.prepare(contact)
     except IngestUnavailable:

@@ -29,11 +29,15 @@ class Hub:
         extra_steps: dict[str, Callable[[], Step]] | None = None,
         *,
         read_mail: bool = False,
+        dispatch: bool = True,
     ) -> None:
         """`read_mail`: run the IMAP sync of the configured mailboxes (`crmhub serve`
-        does; one-shot CLI commands and most tests do not)."""
+        does; one-shot CLI commands and most tests do not). `dispatch`: send what
+        the outbox holds; one-shot commands (seed-demo, quarantine) pass False so
+        that running one never sends a queued message as a side effect."""
         self.settings = settings
         self.read_mail = read_mail
+        self.dispatch = dispatch
         self.mail_runners: list[MailboxRunner] = []
         self.attachments = AttachmentStore(settings.email.attachments_dir)
         self.db = Database(settings.database)
@@ -72,7 +76,8 @@ class Hub:
             batch_max=self.settings.ingest.batch_max,
         )
         await self._ingestor.start()
-        await self.dispatcher.start()
+        if self.dispatch:
+            await self.dispatcher.start()
         if self.read_mail:
             for mailbox in self.settings.email.mailboxes:
                 if mailbox.imap is None:

@@ -464,22 +464,34 @@ async def test_the_reply_leaves_through_the_mailbox_the_conversation_came_in_on(
         recipient=f"Vertrieb <{reply_address(SALES, SECRET, 999)}>",
         mailbox=None,
     )
-    # A mailbox that only reads: the first that can send answers.
+    # No mailbox known at all (an imported conversation): the first that can send.
+    _, unknown = await _inbound(
+        hub, "<d@c.example>", sender="d@c.example", recipient="x@else.example", mailbox=None
+    )
+    # A mailbox that only reads: refused, never answered from another team's address.
     _, read_only = await _inbound(hub, "<c@c.example>", sender="c@c.example", mailbox="info")
-    for conv_id in (by_meta, by_address, read_only):
+    for conv_id in (by_meta, by_address, unknown):
         assert (await _reply(api, conv_id, as_="admin"))[0] == 202
+    assert await _reply(api, read_only, as_="admin") == (
+        422,
+        {
+            "error": "invalid",
+            "detail": "the conversation came in on mailbox 'info', which cannot send "
+            "(no smtp configured); nothing was sent",
+        },
+    )
     assert await hub.dispatcher.run_once() == 3
     assert sorted((r.mail_from, r.rcpt_tos[0]) for r in sales_smtp.received) == [
         (SALES, "a@c.example"),
         (SALES, "b@c.example"),
     ]
-    assert [(r.mail_from, r.rcpt_tos) for r in smtp_server.received] == [(SUPPORT, ["c@c.example"])]
+    assert [(r.mail_from, r.rcpt_tos) for r in smtp_server.received] == [(SUPPORT, ["d@c.example"])]
     by_rcpt = {r.rcpt_tos[0]: r.message for r in [*sales_smtp.received, *smtp_server.received]}
     assert (by_rcpt["a@c.example"]["From"], by_rcpt["a@c.example"]["Reply-To"]) == (
         SALES,
         reply_address(SALES, SECRET, by_meta),
     )
-    assert by_rcpt["c@c.example"]["Reply-To"] == reply_address(SUPPORT, SECRET, read_only)
+    assert by_rcpt["d@c.example"]["Reply-To"] == reply_address(SUPPORT, SECRET, unknown)
     assert sorted((r.mailbox, r.status) for r in await _outbox(hub)) == [
         ("sales", "sent"),
         ("sales", "sent"),
@@ -496,3 +508,17 @@ def test_email_is_sent_only_when_a_mailbox_has_smtp(db_url: str) -> None:
         },
     )
     assert senders_from(reading) == {}
+
+
+async def test_a_mail_without_message_id_is_answered_without_threading_headers(
+    api: Api, hub: Hub, smtp_server: SmtpServer
+) -> None:
+    # parse_message stands in a digest id for a missing Message-ID; no mail
+    # client knows it, so it must not be quoted back.
+    _, conv_id = await _inbound(hub, "<sha256:" + "ab" * 32 + "@crmhub.invalid>")
+    assert (await _reply(api, conv_id))[0] == 202
+    assert await hub.dispatcher.run_once() == 1
+    [received] = smtp_server.received
+    msg = received.message
+    assert (msg["In-Reply-To"], msg["References"]) == (None, None)
+    assert msg["Reply-To"] == reply_address(SUPPORT, SECRET, conv_id)
