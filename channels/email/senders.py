@@ -8,6 +8,7 @@ from the outbox row.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 from channels.base import Channel, DeliveryResult, DeliveryState, OutboundMessage
@@ -69,6 +70,10 @@ class MailboxSenders:
                 error_code=ERROR_NO_MAILBOX,
                 error=f"no mailbox {name!r} with smtp is configured on this node",
             )
+        if not message.sender:
+            # From is the mailbox's own address; smtp.from_address may be a
+            # separate envelope sender (a bounce address) that must not show.
+            message = dataclasses.replace(message, sender=self.mailboxes[str(name)].address)
         return await smtp.send(message)
 
     async def close(self) -> None:
