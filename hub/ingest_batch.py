@@ -9,6 +9,7 @@ pay off.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -89,6 +90,17 @@ _CLEAR_MARK = (
     .where(_EMAIL_IDENTITY)
     .where(or_(identity_t.c.undeliverable_at.is_not(None), identity_t.c.soft_bounces != 0))
     .values(undeliverable_at=None, undeliverable_reason=None, soft_bounces=0)
+)
+# Why a bounce changed nothing (in the bounce interaction's meta).
+BOUNCE_IGNORED_KEY = "bounce_ignored"
+_FAIL_BOUNCED_OUTBOX = (
+    update(outbox_t)
+    .where(outbox_t.c.interaction_id == _bind("iid"))
+    .values(
+        status=OutboxStatus.FAILED.value,
+        last_error=_bind("error"),
+        updated_at=_bind("now", UTCDT),
+    )
 )
 BOUNCED = "bounced"
 # A bounce does not overwrite a status that is already final (a message we
@@ -222,7 +234,9 @@ async def write_batch(conn: AsyncConnection, items: list[Prepared], ctx: BatchCo
             return None
         return real_conv.get(conv.id, conv.id)
 
-    # 3. The history entries themselves.
+    # 3. The history entries themselves (a bounce first learns what it may act on:
+    # its interaction's meta says so when the answer is "nothing").
+    bounces = [_vet_bounce(item, ctx) for item in items]
     interaction_ids = await insert_returning_ids(
         conn,
         interaction_t,
@@ -274,7 +288,7 @@ async def write_batch(conn: AsyncConnection, items: list[Prepared], ctx: BatchCo
     await execute_many(conn, insert_of(consent_t), consents)
 
     # 4. Email identities: what bounces say about an address, and what mail from it says.
-    await _apply_bounces(conn, items, now)
+    await _apply_bounces(conn, items, bounces, now)
 
     # 5. Last-contact times of rows that existed before the batch.
     customer_updates = [
@@ -309,41 +323,83 @@ def _email(address: str) -> str | None:
         return None  # matches no identity: those were all normalised when stored
 
 
-async def _apply_bounces(conn: AsyncConnection, items: list[Prepared], now: datetime) -> None:
+@dataclass(frozen=True, slots=True)
+class _Bounce:
+    """What a bounce may act on: the message of ours it returns, the address that
+    message went to, and what the report says about that address."""
+
+    interaction_id: int
+    address: str
+    statuses: tuple[RecipientStatus, ...]
+
+    @property
+    def failed(self) -> list[RecipientStatus]:
+        return [r for r in self.statuses if r.permanent]
+
+    @property
+    def delayed(self) -> bool:
+        return any(r.temporary for r in self.statuses)
+
+
+def _vet_bounce(item: Prepared, ctx: BatchContext) -> _Bounce | None:
+    """The part of a bounce that concerns a message we sent, or None (then why, in its meta).
+
+    Anyone can send a delivery report, and backscatter of spam that forged
+    our domain names addresses we never wrote to: only a report that returns
+    the Message-ID of one of our messages (routing found it) counts, and of
+    its recipients only the one that message was sent to.
+    """
+    decision = item.decision
+    assert decision is not None
+    if decision.bounce is None:
+        return None
+    iid = decision.meta.get(BOUNCED_INTERACTION_KEY)
+    recipient = ctx.sent_recipients.get(iid) if isinstance(iid, int) else None
+    if iid is None or recipient is None:
+        decision.meta[BOUNCE_IGNORED_KEY] = "no matching sent message"
+        return None
+    addr = _email(recipient)
+    statuses = tuple(
+        r
+        for r in decision.bounce.recipients
+        if addr is not None and addr in (_email(r.address), _email(r.original_address))
+    )
+    if addr is None or not statuses:
+        decision.meta[BOUNCE_IGNORED_KEY] = "recipient not in the original message"
+        return None
+    assert isinstance(iid, int)
+    return _Bounce(iid, addr, statuses)
+
+
+async def _apply_bounces(
+    conn: AsyncConnection, items: list[Prepared], bounces: list[_Bounce | None], now: datetime
+) -> None:
     """Mark addresses that bounced, count temporary failures, clear marks a real mail refutes.
 
-    A permanent failure (5.x.x) marks the address undeliverable, a temporary
-    one (4.x.x) only counts; a mail the address itself sent (not machine mail)
+    Only what `_vet_bounce` kept counts. A permanent failure (5.x.x) marks
+    the address undeliverable and the message bounced, a temporary one
+    (4.x.x) only counts; a mail the address itself sent (not machine mail)
     proves it works again and clears both. Within one batch the later of a
     bounce and a mail for the same address wins, by the contacts' own times.
     """
     marks: list[dict[str, Any]] = []
     soft: list[dict[str, Any]] = []
     bounced_at: dict[str, datetime] = {}
-    for item in items:
-        decision = item.decision
-        assert decision is not None
-        if decision.bounce is None:
+    failed: dict[int, tuple[Prepared, list[RecipientStatus]]] = {}
+    for item, bounce in zip(items, bounces, strict=True):
+        if bounce is None or not (bounce.failed or bounce.delayed):
             continue
         at = item.contact.occurred_at
-        for r in decision.bounce.recipients:
-            addr = _email(r.address)
-            if addr is None or not (r.permanent or r.temporary):
-                continue
-            bounced_at[addr] = max(at, bounced_at.get(addr, at))
-            if r.permanent:
-                marks.append({"addr": addr, "marked_at": now, "why": _reason(r)})
-            else:
-                soft.append({"addr": addr})
-        iid = decision.meta.get(BOUNCED_INTERACTION_KEY)
-        if isinstance(iid, int) and decision.bounce.permanent:
-            event = await _mark_bounced(
-                conn, iid, decision.bounce.recipients, decision.customer.team_id, now
-            )
-            if event is not None:
-                item.events.append(event)
+        bounced_at[bounce.address] = max(at, bounced_at.get(bounce.address, at))
+        if bounce.failed:
+            why = _reason(bounce.failed[0])
+            marks.append({"addr": bounce.address, "marked_at": now, "why": why})
+            failed.setdefault(bounce.interaction_id, (item, bounce.failed))
+        else:
+            soft.append({"addr": bounce.address})
     await execute_many(conn, _MARK_UNDELIVERABLE, marks)
     await execute_many(conn, _COUNT_SOFT_BOUNCE, soft)
+    await _mark_bounced(conn, failed, now)
     clears: dict[str, None] = {}
     for item in items:
         decision = item.decision
@@ -361,21 +417,23 @@ async def _apply_bounces(conn: AsyncConnection, items: list[Prepared], now: date
 
 async def _mark_bounced(
     conn: AsyncConnection,
-    interaction_id: int,
-    recipients: tuple[RecipientStatus, ...],
-    team_id: int | None,
+    failed: dict[int, tuple[Prepared, list[RecipientStatus]]],
     now: datetime,
-) -> Event | None:
-    """The bounced message's status and outbox row; the event to publish after the commit.
+) -> None:
+    """Bounced messages' status and outbox rows; each bounce's event, published after the commit.
 
     Direct writes rather than hub/outbox.py's status ladder: a bounce is a
     verdict that arrives after "sent" or even "delivered" (the relay accepted
-    the message; the recipient's server refused it later) and must win.
+    the message; the recipient's server refused it later) and must win. Two
+    statements for all of the batch's bounces, however many there are.
     """
-    row = (
-        await conn.execute(
+    if not failed:
+        return
+    changed = {
+        row.id: row
+        for row in await conn.execute(
             update(interaction_t)
-            .where(interaction_t.c.id == interaction_id)
+            .where(interaction_t.c.id.in_(sorted(failed)))
             .where(
                 or_(
                     interaction_t.c.delivery_status.is_(None),
@@ -383,23 +441,24 @@ async def _mark_bounced(
                 )
             )
             .values(delivery_status=BOUNCED)
-            .returning(interaction_t.c.customer_id, interaction_t.c.conversation_id)
+            .returning(
+                interaction_t.c.id, interaction_t.c.customer_id, interaction_t.c.conversation_id
+            )
         )
-    ).first()
-    if row is None:
-        return None
-    failed = [r for r in recipients if r.permanent]
-    error = "bounced: " + "; ".join(f"{r.address} {_reason(r)}" for r in failed)
-    await conn.execute(
-        update(outbox_t)
-        .where(outbox_t.c.interaction_id == interaction_id)
-        .values(status=OutboxStatus.FAILED.value, last_error=error, updated_at=now)
-    )
-    data = {
-        "interaction_id": interaction_id,
-        "customer_id": row.customer_id,
-        "conversation_id": row.conversation_id,
-        "delivery_status": BOUNCED,
-        "error_code": failed[0].status if failed else None,
     }
-    return Event(DELIVERY_EVENT, data, team_id=team_id)
+    outbox_rows: list[dict[str, Any]] = []
+    for iid in sorted(changed):
+        row = changed[iid]
+        item, recipients = failed[iid]
+        error = "bounced: " + "; ".join(f"{r.address} {_reason(r)}" for r in recipients)
+        outbox_rows.append({"iid": iid, "error": error, "now": now})
+        data = {
+            "interaction_id": iid,
+            "customer_id": row.customer_id,
+            "conversation_id": row.conversation_id,
+            "delivery_status": BOUNCED,
+            "error_code": recipients[0].status,
+        }
+        assert item.decision is not None
+        item.events.append(Event(DELIVERY_EVENT, data, team_id=item.decision.customer.team_id))
+    await execute_many(conn, _FAIL_BOUNCED_OUTBOX, outbox_rows)

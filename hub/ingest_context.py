@@ -11,8 +11,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import count
+from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from channels.base import InboundContact
@@ -21,6 +22,7 @@ from hub.identity import NormalIdentity
 from hub.models import ConversationStatus
 from hub.tables import conversation_t, customer_t, identity_t, interaction_t
 from routing.base import ConversationRef, CustomerRef, Decision, SentMessage
+from routing.classify import bounce_of
 
 ACTIVE_STATUSES = (ConversationStatus.OPEN.value, ConversationStatus.PENDING.value)
 
@@ -88,8 +90,11 @@ class BatchContext:
     outbound: dict[
         tuple[str, timedelta], dict[int, list[tuple[datetime, int, ConversationRef]]]
     ] = field(default_factory=dict)
-    # Answers of sent_message for this batch (a bounce storm repeats Message-IDs).
+    # Answers of sent_message for this batch (a bounce storm repeats Message-IDs),
+    # and the recipient each found message was sent to, by interaction id: a
+    # bounce counts only for the address the bounced message went to.
     sent: dict[tuple[str, str], SentMessage | None] = field(default_factory=dict)
+    sent_recipients: dict[int, str] = field(default_factory=dict)
     _placeholder: count[int] = field(default_factory=lambda: count(-1, -1))
 
     def placeholder(self) -> int:
@@ -183,44 +188,50 @@ class BatchContext:
                 return ref
         return None
 
+    async def prefetch_sent(self, keys: set[tuple[str, str]]) -> None:
+        """The messages we sent behind these (channel, Message-ID) keys: one query per
+        channel and IN_CHUNK ids, however many bounces of a storm name them."""
+        for channel, pids in grouped(sorted(keys - set(self.sent))).items():
+            for i in range(0, len(pids), IN_CHUNK):
+                chunk = pids[i : i + IN_CHUNK]
+                found: dict[str, SentMessage] = {}
+                for row in await self.conn.execute(
+                    _sent_query(channel, chunk).order_by(customer_t.c.id, interaction_t.c.id)
+                ):
+                    # One message per Message-ID; should an id repeat, the first wins.
+                    if row.provider_id not in found:
+                        found[row.provider_id] = self._remember_sent(row)
+                for pid in chunk:
+                    self.sent[(channel, pid)] = found.get(pid)
+
+    async def prefetch_bounced(self, contacts: Iterable[InboundContact]) -> None:
+        """Prefetch what the batch's bounces will ask `sent_message`: a storm of
+        DSNs costs one query, not one per report. Reads only bounces' metadata."""
+        keys: set[tuple[str, str]] = set()
+        for contact in contacts:
+            bounce = bounce_of(contact)
+            if bounce is not None and bounce.original_message_id is not None:
+                keys.add((contact.channel.value, bounce.original_message_id))
+        if keys:
+            await self.prefetch_sent(keys)
+
     async def sent_message(self, channel: str, provider_id: str) -> SentMessage | None:
-        """One query per bounce: bounces are rare, and routing asks only for them."""
+        """From the batch's answers (prefetch_sent), else one query for this id."""
         key = (channel, provider_id)
-        if key in self.sent:
-            return self.sent[key]
-        row = (
-            await self.conn.execute(
-                select(
-                    interaction_t.c.id,
-                    interaction_t.c.conversation_id,
-                    customer_t.c.id.label("customer_id"),
-                    customer_t.c.team_id,
-                    customer_t.c.owner_id,
-                    conversation_t.c.assignee_id,
-                    conversation_t.c.team_id.label("conversation_team_id"),
-                )
-                .join(customer_t, customer_t.c.id == interaction_t.c.customer_id)
-                .outerjoin(conversation_t, conversation_t.c.id == interaction_t.c.conversation_id)
-                .where(interaction_t.c.channel == channel)
-                .where(interaction_t.c.provider_id == provider_id)
-                .where(interaction_t.c.direction == "out")
-                # Held like the customers match_customers found, so a merge
-                # waits for this batch and then moves the bounce along.
-                .with_for_update(read=True, of=customer_t)
+        if key not in self.sent:
+            await self.prefetch_sent({key})
+        return self.sent[key]
+
+    def _remember_sent(self, row: Any) -> SentMessage:
+        conversation = None
+        if row.conversation_id is not None:
+            conversation = ConversationRef(
+                row.conversation_id, row.assignee_id, row.conversation_team_id
             )
-        ).first()
-        found = None
-        if row is not None:
-            conversation = None
-            if row.conversation_id is not None:
-                conversation = ConversationRef(
-                    row.conversation_id, row.assignee_id, row.conversation_team_id
-                )
-            found = SentMessage(
-                row.id, CustomerRef(row.customer_id, row.team_id, row.owner_id, False), conversation
-            )
-        self.sent[key] = found
-        return found
+        self.sent_recipients[row.id] = row.recipient or ""
+        return SentMessage(
+            row.id, CustomerRef(row.customer_id, row.team_id, row.owner_id, False), conversation
+        )
 
     async def conversation_of_customer(
         self, customer_id: int, conversation_id: int, channel: str
@@ -274,6 +285,31 @@ class BatchContext:
         for sent in found.values():
             sent.sort(key=lambda f: (f[0], f[1]), reverse=True)
         self.outbound[(channel, window)] = found
+
+
+def _sent_query(channel: str, provider_ids: list[str]) -> Select[Any]:
+    """Our outbound interactions with these provider ids, with their customers and recipients."""
+    return (
+        select(
+            interaction_t.c.id,
+            interaction_t.c.provider_id,
+            interaction_t.c.recipient,
+            interaction_t.c.conversation_id,
+            customer_t.c.id.label("customer_id"),
+            customer_t.c.team_id,
+            customer_t.c.owner_id,
+            conversation_t.c.assignee_id,
+            conversation_t.c.team_id.label("conversation_team_id"),
+        )
+        .join(customer_t, customer_t.c.id == interaction_t.c.customer_id)
+        .outerjoin(conversation_t, conversation_t.c.id == interaction_t.c.conversation_id)
+        .where(interaction_t.c.channel == channel)
+        .where(interaction_t.c.provider_id.in_(provider_ids))
+        .where(interaction_t.c.direction == "out")
+        # Held like the customers match_customers found, so a merge waits for
+        # this batch and then moves the bounce along.
+        .with_for_update(read=True, of=customer_t)
+    )
 
 
 async def find_existing(

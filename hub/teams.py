@@ -11,7 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from hub.config import TeamsConfig
 from hub.db import Database
 from hub.identity import InvalidIdentity, normalize_address
-from hub.models import Team
+from hub.models import IdentityKind, Team
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +66,23 @@ class TeamRouter:
         return router
 
     def team_for_recipient(self, recipient: str) -> int:
-        if recipient:
-            try:
-                key = normalize_address(recipient, self._region).value
-            except InvalidIdentity:
-                return self.default_team_id
-            return self._by_address.get(key, self.default_team_id)
-        return self.default_team_id
+        """The team of the mailbox or number a contact came in on, else the default team.
+
+        An email sub-address (`sales+c42-<mac>@example.com`, the reply-token
+        address our mail carries in Reply-To) belongs to its base mailbox
+        (`sales@example.com`) unless the full address is mapped itself.
+        """
+        if not recipient:
+            return self.default_team_id
+        try:
+            identity = normalize_address(recipient, self._region)
+        except InvalidIdentity:
+            return self.default_team_id
+        key = identity.value
+        found = self._by_address.get(key)
+        if found is None and identity.kind is IdentityKind.EMAIL:
+            local, _, domain = key.rpartition("@")
+            base, plus, _tag = local.partition("+")
+            if plus and base:
+                found = self._by_address.get(f"{base}@{domain}")
+        return self.default_team_id if found is None else found

@@ -202,6 +202,14 @@ class LoopGuard:
     the least recently seen are dropped (a looping sender is, by definition,
     recently seen).
 
+    A mail counts once: routing the same mail again (a batch rolled back
+    and retried contact by contact, an IMAP chunk retried message by
+    message) must not push its sender towards the limit. Hits that name the
+    mail's provider id (its Message-ID) are remembered by it, and a repeat
+    within the window gets the answer the first hit got without counting;
+    the last `max_ids` of them are kept, far more than any retry reaches
+    back. Hits without a provider id count every time.
+
     Counting per process is enough for the first version: each IMAP mailbox
     is polled by exactly one node (advisory lock), and a loop runs between
     one outside address and one of our mailboxes, so all its mail passes
@@ -212,29 +220,55 @@ class LoopGuard:
     it only if the hub starts sending automatic answers itself.
     """
 
-    def __init__(self, max_messages: int, minutes: int, max_senders: int = 10_000) -> None:
-        if max_messages < 1 or minutes < 1 or max_senders < 1:
-            raise ValueError("max_messages, minutes and max_senders must be at least 1")
+    def __init__(
+        self, max_messages: int, minutes: int, max_senders: int = 10_000, max_ids: int = 10_000
+    ) -> None:
+        if max_messages < 1 or minutes < 1 or max_senders < 1 or max_ids < 1:
+            raise ValueError("max_messages, minutes, max_senders and max_ids must be at least 1")
         self.max_messages = max_messages
         self.minutes = minutes
         self.window = timedelta(minutes=minutes)
         self.max_senders = max_senders
+        self.max_ids = max_ids
         # sender -> timestamps in arrival order; senders ordered by last hit
         self._seen: OrderedDict[str, list[datetime]] = OrderedDict()
-        # sender -> when its loop was last reported; only senders still in _seen
-        self._reported: dict[str, datetime] = {}
+        # sender -> (when, for which provider id) its loop was last reported;
+        # only senders still in _seen
+        self._reported: dict[str, tuple[datetime, str | None]] = {}
+        # (sender, provider id) -> (time, count) of counted mails, least recent first
+        self._ids: OrderedDict[tuple[str, str], tuple[datetime, int]] = OrderedDict()
 
     def __len__(self) -> int:
         """Senders tracked right now (for tests and metrics)."""
         return len(self._seen)
 
-    def hit(self, sender: str, at: datetime) -> bool:
+    def hit(self, sender: str, at: datetime, provider_id: str | None = None) -> bool:
         """Count one mail from `sender` at `at`; True when the sender is over the limit.
 
         `at` need not be monotonic (mails are backfilled after an outage), so
         the count is of the recent arrivals within the window ending at `at`.
+        A mail with a `provider_id` already counted within the window is not
+        counted again: it gets the answer it got the first time.
         """
+        return self.hit_count(sender, at, provider_id) > self.max_messages
+
+    def hit_count(self, sender: str, at: datetime, provider_id: str | None = None) -> int:
+        """`hit`, answering with the mail's count (over the limit when > max_messages)."""
         key = sender.strip().lower()
+        if not provider_id:
+            return self._count_hit(key, at)
+        id_key = (key, provider_id)
+        known = self._ids.pop(id_key, None)
+        if known is not None and abs(at - known[0]) < self.window:
+            self._ids[id_key] = known  # most recent again
+            return known[1]
+        counted = self._count_hit(key, at)
+        self._ids[id_key] = (at, counted)
+        while len(self._ids) > self.max_ids:
+            self._ids.popitem(last=False)
+        return counted
+
+    def _count_hit(self, key: str, at: datetime) -> int:
         self._forget_stale(at)
         start = at - self.window
         times = [t for t in self._seen.pop(key, []) if t > start]
@@ -244,26 +278,28 @@ class LoopGuard:
         self._seen[key] = times
         while len(self._seen) > self.max_senders:
             self._forget(next(iter(self._seen)))
-        return self.count(key, at) > self.max_messages
+        return self.count(key, at)
 
     def count(self, sender: str, at: datetime) -> int:
         """Mails of `sender` counted in the window ending at `at` (at most max_messages + 1)."""
         start = at - self.window
         return sum(1 for t in self._seen.get(sender.strip().lower(), ()) if start < t <= at)
 
-    def report_due(self, sender: str, at: datetime) -> bool:
+    def report_due(self, sender: str, at: datetime, provider_id: str | None = None) -> bool:
         """Whether the loop `hit` just found should be reported now: once per window.
 
         One report per window, not per mail: a loop delivers hundreds of mails,
         and a warning for each would bury the one line that matters. True
         records the report, so call it only when the report is then made.
+        The mail that got the report (by `provider_id`) gets it again when it
+        is routed again, since its first routing may have been rolled back.
         """
         key = sender.strip().lower()
         last = self._reported.get(key)
         # abs(): backfilled mail may be older than the last report.
-        if last is not None and abs(at - last) < self.window:
-            return False
-        self._reported[key] = at
+        if last is not None and abs(at - last[0]) < self.window:
+            return provider_id is not None and provider_id == last[1]
+        self._reported[key] = (at, provider_id)
         return True
 
     def _forget(self, key: str) -> None:
@@ -286,9 +322,11 @@ class EmailLoopGuard:
     The first such mail of a window also gets `meta[MAIL_LOOP_KEY]` (count
     and limits): the hub reports the loop once for it, after the commit —
     logging here would warn for every mail and before anything is stored.
-    Should that mail's batch be rolled back, that window's report is lost
-    (like the counts, this state is per process and best effort); the
-    throttling goes on, and the next window reports again.
+    A mail routed again (its batch rolled back and retried) is not counted
+    again and gets the same decision, the report included; should the
+    retry never come, that window's report is lost (like the counts, this
+    state is per process and best effort), the throttling goes on, and the
+    next window reports again.
     """
 
     name = "email_loop_guard"
@@ -300,8 +338,9 @@ class EmailLoopGuard:
         minutes: int = 10,
         max_senders: int = 10_000,
         clock: Callable[[], datetime] | None = None,
+        max_ids: int = 10_000,
     ) -> None:
-        self.guard = LoopGuard(max_messages, minutes, max_senders)
+        self.guard = LoopGuard(max_messages, minutes, max_senders, max_ids)
         self._clock = clock or (lambda: datetime.now(UTC))
 
     async def process(
@@ -314,14 +353,15 @@ class EmailLoopGuard:
         # cannot pin a sender's window.
         at = min(contact.occurred_at, self._clock())
         sender = _address(contact.sender)
-        if not self.guard.hit(sender, at):
+        counted = self.guard.hit_count(sender, at, contact.provider_id)
+        if counted <= self.guard.max_messages:
             return
         decision.record_only = True
         decision.stop = True
         decision.meta["throttled"] = True
-        if self.guard.report_due(sender, at):
+        if self.guard.report_due(sender, at, contact.provider_id):
             decision.meta[MAIL_LOOP_KEY] = {
-                "count": self.guard.count(sender, at),
+                "count": counted,
                 "max_messages": self.guard.max_messages,
                 "minutes": self.guard.minutes,
             }

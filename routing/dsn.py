@@ -29,12 +29,17 @@ class RecipientStatus:
 
     `status` is the enhanced status code ("5.1.1") or "" when the report has
     none; `action` is lower case ("failed", "delayed", "delivered", ...).
+    `address` is the Final-Recipient (else the Original-Recipient);
+    `original_address` the Original-Recipient, the address as it was given to
+    the mail system, when it differs ("" otherwise): after a forwarder or
+    an alias the final address is not the one we wrote to.
     """
 
     address: str
     status: str
     action: str
     diagnostic: str = ""
+    original_address: str = ""
 
     @property
     def permanent(self) -> bool:
@@ -110,7 +115,15 @@ def _record(fields: dict[str, str]) -> RecipientStatus | None:
     diagnostic = _typed_value(fields.get("diagnostic-code", ""))[:_DIAGNOSTIC_MAX]
     status = _status_in(fields.get("status", "")) or _status_in(diagnostic)
     action = fields.get("action", "").split()[0].lower() if fields.get("action") else ""
-    return RecipientStatus(_address(address), status, action or _default_action(status), diagnostic)
+    final = _address(address)
+    original = _address(fields["original-recipient"]) if "original-recipient" in fields else ""
+    return RecipientStatus(
+        final,
+        status,
+        action or _default_action(status),
+        diagnostic,
+        "" if original == final else original,
+    )
 
 
 def parse_dsn(text: str) -> list[RecipientStatus]:

@@ -43,9 +43,12 @@ def contact(
     sender: str = "Jane Doe <jane@customer.example>",
     text: str = "Hello, about my order ...",
     at: datetime = T0,
+    provider_id: str | None = None,
     **metadata: Any,
 ) -> InboundContact:
-    return InboundContact(channel, sender, text=text, occurred_at=at, metadata=metadata)
+    return InboundContact(
+        channel, sender, text=text, occurred_at=at, provider_id=provider_id, metadata=metadata
+    )
 
 
 def fresh() -> Decision:
@@ -303,6 +306,65 @@ async def test_loop_guard_step_caps_future_dates_at_the_clock() -> None:
     future = contact(at=T0 + timedelta(days=365))
     assert untouched(await decide(step, future))
     assert (await decide(step, contact(at=T0))).meta["throttled"] is True
+
+
+async def test_routing_the_same_mails_again_does_not_count_them_again() -> None:
+    """A rolled-back batch retried contact by contact routes every mail twice."""
+    step = EmailLoopGuard(max_messages=20, minutes=10, clock=lambda: T0 + timedelta(hours=1))
+    mails = [
+        contact(at=T0 + timedelta(seconds=s), provider_id=f"<m{s}@customer.example>")
+        for s in range(12)
+    ]
+    for _attempt in range(2):
+        for c in mails:
+            assert untouched(await decide(step, c))
+    assert step.guard.count("jane@customer.example", T0 + timedelta(minutes=1)) == 12
+
+
+async def test_a_loop_routed_again_gets_the_same_decisions_report_included() -> None:
+    step = EmailLoopGuard(max_messages=3, minutes=10, clock=lambda: T0 + timedelta(hours=1))
+    mails = [
+        contact(sender="bot@x.example", at=T0 + timedelta(seconds=s), provider_id=f"<b{s}@x>")
+        for s in range(6)
+    ]
+    first = [await decide(step, c) for c in mails]
+    again = [await decide(step, c) for c in reversed(mails)][::-1]
+    assert [d.meta for d in again] == [d.meta for d in first]
+    assert [bool(d.meta.get(MAIL_LOOP_KEY)) for d in first] == [False] * 3 + [True, False, False]
+    # Mail the guard has not seen yet is counted as ever.
+    later = contact(sender="bot@x.example", at=T0 + timedelta(seconds=10), provider_id="<b10@x>")
+    assert (await decide(step, later)).meta == {"throttled": True}
+
+
+def test_loop_guard_counts_a_provider_id_once_per_window_and_forgets_the_oldest() -> None:
+    guard = LoopGuard(max_messages=2, minutes=10, max_ids=3)
+    assert not guard.hit("a@x", T0, "<1@x>")
+    assert not guard.hit("a@x", T0, "<1@x>")
+    assert guard.count("a@x", T0) == 1
+    # The same id from another sender is another mail.
+    assert not guard.hit("b@x", T0, "<1@x>")
+    # Outside the window the id counts again (and the window has slid on).
+    assert not guard.hit("a@x", T0 + timedelta(minutes=10), "<1@x>")
+    assert guard.count("a@x", T0 + timedelta(minutes=10)) == 1
+    for i in (2, 3, 4):
+        guard.hit("c@x", T0, f"<{i}@x>")
+    assert len(guard._ids) == 3 and ("a@x", "<1@x>") not in guard._ids
+    # Without a provider id every hit counts, as before.
+    assert [guard.hit("d@x", T0) for _ in range(3)] == [False, False, True]
+
+
+@pytest.mark.parametrize("args", [(1, 1, 1, 0), (1, 1, 0, 1)])
+def test_loop_guard_rejects_nonsense_caps(args: tuple[int, int, int, int]) -> None:
+    with pytest.raises(ValueError):
+        LoopGuard(*args)
+
+
+def test_loop_report_is_due_again_for_the_mail_that_got_it() -> None:
+    guard = LoopGuard(max_messages=1, minutes=10)
+    assert guard.report_due("a@x", T0, "<m1@x>")
+    assert guard.report_due("a@x", T0, "<m1@x>")  # the same mail routed again
+    assert not guard.report_due("a@x", T0, "<m2@x>")
+    assert not guard.report_due("a@x", T0)
 
 
 # --- order --------------------------------------------------------------------

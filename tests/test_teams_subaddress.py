@@ -1,0 +1,56 @@
+"""A new sender writing to a sub-address (a reply-token address) joins its base mailbox's team."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from hub.db import Database
+from hub.models import Customer, Team
+from hub.runtime import Hub
+from hub.teams import TeamRouter
+from tests.test_email_bounces import mail, parse, rows
+
+DEFAULT, SALES, VIP = 1, 2, 3
+
+
+@pytest.mark.parametrize(
+    ("recipient", "team"),
+    [
+        ("sales@example.com", SALES),
+        ("sales+c42-0123456789abcdef@example.com", SALES),
+        ("Sales Team <SALES+c42-0123456789ABCDEF@Example.COM>", SALES),
+        ("sales+vip@example.com", VIP),  # mapped itself: the full address wins
+        ("sales+@example.com", SALES),
+        ("+tag@example.com", DEFAULT),  # no base mailbox to fall back to
+        ("support+c42-0123456789abcdef@example.com", DEFAULT),
+        ("sales+c42@other.example", DEFAULT),
+        ("", DEFAULT),
+        ("not an address@", DEFAULT),
+        ("+49 30 5550100", SALES),
+    ],
+)
+def test_sub_address_falls_back_to_its_base_mailbox(recipient: str, team: int) -> None:
+    router = TeamRouter(
+        DEFAULT,
+        {"sales@example.com": SALES, "sales+vip@example.com": VIP, "+49305550100": SALES},
+    )
+    assert router.team_for_recipient(recipient) == team
+
+
+@pytest.mark.db
+async def test_new_sender_answering_a_reply_token_address_is_a_lead_of_its_team(
+    hub: Hub, db: Database
+) -> None:
+    r = await hub.ingestor.ingest(
+        parse(
+            mail(
+                sender="New Person <new.person@prospect.example>",
+                to="sales+c42-0123456789abcdef@example.com",
+                message_id="<new1@prospect.example>",
+            )
+        )
+    )
+    ((sales,),) = await rows(db, select(Team.id).where(Team.name == "Sales"))
+    assert r.created_customer and r.team_id == sales
+    assert await rows(db, select(Customer.kind, Customer.team_id)) == [("lead", sales)]
