@@ -324,6 +324,8 @@ class Ingestor:
         refs = {(p.contact.channel.value, r) for p in fresh for r in p.contact.thread_refs}
         if refs:
             await ctx.prefetch_refs(refs)
+        # Bounces: the messages they return, in one query for the batch.
+        await ctx.prefetch_bounced(p.contact for p in fresh)
         new_leads: dict[tuple[str, str], CustomerRef] = {}
         routed: list[Prepared] = []
         for p in fresh:
