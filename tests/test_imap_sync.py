@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -17,9 +18,16 @@ from email.parser import BytesHeaderParser
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from channels.email.config import ImapConfig
-from channels.email.imap import FetchedMessage, FolderState, ImapAuthError, ImapClient
+from channels.email.imap import (
+    FetchedMessage,
+    FolderState,
+    ImapAuthError,
+    ImapClient,
+    ImapFolderError,
+)
 from channels.email.imap_sync import MailboxSync, StoreUnavailable
 from tests.dovecot import ImapServer, append, dovecot, folder_flags, session  # noqa: F401
 
@@ -416,3 +424,222 @@ async def test_client_fetch_skips_vanished_uids_and_keeps_order(
     assert all(m.internaldate is not None and m.internaldate.tzinfo for m in fetched)
     # BODY.PEEK[]: fetching alone marks nothing read.
     assert not any(b"\\Seen" in f for f in folder_flags(dovecot, user, "INBOX").values())
+
+
+async def test_client_socket_has_tcp_keepalive(dovecot: ImapServer) -> None:  # noqa: F811
+    client = ImapClient("support", config(dovecot, new_user()), dovecot.password)
+    try:
+        await client.connect()
+        sock = client._conn().socket()
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) != 0
+        for option, value in (("TCP_KEEPIDLE", 60), ("TCP_KEEPINTVL", 15), ("TCP_KEEPCNT", 4)):
+            if hasattr(socket, option):
+                assert sock.getsockopt(socket.IPPROTO_TCP, getattr(socket, option)) == value
+    finally:
+        await client.close()
+
+
+def test_idle_renewal_is_below_29_minutes() -> None:
+    assert ImapConfig(idle_renew_seconds=29 * 60 - 1).idle_renew_seconds == 29 * 60 - 1
+    with pytest.raises(ValidationError):
+        ImapConfig(idle_renew_seconds=29 * 60)
+
+
+async def test_client_select_of_a_missing_folder_keeps_the_connection(
+    dovecot: ImapServer,  # noqa: F811
+) -> None:
+    user = new_user()
+    append(dovecot, user, "INBOX", mail("k", 1))
+    client = ImapClient("support", config(dovecot, user), dovecot.password)
+    try:
+        await client.connect()
+        await client.select("INBOX")
+        with pytest.raises(ImapFolderError) as caught:
+            await client.select("Missing")
+        assert caught.value.folder == "Missing"
+        assert client.selected is None
+        await client.select("INBOX")
+        assert client.selected == "INBOX"
+        assert await client.uids_after(0) == [1]
+    finally:
+        await client.close()
+
+
+class NoUidvalidityClient(ImapClient):
+    """A server whose SELECT answer lacks UIDVALIDITY (Dovecot always sends it)."""
+
+    async def connect(self) -> None:
+        await super().connect()
+        imap = self._conn()
+        select_folder = imap.select_folder
+
+        def without_uidvalidity(folder: str, readonly: bool = False) -> dict[bytes, Any]:
+            info = dict(select_folder(folder, readonly))
+            del info[b"UIDVALIDITY"]
+            return info
+
+        imap.select_folder = without_uidvalidity  # type: ignore[method-assign]
+
+
+async def test_client_select_answer_without_uidvalidity_is_a_folder_error(
+    dovecot: ImapServer,  # noqa: F811
+) -> None:
+    client = NoUidvalidityClient("support", config(dovecot, new_user()), dovecot.password)
+    try:
+        await client.connect()
+        with pytest.raises(ImapFolderError, match="without a valid UIDVALIDITY"):
+            await client.select("INBOX")
+        assert client.selected is None
+    finally:
+        await client.close()
+
+
+async def test_missing_folder_is_skipped_and_idle_moves_to_the_next(
+    dovecot: ImapServer,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger=SYNC_LOG)
+    user, store = new_user(), MemoryStore()
+    append(dovecot, user, "INBOX", mail("l", 1), mail("l", 2))
+    # Polling and renewal far beyond the wait: only IDLE on INBOX can deliver in time.
+    cfg = config(
+        dovecot,
+        user,
+        folders=["Missing", "INBOX"],
+        mode="idle",
+        poll_seconds=600,
+        idle_renew_seconds=600,
+    )
+    sync = make_sync(dovecot, store, cfg)
+    async with running(sync):
+        await until(sync, lambda: sync.stored == 2)
+        assert sync.missing_folders == ["Missing"]
+        append(dovecot, user, "INBOX", mail("l", 3))
+        await until(sync, lambda: sync.stored == 3)
+        assert sync.idle_wakeups == 1
+        # Created meanwhile; the INBOX message wakes the IDLE for the next round.
+        append(dovecot, user, "Missing", mail("l", 4))
+        append(dovecot, user, "INBOX", mail("l", 5))
+        await until(sync, lambda: sync.stored == 5)
+        assert sync.missing_folders == []
+    assert store.ids == ids("l", range(1, 6))
+    assert store.checkpoint == {
+        "INBOX": (uidvalidity(dovecot, user, "INBOX"), 4),
+        "Missing": (uidvalidity(dovecot, user, "Missing"), 1),
+    }
+    assert (sync.connects, sync.outages, sync.crashes, sync.idle_wakeups) == (1, 0, 0, 2)
+    warnings = records(caplog, logging.WARNING)
+    assert len(warnings) == 1
+    assert warnings[0].startswith("mailbox support: folder Missing unavailable")
+    back = [m for m in records(caplog, logging.INFO) if "back after" in m]
+    assert len(back) == 1 and back[0].startswith("mailbox support: folder Missing back after")
+
+
+async def test_only_folder_missing_polls_on_the_same_connection(
+    dovecot: ImapServer,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger=SYNC_LOG)
+    user, store = new_user(), MemoryStore()
+    cfg = config(dovecot, user, folders=["Gone"], mode="idle", idle_renew_seconds=600)
+    sync = make_sync(dovecot, store, cfg)
+    async with running(sync):
+        await until(sync, lambda: sync.rounds >= 3)
+        append(dovecot, user, "Gone", mail("m", 1))
+        await until(sync, lambda: sync.stored == 1)
+    assert store.ids == ids("m", range(1, 2))
+    assert (sync.connects, sync.outages, sync.crashes) == (1, 0, 0)
+    assert len(records(caplog, logging.WARNING)) == 1
+    assert len(records(caplog, logging.INFO)) == 1
+
+
+def error_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == SYNC_LOG and r.levelno >= logging.ERROR]
+
+
+async def test_a_crashed_round_is_logged_once_and_retried(
+    dovecot: ImapServer,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger=SYNC_LOG)
+    user, store = new_user(), MemoryStore()
+    append(dovecot, user, "INBOX", *(mail("n", i) for i in range(1, 4)))
+    calls = 0
+
+    async def buggy_store(
+        folder: str, uidvalidity: int, messages: list[FetchedMessage], resync: bool
+    ) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("a bug in the store")
+        await store.store(folder, uidvalidity, messages, resync)
+
+    cfg = config(dovecot, user, batch_size=2)
+    sync = MailboxSync("support", cfg, dovecot.password, store.checkpoints, buggy_store)
+    task = asyncio.create_task(sync.run())
+    try:
+        await until(sync, lambda: sync.stored == 3)
+        append(dovecot, user, "INBOX", mail("n", 4))
+        await until(sync, lambda: sync.stored == 4)
+        rounds = sync.rounds  # the round storing 4 ends after flagging it
+        await until(sync, lambda: sync.rounds > rounds)
+    finally:
+        task.cancel()
+    # Cancellation is the one thing run() lets through.
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert sync.client is None
+    assert [c[2] for c in store.calls] == [[1, 2], [3], [4]]
+    assert store.ids == ids("n", range(1, 5)) and store.duplicates == 0
+    assert (sync.crashes, sync.connects, sync.outages) == (1, 2, 0)
+    errors = error_records(caplog)
+    assert len(errors) == 1
+    assert errors[0].getMessage().startswith("mailbox support: sync round crashed")
+    assert errors[0].exc_info is not None and isinstance(errors[0].exc_info[1], RuntimeError)
+    assert len([m for m in records(caplog, logging.INFO) if "sync back after" in m]) == 1
+    assert all_seen(folder_flags(dovecot, user, "INBOX"))
+
+
+class BrokenIdleClient(ImapClient):
+    """IDLE always fails with something that is not an IMAP error (a bug)."""
+
+    async def idle(self, seconds: float) -> bool:
+        raise KeyError("a bug while idling")
+
+
+async def test_a_crash_while_waiting_is_logged_once_not_every_round(
+    dovecot: ImapServer,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger=SYNC_LOG)
+    user, store = new_user(), MemoryStore()
+    cfg = config(dovecot, user, mode="idle", idle_renew_seconds=600)
+    sync = make_sync(dovecot, store, cfg, client_factory=BrokenIdleClient)
+    async with running(sync):
+        await until(sync, lambda: sync.connects >= 3)
+        append(dovecot, user, "INBOX", mail("o", 1))
+        await until(sync, lambda: sync.stored == 1)
+    assert store.ids == ids("o", range(1, 2))
+    assert sync.crashes == 1 and sync.outages == 0
+    assert len(error_records(caplog)) == 1
+    assert not [m for m in records(caplog, logging.INFO) if "back after" in m]
+
+
+async def test_client_idle_sees_mail_announced_as_it_starts(
+    dovecot: ImapServer,  # noqa: F811
+) -> None:
+    user = new_user()
+    append(dovecot, user, "INBOX", mail("p", 1))
+    client = ImapClient("support", config(dovecot, user), dovecot.password)
+    try:
+        await client.connect()
+        await client.select("INBOX")
+        assert await client.uids_after(0) == [1]
+        # Arrives after the search: Dovecot announces it with (often in the
+        # same packet as) its "+ idling", which imaplib buffers unseen by select().
+        append(dovecot, user, "INBOX", mail("p", 2))
+        assert await asyncio.wait_for(client.idle(600), WAIT) is True
+        assert await client.uids_after(1) == [2]
+    finally:
+        await client.close()

@@ -37,8 +37,10 @@ class ImapConfig(BaseModel):
     # polling when the server lacks IDLE; "poll": look every poll_seconds.
     mode: Literal["idle", "poll"] = "idle"
     poll_seconds: float = Field(60.0, gt=0)
-    # RFC 2177: servers may drop an IDLE after 30 minutes; renew well before.
-    idle_renew_seconds: float = Field(25 * 60, gt=0, le=29 * 60)
+    # RFC 2177: servers may drop an IDLE after 30 minutes, so it is renewed
+    # before 29 minutes: strictly less than 29 * 60 s (default 25 minutes).
+    # A dead connection is noticed sooner, by TCP keepalive (imap.py).
+    idle_renew_seconds: float = Field(25 * 60, gt=0, lt=29 * 60)
     # Seconds for connect and for every single IMAP command.
     timeout: float = Field(60.0, gt=0)
     # After a message is committed: flag it \Seen, or move it to `move_to`.

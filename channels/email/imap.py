@@ -4,7 +4,20 @@ imapclient blocks and is not thread-safe, so each `ImapClient` owns exactly
 one `IMAPClient` and one single-worker executor: every call on the
 connection runs on that one thread, in order, and the event loop never
 blocks. Every socket or protocol failure surfaces as `ImapUnavailable`, so
-the sync loop has one thing to catch: drop the client and reconnect.
+the sync loop has one thing to catch: drop the client and reconnect. A
+folder the server refuses to select (missing, not selectable, no
+UIDVALIDITY) is `ImapFolderError` instead: the connection is fine, only that
+folder is skipped.
+
+Dead peers: while idling the client only waits for the socket to become
+readable, and a peer that vanished without a FIN or RST (a NAT or firewall
+that dropped the flow, a host that lost power) would never make it so; only
+the DONE at the IDLE renewal, up to `idle_renew_seconds` later, would fail.
+So the socket has TCP keepalive on: on Linux the kernel probes after
+KEEPALIVE_IDLE_SECONDS of silence and gives up after KEEPALIVE_PROBES
+unanswered probes KEEPALIVE_INTERVAL_SECONDS apart (about two minutes in
+all); the socket then reports an error, IDLE ends with `ImapUnavailable` and
+the sync reconnects. Elsewhere SO_KEEPALIVE runs on the system's timers.
 """
 
 from __future__ import annotations
@@ -14,6 +27,7 @@ import functools
 import imaplib
 import logging
 import select
+import socket
 import ssl
 import threading
 import time
@@ -37,6 +51,11 @@ IDLE_SLICE_SECONDS = 1.0
 # Bounded so a hung server cannot hold up shutdown for a whole command timeout.
 CLOSE_TIMEOUT_SECONDS = 5.0
 _NEW_MAIL = (b"EXISTS", b"RECENT")
+# TCP keepalive on the IMAP socket (see the module docstring): probe after this
+# much silence, this often, this many times before the connection counts as dead.
+KEEPALIVE_IDLE_SECONDS = 60
+KEEPALIVE_INTERVAL_SECONDS = 15
+KEEPALIVE_PROBES = 4
 
 
 class ImapUnavailable(Exception):
@@ -45,6 +64,18 @@ class ImapUnavailable(Exception):
 
 class ImapAuthError(ImapUnavailable):
     """Login refused, or refused by us (STARTTLS required but not offered)."""
+
+
+class ImapFolderError(Exception):
+    """One folder cannot be used (missing, not selectable, no UIDVALIDITY).
+
+    Not an `ImapUnavailable`: the connection still works, so the other
+    folders can be read; reconnecting would not bring this one back.
+    """
+
+    def __init__(self, folder: str, message: str) -> None:
+        super().__init__(message)
+        self.folder = folder
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +161,8 @@ class ImapClient:
             timeout=cfg.timeout,
         )
         try:
+            # On the TCP socket itself, so it survives the STARTTLS wrap.
+            _enable_keepalive(imap.socket())
             if cfg.tls == "starttls":
                 if not imap.has_capability("STARTTLS"):
                     raise ImapAuthError(
@@ -154,12 +187,34 @@ class ImapClient:
         return await self._call(self._select, folder)
 
     def _select(self, folder: str) -> FolderState:
-        info = self._conn().select_folder(folder)
-        self.selected = folder
+        imap = self._conn()
+        # A failed SELECT leaves no folder selected (RFC 3501 6.3.1).
+        self.selected = None
+        try:
+            info = imap.select_folder(folder)
+        except imaplib.IMAP4.abort:
+            raise  # the connection is gone: ImapUnavailable
+        except imaplib.IMAP4.error as exc:
+            # A NO or BAD answer, as for a missing folder. imaplib raises the
+            # same class for a connection in the wrong state, so make sure it
+            # still answers; if not, NOOP raises and this is ImapUnavailable.
+            imap.noop()
+            raise ImapFolderError(folder, f"{self.name}: cannot select {folder!r}: {exc}") from exc
         # The counts in the SELECT answer are not news; later EXISTS are.
-        _pop_new_mail(self._conn())
+        _pop_new_mail(imap)
+        raw_validity = info.get(b"UIDVALIDITY")
+        try:
+            validity = int(raw_validity)
+        except (TypeError, ValueError):
+            # Without it no checkpoint can be trusted (RFC 3501 requires it).
+            raise ImapFolderError(
+                folder,
+                f"{self.name}: SELECT {folder!r} answered without a valid UIDVALIDITY "
+                f"({raw_validity!r})",
+            ) from None
+        self.selected = folder
         uidnext = info.get(b"UIDNEXT")
-        return FolderState(int(info[b"UIDVALIDITY"]), int(uidnext) if uidnext else None)
+        return FolderState(validity, int(uidnext) if uidnext else None)
 
     async def uids_after(self, last_uid: int) -> list[int]:
         return await self._call(self._uids_after, last_uid)
@@ -239,16 +294,21 @@ class ImapClient:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            readable, _, _ = select.select([sock], [], [], min(IDLE_SLICE_SECONDS, remaining))
-            if not readable:
-                continue
-            responses = imap.idle_check(timeout=0)
-            if not responses:  # readable yet nothing to read: the server hung up
+            # Dovecot announces pending mail right after "+ idling", often in the
+            # same packet: imaplib then holds it in its buffer, where select()
+            # cannot see it, and it would wait for the renewal.
+            if not _data_waiting(imap):
+                readable, _, _ = select.select([sock], [], [], min(IDLE_SLICE_SECONDS, remaining))
+                if not readable:
+                    continue
+            lines = _read_available_lines(imap)
+            if not lines:  # readable yet nothing to read: the server hung up
                 raise ImapUnavailable(f"{self.name}: connection closed during IDLE")
-            for response in responses:
-                if len(response) >= 2 and response[0] == b"BYE":
+            for line in lines:
+                words = line.split(None, 3)
+                if words[:2] == [b"*", b"BYE"]:
                     raise ImapUnavailable(f"{self.name}: server said BYE during IDLE")
-                if len(response) >= 2 and response[1] in _NEW_MAIL:
+                if len(words) >= 3 and words[0] == b"*" and words[2].upper() in _NEW_MAIL:
                     new_mail = True
         imap.idle_done()
         return new_mail
@@ -289,6 +349,58 @@ class ImapClient:
             _quiet_shutdown(imap)
 
 
+def _enable_keepalive(sock: socket.socket) -> None:
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for option, value in (
+        ("TCP_KEEPIDLE", KEEPALIVE_IDLE_SECONDS),
+        ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL_SECONDS),
+        ("TCP_KEEPCNT", KEEPALIVE_PROBES),
+    ):
+        if hasattr(socket, option):  # Linux; elsewhere the system's defaults apply
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+
+
+def _data_waiting(imap: IMAPClient) -> bool:
+    """True when server data can be read now, counting what imaplib has buffered.
+
+    False at EOF too: select() reports that, and reading then finds nothing.
+    """
+    sock = imap.socket()
+    timeout = sock.gettimeout()
+    sock.setblocking(False)
+    try:
+        # Returns buffered bytes, else reads what the socket has without waiting.
+        return bool(imap._imap.file.peek(1))
+    except OSError:  # nothing there yet (a TLS socket raises SSLWantReadError)
+        return False
+    finally:
+        sock.settimeout(timeout)
+
+
+def _read_available_lines(imap: IMAPClient) -> list[bytes]:
+    """Every complete line the server has sent so far, read without waiting.
+
+    imapclient's idle_check() without its poll, which misses buffered data.
+    """
+    sock = imap.socket()
+    timeout = sock.gettimeout()
+    sock.setblocking(False)
+    lines: list[bytes] = []
+    try:
+        while True:
+            try:
+                lines.append(bytes(imap._imap._get_line()))
+            except OSError:  # nothing more to read now (TLS: SSLWantReadError)
+                break
+            except imaplib.IMAP4.abort as exc:
+                if "EOF" in str(exc):  # imaplib's word for "read nothing"
+                    break
+                raise
+    finally:
+        sock.settimeout(timeout)
+    return lines
+
+
 def _quiet_shutdown(imap: IMAPClient) -> None:
     try:
         imap.shutdown()
@@ -314,5 +426,6 @@ __all__ = [
     "FolderState",
     "ImapAuthError",
     "ImapClient",
+    "ImapFolderError",
     "ImapUnavailable",
 ]

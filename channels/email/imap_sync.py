@@ -12,6 +12,12 @@ server-side flag or move happens only after that commit, so:
 
 Outages (IMAP or database) are logged once each: a WARNING when one starts,
 an INFO when it ends saying how long it lasted; the retries between are DEBUG.
+A folder that cannot be selected (deleted, a typo in the config) is skipped,
+the others are read on the same connection: a WARNING when it goes missing,
+an INFO when it is back. A round that dies of anything else (a bug here or
+in the store, an answer nobody expected) is logged at ERROR with its
+traceback, once per run of such failures, and retried like an IMAP outage
+on a new connection; only cancellation ends `run()` early.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from channels.email.config import ImapConfig
-from channels.email.imap import FetchedMessage, ImapClient, ImapUnavailable
+from channels.email.imap import FetchedMessage, ImapClient, ImapFolderError, ImapUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +48,12 @@ class StoreUnavailable(Exception):
 class _Outage:
     """Backoff and once-per-outage logging for one kind of failure."""
 
-    def __init__(self, what: str, name: str, low: float, high: float) -> None:
+    def __init__(
+        self, what: str, name: str, low: float, high: float, *, crash: bool = False
+    ) -> None:
         self.what, self.name, self.low, self.high = what, name, low, max(low, high)
+        # A crash is a bug, not weather: ERROR with the traceback, not WARNING.
+        self.crash = crash
         self.since: float | None = None
         self.tries = 0
         self.count = 0
@@ -54,7 +64,16 @@ class _Outage:
         if self.since is None:
             self.since = time.monotonic()
             self.count += 1
-            log.warning("mailbox %s: %s unavailable, retrying: %s", self.name, self.what, exc)
+            if self.crash:
+                log.error(
+                    "mailbox %s: %s round crashed, retrying on a new connection: %r",
+                    self.name,
+                    self.what,
+                    exc,
+                    exc_info=exc,
+                )
+            else:
+                log.warning("mailbox %s: %s unavailable, retrying: %s", self.name, self.what, exc)
         else:
             log.debug(
                 "mailbox %s: %s still unavailable (try %d): %s",
@@ -119,6 +138,13 @@ class MailboxSync:
         self._store_outage = _Outage(
             "store", name, config.reconnect_min_seconds, config.reconnect_max_seconds
         )
+        self._crash_outage = _Outage(
+            "sync", name, config.reconnect_min_seconds, config.reconnect_max_seconds, crash=True
+        )
+        # True when the last crash came while waiting for mail (after a good round).
+        self._crashed_waiting = False
+        # Folders that could not be selected: name -> since (monotonic).
+        self._missing: dict[str, float] = {}
         self._stopping = asyncio.Event()
         self._changed = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
@@ -131,6 +157,16 @@ class MailboxSync:
     @property
     def store_outages(self) -> int:
         return self._store_outage.count
+
+    @property
+    def crashes(self) -> int:
+        """Runs of rounds that failed with an unexpected exception (a bug; see the log)."""
+        return self._crash_outage.count
+
+    @property
+    def missing_folders(self) -> list[str]:
+        """Configured folders that could not be selected on the last try."""
+        return [f for f in self.config.folders if f in self._missing]
 
     @property
     def failed_tries(self) -> int:
@@ -161,7 +197,12 @@ class MailboxSync:
 
     async def _sync_folder(self, folder: str) -> int:
         client = self._require_client()
-        state = await client.select(folder)
+        try:
+            state = await client.select(folder)
+        except ImapFolderError as exc:
+            self._folder_missing(folder, exc)
+            return 0
+        self._folder_found(folder)
         checkpoint = await self._checkpoints(folder)
         resync = checkpoint is not None and checkpoint[0] != state.uidvalidity
         if checkpoint is not None and resync and (folder, state.uidvalidity) not in self._warned:
@@ -194,6 +235,28 @@ class MailboxSync:
             await client.done([m.uid for m in messages])
         return stored
 
+    def _folder_missing(self, folder: str, exc: ImapFolderError) -> None:
+        if folder in self._missing:
+            log.debug("mailbox %s: folder %s still unavailable: %s", self.name, folder, exc)
+            return
+        self._missing[folder] = time.monotonic()
+        log.warning(
+            "mailbox %s: folder %s unavailable, skipping it until it is back: %s",
+            self.name,
+            folder,
+            exc,
+        )
+
+    def _folder_found(self, folder: str) -> None:
+        since = self._missing.pop(folder, None)
+        if since is not None:
+            log.info(
+                "mailbox %s: folder %s back after %.1f s",
+                self.name,
+                folder,
+                time.monotonic() - since,
+            )
+
     def _require_client(self) -> ImapClient:
         if self.client is None:
             raise ImapUnavailable(f"{self.name}: not connected")
@@ -220,15 +283,24 @@ class MailboxSync:
     # -- the loop -----------------------------------------------------------------
 
     async def run(self) -> None:
-        """Sync, wait for mail (IDLE or poll), repeat; survives IMAP and store outages."""
+        """Sync, wait for mail (IDLE or poll), repeat; survives IMAP and store outages
+        and crashed rounds. Returns after `stop()`; raises only CancelledError."""
         self._task = asyncio.current_task()
         try:
             while not self._stopping.is_set():
+                waiting = False
                 try:
                     await self.sync_once()
                     self._imap_outage.recovered()
                     self._store_outage.recovered()
+                    if not self._crashed_waiting:
+                        self._crash_outage.recovered()
+                    waiting = True
                     await self._wait_for_mail()
+                    # A crash while waiting ends only once a wait succeeds, so
+                    # a bug there is not logged again after every good round.
+                    self._crashed_waiting = False
+                    self._crash_outage.recovered()
                 except StoreUnavailable as exc:
                     # Keep the connection: the mail stays unflagged on the server.
                     delay = self._store_outage.failed(exc)
@@ -239,21 +311,35 @@ class MailboxSync:
                     await self._drop_client()
                     await self._notify()
                     await self._sleep(delay)
+                except Exception as exc:  # not CancelledError: a BaseException
+                    # Whatever state the connection is in is unknown: start over.
+                    self._crashed_waiting = waiting
+                    delay = self._crash_outage.failed(exc)
+                    await self._drop_client()
+                    await self._notify()
+                    await self._sleep(delay)
         finally:
             await self._drop_client()
 
     async def _wait_for_mail(self) -> None:
         client = self._require_client()
         cfg = self.config
-        if cfg.mode != "idle" or not client.has_idle:
+        # IDLE on the first folder, or while it is missing the first one there is.
+        folder = next((f for f in cfg.folders if f not in self._missing), None)
+        if cfg.mode != "idle" or not client.has_idle or folder is None:
             await self._sleep(cfg.poll_seconds)
             return
         # IDLE sees only the selected folder; the others are polled meanwhile.
         seconds = cfg.idle_renew_seconds
         if len(cfg.folders) > 1:
             seconds = min(seconds, cfg.poll_seconds)
-        if client.selected != cfg.folders[0]:
-            await client.select(cfg.folders[0])
+        if client.selected != folder:
+            try:
+                await client.select(folder)
+            except ImapFolderError as exc:  # gone since the round: poll instead
+                self._folder_missing(folder, exc)
+                await self._sleep(cfg.poll_seconds)
+                return
         # Each call ends with DONE; the next round's IDLE is the renewal.
         if await client.idle(seconds):
             self.idle_wakeups += 1
