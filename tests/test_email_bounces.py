@@ -1,4 +1,5 @@
-"""Machine mail through the whole pipeline: bounces, auto-replies and mail loops.
+"""Bounces through the whole pipeline: matching a report to the mail we sent, the
+marks on the email identity, and the bounced message and its outbox row.
 
 Messages are raw RFC 5322 bytes, parsed by the email channel and ingested by
 the hub with its default routing steps, as the IMAP poller does.
@@ -7,230 +8,36 @@ the hub with its default routing steps, as the IMAP poller does.
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
-from email.utils import format_datetime
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import event, func, select
 
-from channels.base import InboundContact
-from channels.email import parse_message
 from hub.db import Database
-from hub.events import Event
-from hub.ingest_context import BatchContext, IngestResult
+from hub.ingest_context import BatchContext
 from hub.models import Conversation, Customer, Identity, Interaction, OutboxMessage
 from hub.runtime import Hub
 from routing.base import CustomerRef, SentMessage
-from tests.conftest import make_settings
-from tests.test_ingest import poison_trigger  # noqa: F401  (a fixture)
+from tests.email_bounce_helpers import (
+    JANE,
+    MAILBOX_FULL,
+    OUT1,
+    T0,
+    USER_UNKNOWN,
+    add_conversation,
+    add_customer,
+    add_sent,
+    drain,
+    dsn,
+    ingest,
+    mail,
+    marks,
+    parse,
+    rows,
+)
 
 pytestmark = pytest.mark.db
-
-T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-JANE = "jane@customer.example"
-OUT1 = "<out1@crm.example>"
-DAEMON = "MAILER-DAEMON@mx.customer.example"
-USER_UNKNOWN = "550 5.1.1 <jane@customer.example>: Recipient address rejected: User unknown"
-MAILBOX_FULL = "452 4.2.2 <jane@customer.example>: Mailbox full"
-
-
-def mail(
-    *,
-    sender: str = f"Jane Doe <{JANE}>",
-    to: str = "support@crm.example",
-    subject: str = "About my order",
-    message_id: str,
-    at: datetime = T0,
-    body: str = "Hello, where is my order?",
-    headers: dict[str, str] | None = None,
-) -> bytes:
-    """A plain text mail as it arrives in the mailbox."""
-    lines = [
-        f"From: {sender}",
-        f"To: {to}",
-        f"Subject: {subject}",
-        f"Date: {format_datetime(at)}",
-        f"Message-ID: {message_id}",
-        *(f"{k}: {v}" for k, v in (headers or {}).items()),
-        "MIME-Version: 1.0",
-        'Content-Type: text/plain; charset="utf-8"',
-        "",
-        body,
-        "",
-    ]
-    return "\r\n".join(lines).encode()
-
-
-def dsn(
-    *,
-    message_id: str,
-    status: str,
-    diagnostic: str,
-    original: str = OUT1,
-    recipient: str = JANE,
-    at: datetime = T0,
-    final: str | None = None,
-    others: tuple[str, ...] = (),
-) -> bytes:
-    """A Postfix-style delivery status notification (RFC 3464) returning `original`'s headers.
-
-    It reports on `recipient` (delivered to `final` when that is given: a
-    forwarder) and then on each of `others`, all with the same status.
-    """
-    action = "failed" if status.startswith("5") else "delayed"
-    groups = "\n".join(
-        f"""Final-Recipient: rfc822; {fin}
-Original-Recipient: rfc822; {orig}
-Action: {action}
-Status: {status}
-Diagnostic-Code: smtp; {diagnostic}
-"""
-        for fin, orig in [(final or recipient, recipient), *((o, o) for o in others)]
-    )
-    return f"""Return-Path: <>
-From: Mail Delivery System <{DAEMON}>
-To: support@crm.example
-Subject: Undelivered Mail Returned to Sender
-Date: {format_datetime(at)}
-Message-ID: {message_id}
-Auto-Submitted: auto-replied
-MIME-Version: 1.0
-Content-Type: multipart/report; report-type=delivery-status; boundary="B"
-
---B
-Content-Type: text/plain
-
-This is the mail system at host mx.customer.example.
-Your message could not be delivered.
-
---B
-Content-Type: message/delivery-status
-
-Reporting-MTA: dns; mx.customer.example
-Arrival-Date: {format_datetime(at)}
-
-{groups}
---B
-Content-Type: text/rfc822-headers
-
-From: Support <support@crm.example>
-To: {recipient}
-Subject: Your order
-Message-ID: {original}
-
---B--
-""".replace("\n", "\r\n").encode()
-
-
-def parse(raw: bytes) -> InboundContact:
-    return parse_message(raw, max_bytes=1_000_000, attachment_store=None)
-
-
-async def ingest(hub: Hub, raw: bytes) -> IngestResult:
-    return await hub.ingestor.ingest(parse(raw))
-
-
-async def rows(db: Database, stmt: Any) -> list[tuple[Any, ...]]:
-    async with db.read() as s:
-        return [tuple(r) for r in (await s.exec(stmt)).all()]
-
-
-async def add_customer(db: Database, email: str = JANE, name: str = "Jane Doe") -> int:
-    async with db.write() as s:
-        c = Customer(kind="customer", name=name)
-        s.add(c)
-        await s.flush()
-        assert c.id is not None
-        s.add(Identity(customer_id=c.id, kind="email", value=email, raw=email, primary=True))
-        return c.id
-
-
-async def add_conversation(
-    db: Database,
-    customer_id: int,
-    *,
-    subject: str = "Your order",
-    status: str = "open",
-    active_at: datetime = T0 - timedelta(days=1),
-) -> int:
-    async with db.write() as s:
-        conv = Conversation(
-            customer_id=customer_id,
-            channel="email",
-            subject=subject,
-            status=status,
-            last_activity_at=active_at,
-        )
-        s.add(conv)
-        await s.flush()
-        assert conv.id is not None
-        return conv.id
-
-
-async def add_sent(
-    db: Database,
-    customer_id: int,
-    conversation_id: int | None,
-    *,
-    provider_id: str = OUT1,
-    recipient: str = JANE,
-    at: datetime = T0 - timedelta(days=1),
-) -> tuple[int, int]:
-    """A mail we sent, as the dispatcher leaves it: interaction "sent" plus its outbox row."""
-    async with db.write() as s:
-        sent = Interaction(
-            customer_id=customer_id,
-            conversation_id=conversation_id,
-            channel="email",
-            direction="out",
-            occurred_at=at,
-            subject="Your order",
-            text="Your order has shipped.",
-            provider_id=provider_id,
-            sender="support@crm.example",
-            recipient=recipient,
-            delivery_status="sent",
-        )
-        s.add(sent)
-        await s.flush()
-        assert sent.id is not None
-        row = OutboxMessage(
-            customer_id=customer_id,
-            conversation_id=conversation_id,
-            interaction_id=sent.id,
-            channel="email",
-            recipient=recipient,
-            body="Your order has shipped.",
-            status="sent",
-            attempts=1,
-            provider_id=provider_id,
-            subject="Your order",
-        )
-        s.add(row)
-        await s.flush()
-        assert row.id is not None
-        return sent.id, row.id
-
-
-async def marks(db: Database, email: str = JANE) -> tuple[Any, ...]:
-    """(marked?, reason, soft bounces) of the email identity."""
-    (row,) = await rows(
-        db,
-        select(
-            Identity.undeliverable_at, Identity.undeliverable_reason, Identity.soft_bounces
-        ).where(Identity.value == email),
-    )
-    return (row[0] is not None, row[1], row[2])
-
-
-def drain(queue: asyncio.Queue[Event]) -> list[Event]:
-    got = []
-    while not queue.empty():
-        got.append(queue.get_nowait())
-    return got
 
 
 # --- bounces ------------------------------------------------------------------
@@ -598,154 +405,3 @@ async def test_sent_messages_of_a_batch_are_looked_up_once(hub: Hub, db: Databas
     finally:
         event.remove(engine, "before_cursor_execute", count)
     assert prefetched == 1
-
-
-async def test_sms_contacts_pass_the_email_steps_untouched(hub: Hub, db: Database) -> None:
-    from channels.base import Channel
-
-    r = await hub.ingestor.ingest(
-        InboundContact(
-            Channel.SMS,
-            "+4917155500001",
-            text="Hi",
-            provider_id="SM1",
-            occurred_at=T0,
-            metadata={"auto_submitted": "auto-replied", "is_dsn": True},
-        )
-    )
-    assert r.conversation_id is not None and r.created_customer
-
-
-# --- auto-replies -------------------------------------------------------------
-
-
-async def test_auto_reply_is_history_only(hub: Hub, db: Database) -> None:
-    jane = await add_customer(db)
-    conv = await add_conversation(db, jane)
-    await add_sent(db, jane, conv)
-    ooo = mail(
-        message_id="<ooo1@customer.example>",
-        subject="Automatic reply: Your order",
-        body="I am out of the office until Monday.",
-        headers={"Auto-Submitted": "auto-replied", "In-Reply-To": OUT1},
-    )
-    r = await ingest(hub, ooo)
-    # Even answering our message, it joins no conversation and is not "contact".
-    assert (r.customer_id, r.conversation_id) == (jane, None)
-    assert await rows(
-        db,
-        select(Interaction.conversation_id, Interaction.meta["auto_reply"].as_string()).where(
-            Interaction.id == r.interaction_id
-        ),
-    ) == [(None, "auto-submitted: auto-replied")]
-    assert await rows(db, select(Customer.last_inbound_at)) == [(None,)]
-    assert await rows(db, select(Conversation.id, Conversation.last_activity_at)) == [
-        (conv, T0 - timedelta(days=1))
-    ]
-
-
-# --- mail loops ---------------------------------------------------------------
-
-MAX = 3
-
-
-@pytest.fixture
-async def loop_hub(db_url: str, db: Database) -> AsyncIterator[Hub]:
-    settings = make_settings(db_url, email={"loop_guard": {"max_messages": MAX, "minutes": 10}})
-    running = Hub(settings)
-    await running.start()
-    yield running
-    await running.stop()
-
-
-async def test_mail_loop_is_throttled_and_reported_once(
-    loop_hub: Hub, db: Database, caplog: pytest.LogCaptureFixture
-) -> None:
-    bot = "Robot <bot@loop.example>"
-    caplog.set_level(logging.WARNING)
-    async with loop_hub.bus.subscribe() as events:
-        results = [
-            await ingest(
-                loop_hub,
-                mail(
-                    sender=bot,
-                    subject=f"Ticket #{i}",
-                    message_id=f"<loop{i}@loop.example>",
-                    at=T0 + timedelta(seconds=10 * i),
-                ),
-            )
-            for i in range(MAX + 3)
-        ]
-        got = drain(events)
-    bot_id = results[0].customer_id
-    first_conv = results[0].conversation_id
-    assert first_conv is not None
-    assert [r.conversation_id for r in results] == [first_conv] * MAX + [None] * 3
-    metas = [
-        m
-        for (m,) in await rows(
-            db,
-            select(Interaction.meta)
-            .where(Interaction.customer_id == bot_id)
-            .order_by(Interaction.id),
-        )
-    ]
-    assert [m.get("throttled") for m in metas] == [None] * MAX + [True] * 3
-    assert [m.get("mail_loop") for m in metas] == [None] * MAX + [
-        {"count": MAX + 1, "max_messages": MAX, "minutes": 10},
-        None,
-        None,
-    ]
-    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
-    assert [r.getMessage() for r in warnings] == [
-        f"mail loop suspected: bot@loop.example sent more than {MAX} mails in 10 minutes; "
-        f"further mail from it is recorded only (customer {bot_id})"
-    ]
-    loops = [e for e in got if e.kind == "mail.loop"]
-    assert [(e.data, e.team_id) for e in loops] == [
-        (
-            {"sender": "bot@loop.example", "customer_id": bot_id, "count": MAX + 1},
-            results[0].team_id,
-        )
-    ]
-    # Throttled mail is not contact: last_inbound_at stays at the last threaded one.
-    assert await rows(db, select(Customer.last_inbound_at).where(Customer.id == bot_id)) == [
-        (T0 + timedelta(seconds=10 * (MAX - 1)),)
-    ]
-
-
-@pytest.mark.usefixtures("poison_trigger")
-async def test_a_batch_retried_contact_by_contact_counts_each_mail_once(
-    loop_hub: Hub, db: Database
-) -> None:
-    bot = "Robot <bot@loop.example>"
-    batch = [
-        parse(
-            mail(
-                sender=bot,
-                subject=f"Ticket #{i}",
-                message_id=f"<loop{i}@loop.example>",
-                at=T0 + timedelta(seconds=10 * i),
-            )
-        )
-        for i in range(MAX)
-    ]
-    # One mail the database refuses: the whole batch is rolled back and every
-    # contact in it routed again, alone.
-    batch.append(parse(mail(subject="poison", message_id="<poison@customer.example>")))
-    before = loop_hub.ingestor.batches
-    results = await asyncio.gather(
-        *[loop_hub.ingestor.ingest(c) for c in batch], return_exceptions=True
-    )
-    assert loop_hub.ingestor.batches - before == 1
-    assert [type(r).__name__ for r in results] == ["IngestResult"] * MAX + ["IngestError"]
-    metas = [m for (m,) in await rows(db, select(Interaction.meta).order_by(Interaction.id))]
-    assert [m.get("throttled") for m in metas] == [None] * MAX
-    # The next mail is the first over the limit, and it is reported.
-    async with loop_hub.bus.subscribe() as events:
-        await ingest(
-            loop_hub,
-            mail(sender=bot, message_id="<loop-next@loop.example>", at=T0 + timedelta(minutes=1)),
-        )
-        got = drain(events)
-    assert [e.data["count"] for e in got if e.kind == "mail.loop"] == [MAX + 1]
