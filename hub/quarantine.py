@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hub.ingest import IngestError, IngestUnavailable
+from hub.ingest import IngestError
 from hub.ingest_context import Prepared
 from hub.mail_store import to_contact
 from hub.models import QuarantineStatus, utcnow
@@ -126,8 +126,6 @@ async def _retry_one(hub: Hub, row: Any) -> str | None:
             received_at=row.created_at,
         )
         prepared = hub.ingestor.prepare(contact)
-    except IngestUnavailable:
-        raise
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc)
         await _still_held(hub, row.id, error)

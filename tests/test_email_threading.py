@@ -19,7 +19,7 @@ from hub.db import Database
 from hub.models import Conversation, Interaction
 from hub.runtime import Hub
 from routing.threading import REPLY_TOKEN_KEY
-from tests.test_email_bounces import (
+from tests.email_bounce_helpers import (
     OUT1,
     T0,
     add_conversation,

@@ -9,7 +9,7 @@ from hub.db import Database
 from hub.models import Customer, Team
 from hub.runtime import Hub
 from hub.teams import TeamRouter
-from tests.test_email_bounces import mail, parse, rows
+from tests.email_bounce_helpers import mail, parse, rows
 
 DEFAULT, SALES, VIP = 1, 2, 3
 
