@@ -167,7 +167,7 @@ def _format_error(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
         path = ".".join(str(p) for p in err["loc"]) or "<root>"
-        parts.append(f"{path}: {err['msg'].lower()}")
+        parts.append(f"{path}: {err['msg'][:1].lower()}{err['msg'][1:]}")
     return "; ".join(parts)
 
 

@@ -44,7 +44,7 @@ def test_bad_values_and_files_are_one_line_errors(tmp_path: Path) -> None:
         load_settings(path)
     assert str(err.value) == (
         f"{path}: server.port: input should be less than or equal to 65535; "
-        "identity.default_region: value error, unknown region 'xx'"
+        "identity.default_region: value error, unknown region 'XX'"
     )
     path.write_text("- a list\n")
     with pytest.raises(ConfigError, match="the top level must be a mapping"):
@@ -67,3 +67,50 @@ def test_environment_overrides_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("CRMHUB_SERVER__PORT", "not-a-port")
     with pytest.raises(ConfigError, match=r"server\.port: input should be a valid integer"):
         load_settings(path)
+
+
+@pytest.mark.parametrize(
+    ("email", "error"),
+    [
+        (
+            {"mailboxes": [{"name": "support", "address": "support@example.com"}]},
+            "email: value error, reply_token_secret must be set (16+ characters, from "
+            "CRMHUB_EMAIL__REPLY_TOKEN_SECRET) when mailboxes are configured",
+        ),
+        (
+            {
+                "reply_token_secret": "x" * 16,
+                "mailboxes": [
+                    {"name": "support", "address": "a@example.com"},
+                    {"name": "support", "address": "b@example.com"},
+                ],
+            },
+            "email: value error, mailbox names must be unique (twice: support)",
+        ),
+        (
+            {"reply_token_secret": "x" * 16, "mailboxes": [{"name": "Sup port", "address": "a@x"}]},
+            "email.mailboxes.0.name: value error, must be 1-50 lower-case letters, digits, "
+            "'-' or '_'",
+        ),
+        (
+            {
+                "reply_token_secret": "x" * 16,
+                "mailboxes": [
+                    {
+                        "name": "support",
+                        "address": "support@example.com",
+                        "imap": {"after_ingest": "move", "move_to": "INBOX"},
+                    }
+                ],
+            },
+            "email.mailboxes.0.imap: value error, move_to 'INBOX' is one of the folders read: "
+            "moved mail would be read again",
+        ),
+    ],
+)
+def test_bad_email_config_names_its_path(tmp_path: Path, email: dict, error: str) -> None:  # type: ignore[type-arg]
+    path = tmp_path / "c.yaml"
+    path.write_text("")
+    with pytest.raises(ConfigError) as err:
+        load_settings(path, email=email)
+    assert str(err.value) == f"{path}: {error}"

@@ -52,6 +52,15 @@ class ImapConfig(BaseModel):
     reconnect_min_seconds: float = Field(1.0, gt=0)
     reconnect_max_seconds: float = Field(300.0, gt=0)
 
+    @model_validator(mode="after")
+    def _move_elsewhere(self) -> ImapConfig:
+        if self.after_ingest == "move" and self.move_to in self.folders:
+            raise ValueError(
+                f"move_to {self.move_to!r} is one of the folders read: "
+                "moved mail would be read again"
+            )
+        return self
+
     def password(self) -> str:
         return os.environ.get(self.password_env, "") if self.password_env else ""
 
