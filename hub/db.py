@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -146,29 +146,58 @@ class Database:
 def is_outage(exc: BaseException) -> bool:
     """Whether `exc` means "the database is not there right now", not "this data is bad".
 
-    OperationalError covers a locked SQLite file and most connection failures;
-    asyncpg reports a connection that died mid-transaction (a PostgreSQL
-    restart, a failover, a reset) as InterfaceError or as a DBAPIError with
-    `connection_invalidated`. Retrying later is right for all of these;
-    quarantining or refusing the data would be wrong.
+    Retrying later is right for an outage and wrong for a bug: a bug retried
+    forever holds webhooks at 503 and mail unstored with no traceback. So
+    this looks at what the driver actually said, through SQLAlchemy's
+    wrapper and the exception chain:
+
+    - no connection at all: refused, reset, timed out (OSError, TimeoutError),
+      a connection SQLAlchemy found dead (`connection_invalidated`);
+    - PostgreSQL (asyncpg): SQLSTATE class 08 (connection exception), 53300
+      (too many connections), 57P01-57P03 (shutting down, crashed, starting
+      up), or a client-side "connection is closed";
+    - SQLite: busy or locked, I/O errors, cannot open, disk full.
+
+    A syntax error, a missing column or too many query arguments is a bug
+    and is not an outage.
     """
-    if isinstance(exc, OperationalError | InterfaceError | OSError | TimeoutError):
-        return True
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    orig = getattr(exc, "orig", None)
-    return orig is not None and type(orig).__name__ in _DRIVER_OUTAGES
+    for err in _chain(exc):
+        if isinstance(err, OSError | TimeoutError):
+            return True
+        if isinstance(err, DBAPIError) and err.connection_invalidated:
+            return True
+        sqlstate = getattr(err, "sqlstate", None)
+        if isinstance(sqlstate, str) and (
+            sqlstate.startswith("08") or sqlstate in _PG_OUTAGE_STATES
+        ):
+            return True
+        if (
+            type(err).__module__.startswith("asyncpg")
+            and "connection" in str(err).lower()
+            and ("closed" in str(err).lower() or "does not exist" in str(err).lower())
+        ):
+            return True
+        code = getattr(err, "sqlite_errorcode", None)
+        if isinstance(code, int) and code & 0xFF in _SQLITE_OUTAGE_CODES:
+            return True
+    return False
 
 
-# asyncpg's names for "no connection" (wrapped by SQLAlchemy as a plain DBAPIError).
-_DRIVER_OUTAGES = frozenset(
-    {
-        "ConnectionDoesNotExistError",
-        "ConnectionFailureError",
-        "CannotConnectNowError",
-        "InterfaceError",
-        "AdminShutdownError",
-        "CrashShutdownError",
-        "TooManyConnectionsError",
-    }
-)
+def _chain(exc: BaseException) -> list[BaseException]:
+    """`exc`, the driver error SQLAlchemy wrapped (`orig`), and their causes."""
+    out: list[BaseException] = []
+    todo: list[BaseException | None] = [exc]
+    while todo and len(out) < 8:
+        err = todo.pop(0)
+        if err is None or err in out:
+            continue
+        out.append(err)
+        todo += [getattr(err, "orig", None), err.__cause__, err.__context__]
+    return out
+
+
+# 53300 too_many_connections; 57P01 admin_shutdown, 57P02 crash_shutdown,
+# 57P03 cannot_connect_now (starting up).
+_PG_OUTAGE_STATES = frozenset({"53300", "57P01", "57P02", "57P03"})
+# SQLITE_BUSY, SQLITE_LOCKED, SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN, SQLITE_PROTOCOL.
+_SQLITE_OUTAGE_CODES = frozenset({5, 6, 10, 13, 14, 15})

@@ -215,9 +215,14 @@ async def prepare_email_reply(
             mailbox.reply_address or mailbox.address, reply_token_secret, conv.id
         )
     }
-    if newest is not None and newest.provider_id and not _stand_in(newest.provider_id):
-        headers["In-Reply-To"] = newest.provider_id
-        headers["References"] = " ".join(await _references(conn, conv.id, newest.id))
+    if newest is not None and newest.provider_id:
+        if not _stand_in(newest.provider_id):
+            headers["In-Reply-To"] = newest.provider_id
+        # The thread's real Message-IDs still thread the reply in mail clients
+        # when the newest mail had none of its own.
+        references = await _references(conn, conv.id, newest.id)
+        if references:
+            headers["References"] = " ".join(references)
     if not subject:
         subject = reply_subject(conv.subject or (newest.subject if newest else ""))
     return EmailReply(mailbox, smtp, recipient, subject, headers)

@@ -90,12 +90,15 @@ class MailboxRunner:
         pause = self.imap.reconnect_min_seconds
         while not self._stopping:
             self.sync = self._new_sync()  # a stopped or crashed sync does not run again
+            started = asyncio.get_running_loop().time()
             try:
                 await self.sync.run()
                 return
             except asyncio.CancelledError:
                 raise
             except Exception:
+                if asyncio.get_running_loop().time() - started > self.imap.reconnect_max_seconds:
+                    pause = self.imap.reconnect_min_seconds  # it ran well for a while
                 log.exception(
                     "mailbox %s: the sync crashed; restarting in %.0f s", self.mailbox.name, pause
                 )
@@ -137,8 +140,9 @@ class MailboxRunner:
                         finally:
                             self.holding = False
                             with contextlib.suppress(Exception):
-                                await conn.execute(
-                                    text("SELECT pg_advisory_unlock(:k)"), {"k": key}
+                                await asyncio.wait_for(
+                                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key}),
+                                    self.lock_check_seconds,
                                 )
                         if self._stopping:
                             return
@@ -168,7 +172,9 @@ class MailboxRunner:
                 if done:
                     break
                 try:
-                    await conn.execute(text("SELECT 1"))
+                    # Bounded: a lock connection that died silently (failover behind
+                    # a virtual IP) would hang here for the kernel's ~15 min.
+                    await asyncio.wait_for(conn.execute(text("SELECT 1")), self.lock_check_seconds)
                 except Exception as exc:
                     log.warning(
                         "mailbox %s: lock connection lost (%s); stopping the sync",

@@ -32,7 +32,7 @@ from channels.email.imap import FetchedMessage
 from channels.email.imap_sync import StoreUnavailable
 from channels.email.parse import UnparseableEmail, parse_message
 from channels.email.reply_token import conversation_of
-from hub.db import Database
+from hub.db import Database, is_outage
 from hub.ingest import IngestError, Ingestor, IngestUnavailable, UnitWrite
 from hub.ingest_context import Prepared
 from hub.models import QuarantineStatus, utcnow
@@ -92,15 +92,22 @@ class MailStore:
         self.quarantined = 0  # for tests and the benchmark
 
     async def checkpoint(self, folder: str) -> tuple[int, int] | None:
-        async with self.db.read() as s:
-            conn = await s.connection()
-            row = (
-                await conn.execute(
-                    select(checkpoint_t.c.uidvalidity, checkpoint_t.c.last_uid)
-                    .where(checkpoint_t.c.mailbox == self.mailbox.name)
-                    .where(checkpoint_t.c.folder == folder)
-                )
-            ).first()
+        """The folder's committed (uidvalidity, last UID); StoreUnavailable when the
+        database is away (the first thing every round asks it)."""
+        try:
+            async with self.db.read() as s:
+                conn = await s.connection()
+                row = (
+                    await conn.execute(
+                        select(checkpoint_t.c.uidvalidity, checkpoint_t.c.last_uid)
+                        .where(checkpoint_t.c.mailbox == self.mailbox.name)
+                        .where(checkpoint_t.c.folder == folder)
+                    )
+                ).first()
+        except Exception as exc:
+            if is_outage(exc):
+                raise StoreUnavailable(f"database unavailable: {exc}") from exc
+            raise
         return (int(row.uidvalidity), int(row.last_uid)) if row is not None else None
 
     async def store(

@@ -66,7 +66,12 @@ class Hub:
 
     async def start(self) -> None:
         region = self.settings.identity.default_region
-        self._teams = await TeamRouter.load(self.db, self.settings.teams, region)
+        reply_addresses = {
+            m.reply_address: m.address for m in self.settings.email.mailboxes if m.reply_address
+        }
+        self._teams = await TeamRouter.load(
+            self.db, self.settings.teams, region, aliases=reply_addresses
+        )
         self._ingestor = Ingestor(
             self.db,
             self.bus,

@@ -52,7 +52,15 @@ class TeamRouter:
         self._region = "DE"
 
     @classmethod
-    async def load(cls, db: Database, config: TeamsConfig, region: str) -> TeamRouter:
+    async def load(
+        cls,
+        db: Database,
+        config: TeamsConfig,
+        region: str,
+        aliases: dict[str, str] | None = None,
+    ) -> TeamRouter:
+        """`aliases`: address -> the address whose team it shares (a mailbox's
+        separate reply address -> the mailbox address), unless mapped itself."""
         default_id = await ensure_team(db, config.default)
         by_address: dict[str, int] = {}
         for address, team_name in config.by_address.items():
@@ -61,6 +69,10 @@ class TeamRouter:
             except InvalidIdentity as exc:
                 raise ValueError(f"teams.by_address: {exc}") from exc
             by_address[key] = await ensure_team(db, team_name)
+        for alias, target in (aliases or {}).items():
+            team = by_address.get(target.lower())
+            if team is not None:
+                by_address.setdefault(alias.lower(), team)
         router = cls(default_id, by_address)
         router._region = region
         return router

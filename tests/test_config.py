@@ -106,6 +106,20 @@ def test_environment_overrides_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
             "email.mailboxes.0.imap: value error, move_to 'INBOX' is one of the folders read: "
             "moved mail would be read again",
         ),
+        (
+            {
+                "reply_token_secret": "x" * 16,
+                "mailboxes": [
+                    {
+                        "name": "support",
+                        "address": "support@example.com",
+                        "imap": {"after_ingest": "move", "move_to": "inbox"},
+                    }
+                ],
+            },
+            "email.mailboxes.0.imap: value error, move_to 'inbox' is one of the folders read: "
+            "moved mail would be read again",
+        ),
     ],
 )
 def test_bad_email_config_names_its_path(tmp_path: Path, email: dict, error: str) -> None:  # type: ignore[type-arg]

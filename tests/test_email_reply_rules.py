@@ -201,6 +201,18 @@ async def test_a_mail_without_message_id_is_answered_without_threading_headers(
     assert (msg["In-Reply-To"], msg["References"]) == (None, None)
     assert msg["Reply-To"] == reply_address(SUPPORT, SECRET, conv_id)
 
+    # Later in the thread, the real ids still thread the reply; the stand-in never shows.
+    await inbound_email(hub, "<m2@customer.example>")
+    await inbound_email(hub, "<sha256:" + "cd" * 32 + "@crmhub.invalid>")
+    assert (await reply_as(api, conv_id))[0] == 202
+    assert await hub.dispatcher.run_once() == 1
+    later = smtp_server.received[1].message
+    assert later["In-Reply-To"] is None
+    assert later["References"].split() == [
+        str(msg["Message-ID"]),
+        "<m2@customer.example>",
+    ]
+
 
 async def test_a_separate_envelope_sender_takes_the_bounces_not_the_from(
     api: Api, hub: Hub, smtp_server: SmtpServer, bounce_envelope: str

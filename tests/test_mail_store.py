@@ -18,7 +18,7 @@ from sqlalchemy import select, text
 from channels.base import InboundContact
 from channels.email.imap import FetchedMessage
 from channels.email.imap_sync import StoreUnavailable
-from hub.config import Settings
+from hub.config import DatabaseConfig, Settings
 from hub.db import Database
 from hub.mail_store import MailStore
 from hub.runtime import Hub
@@ -150,3 +150,23 @@ async def test_a_dropped_connection_stores_nothing_and_is_retried_not_quarantine
         [(7, 3)],
     )
     assert store.quarantined == 0
+
+
+async def test_a_database_away_at_the_checkpoint_read_is_an_outage(
+    poisoned: tuple[Hub, MailStore], tmp_path: Path
+) -> None:
+    # The checkpoint is the first thing every sync round asks the database:
+    # its absence must be "try later" (keep the IMAP session), not a crash.
+    hub, store = poisoned
+    url = (
+        f"sqlite+aiosqlite:///{tmp_path}"  # a directory: SQLite cannot open it
+        if hub.db.sqlite
+        else "postgresql+asyncpg://postgres@127.0.0.1:1/crmhub"
+    )
+    away = Database(DatabaseConfig(url=url))
+    try:
+        blind = MailStore(away, hub.ingestor, store.mailbox, store.email, store.attachments)
+        with pytest.raises(StoreUnavailable, match="database unavailable"):
+            await blind.checkpoint("INBOX")
+    finally:
+        await away.close()

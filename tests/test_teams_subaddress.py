@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
+from hub.config import TeamsConfig
 from hub.db import Database
 from hub.models import Customer, Team
 from hub.runtime import Hub
@@ -54,3 +55,15 @@ async def test_new_sender_answering_a_reply_token_address_is_a_lead_of_its_team(
     ((sales,),) = await rows(db, select(Team.id).where(Team.name == "Sales"))
     assert r.created_customer and r.team_id == sales
     assert await rows(db, select(Customer.kind, Customer.team_id)) == [("lead", sales)]
+
+
+@pytest.mark.db
+async def test_a_mailbox_reply_address_shares_the_mailbox_team(db: Database) -> None:
+    teams = TeamsConfig(default="Support", by_address={"sales@example.com": "Sales"})
+    router = await TeamRouter.load(
+        db, teams, "DE", aliases={"reply@example.com": "sales@example.com"}
+    )
+    ((sales,),) = await rows(db, select(Team.id).where(Team.name == "Sales"))
+    assert router.team_for_recipient("reply+c42-0123456789abcdef@example.com") == sales
+    assert router.team_for_recipient("reply@example.com") == sales
+    assert router.team_for_recipient("other@example.com") == router.default_team_id

@@ -54,7 +54,11 @@ class ImapConfig(BaseModel):
 
     @model_validator(mode="after")
     def _move_elsewhere(self) -> ImapConfig:
-        if self.after_ingest == "move" and self.move_to in self.folders:
+        # INBOX is case-insensitive (RFC 3501); other names are the server's own.
+        def same(name: str) -> str:
+            return "INBOX" if name.upper() == "INBOX" else name
+
+        if self.after_ingest == "move" and same(self.move_to) in {same(f) for f in self.folders}:
             raise ValueError(
                 f"move_to {self.move_to!r} is one of the folders read: "
                 "moved mail would be read again"
