@@ -1,7 +1,8 @@
 """`ImapClient` alone against the real Dovecot: refused logins, TCP keepalive,
 SELECT failures that keep the connection, fetching without marking read, IDLE.
 
-The sync built on it is in test_imap_sync.py; shared pieces in tests/imap_helpers.py.
+The sync built on it is in test_imap_sync.py; shared pieces in tests/imap_helpers.py;
+IDLE against a fake server that cuts lines across reads in test_imap_idle.py.
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ import socket
 from typing import Any
 
 import pytest
+from imapclient import SEEN
 from pydantic import ValidationError
 
 from channels.email.config import ImapConfig
 from channels.email.imap import FolderState, ImapAuthError, ImapClient, ImapFolderError
-from tests.dovecot import ImapServer, append, dovecot, folder_flags
+from tests.dovecot import ImapServer, append, dovecot, folder_flags, session
 from tests.imap_helpers import WAIT, config, mail, new_user, uidvalidity
 
 __all__ = ["dovecot"]  # the fixture
@@ -145,5 +147,36 @@ async def test_client_idle_sees_mail_announced_as_it_starts(
         append(dovecot, user, "INBOX", mail("p", 2))
         assert await asyncio.wait_for(client.idle(600), WAIT) is True
         assert await client.uids_after(1) == [2]
+    finally:
+        await client.close()
+
+
+async def test_client_idle_survives_a_burst_of_flag_changes(dovecot: ImapServer) -> None:
+    """Someone marks thousands of messages read in another client while we idle.
+
+    Dovecot's FETCH lines come in several reads, cut wherever its writes end;
+    IDLE keeps the connection and still sees the mail delivered after them.
+    (Cuts forced at every kind of place: test_imap_idle.py, with a fake server.)
+    """
+    user, count = new_user(), 3000
+    with session(dovecot, user) as other:
+        other.multiappend("INBOX", [mail("q", i) for i in range(1, count + 1)])
+    client = ImapClient("support", config(dovecot, user), dovecot.password)
+    try:
+        await client.connect()
+        await client.select("INBOX")
+        assert len(await client.uids_after(0)) == count
+        idling = asyncio.create_task(client.idle(WAIT))
+
+        def mark_all_read_then_deliver() -> None:
+            with session(dovecot, user) as other:
+                other.select_folder("INBOX")
+                other.add_flags(range(1, count + 1), [SEEN], silent=True)
+                other.append("INBOX", mail("q", count + 1))
+
+        await asyncio.sleep(0.3)  # IDLE is running
+        await asyncio.to_thread(mark_all_read_then_deliver)
+        assert await asyncio.wait_for(idling, WAIT) is True
+        assert await client.uids_after(count) == [count + 1]
     finally:
         await client.close()

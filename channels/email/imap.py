@@ -26,7 +26,6 @@ import asyncio
 import functools
 import imaplib
 import logging
-import select
 import socket
 import ssl
 import threading
@@ -41,6 +40,7 @@ from imapclient import DELETED, SEEN, IMAPClient
 from imapclient.exceptions import LoginError
 
 from channels.email.config import ImapConfig
+from channels.email.imap_idle import IdleReader
 
 log = logging.getLogger(__name__)
 
@@ -288,29 +288,36 @@ class ImapClient:
         imap.idle()
         # Mail that arrived between the last search and IDLE was announced meanwhile.
         new_mail = _pop_new_mail(imap)
+        # Until DONE the socket is read here, not by imaplib (see imap_idle).
+        reader = IdleReader(imap.socket())
+        new_mail = self._idle_news(reader.take_buffered(imap._imap.file)) or new_mail
         deadline = time.monotonic() + seconds
-        sock = imap.socket()
-        while not new_mail and not self._stop.is_set():
+        while not new_mail and not self._stop.is_set() and not reader.eof:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            # Dovecot announces pending mail right after "+ idling", often in the
-            # same packet: imaplib then holds it in its buffer, where select()
-            # cannot see it, and it would wait for the renewal.
-            if not _data_waiting(imap):
-                readable, _, _ = select.select([sock], [], [], min(IDLE_SLICE_SECONDS, remaining))
-                if not readable:
-                    continue
-            lines = _read_available_lines(imap)
-            if not lines:  # readable yet nothing to read: the server hung up
-                raise ImapUnavailable(f"{self.name}: connection closed during IDLE")
-            for line in lines:
-                words = line.split(None, 3)
-                if words[:2] == [b"*", b"BYE"]:
-                    raise ImapUnavailable(f"{self.name}: server said BYE during IDLE")
-                if len(words) >= 3 and words[0] == b"*" and words[2].upper() in _NEW_MAIL:
-                    new_mail = True
+            if reader.wait(min(IDLE_SLICE_SECONDS, remaining)):
+                new_mail = self._idle_news(reader.read_available())
+        # imaplib reads the answer to DONE: hand the stream over between two responses.
+        new_mail = self._idle_news(reader.finish(self.config.timeout)) or new_mail
+        if reader.eof:
+            raise ImapUnavailable(f"{self.name}: connection closed during IDLE")
         imap.idle_done()
+        return new_mail
+
+    def _idle_news(self, lines: list[bytes]) -> bool:
+        """True when `lines` announce new mail; raises when the server ended the session."""
+        new_mail = False
+        for line in lines:
+            words = line.split(None, 3)
+            if not words or words[0] == b"+":
+                continue
+            if words[0] != b"*":  # tagged: IDLE is over, a DONE would go unanswered
+                raise ImapUnavailable(f"{self.name}: server ended IDLE: {line[:100]!r}")
+            if len(words) >= 2 and words[1].upper() == b"BYE":
+                raise ImapUnavailable(f"{self.name}: server said BYE during IDLE")
+            if len(words) >= 3 and words[2].upper() in _NEW_MAIL:
+                new_mail = True
         return new_mail
 
     def interrupt(self) -> None:
@@ -358,47 +365,6 @@ def _enable_keepalive(sock: socket.socket) -> None:
     ):
         if hasattr(socket, option):  # Linux; elsewhere the system's defaults apply
             sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
-
-
-def _data_waiting(imap: IMAPClient) -> bool:
-    """True when server data can be read now, counting what imaplib has buffered.
-
-    False at EOF too: select() reports that, and reading then finds nothing.
-    """
-    sock = imap.socket()
-    timeout = sock.gettimeout()
-    sock.setblocking(False)
-    try:
-        # Returns buffered bytes, else reads what the socket has without waiting.
-        return bool(imap._imap.file.peek(1))
-    except OSError:  # nothing there yet (a TLS socket raises SSLWantReadError)
-        return False
-    finally:
-        sock.settimeout(timeout)
-
-
-def _read_available_lines(imap: IMAPClient) -> list[bytes]:
-    """Every complete line the server has sent so far, read without waiting.
-
-    imapclient's idle_check() without its poll, which misses buffered data.
-    """
-    sock = imap.socket()
-    timeout = sock.gettimeout()
-    sock.setblocking(False)
-    lines: list[bytes] = []
-    try:
-        while True:
-            try:
-                lines.append(bytes(imap._imap._get_line()))
-            except OSError:  # nothing more to read now (TLS: SSLWantReadError)
-                break
-            except imaplib.IMAP4.abort as exc:
-                if "EOF" in str(exc):  # imaplib's word for "read nothing"
-                    break
-                raise
-    finally:
-        sock.settimeout(timeout)
-    return lines
 
 
 def _quiet_shutdown(imap: IMAPClient) -> None:
