@@ -82,6 +82,7 @@ if not __package__:  # run as `python bench/email_send.py`: make the repo root i
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.smtp_sink import HOST, Sink, install_uvloop, sink_main
+from bench.stats import pct
 
 FROM = "support@crm.example"
 DOMAIN = "crm.example"
@@ -133,13 +134,6 @@ SUBJECTS = [
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def pct(sorted_values: Sequence[float], p: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    k = min(len(sorted_values) - 1, max(0, round(p / 100 * len(sorted_values)) - 1))
-    return sorted_values[k]
 
 
 # --- the workload -------------------------------------------------------------------------------

@@ -33,7 +33,6 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +42,7 @@ if not __package__:  # run as `python bench/ingest.py`: make the `bench` package
 
 
 from bench.seed import log, seed
+from bench.stats import pct
 from bench.target import prepare_target
 from bench.workload import SALES_LINE, Workload, lookup_targets, make_workload
 from channels.base import InboundContact
@@ -61,13 +61,6 @@ BENCH_PRINCIPAL = Principal(user_id=1, username="bench", role=Role.ADMIN, team_i
 
 
 # --- measurement --------------------------------------------------------------------------------
-
-
-def pct(sorted_values: Sequence[float], p: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    k = min(len(sorted_values) - 1, max(0, round(p / 100 * len(sorted_values)) - 1))
-    return sorted_values[k]
 
 
 @dataclass

@@ -15,9 +15,10 @@ import os
 import random
 import secrets
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlencode
+
+from bench.stats import pct
 
 TOKEN_ENV = "CRMHUB_SMS__AUTH_TOKEN"
 HOST = "127.0.0.1"
@@ -33,13 +34,6 @@ BODIES = [
     "Ich möchte meine Adresse ändern: Müllerstraße 12, 10115 Berlin.",
     "Ist das Angebot noch gültig?",
 ]
-
-
-def pct(sorted_values: Sequence[float], p: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    k = min(len(sorted_values) - 1, max(0, round(p / 100 * len(sorted_values)) - 1))
-    return sorted_values[k]
 
 
 def cpu_seconds(pid: int) -> float | None:
