@@ -38,10 +38,10 @@ from sqlalchemy import func, select
 from bench.target import prepare_target
 from channels.email.imap_sync import MailboxSync
 from hub.config import load_settings
-from hub.mail_store import MailStore
-from hub.migrate import upgrade
+from hub.mail.store import MailStore
 from hub.runtime import Hub
-from hub.tables import interaction_t
+from hub.store.migrate import upgrade
+from hub.store.tables import interaction_t
 from tests.dovecot import DOVECOT, PASSWORD, append
 from tests.dovecot import launch as start_dovecot
 

@@ -29,7 +29,7 @@ never shares an event loop or the GIL with the client being measured):
 
   * **crmhub**: `SmtpSender(SmtpConfig(pool_size=C, tls="none"))`; each task
     awaits `sender.send(message)` and checks the result is SENT -- the call
-    the outbox dispatcher makes (hub/outbox.py `Sender`): length check,
+    the outbox dispatcher makes (hub/outbox/queue.py `Sender`): length check,
     `build_message` (EmailMessage, Message-ID taken from the headers, Date,
     From, To, Subject, the other headers copied,
     `set_content(text, charset="utf-8", cte="quoted-printable")`),

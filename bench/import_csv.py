@@ -26,9 +26,9 @@ if not __package__:  # run as `python bench/import_csv.py`: make `bench` importa
 
 from bench.target import prepare_target
 from hub.config import DatabaseConfig
-from hub.db import Database
-from hub.importer import import_customers
-from hub.migrate import upgrade
+from hub.data.importer import import_customers
+from hub.store.db import Database
+from hub.store.migrate import upgrade
 
 HEADER = [
     "name",

@@ -46,14 +46,14 @@ from bench.stats import pct
 from bench.target import prepare_target
 from bench.workload import SALES_LINE, Workload, lookup_targets, make_workload
 from channels.base import InboundContact
-from hub.auth import Principal
 from hub.config import load_settings
-from hub.db import Database, is_sqlite
 from hub.errors import NotFound
-from hub.history import HistoryStore
-from hub.migrate import upgrade
-from hub.models import Interaction, Role
+from hub.records.auth import Principal
+from hub.records.history import HistoryStore
 from hub.runtime import Hub
+from hub.store.db import Database, is_sqlite
+from hub.store.migrate import upgrade
+from hub.store.models import Interaction, Role
 
 # Who the timed lookups run as: an admin sees every customer (an agent's
 # lookup would add a filter on the customer's team).
@@ -133,7 +133,7 @@ class LookupFigures:
 
 
 async def screen_pop(db: Database, region: str, kind: str, raw: str) -> list[Interaction] | None:
-    """What GET /api/v1/lookup does (hub/web/customers.py `lookup`), minus HTTP and JSON.
+    """What GET /api/v1/lookup does (hub/web/api/customers.py `lookup`), minus HTTP and JSON.
 
     Customer by raw phone or email (the store normalises it), its last
     interactions, then its identities and tags; None when there is no such customer.

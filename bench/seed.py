@@ -23,8 +23,8 @@ from typing import Any
 from sqlalchemy import Table
 from sqlalchemy.engine import make_url
 
-from hub.db import is_sqlite
-from hub.models import Conversation, Customer, Identity, Interaction, Team, User
+from hub.store.db import is_sqlite
+from hub.store.models import Conversation, Customer, Identity, Interaction, Team, User
 
 TEAMS = ["Support", "Sales", "Key Accounts", "Billing"]  # ids 1..4, in this order
 AGENTS = 20  # app_user ids 1..20; every third customer has one as owner

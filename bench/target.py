@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from hub.db import is_sqlite
+from hub.store.db import is_sqlite
 
 
 async def _admin(server_url: str, sql: str) -> None:

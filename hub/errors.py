@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hub.access import Forbidden
+from hub.records.access import Forbidden
 
 
 class DomainError(Exception):

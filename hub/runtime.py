@@ -10,14 +10,14 @@ from collections.abc import Callable
 
 from channels.email.attachments import AttachmentStore
 from hub.config import Settings
-from hub.db import Database
-from hub.dispatcher import Dispatcher
-from hub.events import EventBus
-from hub.ingest import Ingestor
-from hub.mail_runner import MailboxRunner
-from hub.outbox import senders_from
-from hub.steps import configured_steps
-from hub.teams import TeamRouter
+from hub.events.bus import EventBus
+from hub.ingest.pipeline import Ingestor
+from hub.ingest.steps import configured_steps
+from hub.mail.runner import MailboxRunner
+from hub.outbox.dispatcher import Dispatcher
+from hub.outbox.queue import senders_from
+from hub.records.teams import TeamRouter
+from hub.store.db import Database
 from routing.base import Step
 from routing.registry import build_steps
 

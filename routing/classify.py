@@ -50,7 +50,7 @@ from routing.dsn import BounceInfo, parse_dsn, parse_plain_bounce
 log = logging.getLogger(__name__)
 
 BULK_PRECEDENCE = frozenset({"bulk", "junk", "list"})
-# Decision.meta keys the hub acts on (hub/ingest_batch.py, hub/ingest.py).
+# Decision.meta keys the hub acts on (hub/ingest/batch.py, hub/ingest/pipeline.py).
 BOUNCED_INTERACTION_KEY = "bounced_interaction_id"
 MAIL_LOOP_KEY = "mail_loop"
 DAEMON_LOCALPARTS = frozenset({"mailer-daemon", "postmaster"})

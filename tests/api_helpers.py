@@ -7,9 +7,9 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from hub.auth import create_user, issue_token
-from hub.models import Role
+from hub.records.auth import create_user, issue_token
 from hub.runtime import Hub
+from hub.store.models import Role
 
 # username -> (role, teams)
 USERS: dict[str, tuple[Role, list[str]]] = {

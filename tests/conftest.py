@@ -23,9 +23,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from hub.config import Settings, load_settings
-from hub.db import Database
-from hub.migrate import upgrade
 from hub.runtime import Hub
+from hub.store.db import Database
+from hub.store.migrate import upgrade
 from routing.base import Step
 
 TABLES = [
@@ -167,7 +167,7 @@ async def api(hub: Hub) -> AsyncIterator[Any]:
     from aiohttp.test_utils import TestClient, TestServer
     from sqlmodel import select
 
-    from hub.models import Team
+    from hub.store.models import Team
     from hub.web.app import create_app
     from tests.api_helpers import Api, make_users
 

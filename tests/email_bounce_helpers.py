@@ -13,11 +13,11 @@ from sqlalchemy import select
 
 from channels.base import InboundContact
 from channels.email import parse_message
-from hub.db import Database
-from hub.events import Event
-from hub.ingest_context import IngestResult
-from hub.models import Conversation, Customer, Identity, Interaction, OutboxMessage
+from hub.events.bus import Event
+from hub.ingest.context import IngestResult
 from hub.runtime import Hub
+from hub.store.db import Database
+from hub.store.models import Conversation, Customer, Identity, Interaction, OutboxMessage
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 JANE = "jane@customer.example"

@@ -14,10 +14,10 @@ from sqlmodel import select as sm_select
 
 from channels.base import Channel, InboundContact
 from hub.config import Settings
-from hub.db import Database
-from hub.models import Interaction, OutboxMessage, utcnow
 from hub.runtime import Hub
-from hub.tables import outbox_t
+from hub.store.db import Database
+from hub.store.models import Interaction, OutboxMessage, utcnow
+from hub.store.tables import outbox_t
 from tests.api_helpers import Api
 from tests.conftest import make_settings, manual_dispatch
 from tests.smtp_server import SmtpServer

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from hub import cli
-from hub.db import Database
-from hub.importer import ImportSummary, import_customers
-from hub.models import Customer, Identity, Team, User
+from hub.cli import main as cli
+from hub.data.importer import ImportSummary, import_customers
+from hub.store.db import Database
+from hub.store.models import Customer, Identity, Team, User
 
 
 async def rows(db: Database, stmt: Any) -> list[tuple[Any, ...]]:

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from hub.config import Settings
 from hub.runtime import Hub
-from hub.tables import checkpoint_t, interaction_t, quarantine_t
+from hub.store.tables import checkpoint_t, interaction_t, quarantine_t
 from tests.conftest import make_settings
 from tests.dovecot import ImapServer, append, folder_flags
 

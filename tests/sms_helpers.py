@@ -15,8 +15,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 from twilio.request_validator import RequestValidator
 
-from hub.db import Database
 from hub.runtime import Hub
+from hub.store.db import Database
 from hub.web.app import create_app
 from tests.conftest import make_settings
 

@@ -16,9 +16,9 @@ from sqlmodel import col, select
 from twilio.request_validator import RequestValidator
 
 from channels.base import Channel, InboundContact
-from hub.models import Interaction, OutboxMessage
-from hub.outbox import Enqueued, enqueue
+from hub.outbox.queue import Enqueued, enqueue
 from hub.runtime import Hub
+from hub.store.models import Interaction, OutboxMessage
 from tests.api_helpers import Api
 
 T = TypeVar("T")

@@ -312,8 +312,8 @@ async def test_health_ready_and_openapi_need_no_token(api: Api) -> None:
 async def test_team_creation_raced_by_two_nodes_gives_one_team(hub: Hub) -> None:
     from sqlmodel import select
 
-    from hub.models import Team
-    from hub.teams import ensure_team
+    from hub.records.teams import ensure_team
+    from hub.store.models import Team
 
     ids = await asyncio.gather(*[ensure_team(hub.db, "Key Accounts") for _ in range(4)])
     assert len(set(ids)) == 1

@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import select
 
 from channels.base import Channel, InboundContact
-from hub.models import AuditEvent, Conversation, Customer, Identity, Interaction, Task
 from hub.runtime import Hub
+from hub.store.models import AuditEvent, Conversation, Customer, Identity, Interaction, Task
 from tests.api_helpers import Api
 
 ALICE = {

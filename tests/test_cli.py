@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from hub.auth import authenticate_token
-from hub.cli import main
-from hub.db import Database
-from hub.models import Customer, Identity, Interaction, Team, User
+from hub.cli.main import main
+from hub.records.auth import authenticate_token
+from hub.store.db import Database
+from hub.store.models import Customer, Identity, Interaction, Team, User
 
 
 def _config(tmp_path: Path, url: str) -> str:

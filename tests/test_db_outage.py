@@ -16,7 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from hub.db import Database, is_outage
+from hub.store.db import Database, is_outage
 
 pytestmark = pytest.mark.db
 

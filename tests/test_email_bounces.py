@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from sqlalchemy import event, func, select
 
-from hub.db import Database
-from hub.ingest_context import BatchContext
-from hub.models import Conversation, Customer, Identity, Interaction, OutboxMessage
+from hub.ingest.context import BatchContext
 from hub.runtime import Hub
+from hub.store.db import Database
+from hub.store.models import Conversation, Customer, Identity, Interaction, OutboxMessage
 from routing.base import CustomerRef, SentMessage
 from tests.email_bounce_helpers import (
     JANE,

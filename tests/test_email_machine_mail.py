@@ -17,9 +17,9 @@ import pytest
 from sqlalchemy import select
 
 from channels.base import InboundContact
-from hub.db import Database
-from hub.models import Conversation, Customer, Interaction
 from hub.runtime import Hub
+from hub.store.db import Database
+from hub.store.models import Conversation, Customer, Interaction
 from tests.conftest import make_settings
 from tests.email_bounce_helpers import (
     OUT1,

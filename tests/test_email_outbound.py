@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import update
 
 from channels.email.reply_token import reply_address
-from hub.models import utcnow
 from hub.runtime import Hub
-from hub.tables import conversation_t
+from hub.store.models import utcnow
+from hub.store.tables import conversation_t
 from tests.api_helpers import Api
 from tests.email_outbound_helpers import (  # fixtures: sales_smtp, bounce_envelope, settings, hub
     CUSTOMER,

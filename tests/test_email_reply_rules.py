@@ -9,11 +9,11 @@ import pytest
 from sqlalchemy import update
 
 from channels.email.reply_token import reply_address
-from hub.email_reply import reply_subject
-from hub.models import Consent, utcnow
-from hub.outbox import senders_from
+from hub.outbox.email_reply import reply_subject
+from hub.outbox.queue import senders_from
 from hub.runtime import Hub
-from hub.tables import identity_t, interaction_t
+from hub.store.models import Consent, utcnow
+from hub.store.tables import identity_t, interaction_t
 from tests.api_helpers import Api
 from tests.conftest import make_settings
 from tests.email_outbound_helpers import (  # fixtures: sales_smtp, bounce_envelope, settings, hub

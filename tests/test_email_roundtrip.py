@@ -14,10 +14,10 @@ from sqlalchemy import select, update
 
 from channels.email.imap_sync import MailboxSync
 from hub.config import Settings
-from hub.db import Database
-from hub.mail_store import MailStore
+from hub.mail.store import MailStore
 from hub.runtime import Hub
-from hub.tables import conversation_t, customer_t, identity_t, interaction_t
+from hub.store.db import Database
+from hub.store.tables import conversation_t, customer_t, identity_t, interaction_t
 from tests.api_helpers import Api
 from tests.conftest import manual_dispatch
 from tests.dovecot import ImapServer, append, dovecot

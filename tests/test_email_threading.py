@@ -15,9 +15,9 @@ from sqlalchemy import select
 
 from channels.base import InboundContact
 from channels.email.reply_token import conversation_of, reply_address
-from hub.db import Database
-from hub.models import Conversation, Interaction
 from hub.runtime import Hub
+from hub.store.db import Database
+from hub.store.models import Conversation, Interaction
 from routing.threading import REPLY_TOKEN_KEY
 from tests.email_bounce_helpers import (
     OUT1,

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import delete, select
 
-from hub.db import Database
-from hub.exporter import ExportError, export_customers, export_history
-from hub.importer import ImportSummary
-from hub.models import Customer, CustomerTag, Identity, Interaction, Team, User
+from hub.data.exporter import ExportError, export_customers, export_history
+from hub.data.importer import ImportSummary
+from hub.store.db import Database
+from hub.store.models import Customer, CustomerTag, Identity, Interaction, Team, User
 from tests.import_helpers import (
     add_customer,
     config_fixture,  # noqa: F401 (fixture)

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from hub.identity import InvalidIdentity, normalize_address, normalize_email, normalize_phone
-from hub.models import IdentityKind
+from hub.records.identity import (
+    InvalidIdentity,
+    normalize_address,
+    normalize_email,
+    normalize_phone,
+)
+from hub.store.models import IdentityKind
 
 
 @pytest.mark.parametrize(

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from hub.db import Database
-from hub.importer import ImportFileError, ImportSummary
-from hub.models import Customer, CustomerTag, Identity, Team, User
+from hub.data.importer import ImportFileError, ImportSummary
+from hub.store.db import Database
+from hub.store.models import Customer, CustomerTag, Identity, Team, User
 from tests.import_helpers import (
     add_customer,
     config_fixture,  # noqa: F401 (fixture)

@@ -11,10 +11,18 @@ from sqlalchemy import select, text, update
 
 from channels.base import AttachmentRef, Channel, InboundContact
 from hub.config import Settings
-from hub.db import Database
-from hub.ingest import IngestError
-from hub.models import Attachment, Consent, Conversation, Customer, Identity, Interaction, Team
+from hub.ingest.pipeline import IngestError
 from hub.runtime import Hub
+from hub.store.db import Database
+from hub.store.models import (
+    Attachment,
+    Consent,
+    Conversation,
+    Customer,
+    Identity,
+    Interaction,
+    Team,
+)
 from routing.base import Decision, RoutingContext
 from tests.conftest import hub_with_step
 

@@ -10,12 +10,12 @@ from sqlalchemy import select
 
 from channels.base import Channel, InboundContact
 from hub.config import DatabaseConfig, Settings
-from hub.db import Database
-from hub.events import EventBus
-from hub.ingest import IngestError, Ingestor, IngestUnavailable
-from hub.models import Interaction
+from hub.events.bus import EventBus
+from hub.ingest.pipeline import IngestError, Ingestor, IngestUnavailable
+from hub.records.teams import TeamRouter
 from hub.runtime import Hub
-from hub.teams import TeamRouter
+from hub.store.db import Database
+from hub.store.models import Interaction
 from routing.base import Decision, RoutingContext
 from routing.threading import ThreadConversation
 from tests.conftest import hub_with_step

@@ -8,9 +8,9 @@ from sqlalchemy import func, select
 
 from channels.base import Channel, InboundContact
 from hub.config import Settings
-from hub.db import Database
-from hub.models import Customer, Identity, Interaction
 from hub.runtime import Hub
+from hub.store.db import Database
+from hub.store.models import Customer, Identity, Interaction
 
 
 async def test_two_nodes_store_a_raced_contact_once(settings: Settings, db: Database) -> None:

@@ -17,11 +17,11 @@ from imapclient import IMAPClient
 from sqlalchemy import select
 
 from channels.email.imap_sync import MailboxSync
-from hub.db import Database
-from hub.mail_runner import MailboxRunner
-from hub.mail_store import MailStore
+from hub.mail.runner import MailboxRunner
+from hub.mail.store import MailStore
 from hub.runtime import Hub
-from hub.tables import interaction_t, quarantine_t
+from hub.store.db import Database
+from hub.store.tables import interaction_t, quarantine_t
 from tests.dovecot import ImapServer, dovecot  # noqa: F401  (fixture)
 from tests.mail_helpers import (
     PASSWORD_ENV,

@@ -19,10 +19,10 @@ from channels.base import InboundContact
 from channels.email.imap import FetchedMessage
 from channels.email.imap_sync import StoreUnavailable
 from hub.config import DatabaseConfig, Settings
-from hub.db import Database
-from hub.mail_store import MailStore
+from hub.mail.store import MailStore
 from hub.runtime import Hub
-from hub.tables import checkpoint_t, interaction_t, quarantine_t
+from hub.store.db import Database
+from hub.store.tables import checkpoint_t, interaction_t, quarantine_t
 from routing.base import Decision, RoutingContext
 from tests.conftest import make_settings
 from tests.mail_helpers import SECRET, message
@@ -119,7 +119,7 @@ async def test_a_refused_chunk_is_stored_one_by_one_and_only_the_culprit_held(
     poisoned: tuple[Hub, MailStore], caplog: pytest.LogCaptureFixture
 ) -> None:
     hub, store = poisoned
-    caplog.set_level(logging.INFO, logger="hub.mail_store")
+    caplog.set_level(logging.INFO, logger="hub.mail.store")
     await store.store("INBOX", 7, _chunk(), False)
     assert await _state(hub) == (
         ["<m1@example.org>", "<m3@example.org>"],
@@ -127,7 +127,7 @@ async def test_a_refused_chunk_is_stored_one_by_one_and_only_the_culprit_held(
         [(7, 3)],
     )
     assert store.quarantined == 1
-    messages = [r.getMessage() for r in caplog.records if r.name == "hub.mail_store"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "hub.mail.store"]
     assert messages == [
         "mailbox support: chunk refused (RuntimeError: poisoned); storing one by one",
         "mailbox support: INBOX UID 2 quarantined: RuntimeError: poisoned",

@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import select
 
 from channels.base import Channel, InboundContact
-from hub.cli import main
-from hub.db import Database
-from hub.models import Consent, Customer, CustomerTag, Identity, Interaction, Task
+from hub.cli.main import main
 from hub.runtime import Hub
+from hub.store.db import Database
+from hub.store.models import Consent, Customer, CustomerTag, Identity, Interaction, Task
 from tests.api_helpers import Api
 
 

@@ -7,9 +7,9 @@ import asyncio
 from sqlalchemy import select
 
 from channels.base import Channel, InboundContact
-from hub.db import Database
-from hub.models import Customer, Interaction
 from hub.runtime import Hub
+from hub.store.db import Database
+from hub.store.models import Customer, Interaction
 from tests.api_helpers import Api
 
 

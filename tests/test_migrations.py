@@ -7,9 +7,9 @@ from alembic.migration import MigrationContext
 from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
-import hub.models  # noqa: F401  (registers the tables)
-from hub.db import Database
-from hub.migrate import current_heads
+import hub.store.models  # noqa: F401  (registers the tables)
+from hub.store.db import Database
+from hub.store.migrate import current_heads
 
 
 def _diff(conn: Connection) -> list[object]:

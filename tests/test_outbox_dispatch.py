@@ -9,12 +9,12 @@ from sqlmodel import col, select
 
 from channels.base import DeliveryResult, OutboundMessage
 from hub.config import Settings
-from hub.db import Database
-from hub.dispatcher import Dispatcher
-from hub.models import Consent, OutboxMessage, utcnow
-from hub.outbox import senders_from
+from hub.outbox.dispatcher import Dispatcher
+from hub.outbox.queue import senders_from
 from hub.runtime import Hub
-from hub.tables import outbox_t
+from hub.store.db import Database
+from hub.store.models import Consent, OutboxMessage, utcnow
+from hub.store.tables import outbox_t
 from tests.api_helpers import Api
 from tests.sms_outbound_fixtures import fake_fixture, settings_fixture  # noqa: F401 (fixtures)
 from tests.sms_outbound_helpers import (

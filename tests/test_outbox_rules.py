@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hub.outbox import backoff, status_advances
+from hub.outbox.queue import backoff, status_advances
 
 
 @pytest.mark.parametrize(

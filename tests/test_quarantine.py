@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from hub.cli import main
-from hub.db import Database
-from hub.models import QuarantineStatus, utcnow
-from hub.tables import interaction_t, quarantine_t
+from hub.cli.main import main
+from hub.store.db import Database
+from hub.store.models import QuarantineStatus, utcnow
+from hub.store.tables import interaction_t, quarantine_t
 from tests.mail_helpers import message
 
 pytestmark = pytest.mark.db

@@ -11,10 +11,10 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
 from channels.sms.config import SmsConfig
-from hub.db import Database
-from hub.ingest import IngestUnavailable
-from hub.models import Attachment, Consent, Customer, Identity, Interaction, Team
+from hub.ingest.pipeline import IngestUnavailable
 from hub.runtime import Hub
+from hub.store.db import Database
+from hub.store.models import Attachment, Consent, Customer, Identity, Interaction, Team
 from tests.sms_helpers import (
     PATH,
     PUBLIC,

@@ -5,9 +5,9 @@ from __future__ import annotations
 from sqlmodel import select
 
 from channels.base import Channel, InboundContact
-from hub.db import Database
-from hub.models import Consent
 from hub.runtime import Hub
+from hub.store.db import Database
+from hub.store.models import Consent
 from tests.api_helpers import Api
 from tests.conftest import make_settings
 from tests.sms_outbound_fixtures import fake_fixture, settings_fixture  # noqa: F401 (fixtures)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from twilio.request_validator import RequestValidator
 
-from hub.models import utcnow
 from hub.runtime import Hub
-from hub.tables import outbox_t
+from hub.store.models import utcnow
+from hub.store.tables import outbox_t
 from tests.api_helpers import Api
 from tests.sms_outbound_fixtures import fake_fixture, settings_fixture  # noqa: F401 (fixtures)
 from tests.sms_outbound_helpers import (

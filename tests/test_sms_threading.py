@@ -11,9 +11,9 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
 from channels.base import Channel, InboundContact
-from hub.db import Database
-from hub.models import Conversation, Customer, Identity, Interaction
 from hub.runtime import Hub
+from hub.store.db import Database
+from hub.store.models import Conversation, Customer, Identity, Interaction
 from tests.sms_helpers import post_signed, rows, sms_client, twilio_form
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)

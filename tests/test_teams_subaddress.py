@@ -6,10 +6,10 @@ import pytest
 from sqlalchemy import select
 
 from hub.config import TeamsConfig
-from hub.db import Database
-from hub.models import Customer, Team
+from hub.records.teams import TeamRouter
 from hub.runtime import Hub
-from hub.teams import TeamRouter
+from hub.store.db import Database
+from hub.store.models import Customer, Team
 from tests.email_bounce_helpers import mail, parse, rows
 
 DEFAULT, SALES, VIP = 1, 2, 3

@@ -258,7 +258,7 @@ class MissingUnsubscribe(ValueError):
 class SmtpSender:
     """The email channel's `send`: one `OutboundMessage` -> one mail over the pool.
 
-    Plugs into the outbox as a `Sender` (hub/outbox.py); `send_mime` is the
+    Plugs into the outbox as a `Sender` (hub/outbox/queue.py); `send_mime` is the
     lower level for callers that build their own MIME or send to several
     recipients and need the per-recipient answer.
     """

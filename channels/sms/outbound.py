@@ -2,7 +2,7 @@
 
 The twilio library's `AsyncTwilioHttpClient` (aiohttp) keeps this async. Twilio
 offers no idempotency key for Messages, so a retry after a timeout may send a
-second copy; the dispatcher (hub/dispatcher.py) owns that decision, this
+second copy; the dispatcher (hub/outbox/dispatcher.py) owns that decision, this
 module only says whether an error is worth retrying.
 """
 

@@ -8,10 +8,12 @@ from importlib.metadata import PackageNotFoundError, version
 from aiohttp import web
 
 from hub.runtime import Hub
-from hub.web import conversations, customers, replies, sms_status, sms_webhooks
+from hub.web.api import conversations, customers, replies
 from hub.web.auth import HUB, auth_middleware, login
 from hub.web.errors import error_middleware, error_response
 from hub.web.openapi import build_document
+from hub.web.webhooks import sms as sms_webhooks
+from hub.web.webhooks import sms_status
 
 INDEX = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>crmhub</title></head>
 <body><h1>crmhub</h1>

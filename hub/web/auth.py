@@ -5,9 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from hub.auth import Principal, authenticate_password, authenticate_token, issue_token
+from hub.records.auth import Principal, authenticate_password, authenticate_token, issue_token
+from hub.records.schemas import LoginIn
 from hub.runtime import Hub
-from hub.schemas import LoginIn
 from hub.web.errors import ApiError
 from hub.web.params import read_body
 

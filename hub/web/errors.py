@@ -14,10 +14,10 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from sqlalchemy.exc import IntegrityError
 
-from hub.access import Forbidden
-from hub.auth import AuthError
-from hub.db import is_outage
 from hub.errors import DomainError, Moved
+from hub.records.access import Forbidden
+from hub.records.auth import AuthError
+from hub.store.db import is_outage
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from hub.schemas import (
+from hub.records.schemas import (
     ConversationPatch,
     CustomerIn,
     CustomerPatch,
@@ -19,7 +19,7 @@ from hub.schemas import (
     TaskIn,
     TaskPatch,
 )
-from hub.web.replies import ReplyBody
+from hub.web.api.replies import ReplyBody
 
 PAGING = [
     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}},

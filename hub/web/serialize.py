@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Row
 
-from hub.models import Conversation, Customer, Identity, IdentityKind, Interaction, Task
+from hub.store.models import Conversation, Customer, Identity, IdentityKind, Interaction, Task
 
 
 def ts(value: datetime | None) -> str | None:

@@ -1,0 +1,1 @@
+"""The `crmhub` command: the entry point, above web and core."""

@@ -1,0 +1,126 @@
+"""`crmhub quarantine list|show|retry`: mail that could not be parsed or stored.
+
+`retry` exits 0 when every message it tried is now in the history and 1 when
+any is still held (with one line per message saying why), so a script can
+tell "fixed" from "still broken".
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from hub.config import Settings
+
+
+def _fail(message: str) -> Exception:
+    from hub.cli.main import CliError
+
+    return CliError(message)
+
+
+def _with_hub(settings: Settings, work: Callable[[Any], Awaitable[int]]) -> int:
+    from hub.cli.main import run_async
+    from hub.ingest.pipeline import IngestUnavailable
+    from hub.runtime import Hub
+
+    async def main() -> int:
+        hub = Hub(settings, dispatch=False)
+        try:
+            await hub.start()
+            return await work(hub)
+        except IngestUnavailable as exc:
+            raise _fail(f"database unavailable: {exc}") from exc
+        except (SQLAlchemyError, OSError) as exc:
+            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+            raise _fail(f"database error: {reason}") from exc
+        finally:
+            await hub.stop()
+
+    return run_async(main())
+
+
+def _list(args: argparse.Namespace, settings: Settings) -> int:
+    from hub.mail.quarantine import list_held
+
+    async def work(hub: Any) -> int:
+        held = await list_held(hub, include_released=args.all)
+        if not held:
+            print("the quarantine is empty" if not args.all else "nothing was ever quarantined")
+            return 0
+        print("id\tstatus\tmailbox\tfolder\tuid\tattempts\tsize\treceived\tfrom\tsubject\terror")
+        for h in held:
+            fields = (
+                h.id,
+                h.status,
+                h.mailbox,
+                h.folder,
+                h.uid,
+                h.attempts,
+                h.size,
+                h.created_at.isoformat(timespec="seconds"),
+                h.sender,
+                h.subject,
+                h.error.splitlines()[0][:200] if h.error else "",
+            )
+            print("\t".join(str(f).replace("\t", " ") for f in fields))
+        return 0
+
+    return _with_hub(settings, work)
+
+
+def _show(args: argparse.Namespace, settings: Settings) -> int:
+    from hub.mail.quarantine import raw_of
+
+    async def work(hub: Any) -> int:
+        raw = await raw_of(hub, args.id)
+        if raw is None:
+            raise _fail(f"no quarantined message with id {args.id}")
+        sys.stdout.buffer.write(raw)
+        sys.stdout.flush()
+        return 0
+
+    return _with_hub(settings, work)
+
+
+def _retry(args: argparse.Namespace, settings: Settings) -> int:
+    from hub.mail.quarantine import retry
+
+    if not args.ids and not args.all:
+        raise _fail("name the ids to retry, or --all")
+
+    async def work(hub: Any) -> int:
+        report = await retry(hub, None if args.all else args.ids)
+        for qid in report.released:
+            print(f"{qid}: stored in the history")
+        for qid, reason in sorted(report.failed.items()):
+            print(f"{qid}: {reason}", file=sys.stderr)
+        print(f"released {len(report.released)}, not released {len(report.failed)}")
+        return 1 if report.failed else 0
+
+    return _with_hub(settings, work)
+
+
+def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
+    what = sub.add_parser(
+        "quarantine", help="mail that could not be parsed or stored, kept raw"
+    ).add_subparsers(dest="what", metavar="ACTION", required=True)
+    p = what.add_parser("list", help="list held messages (tab-separated)")
+    p.add_argument("--all", action="store_true", help="include released messages")
+    p.set_defaults(handler=_list)
+    p = what.add_parser("show", help="write one message's raw bytes to stdout")
+    p.add_argument("id", type=int, metavar="ID")
+    p.set_defaults(handler=_show)
+    p = what.add_parser(
+        "retry",
+        help="parse and store held messages again",
+        description="Messages stored now leave the quarantine; the rest stay held with the "
+        "new reason. Exit code 1 when any is still held.",
+    )
+    p.add_argument("ids", type=int, nargs="*", metavar="ID")
+    p.add_argument("--all", action="store_true", help="retry every held message")
+    p.set_defaults(handler=_retry)

@@ -1,0 +1,68 @@
+"""The `crmhub` console script. Each subcommand exits 0 on success, 1 on a
+failure it can name (one line on stderr), 2 on bad usage (argparse)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from hub.cli import admin as cli_admin
+from hub.cli import data as cli_data
+from hub.cli import mail as cli_mail
+from hub.config import ConfigError, Settings, load_settings
+
+
+class CliError(Exception):
+    """A failure with a one-line reason for the user; exit code 1."""
+
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="crmhub", description="crmhub: every channel in, every campaign out, one history."
+    )
+    parser.add_argument(
+        "-c", "--config", type=Path, help="config file (default: $CRMHUB_CONFIG or ./config.yaml)"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    cli_admin.add_commands(sub)
+    cli_data.add_commands(sub)
+    cli_mail.add_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not args.verbose:
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+    try:
+        settings = load_settings(args.config)
+        handler: Handler = args.handler
+        return handler(args, settings)
+    except (ConfigError, CliError) as exc:
+        print(f"crmhub: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def run_async(coro: Coroutine[Any, Any, int | None]) -> int:
+    """Run a command's coroutine; its result is the exit code."""
+    return asyncio.run(coro) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

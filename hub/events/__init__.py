@@ -1,0 +1,1 @@
+"""Typed event kinds and the in-process bus."""

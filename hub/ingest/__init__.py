@@ -1,0 +1,1 @@
+"""The inbound pipeline: group commit, batch context, steps, bounces."""

@@ -1,0 +1,414 @@
+"""The inbound pipeline with group commit.
+
+Callers (webhooks, IMAP pollers, tests) `await ingest(contact)`; a single
+writer task takes everything that queued up while the previous commit ran,
+processes it as one batch in one transaction, and answers each caller only
+after that commit. One commit for many contacts is what lets durability
+(fsync per commit) keep up with throughput.
+
+If the batch's transaction fails (a constraint raced by another node, a bad
+value the database refuses) it is rolled back and every contact in it is
+retried alone, so one bad contact fails alone and the rest still land.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from channels.base import InboundContact
+from hub.events.bus import Event, EventBus
+from hub.ingest.batch import write_batch
+from hub.ingest.context import (
+    BatchContext,
+    IngestResult,
+    Prepared,
+    find_existing,
+    match_customers,
+)
+from hub.records.identity import InvalidIdentity, normalize_address
+from hub.records.teams import TeamRouter
+from hub.store.db import Database, is_outage
+from routing.base import ConversationRef, CustomerRef, Decision, Step, run_steps
+from routing.classify import MAIL_LOOP_KEY
+
+log = logging.getLogger(__name__)
+
+MAX_PROVIDER_ID = 500
+MAX_TEXT = 1_000_000
+
+
+class IngestError(ValueError):
+    """This contact cannot be stored; the message says why (for a 4xx answer)."""
+
+
+class IngestUnavailable(RuntimeError):
+    """The database is unavailable; nothing was stored. Retry later (503, no IMAP ack)."""
+
+
+@dataclass(slots=True)
+class _Job:
+    prepared: Prepared
+    future: asyncio.Future[IngestResult]
+
+
+# Writes that must commit in the same transaction as a unit's contacts (an
+# IMAP checkpoint, quarantine rows); called after the contacts are written,
+# so it can read each Prepared.result.
+UnitWrite = Callable[[AsyncConnection, list[Prepared]], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class _Unit:
+    """Contacts stored all together or not at all, with `extra` in the same transaction."""
+
+    items: list[Prepared]
+    extra: UnitWrite
+    future: asyncio.Future[list[IngestResult]]
+
+
+class Ingestor:
+    def __init__(
+        self,
+        db: Database,
+        bus: EventBus,
+        steps: list[Step],
+        teams: TeamRouter,
+        *,
+        region: str,
+        batch_max: int = 512,
+    ) -> None:
+        self.db = db
+        self.bus = bus
+        self.steps = steps
+        self.teams = teams
+        self.region = region
+        self.batch_max = batch_max
+        self._queue: asyncio.Queue[_Job | _Unit] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+        self.batches = 0  # for /metrics-style introspection and tests
+        # Recipient address as received -> team of a new lead. Parsing a phone
+        # number costs ~25 us and there are only a few inbound addresses; the
+        # TeamRouter does not change while the hub runs.
+        self._team_of_recipient: dict[str, int] = {}
+
+    async def start(self) -> None:
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._run(), name="ingest-writer")
+
+    async def stop(self) -> None:
+        """Finish what is queued, then stop the writer."""
+        if self._writer is None:
+            return
+        await self._queue.join()
+        self._writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._writer
+        self._writer = None
+
+    async def ingest(self, contact: InboundContact) -> IngestResult:
+        """Store one contact; returns after its commit. Raises IngestError for bad input."""
+        if self._writer is None:
+            raise RuntimeError("Ingestor.start() was not called")
+        # Validated and normalised here, in the caller's task, not by the writer:
+        # this Python work then overlaps the previous batch's commit (which
+        # runs in the database driver's thread) instead of delaying the next.
+        prepared = self.prepare(contact)
+        future: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Job(prepared, future))
+        # shield: a caller that goes away (client disconnect) must not cancel
+        # the shared future the writer will still resolve.
+        return await asyncio.shield(future)
+
+    async def ingest_unit(self, items: list[Prepared], extra: UnitWrite) -> list[IngestResult]:
+        """Store `items` (from `prepare`) and run `extra` in one transaction: all or nothing.
+
+        For sources that must record how far they got together with what they
+        got (an IMAP checkpoint). Raises IngestUnavailable when the database is
+        away, IngestError when any item cannot be stored or routed (nothing of
+        the unit is stored then; the caller may retry item by item).
+        """
+        if self._writer is None:
+            raise RuntimeError("Ingestor.start() was not called")
+        future: asyncio.Future[list[IngestResult]] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Unit(list(items), extra, future))
+        return await asyncio.shield(future)
+
+    async def _run(self) -> None:
+        while True:
+            got = [await self._queue.get()]
+            while len(got) < self.batch_max and not self._queue.empty():
+                got.append(self._queue.get_nowait())
+            jobs = [j for j in got if isinstance(j, _Job)]
+            try:
+                if jobs:
+                    await self._process(jobs)
+                for unit in got:
+                    if isinstance(unit, _Unit):
+                        await self._process_unit(unit)
+            except Exception as exc:  # never let the writer die; fail the batch instead
+                log.exception("ingest batch failed unexpectedly")
+                for job in got:
+                    if not job.future.done():
+                        job.future.set_exception(exc)
+            finally:
+                for _ in got:
+                    self._queue.task_done()
+
+    async def _process_unit(self, unit: _Unit) -> None:
+        self.batches += 1
+        for p in unit.items:
+            p.result = p.decision = None
+        try:
+            await self._store(unit.items, extra=unit.extra, strict=True)
+        except Exception as exc:
+            if is_outage(exc):
+                log.warning("ingest unit of %d not stored: %s", len(unit.items), exc)
+                unit.future.set_exception(IngestUnavailable("database unavailable; retry"))
+            else:
+                unit.future.set_exception(IngestError(f"{type(exc).__name__}: {exc}"[:500]))
+            return
+        results = [p.result for p in unit.items]
+        unit.future.set_result([r for r in results if r is not None])
+        for p in unit.items:
+            if p.result is not None and not p.result.duplicate:
+                self._publish(p)
+
+    def prepare(self, contact: InboundContact) -> Prepared:
+        """Validate and normalise a contact (IngestError when it cannot be stored)."""
+        if contact.provider_id is not None and not (
+            0 < len(contact.provider_id) <= MAX_PROVIDER_ID
+        ):
+            raise IngestError(f"provider id must be 1 to {MAX_PROVIDER_ID} characters")
+        if "\x00" in contact.sender or "\x00" in (contact.provider_id or ""):
+            raise IngestError("sender and provider id must not contain NUL characters")
+        try:
+            json.dumps(contact.metadata)
+        except (TypeError, ValueError) as exc:
+            raise IngestError(f"metadata is not JSON: {exc}") from exc
+        if any("\x00" in t for t in (contact.text, contact.subject, contact.sender_name)):
+            # PostgreSQL text cannot hold NUL; a stray one must not lose the message.
+            contact = dataclasses.replace(
+                contact,
+                text=contact.text.replace("\x00", "\ufffd"),
+                subject=contact.subject.replace("\x00", "\ufffd"),
+                sender_name=contact.sender_name.replace("\x00", "\ufffd"),
+            )
+        if len(contact.text) > MAX_TEXT:
+            raise IngestError(f"text longer than {MAX_TEXT} characters")
+        if contact.occurred_at.tzinfo is None:
+            raise IngestError("occurred_at must carry a time zone")
+        try:
+            identity = normalize_address(contact.sender, self.region)
+        except InvalidIdentity as exc:
+            raise IngestError(f"sender: {exc}") from exc
+        return Prepared(contact, identity, self._lead_team(contact.recipient))
+
+    def _lead_team(self, recipient: str) -> int:
+        team = self._team_of_recipient.get(recipient)
+        if team is None:
+            team = self.teams.team_for_recipient(recipient)
+            if len(self._team_of_recipient) >= 10_000:  # odd senders must not grow it forever
+                self._team_of_recipient.clear()
+            self._team_of_recipient[recipient] = team
+        return team
+
+    async def _process(self, jobs: list[_Job]) -> None:
+        self.batches += 1
+        # Same (channel, provider id) twice in one batch: one leader stores it,
+        # the followers get the leader's answer.
+        leaders: dict[tuple[str, str] | int, tuple[Prepared, list[_Job]]] = {}
+        for job in jobs:
+            prepared = job.prepared
+            pid = prepared.contact.provider_id
+            key: tuple[str, str] | int = (prepared.contact.channel.value, pid) if pid else id(job)
+            if key in leaders:
+                leaders[key][1].append(job)
+            else:
+                leaders[key] = (prepared, [job])
+        groups = list(leaders.values())
+        if not groups:
+            return
+        failures: dict[int, Exception] = {}
+        try:
+            await self._store([p for p, _ in groups])
+        except Exception as exc:
+            if is_outage(exc):
+                # The database itself is away or locked: nothing of the batch is stored.
+                log.warning("ingest batch of %d not stored: %s", len(groups), exc)
+                for prepared, _ in groups:
+                    prepared.result = None
+                    failures[id(prepared)] = IngestUnavailable("database unavailable; retry")
+            else:
+                # Anything else may be one contact's fault: retry each alone so only it fails.
+                log.info("batch of %d failed; retrying its contacts one by one", len(groups))
+                for prepared, _ in groups:
+                    prepared.result = prepared.decision = None
+                    failure = await self._store_alone(prepared)
+                    if failure is not None:
+                        failures[id(prepared)] = failure
+        for prepared, group_jobs in groups:
+            result = prepared.result
+            for i, job in enumerate(group_jobs):
+                if result is None:
+                    job.future.set_exception(
+                        failures.get(id(prepared)) or IngestError("could not be routed")
+                    )
+                elif i == 0:
+                    job.future.set_result(result)
+                else:
+                    job.future.set_result(_as_duplicate(result))
+        for prepared, _ in groups:
+            if prepared.result is not None and not prepared.result.duplicate:
+                self._publish(prepared)
+
+    async def _store_alone(self, prepared: Prepared) -> Exception | None:
+        """Store one contact in its own transaction; the reason when it cannot be."""
+        # Twice: a unique key raced by another node is visible on the second try.
+        for attempt in (1, 2):
+            try:
+                await self._store([prepared])
+                return None
+            except IntegrityError:
+                prepared.result = prepared.decision = None
+                if attempt == 2:
+                    log.exception("contact from %r failed twice", prepared.contact.sender)
+            except Exception as exc:
+                prepared.result = prepared.decision = None
+                if is_outage(exc):
+                    log.warning("contact from %r not stored: %s", prepared.contact.sender, exc)
+                    return IngestUnavailable("database unavailable; retry")
+                log.exception("contact from %r refused", prepared.contact.sender)
+                return IngestError(f"refused by the database: {type(exc).__name__}")
+        return IngestError("conflicts with data stored at the same time")
+
+    async def _store(
+        self, items: list[Prepared], *, extra: UnitWrite | None = None, strict: bool = False
+    ) -> None:
+        """Write `items` in one transaction; `strict`: a routing failure fails them all."""
+        async with self.db.write_engine.begin() as conn:
+            await self._write(conn, items, strict)
+            if extra is not None:
+                await extra(conn, items)
+
+    async def _write(self, conn: AsyncConnection, items: list[Prepared], strict: bool) -> None:
+        ctx = BatchContext(conn)
+        keys = {
+            (p.contact.channel.value, p.contact.provider_id) for p in items if p.contact.provider_id
+        }
+        existing = await find_existing(conn, keys) if keys else {}
+        fresh: list[Prepared] = []
+        for p in items:
+            dup = existing.get((p.contact.channel.value, p.contact.provider_id or ""))
+            if dup is not None:
+                p.result = dup
+            else:
+                fresh.append(p)
+        if not fresh:
+            return
+        matched = await match_customers(
+            conn, {(p.identity.kind.value, p.identity.value) for p in fresh}
+        )
+        ctx.batch_customers = {ref.id for ref in matched.values()}
+        times = [p.contact.occurred_at for p in fresh]
+        ctx.batch_span = (min(times), max(times))
+        await ctx.prefetch_open(ctx.batch_customers)
+        refs = {(p.contact.channel.value, r) for p in fresh for r in p.contact.thread_refs}
+        if refs:
+            await ctx.prefetch_refs(refs)
+        # Bounces: the messages they return, in one query for the batch.
+        await ctx.prefetch_bounced(p.contact for p in fresh)
+        new_leads: dict[tuple[str, str], CustomerRef] = {}
+        routed: list[Prepared] = []
+        for p in fresh:
+            key = (p.identity.kind.value, p.identity.value)
+            customer = matched.get(key) or new_leads.get(key)
+            if customer is None:
+                customer = CustomerRef(ctx.placeholder(), p.lead_team_id, None, True)
+                new_leads[key] = customer
+            decision = Decision(
+                customer=customer, team_id=customer.team_id, assignee_id=customer.owner_id
+            )
+            try:
+                await run_steps(self.steps, p.contact, decision, ctx)
+            except Exception:
+                log.exception("routing failed for contact from %r", p.contact.sender)
+                if strict:
+                    raise
+                continue
+            if decision.record_only:
+                # Recorded in the history only: no conversation, nobody assigned.
+                decision.conversation, decision.open_conversation = None, False
+                decision.assignee_id = None
+            if decision.conversation is None and decision.open_conversation:
+                ref = ConversationRef(ctx.placeholder(), decision.assignee_id, decision.team_id)
+                decision.conversation = ref
+                ctx.open_by_customer[(customer.id, p.contact.channel.value)] = ref
+            p.decision = decision
+            routed.append(p)
+        if routed:
+            await write_batch(conn, routed, ctx)
+
+    def _publish(self, prepared: Prepared) -> None:
+        result = prepared.result
+        assert result is not None
+        contact = prepared.contact
+        self.bus.publish(
+            Event(
+                "interaction.created",
+                {
+                    "interaction_id": result.interaction_id,
+                    "customer_id": result.customer_id,
+                    "conversation_id": result.conversation_id,
+                    "channel": contact.channel.value,
+                    "direction": "in",
+                    "sender": prepared.identity.value,
+                    "subject": contact.subject,
+                    "created_customer": result.created_customer,
+                },
+                team_id=result.team_id,
+            )
+        )
+        for event in prepared.events:
+            self.bus.publish(event)
+        _report_mail_loop(self.bus, prepared)
+
+
+def _report_mail_loop(bus: EventBus, prepared: Prepared) -> None:
+    """A mail loop the loop guard flagged: one warning and one event per sender and window.
+
+    After the commit, so a report always names mail that is in the history.
+    The guard marks only the first throttled mail of a window (routing/classify.py).
+    """
+    decision, result = prepared.decision, prepared.result
+    loop = decision.meta.get(MAIL_LOOP_KEY) if decision is not None else None
+    if not isinstance(loop, dict) or result is None:
+        return
+    sender = prepared.identity.value
+    log.warning(
+        "mail loop suspected: %s sent more than %s mails in %s minutes; "
+        "further mail from it is recorded only (customer %s)",
+        sender,
+        loop.get("max_messages"),
+        loop.get("minutes"),
+        result.customer_id,
+    )
+    bus.publish(
+        Event(
+            "mail.loop",
+            {"sender": sender, "customer_id": result.customer_id, "count": loop.get("count")},
+            team_id=result.team_id,
+        )
+    )
+
+
+def _as_duplicate(result: IngestResult) -> IngestResult:
+    return dataclasses.replace(result, duplicate=True, created_customer=False)

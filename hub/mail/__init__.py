@@ -1,0 +1,1 @@
+"""The hub side of email: mailbox runners, checkpoints, the quarantine."""

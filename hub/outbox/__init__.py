@@ -1,0 +1,1 @@
+"""Everything we send: the queue, the dispatcher, replies."""

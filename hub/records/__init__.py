@@ -1,0 +1,1 @@
+"""Customers, identities, history, merge, teams, users and access rules."""

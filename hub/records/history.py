@@ -1,0 +1,273 @@
+"""History, conversations and tasks, visible exactly when their customer is."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import Row, bindparam, or_
+from sqlalchemy import select as core_select  # Core statements; sqlmodel's is for the ORM
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import SelectOfScalar
+
+from channels.base import Channel, Direction
+from hub.errors import BadRequest, Invalid, NotFound
+from hub.records.access import Action, customer_visible, require
+from hub.records.auth import Principal
+from hub.records.customers import CustomerStore
+from hub.records.identity import InvalidIdentity, normalize_email, normalize_phone
+from hub.records.schemas import ConversationPatch, TaskIn, TaskPatch
+from hub.store.models import (
+    Conversation,
+    Customer,
+    Interaction,
+    Task,
+    utcnow,
+)
+from hub.store.tables import customer_t, identity_t, interaction_t
+
+T = TypeVar("T")
+LOOKUP_RECENT = 5
+_CUSTOMER_BY_IDENTITY = (
+    core_select(customer_t)
+    .join(identity_t, identity_t.c.customer_id == customer_t.c.id)
+    .where(identity_t.c.kind == bindparam("kind"))
+    .where(identity_t.c.value == bindparam("value"))
+)
+_CUSTOMER_BY_IDENTITY_IN_TEAMS = _CUSTOMER_BY_IDENTITY.where(
+    customer_t.c.team_id.in_(bindparam("teams", expanding=True))
+)
+_RECENT = (
+    core_select(interaction_t)
+    .where(interaction_t.c.customer_id == bindparam("cid"))
+    .order_by(interaction_t.c.occurred_at.desc(), interaction_t.c.id.desc())
+    .limit(LOOKUP_RECENT)
+)
+
+
+class HistoryStore:
+    def __init__(self, session: AsyncSession, principal: Principal, region: str) -> None:
+        self.s = session
+        self.p = principal
+        self.customers = CustomerStore(session, principal, region)
+        self.region = region
+
+    # -- timeline -----------------------------------------------------------
+    async def timeline(
+        self, customer_id: int, before: tuple[datetime, int] | None, limit: int
+    ) -> tuple[Sequence[Interaction], tuple[datetime, int] | None]:
+        customer = await self.customers.get(customer_id)
+        query = select(Interaction).where(Interaction.customer_id == customer.id)
+        if before is not None:
+            at, iid = before
+            query = query.where(
+                or_(
+                    col(Interaction.occurred_at) < at,
+                    (col(Interaction.occurred_at) == at) & (col(Interaction.id) < iid),
+                )
+            )
+        rows = (
+            await self.s.exec(
+                query.order_by(
+                    col(Interaction.occurred_at).desc(), col(Interaction.id).desc()
+                ).limit(limit + 1)
+            )
+        ).all()
+        page = rows[:limit]
+        cursor = None
+        if len(rows) > limit and page:
+            last = page[-1]
+            assert last.id is not None
+            cursor = (last.occurred_at, last.id)
+        return page, cursor
+
+    async def add_note(self, customer_id: int, text: str) -> Interaction:
+        require(self.p, Action.WRITE_HISTORY)
+        customer = await self.customers.get(customer_id)
+        assert customer.id is not None
+        note = Interaction(
+            customer_id=customer.id,
+            channel=Channel.NOTE.value,
+            direction=Direction.OUT.value,
+            text=text,
+            author_id=self.p.user_id,
+        )
+        self.s.add(note)
+        await self.s.flush()
+        return note
+
+    async def lookup(
+        self, *, phone: str | None, email: str | None
+    ) -> tuple[Row[Any], list[Row[Any]]]:
+        """The screen-pop question: who is this number / address, and what happened lately.
+
+        Core statements built once, not the ORM: a screen pop must answer
+        while the phone still rings (goal: p99 < 2 ms at a million customers).
+        """
+        if (phone is None) == (email is None):
+            raise BadRequest("give exactly one of phone or email")
+        try:
+            ident = normalize_phone(phone, self.region) if phone else normalize_email(email or "")
+        except InvalidIdentity as exc:
+            raise Invalid(str(exc)) from exc
+        conn = await self.s.connection()
+        params: dict[str, Any] = {"kind": ident.kind.value, "value": ident.value}
+        if self.p.is_admin:
+            query = _CUSTOMER_BY_IDENTITY
+        else:
+            query, params["teams"] = _CUSTOMER_BY_IDENTITY_IN_TEAMS, sorted(self.p.team_ids)
+        customer = (await conn.execute(query, params)).first()
+        if customer is None:
+            raise NotFound(f"no customer with {ident.kind.value} {ident.value}")
+        recent = (await conn.execute(_RECENT, {"cid": customer.id})).all()
+        return customer, list(recent)
+
+    # -- conversations ------------------------------------------------------
+    def _conversations(self) -> SelectOfScalar[Conversation]:
+        return self._via_customer(select(Conversation), Conversation.customer_id)
+
+    def _via_customer(self, query: SelectOfScalar[T], customer_id: object) -> SelectOfScalar[T]:
+        """Rows visible exactly when their customer is (team scoping)."""
+        return query.join(Customer, col(Customer.id) == customer_id).where(customer_visible(self.p))
+
+    async def conversations(
+        self,
+        *,
+        customer_id: int | None,
+        channel: str | None,
+        status: str | None,
+        assignee_id: int | None,
+        team_id: int | None,
+        after_id: int | None,
+        limit: int,
+    ) -> tuple[Sequence[Conversation], int | None]:
+        query = self._conversations()
+        for field, value in (
+            ("customer_id", customer_id),
+            ("channel", channel),
+            ("status", status),
+            ("assignee_id", assignee_id),
+            ("team_id", team_id),
+        ):
+            if value is not None:
+                query = query.where(getattr(Conversation, field) == value)
+        if after_id is not None:
+            query = query.where(col(Conversation.id) < after_id)
+        rows = (
+            await self.s.exec(query.order_by(col(Conversation.id).desc()).limit(limit + 1))
+        ).all()
+        page = rows[:limit]
+        return page, (page[-1].id if len(rows) > limit and page else None)
+
+    async def conversation(self, conversation_id: int) -> Conversation:
+        found = (
+            await self.s.exec(self._conversations().where(Conversation.id == conversation_id))
+        ).first()
+        if found is None:
+            raise NotFound(f"no conversation {conversation_id}")
+        return found
+
+    async def conversation_interactions(self, conv: Conversation) -> Sequence[Interaction]:
+        """Only the conversation customer's own entries, whatever else may point here."""
+        return (
+            await self.s.exec(
+                select(Interaction)
+                .where(Interaction.conversation_id == conv.id)
+                .where(Interaction.customer_id == conv.customer_id)
+                .order_by(col(Interaction.occurred_at), col(Interaction.id))
+            )
+        ).all()
+
+    async def update_conversation(
+        self, conversation_id: int, patch: ConversationPatch
+    ) -> Conversation:
+        require(self.p, Action.WRITE_HISTORY)
+        conv = await self.conversation(conversation_id)
+        sent = patch.model_fields_set
+        if "status" in sent:
+            if patch.status is None:
+                raise Invalid("status: must be open, pending or closed")
+            conv.status = patch.status
+        if "assignee_id" in sent:
+            await self.customers.check_user("assignee_id", patch.assignee_id)
+            conv.assignee_id = patch.assignee_id
+        self.s.add(conv)
+        await self.s.flush()
+        return conv
+
+    # -- tasks --------------------------------------------------------------
+    def _tasks(self) -> SelectOfScalar[Task]:
+        return self._via_customer(select(Task), Task.customer_id)
+
+    async def tasks(
+        self,
+        *,
+        customer_id: int | None,
+        assignee_id: int | None,
+        done: bool | None,
+        due_before: datetime | None,
+        after_id: int | None,
+        limit: int,
+    ) -> tuple[Sequence[Task], int | None]:
+        query = self._tasks()
+        if customer_id is not None:
+            query = query.where(Task.customer_id == customer_id)
+        if assignee_id is not None:
+            query = query.where(Task.assignee_id == assignee_id)
+        if done is not None:
+            query = query.where(Task.done == done)
+        if due_before is not None:
+            query = query.where(col(Task.due_at) < due_before)
+        if after_id is not None:
+            query = query.where(col(Task.id) > after_id)
+        rows = (await self.s.exec(query.order_by(col(Task.id)).limit(limit + 1))).all()
+        page = rows[:limit]
+        return page, (page[-1].id if len(rows) > limit and page else None)
+
+    async def task(self, task_id: int) -> Task:
+        found = (await self.s.exec(self._tasks().where(Task.id == task_id))).first()
+        if found is None:
+            raise NotFound(f"no task {task_id}")
+        return found
+
+    async def create_task(self, data: TaskIn) -> Task:
+        require(self.p, Action.WRITE_TASKS)
+        customer = await self.customers.get_for_reference("customer_id", data.customer_id)
+        await self.customers.check_user("assignee_id", data.assignee_id)
+        assert customer.id is not None
+        task = Task(
+            customer_id=customer.id,
+            title=data.title,
+            due_at=data.due_at,
+            assignee_id=data.assignee_id if data.assignee_id is not None else self.p.user_id,
+        )
+        self.s.add(task)
+        await self.s.flush()
+        return task
+
+    async def update_task(self, task_id: int, patch: TaskPatch) -> Task:
+        require(self.p, Action.WRITE_TASKS)
+        task = await self.task(task_id)
+        sent = patch.model_fields_set
+        if "title" in sent and patch.title is not None:
+            task.title = patch.title
+        if "due_at" in sent:
+            task.due_at = patch.due_at
+        if "assignee_id" in sent:
+            await self.customers.check_user("assignee_id", patch.assignee_id)
+            task.assignee_id = patch.assignee_id
+        if "done" in sent and patch.done is not None:
+            task.done = patch.done
+        self.s.add(task)
+        await self.s.flush()
+        return task
+
+    async def delete_task(self, task_id: int) -> None:
+        require(self.p, Action.WRITE_TASKS)
+        await self.s.delete(await self.task(task_id))
+        await self.s.flush()
+
+
+__all__ = ["HistoryStore", "utcnow"]

@@ -1,0 +1,126 @@
+"""Normalising email addresses and phone numbers into one comparable form.
+
+Email rule: the display name is dropped; the domain is lower-cased and
+IDNA-encoded (so `bücher.de` and `xn--bcher-kva.de` are one domain); the local
+part is lower-cased too. RFC 5321 lets a server treat local parts
+case-sensitively, but no mainstream provider does, and treating `Alice@` and
+`alice@` as two customers is the worse mistake for a CRM. Dots and `+tags`
+are kept: they are significant for most domains.
+
+Phone rule: E.164 via `phonenumbers`, reading national numbers in the
+configured default region. A number that cannot be parsed is kept as an
+*unverified* identity holding its digits, so nothing a customer gave is lost.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from email.utils import getaddresses, parseaddr
+
+import phonenumbers
+
+from hub.store.models import IdentityKind
+
+_LOCAL_OK = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-\u0080-\U0010ffff]+$")
+_DOMAIN_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+# E.164 allows 15 digits; extensions and odd prefixes get some room, a
+# pasted serial number or IBAN does not.
+MAX_UNVERIFIED_DIGITS = 32
+
+
+class InvalidIdentity(ValueError):
+    """The value cannot be an identity of that kind; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class NormalIdentity:
+    kind: IdentityKind
+    value: str
+    raw: str
+    verified: bool = True
+
+
+def normalize_email(raw: str) -> NormalIdentity:
+    text = raw.strip()
+    if not text:
+        raise InvalidIdentity("empty email address")
+    parsed = getaddresses([text])
+    if len(parsed) != 1:
+        raise InvalidIdentity(f"more than one address in {raw!r}")
+    addr = parsed[0][1]
+    if not addr or "@" not in addr:
+        raise InvalidIdentity(f"not an email address: {raw!r}")
+    local, _, domain = addr.rpartition("@")
+    if not local or not domain:
+        raise InvalidIdentity(f"not an email address: {raw!r}")
+    if len(local) > 64 or not _LOCAL_OK.match(local) or local.startswith(".") or ".." in local:
+        raise InvalidIdentity(f"invalid local part in {raw!r}")
+    domain = domain.rstrip(".").lower()
+    try:
+        ascii_domain = domain.encode("idna").decode("ascii")
+    except UnicodeError as exc:
+        raise InvalidIdentity(f"invalid domain in {raw!r}") from exc
+    labels = ascii_domain.split(".")
+    if len(labels) < 2 or not all(_DOMAIN_LABEL.match(label) for label in labels):
+        raise InvalidIdentity(f"invalid domain in {raw!r}")
+    value = f"{local.lower()}@{ascii_domain}"
+    if len(value) > 254:
+        raise InvalidIdentity(f"email address too long: {raw!r}")
+    return NormalIdentity(IdentityKind.EMAIL, value, text)
+
+
+def normalize_phone(raw: str, region: str) -> NormalIdentity:
+    """Never raises for an unparseable number: it becomes an unverified identity."""
+    text = raw.strip()
+    if not text:
+        raise InvalidIdentity("empty phone number")
+    # "0049 (0)30-..." : the "(0)" trunk prefix is a common German habit that
+    # phonenumbers would otherwise read as part of the number.
+    cleaned = re.sub(r"\(0\)", "", text)
+    try:
+        number = phonenumbers.parse(cleaned, region)
+    except phonenumbers.NumberParseException:
+        number = None
+    if (
+        number is not None
+        and phonenumbers.is_possible_number_with_reason(number)
+        == phonenumbers.ValidationResult.IS_POSSIBLE
+    ):
+        e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        return NormalIdentity(IdentityKind.PHONE, e164, text)
+    digits = re.sub(r"[^\d+]", "", text)
+    if not re.search(r"\d", digits):
+        raise InvalidIdentity(f"no digits in phone number {raw!r}")
+    if len(digits) > MAX_UNVERIFIED_DIGITS:
+        raise InvalidIdentity(f"too many digits for a phone number: {raw[:40]!r}")
+    return NormalIdentity(IdentityKind.PHONE, digits, text, verified=False)
+
+
+def looks_like_email(address: str) -> bool:
+    return "@" in address
+
+
+def normalize_address(raw: str, region: str) -> NormalIdentity:
+    """An inbound sender: an email address if it has an @, else a phone number."""
+    if looks_like_email(raw):
+        return normalize_email(raw)
+    return normalize_phone(raw, region)
+
+
+def display_name(raw: str) -> str:
+    """The display name part of `"Alice Example <alice@example.org>"`, if any."""
+    name, _addr = parseaddr(raw)
+    return name.strip()
+
+
+__all__ = [
+    "InvalidIdentity",
+    "NormalIdentity",
+    "display_name",
+    "normalize_address",
+    "normalize_email",
+    "normalize_phone",
+]

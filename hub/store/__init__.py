@@ -1,0 +1,1 @@
+"""Storage: engines, the SQLite driver, models, tables, migrations."""

@@ -1,0 +1,203 @@
+"""Engines and sessions for SQLite (embedded) and PostgreSQL.
+
+SQLite allows one writer at a time. A deferred transaction that reads and
+then writes can fail with SQLITE_BUSY at once instead of waiting, so writes go
+through `write()`, whose transactions start with BEGIN IMMEDIATE and wait
+(busy_timeout) for the lock; reads go through `read()` and never block in WAL
+mode. On PostgreSQL both are the same engine. SQLite connections use the
+faster aiosqlite adapter in `hub.store.sqlite_driver`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from hub.config import DatabaseConfig
+from hub.store.sqlite_driver import OneHopConnection, fast_aiosqlite_dbapi
+
+log = logging.getLogger(__name__)
+
+
+SQLITE_CACHE_KIB = 64 * 1024
+SQLITE_MMAP_BYTES = 1024**3
+SQLITE_WAL_AUTOCHECKPOINT = 10_000
+
+
+def _lower(value: str | None) -> str | None:
+    return value.lower() if isinstance(value, str) else value
+
+
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def _sqlite_engine(url: str, echo: bool, immediate: bool) -> AsyncEngine:
+    path = make_url(url).database
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    extra: dict[str, Any] = {}
+    if make_url(url).get_driver_name() == "aiosqlite":
+        extra["module"] = fast_aiosqlite_dbapi()
+    engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30}, **extra)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Hand transaction control to SQLAlchemy's "begin" hook below, which
+        # also makes SAVEPOINT work with the sqlite3 driver.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        # FULL: a commit we acknowledged survives a power cut; group commit
+        # keeps the fsync count low.
+        cur.execute("PRAGMA synchronous=FULL")
+        # Text search must match what PostgreSQL does: SQLite's lower() folds
+        # only ASCII ("ÖZTÜRK" never found "öztürk") and its LIKE ignores ASCII
+        # case. Python's str.lower and a case-sensitive LIKE give one behaviour.
+        cur.execute("PRAGMA case_sensitive_like=ON")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        # Speed only, no effect on durability: the default 2 MB page cache
+        # holds a sliver of the index pages a million customers need, so every
+        # identity match and last-contact update re-read pages through a system
+        # call; 64 MB per connection keeps the hot part in memory, and mmap lets
+        # reads go straight to the OS page cache (writes still go through the WAL).
+        cur.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+        cur.execute(f"PRAGMA mmap_size={SQLITE_MMAP_BYTES}")
+        # An ingest batch of ~250 contacts dirties ~1,000 pages (random index
+        # leaves), so the default checkpoint every 1,000 WAL pages ran inside
+        # nearly every commit, writing each page twice before the caller got
+        # its answer. Every 10,000 pages (~40 MB of WAL, every ~10th batch)
+        # gave ~1.5x the throughput. (A background checkpointing thread was
+        # tried: on 2 cores it competed with the writer and won nothing.)
+        # Durability is unchanged: the WAL is fsynced at every commit.
+        cur.execute(f"PRAGMA wal_autocheckpoint={SQLITE_WAL_AUTOCHECKPOINT}")
+        cur.close()
+        dbapi_conn.create_function("lower", 1, _lower, deterministic=True)
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+        dbapi_conn = conn.connection.dbapi_connection
+        if isinstance(dbapi_conn, OneHopConnection):
+            dbapi_conn.pending_begin = begin  # sent with the first statement
+        else:
+            conn.exec_driver_sql(begin)
+
+    return engine
+
+
+class Database:
+    def __init__(self, config: DatabaseConfig) -> None:
+        self.url = config.url
+        self.sqlite = is_sqlite(config.url)
+        if self.sqlite:
+            self.engine = _sqlite_engine(config.url, config.echo, immediate=False)
+            self.write_engine = _sqlite_engine(config.url, config.echo, immediate=True)
+        else:
+            self.engine = create_async_engine(
+                config.url,
+                echo=config.echo,
+                pool_size=config.pool_size,
+                max_overflow=config.pool_size,
+                pool_pre_ping=True,
+            )
+            self.write_engine = self.engine
+        self._read = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
+        self._write = async_sessionmaker(
+            self.write_engine, class_=AsyncSession, expire_on_commit=False
+        )
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        async with self._read() as session:
+            yield session
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncSession]:
+        """A session whose transaction commits on success and rolls back on error."""
+        async with self._write() as session, session.begin():
+            yield session
+
+    async def ping(self) -> bool:
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            return True
+        except Exception:  # readiness probe: any failure means "not ready"
+            log.warning("database ping failed", exc_info=True)
+            return False
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+        if self.write_engine is not self.engine:
+            await self.write_engine.dispose()
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether `exc` means "the database is not there right now", not "this data is bad".
+
+    Retrying later is right for an outage and wrong for a bug: a bug retried
+    forever holds webhooks at 503 and mail unstored with no traceback. So
+    this looks at what the driver actually said, through SQLAlchemy's
+    wrapper and the exception chain:
+
+    - no connection at all: refused, reset, timed out (OSError, TimeoutError),
+      a connection SQLAlchemy found dead (`connection_invalidated`);
+    - PostgreSQL (asyncpg): SQLSTATE class 08 (connection exception), 53300
+      (too many connections), 57P01-57P03 (shutting down, crashed, starting
+      up), or a client-side "connection is closed";
+    - SQLite: busy or locked, I/O errors, cannot open, disk full.
+
+    A syntax error, a missing column or too many query arguments is a bug
+    and is not an outage.
+    """
+    for err in _chain(exc):
+        if isinstance(err, OSError | TimeoutError):
+            return True
+        if isinstance(err, DBAPIError) and err.connection_invalidated:
+            return True
+        sqlstate = getattr(err, "sqlstate", None)
+        if isinstance(sqlstate, str) and (
+            sqlstate.startswith("08") or sqlstate in _PG_OUTAGE_STATES
+        ):
+            return True
+        if (
+            type(err).__module__.startswith("asyncpg")
+            and "connection" in str(err).lower()
+            and ("closed" in str(err).lower() or "does not exist" in str(err).lower())
+        ):
+            return True
+        code = getattr(err, "sqlite_errorcode", None)
+        if isinstance(code, int) and code & 0xFF in _SQLITE_OUTAGE_CODES:
+            return True
+    return False
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """`exc`, the driver error SQLAlchemy wrapped (`orig`), and their causes."""
+    out: list[BaseException] = []
+    todo: list[BaseException | None] = [exc]
+    while todo and len(out) < 8:
+        err = todo.pop(0)
+        if err is None or err in out:
+            continue
+        out.append(err)
+        todo += [getattr(err, "orig", None), err.__cause__, err.__context__]
+    return out
+
+
+# 53300 too_many_connections; 57P01 admin_shutdown, 57P02 crash_shutdown,
+# 57P03 cannot_connect_now (starting up).
+_PG_OUTAGE_STATES = frozenset({"53300", "57P01", "57P02", "57P03"})
+# SQLITE_BUSY, SQLITE_LOCKED, SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN, SQLITE_PROTOCOL.
+_SQLITE_OUTAGE_CODES = frozenset({5, 6, 10, 13, 14, 15})

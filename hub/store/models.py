@@ -1,0 +1,377 @@
+"""The storage model. Later features add their tables through new migrations.
+
+Times are stored as UTC and always come back timezone-aware (SQLite keeps no
+zone, so `UTCDateTime` restores it); comparing an aware with a naive datetime
+would otherwise fail at run time on one backend only.
+"""
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    LargeBinary,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlmodel import Field, SQLModel
+
+# SQLite hands a deleted row's id to the next insert unless the table is
+# AUTOINCREMENT; an id that a client, an export or an audit event holds must
+# never come to mean another person. (PostgreSQL sequences never reuse ids.)
+NEVER_REUSE_IDS = {"sqlite_autoincrement": True}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        # SQLite compares these as text: drop the zone so every row has one form.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _ts(*, index: bool = False, nullable: bool = True) -> Any:
+    return Field(default=None, sa_type=UTCDateTime, index=index, nullable=nullable)
+
+
+def _json(default: Any) -> Any:
+    return Field(default_factory=default, sa_column=Column(JSON, nullable=False))
+
+
+class CustomerKind(enum.StrEnum):
+    LEAD = "lead"
+    CUSTOMER = "customer"
+
+
+class IdentityKind(enum.StrEnum):
+    EMAIL = "email"
+    PHONE = "phone"
+
+
+class ConversationStatus(enum.StrEnum):
+    OPEN = "open"
+    PENDING = "pending"
+    CLOSED = "closed"
+
+
+class Role(enum.StrEnum):
+    ADMIN = "admin"
+    SUPERVISOR = "supervisor"
+    AGENT = "agent"
+    MARKETING = "marketing"
+
+
+class ConsentState(enum.StrEnum):
+    OPTED_IN = "opted_in"
+    OPTED_OUT = "opted_out"
+
+
+class Team(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, max_length=100)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "app_user"  # "user" is reserved in PostgreSQL
+
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(unique=True, max_length=100)
+    display_name: str = ""
+    role: str = Field(default=Role.AGENT, max_length=20)
+    phone_extension: str | None = Field(default=None, index=True, max_length=20)
+    password_hash: str | None = None
+    active: bool = True
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class UserTeam(SQLModel, table=True):
+    __tablename__ = "user_team"
+
+    user_id: int = Field(foreign_key="app_user.id", primary_key=True, ondelete="CASCADE")
+    team_id: int = Field(foreign_key="team.id", primary_key=True, ondelete="CASCADE")
+
+
+class ApiToken(SQLModel, table=True):
+    """Only the SHA-256 of a token is stored; the token is shown once when made."""
+
+    __tablename__ = "api_token"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="app_user.id", index=True, ondelete="CASCADE")
+    token_hash: str = Field(unique=True, max_length=64)
+    name: str = ""
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    last_used_at: datetime | None = _ts()
+
+
+class Customer(SQLModel, table=True):
+    __table_args__ = (
+        Index("ix_customer_team_id_id", "team_id", "id"),
+        Index("ix_customer_postal_code", "postal_code"),
+        NEVER_REUSE_IDS,
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(default=CustomerKind.LEAD, max_length=20)
+    name: str = ""
+    company: str = ""
+    industry: str = Field(default="", index=True)
+    postal_code: str = ""
+    city: str = ""
+    country: str = ""
+    notes: str = Field(default="", sa_type=Text)
+    custom: dict[str, Any] = _json(dict)
+    owner_id: int | None = Field(default=None, foreign_key="app_user.id", index=True)
+    team_id: int | None = Field(default=None, foreign_key="team.id")
+    # Set when this record was merged into another; the row stays as a redirect.
+    merged_into_id: int | None = Field(default=None, foreign_key="customer.id", index=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # Not indexed: every contact moves these, and the "last contact" filter
+    # compares the later of the two, which no single-column index serves.
+    last_inbound_at: datetime | None = _ts()
+    last_outbound_at: datetime | None = _ts()
+
+
+class CustomerTag(SQLModel, table=True):
+    """Tags as rows, so that segments can filter by tag with an index on both backends."""
+
+    __tablename__ = "customer_tag"
+
+    customer_id: int = Field(foreign_key="customer.id", primary_key=True, ondelete="CASCADE")
+    tag: str = Field(primary_key=True, max_length=100, index=True)
+
+
+class Identity(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("kind", "value", name="uq_identity_kind_value"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: int = Field(foreign_key="customer.id", index=True, ondelete="CASCADE")
+    kind: str = Field(max_length=10)
+    # Normalised form (lower-case email, E.164 phone); the raw form as received.
+    value: str = Field(max_length=320)
+    raw: str = ""
+    primary: bool = False
+    # False for a phone number that could not be parsed: kept, never dropped.
+    verified: bool = True
+    # Email: a permanent bounce (5.x.x) marks the address undeliverable until
+    # the customer writes from it again; temporary bounces (4.x.x) are counted.
+    undeliverable_at: datetime | None = _ts()
+    undeliverable_reason: str | None = Field(default=None, max_length=500)
+    soft_bounces: int = 0
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Conversation(SQLModel, table=True):
+    __table_args__ = (
+        Index("ix_conversation_customer_channel", "customer_id", "channel", "status"),
+        NEVER_REUSE_IDS,
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: int = Field(foreign_key="customer.id", ondelete="CASCADE")
+    channel: str = Field(max_length=20)
+    subject: str = ""
+    status: str = Field(default=ConversationStatus.OPEN, max_length=20, index=True)
+    assignee_id: int | None = Field(default=None, foreign_key="app_user.id", index=True)
+    team_id: int | None = Field(default=None, foreign_key="team.id", index=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    last_activity_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Interaction(SQLModel, table=True):
+    """One history entry: anything that went in or out, on any channel."""
+
+    __table_args__ = (
+        UniqueConstraint("channel", "provider_id", name="uq_interaction_channel_provider_id"),
+        Index("ix_interaction_customer_time", "customer_id", "occurred_at", "id"),
+        NEVER_REUSE_IDS,
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: int = Field(foreign_key="customer.id", ondelete="CASCADE")
+    conversation_id: int | None = Field(
+        default=None, foreign_key="conversation.id", index=True, ondelete="SET NULL"
+    )
+    channel: str = Field(max_length=20)
+    direction: str = Field(max_length=3)
+    occurred_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    subject: str = ""
+    text: str = Field(default="", sa_type=Text)
+    provider_id: str | None = Field(default=None, max_length=500)
+    sender: str = ""
+    recipient: str = ""
+    delivery_status: str | None = Field(default=None, max_length=30)
+    meta: dict[str, Any] = _json(dict)
+    author_id: int | None = Field(default=None, foreign_key="app_user.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Attachment(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    interaction_id: int = Field(foreign_key="interaction.id", index=True, ondelete="CASCADE")
+    filename: str = ""
+    content_type: str = ""
+    size: int | None = None
+    sha256: str | None = Field(default=None, max_length=64)
+    url: str | None = None
+
+
+class Task(SQLModel, table=True):
+    """A follow-up ("Wiedervorlage") on a customer."""
+
+    __table_args__ = (NEVER_REUSE_IDS,)
+
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: int = Field(foreign_key="customer.id", index=True, ondelete="CASCADE")
+    assignee_id: int | None = Field(default=None, foreign_key="app_user.id", index=True)
+    title: str
+    due_at: datetime | None = _ts(index=True)
+    done: bool = False
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Consent(SQLModel, table=True):
+    """Consent history: the newest row per (customer, channel, purpose) is in force."""
+
+    __table_args__ = (Index("ix_consent_lookup", "customer_id", "channel", "purpose"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: int = Field(foreign_key="customer.id", ondelete="CASCADE")
+    channel: str = Field(max_length=20)
+    purpose: str = Field(default="marketing", max_length=50)
+    state: str = Field(max_length=20)
+    source: str = ""
+    recorded_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class AuditEvent(SQLModel, table=True):
+    __tablename__ = "audit_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
+    actor_id: int | None = Field(default=None, foreign_key="app_user.id")
+    action: str = Field(max_length=50)
+    entity: str = Field(max_length=50)
+    entity_id: int | None = None
+    detail: dict[str, Any] = _json(dict)
+
+
+class OutboxMessage(SQLModel, table=True):
+    """One message to send: the durable seam between "decided to send" and the wire.
+
+    The history `Interaction` is created with the row (delivery_status "queued"),
+    so an agent sees the reply at once; the dispatcher then claims the row
+    (status "sending", `claimed_at` as a lease), sends it and records the result
+    on both. `attempts` counts claims and fences a late writer whose lease expired.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index("ix_outbox_due", "status", "next_attempt_at"),
+        # The id travels in Twilio's status callback URL: a late report must
+        # never match a newer row that inherited a deleted row's id (SQLite).
+        {"sqlite_autoincrement": True},
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: int = Field(foreign_key="customer.id", index=True, ondelete="CASCADE")
+    conversation_id: int | None = Field(
+        default=None, foreign_key="conversation.id", ondelete="SET NULL"
+    )
+    interaction_id: int | None = Field(
+        default=None, foreign_key="interaction.id", index=True, ondelete="SET NULL"
+    )
+    channel: str = Field(max_length=20)
+    recipient: str = Field(max_length=320)
+    body: str = Field(sa_type=Text)
+    status: str = Field(default="queued", max_length=20)
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    claimed_at: datetime | None = _ts()
+    last_error: str | None = Field(default=None, sa_type=Text)
+    provider_id: str | None = Field(default=None, max_length=500)
+    provider_status: str | None = Field(default=None, max_length=30)
+    # Email: subject, extra headers (Message-ID, In-Reply-To, References,
+    # Reply-To) and the configured mailbox whose SMTP relay sends it.
+    subject: str = ""
+    headers: dict[str, str] = _json(dict)
+    mailbox: str | None = Field(default=None, max_length=50)
+    author_id: int | None = Field(default=None, foreign_key="app_user.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class MailCheckpoint(SQLModel, table=True):
+    """How far one IMAP folder has been read: committed with the messages it covers.
+
+    A message is in the history if and only if its UID is <= last_uid under
+    this uidvalidity (or it sits in the quarantine), so a crash at any point
+    re-reads at most what was not committed, and ingest dedupes that.
+    """
+
+    __tablename__ = "mail_checkpoint"
+    __table_args__ = (UniqueConstraint("mailbox", "folder", name="uq_mail_checkpoint_folder"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    mailbox: str = Field(max_length=50)
+    folder: str = Field(max_length=200)
+    uidvalidity: int = Field(sa_type=BigInteger)
+    last_uid: int = Field(default=0, sa_type=BigInteger)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class QuarantineStatus(enum.StrEnum):
+    HELD = "held"  # waiting for a fix and `crmhub quarantine retry`
+    RELEASED = "released"  # a retry stored it in the history
+
+
+class QuarantinedMail(SQLModel, table=True):
+    """A message that could not be parsed or stored, kept raw so nothing is lost.
+
+    It counts as read for the checkpoint, so it never blocks the mail behind it.
+    """
+
+    __tablename__ = "mail_quarantine"
+    __table_args__ = (
+        UniqueConstraint("mailbox", "folder", "uidvalidity", "uid", name="uq_mail_quarantine_uid"),
+        NEVER_REUSE_IDS,
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    mailbox: str = Field(max_length=50)
+    folder: str = Field(max_length=200)
+    uidvalidity: int = Field(sa_type=BigInteger)
+    uid: int = Field(sa_type=BigInteger)
+    raw: bytes = Field(sa_type=LargeBinary)
+    error: str = Field(sa_type=Text)
+    status: str = Field(default=QuarantineStatus.HELD, max_length=20, index=True)
+    attempts: int = 1
+    interaction_id: int | None = Field(
+        default=None, foreign_key="interaction.id", ondelete="SET NULL"
+    )
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

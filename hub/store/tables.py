@@ -1,0 +1,39 @@
+"""Core `Table` handles of the models, for multi-row statements (ingest, import, export).
+
+SQLModel types `__table__` loosely; reading it once here keeps that cast in
+one place instead of in every module that writes in bulk.
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+from sqlalchemy import Table
+
+from hub.store.models import (
+    Attachment,
+    Consent,
+    Conversation,
+    Customer,
+    CustomerTag,
+    Identity,
+    Interaction,
+    MailCheckpoint,
+    OutboxMessage,
+    QuarantinedMail,
+    Team,
+    User,
+)
+
+customer_t = cast(Table, Customer.__table__)  # type: ignore[attr-defined]
+identity_t = cast(Table, Identity.__table__)  # type: ignore[attr-defined]
+tag_t = cast(Table, CustomerTag.__table__)  # type: ignore[attr-defined]
+conversation_t = cast(Table, Conversation.__table__)  # type: ignore[attr-defined]
+interaction_t = cast(Table, Interaction.__table__)  # type: ignore[attr-defined]
+attachment_t = cast(Table, Attachment.__table__)  # type: ignore[attr-defined]
+consent_t = cast(Table, Consent.__table__)  # type: ignore[attr-defined]
+user_t = cast(Table, User.__table__)  # type: ignore[attr-defined]
+team_t = cast(Table, Team.__table__)  # type: ignore[attr-defined]
+outbox_t = cast(Table, OutboxMessage.__table__)  # type: ignore[attr-defined]
+checkpoint_t = cast(Table, MailCheckpoint.__table__)  # type: ignore[attr-defined]
+quarantine_t = cast(Table, QuarantinedMail.__table__)  # type: ignore[attr-defined]

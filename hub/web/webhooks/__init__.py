@@ -1,0 +1,1 @@
+"""Provider webhooks (Twilio, ...), mounted on the app."""
