@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from routing.base import Step
-from routing.classify import EmailAutoreply, EmailBounce, EmailLoopGuard
+from routing.mail_steps import EmailAutoreply, EmailBounce, EmailLoopGuard
 from routing.threading import ThreadConversation
 
 # Steps that need config (sms_keywords, the loop guard's limits, reply

@@ -13,7 +13,7 @@ from channels.base import Channel, InboundContact
 from channels.email import AttachmentStore, UnparseableEmail, parse_message
 from channels.email.parse import digest_id
 from channels.email.text import decode_text, html_to_text, split_quote
-from routing.classify import autoreply_reason, bounce_of
+from routing.mail_steps import autoreply_reason, bounce_of
 
 CORPUS = Path(__file__).parent / "email_corpus"
 FILES = sorted(CORPUS.glob("*.eml"))
@@ -270,7 +270,7 @@ def test_dsn_bounce(name: str, status: str, action: str) -> None:
 def test_dsn_metadata_is_what_the_routing_bounce_step_reads(
     name: str, status: str, permanent: bool
 ) -> None:
-    """The contract between this parser and routing/classify.py, end to end."""
+    """The contract between this parser and routing/mail_steps.py, end to end."""
     bounce = bounce_of(parse(name))
     n = int(name[-1])
     assert bounce is not None

@@ -384,7 +384,7 @@ async def test_a_reference_to_another_customers_message_opens_a_new_conversation
 
 
 async def test_machine_mail_is_history_only(settings: Settings, db: Database) -> None:
-    from routing.classify import EmailAutoreply
+    from routing.mail_steps import EmailAutoreply
 
     ooo = InboundContact(
         Channel.EMAIL,

@@ -1,4 +1,4 @@
-"""routing/classify.py alone: plain contacts in, decisions out (DSN samples: test_routing_dsn)."""
+"""routing/mail_steps.py alone: plain contacts in, decisions out (DSN samples: test_routing_dsn)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from channels.base import Channel, InboundContact
 from routing.base import ConversationRef, CustomerRef, Decision, SentMessage, Step, run_steps
-from routing.classify import (
+from routing.mail_steps import (
     BOUNCED_INTERACTION_KEY,
     MAIL_LOOP_KEY,
     EmailAutoreply,

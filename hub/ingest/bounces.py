@@ -1,6 +1,6 @@
 """What a bounce does to the history, within the ingest batch that stores it.
 
-Routing (routing/classify.py) recognises a delivery report and finds the
+Routing (routing/mail_steps.py) recognises a delivery report and finds the
 message of ours it returns; here, in the batch's transaction, the hub
 decides what the report may change (only that message's recipient counts)
 and writes it: the address marked undeliverable or its soft bounces
@@ -25,7 +25,7 @@ from hub.records.identity import InvalidIdentity, normalize_email
 from hub.store.models import IdentityKind, UTCDateTime
 from hub.store.sqlite_driver import execute_many
 from hub.store.tables import identity_t, interaction_t, outbox_t
-from routing.classify import BOUNCED_INTERACTION_KEY
+from routing.mail_steps import BOUNCED_INTERACTION_KEY
 from routing.dsn import RecipientStatus
 
 UTCDT = UTCDateTime()

@@ -38,7 +38,7 @@ from hub.records.identity import InvalidIdentity, normalize_address
 from hub.records.teams import TeamRouter
 from hub.store.db import Database, is_outage
 from routing.base import ConversationRef, CustomerRef, Decision, Step, run_steps
-from routing.classify import MAIL_LOOP_KEY
+from routing.mail_steps import MAIL_LOOP_KEY
 
 log = logging.getLogger(__name__)
 
@@ -386,7 +386,7 @@ def _report_mail_loop(bus: EventBus, prepared: Prepared) -> None:
     """A mail loop the loop guard flagged: one warning and one event per sender and window.
 
     After the commit, so a report always names mail that is in the history.
-    The guard marks only the first throttled mail of a window (routing/classify.py).
+    The guard marks only the first throttled mail of a window (routing/mail_steps.py).
     """
     decision, result = prepared.decision, prepared.result
     loop = decision.meta.get(MAIL_LOOP_KEY) if decision is not None else None

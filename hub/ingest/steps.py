@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from hub.config import Settings
 from routing.base import Step
-from routing.classify import EmailLoopGuard
+from routing.mail_steps import EmailLoopGuard
 from routing.keywords import SmsKeywords
 from routing.threading import ThreadConversation
 
