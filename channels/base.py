@@ -59,6 +59,51 @@ class InboundContact:
     sender_name: str = ""
 
 
+class MetaKey(enum.StrEnum):
+    """The keys channel adapters put into `InboundContact.metadata`, named once.
+
+    Routing reads them and the hub stores them with the interaction (JSON, so
+    a member is stored as its plain string value). A key is set only by the
+    channel named in its comment; a missing key or None means "not known".
+    Header values are decoded strings; an empty or blank header value counts
+    as absent for routing's rules, except for `RETURN_PATH`.
+    """
+
+    # email (channels/email/parse.py): the body
+    FULL_TEXT = "full_text"  # the whole readable body (`text` is its new part)
+    QUOTED_TEXT = "quoted_text"  # the quoted part of it
+    # email: headers routing classifies by
+    AUTO_SUBMITTED = "auto_submitted"  # Auto-Submitted (RFC 3834)
+    PRECEDENCE = "precedence"  # Precedence
+    X_AUTOREPLY = "x_autoreply"  # X-Autoreply
+    X_AUTO_RESPONSE_SUPPRESS = "x_auto_response_suppress"  # Exchange/Outlook
+    RETURN_PATH = "return_path"  # envelope sender; "" for the null sender <>
+    LIST_ID = "list_id"  # List-Id
+    LIST_UNSUBSCRIBE = "list_unsubscribe"  # List-Unsubscribe
+    # email: the structure
+    CONTENT_TYPE = "content_type"  # top-level media type, e.g. "multipart/report"
+    IS_DSN = "is_dsn"  # bool: multipart/report; report-type=delivery-status
+    DSN_TEXT = "dsn_text"  # (DSNs only) the message/delivery-status part as text
+    # (DSNs only) the returned original's headers, lower-case names incl.
+    # "message-id", or None
+    DSN_ORIGINAL_HEADERS = "dsn_original_headers"
+    TO = "to"  # list of addresses
+    CC = "cc"  # list of addresses
+    REPLY_TO = "reply_to"  # list of addresses
+    SKIPPED_ATTACHMENTS = "skipped_attachments"  # (when any) over the size limit, not stored
+    PARSE_DEFECTS = "parse_defects"  # sorted names of what was wrong with the message
+    # email read from a mailbox (channels/email/inbound.py): where it came from
+    MAILBOX = "mailbox"  # the configured mailbox's name
+    FOLDER = "folder"
+    UID = "uid"
+    # email: the conversation id a valid signed reply-token recipient names
+    # (channels/email/reply_token.py)
+    REPLY_TOKEN_CONVERSATION = "reply_token_conversation"
+    # sms (channels/sms/inbound.py): every Twilio parameter not mapped to a
+    # contact field, nested so a new one can never collide with another key
+    TWILIO = "twilio"
+
+
 @dataclass(frozen=True, slots=True)
 class OutboundMessage:
     channel: Channel

@@ -2,12 +2,45 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
 
-from channels.base import InboundContact
+from channels.base import Channel, InboundContact
 from routing.dsn import BounceInfo
+
+# What a step that declares no channels applies to.
+ALL_CHANNELS: frozenset[Channel] = frozenset(Channel)
+
+
+class DecisionKey(enum.StrEnum):
+    """The keys of `Decision.meta` that built-in steps write and the hub reads.
+
+    `Decision.meta` is stored with the interaction (merged over the contact's
+    metadata), so these are also the names an agent or an export sees.
+    A step of one's own may add keys of its own; these are the shared ones.
+    """
+
+    KEYWORD = "keyword"  # sms_keywords: the SMS keyword that matched, upper case
+    AUTO_REPLY = "auto_reply"  # email_autoreply: why the mail counts as machine-sent
+    BOUNCE = "bounce"  # email_bounce: the report's summary
+    # email_bounce: the id of our interaction the bounce returns (the hub marks it)
+    BOUNCED_INTERACTION = "bounced_interaction_id"
+    # hub, on a bounce: why it changed nothing (no matching sent message, ...)
+    BOUNCE_IGNORED = "bounce_ignored"
+    THROTTLED = "throttled"  # email_loop_guard: True for mail over the loop limit
+    # email_loop_guard: a `MailLoopReport` on the first throttled mail of a
+    # window; the hub reports the loop once for it, after the commit
+    MAIL_LOOP = "mail_loop"
+
+
+class MailLoopReport(TypedDict):
+    """`Decision.meta[DecisionKey.MAIL_LOOP]`: how many mails, against which limits."""
+
+    count: int
+    max_messages: int
+    minutes: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +98,8 @@ class Decision:
     # An immediate answer on the same channel (TwiML for SMS); kept in the
     # interaction's metadata so a provider retry gets the very same answer.
     reply: str | None = None
-    # Added to the interaction's metadata (e.g. which keyword matched).
+    # Added to the interaction's metadata (e.g. which keyword matched); the
+    # shared keys are `DecisionKey` members.
     meta: dict[str, Any] = field(default_factory=dict)
     # Store the contact in the history, but open or join no conversation,
     # assign nobody and trigger nothing (auto-replies, bounces, mail loops).

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from channels.base import Channel, InboundContact
-from routing.base import ConsentChange, Decision, RoutingContext
+from routing.base import ConsentChange, Decision, DecisionKey, RoutingContext
 
 OPTED_OUT = "opted_out"
 OPTED_IN = "opted_in"
@@ -31,6 +31,7 @@ class SmsKeywords:
     """
 
     name = "sms_keywords"
+    channels = frozenset({Channel.SMS})
     description = "STOP/START/HELP (and translations) -> consent change and an answer"
 
     def __init__(
@@ -57,13 +58,13 @@ class SmsKeywords:
     async def process(
         self, contact: InboundContact, decision: Decision, ctx: RoutingContext
     ) -> None:
-        if contact.channel is not Channel.SMS:
+        if contact.channel not in self.channels:  # run alone, outside its pipeline
             return
         found = self._words.get(contact.text.strip().casefold())
         if found is None:
             return
         kind, word = found
-        decision.meta["keyword"] = word
+        decision.meta[DecisionKey.KEYWORD] = word
         if kind != "help":
             decision.consent = ConsentChange(
                 Channel.SMS.value, kind, f"sms keyword {word}", self._purpose

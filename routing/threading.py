@@ -5,12 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import timedelta
 
-from channels.base import InboundContact
-from routing.base import Decision, RoutingContext
-
-# Set by the email adapter when a recipient address carries a valid signed
-# reply token (channels/email/reply_token.py): the conversation id it names.
-REPLY_TOKEN_KEY = "reply_token_conversation"
+from channels.base import Channel, InboundContact, MetaKey
+from routing.base import ALL_CHANNELS, Decision, RoutingContext
 
 
 class ThreadConversation:
@@ -34,6 +30,7 @@ class ThreadConversation:
     """
 
     name = "thread_conversation"
+    channels: frozenset[Channel] = ALL_CHANNELS
     description = (
         "reply -> referenced conversation; else the reply token's; else the open one of "
         "the channel; else the one of our last message within the channel's reply window; "
@@ -55,7 +52,8 @@ class ThreadConversation:
             if found is not None and found.id is not None:
                 decision.conversation = found
                 return
-        token = contact.metadata.get(REPLY_TOKEN_KEY)
+        # Set by the email reader for a valid signed reply-token recipient.
+        token = contact.metadata.get(MetaKey.REPLY_TOKEN_CONVERSATION)
         # bool is an int too; a stray True must not mean conversation 1.
         if isinstance(token, int) and not isinstance(token, bool) and token > 0:
             named = await ctx.conversation_of_customer(

@@ -13,7 +13,7 @@ from channels.base import Channel, InboundContact
 from channels.email import AttachmentStore, UnparseableEmail, parse_message
 from channels.email.parse import digest_id
 from channels.email.text import decode_text, html_to_text, split_quote
-from routing.mail_steps import autoreply_reason, bounce_of
+from routing.mail_rules import autoreply_reason, bounce_of
 
 CORPUS = Path(__file__).parent / "email_corpus"
 FILES = sorted(CORPUS.glob("*.eml"))

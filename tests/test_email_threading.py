@@ -13,12 +13,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from channels.base import InboundContact
+from channels.base import InboundContact, MetaKey
 from channels.email.reply_token import conversation_of, reply_address
 from hub.runtime import Hub
 from hub.store.db import Database
 from hub.store.models import Conversation, Interaction
-from routing.threading import REPLY_TOKEN_KEY
 from tests.email_bounce_helpers import (
     OUT1,
     T0,
@@ -39,10 +38,10 @@ BASE = "support@crm.example"
 def with_token(contact: InboundContact, secret: str = SECRET) -> InboundContact:
     """What the email adapter adds: the conversation of a validly signed recipient address."""
     meta = dict(contact.metadata)
-    addresses = [contact.recipient, *meta.get("to", []), *meta.get("cc", [])]
+    addresses = [contact.recipient, *meta.get(MetaKey.TO, []), *meta.get(MetaKey.CC, [])]
     found = conversation_of(addresses, secret)
     if found is not None:
-        meta[REPLY_TOKEN_KEY] = found
+        meta[MetaKey.REPLY_TOKEN_CONVERSATION] = found
     return dataclasses.replace(contact, metadata=meta)
 
 
@@ -115,7 +114,7 @@ async def test_references_win_over_a_token(
     _, a, b = two_open
     token_b = reply_address(BASE, SECRET, b)
     contact = reply("<r3@customer.example>", to=token_b, headers={"In-Reply-To": OUT1})
-    assert contact.metadata[REPLY_TOKEN_KEY] == b
+    assert contact.metadata[MetaKey.REPLY_TOKEN_CONVERSATION] == b
     assert await ingest(hub, contact) == a
 
 
@@ -156,7 +155,7 @@ async def test_forged_token_opens_a_new_conversation(
     jane, conv = closed
     forged = reply_address(BASE, "someone-elses-secret-0123456789", conv)
     contact = reply("<r6@customer.example>", to=forged)
-    assert REPLY_TOKEN_KEY not in contact.metadata  # the MAC does not verify
+    assert MetaKey.REPLY_TOKEN_CONVERSATION not in contact.metadata  # the MAC does not verify
     new = await ingest(hub, contact)
     assert new not in (None, conv)
     assert await conversations(db) == [(conv, jane, "closed"), (new, jane, "open")]
@@ -169,7 +168,8 @@ async def test_token_of_another_customers_conversation_is_not_joined(
     bob = await add_customer(db, "bob@other.example", "Bob")
     bobs = await add_conversation(db, bob, status="open")
     contact = reply("<r7@customer.example>", to=reply_address(BASE, SECRET, bobs))
-    assert contact.metadata[REPLY_TOKEN_KEY] == bobs  # validly signed, but not Jane's
+    # validly signed, but not Jane's
+    assert contact.metadata[MetaKey.REPLY_TOKEN_CONVERSATION] == bobs
     new = await ingest(hub, contact)
     assert new not in (None, conv, bobs)
     assert await conversations(db) == [

@@ -1,4 +1,5 @@
-"""routing/mail_steps.py alone: plain contacts in, decisions out (DSN samples: test_routing_dsn)."""
+"""routing/mail_steps.py, mail_rules.py and loop_guard.py alone: plain contacts in,
+decisions out (DSN samples: test_routing_dsn)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,18 @@ from typing import Any
 import pytest
 
 from channels.base import Channel, InboundContact
-from routing.base import ConversationRef, CustomerRef, Decision, SentMessage, Step, run_steps
-from routing.mail_steps import (
-    BOUNCED_INTERACTION_KEY,
-    MAIL_LOOP_KEY,
-    EmailAutoreply,
-    EmailBounce,
-    EmailLoopGuard,
-    LoopGuard,
-    autoreply_reason,
+from routing.base import (
+    ConversationRef,
+    CustomerRef,
+    Decision,
+    DecisionKey,
+    SentMessage,
+    Step,
+    run_steps,
 )
+from routing.loop_guard import LoopGuard
+from routing.mail_rules import autoreply_reason
+from routing.mail_steps import EmailAutoreply, EmailBounce, EmailLoopGuard
 from tests.test_routing_dsn import DELAYED, EXIM, MIXED, POSTFIX_551, POSTFIX_PLAIN
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -295,7 +298,7 @@ async def test_loop_guard_step_throttles_over_the_limit() -> None:
     # The first throttled mail of a window carries the report, the rest only the mark.
     assert got[2].stop and got[2].meta == {
         "throttled": True,
-        MAIL_LOOP_KEY: {"count": 3, "max_messages": 2, "minutes": 10},
+        DecisionKey.MAIL_LOOP: {"count": 3, "max_messages": 2, "minutes": 10},
     }
     assert got[3].meta == {"throttled": True}
     assert untouched(got[0])
@@ -330,7 +333,11 @@ async def test_a_loop_routed_again_gets_the_same_decisions_report_included() -> 
     first = [await decide(step, c) for c in mails]
     again = [await decide(step, c) for c in reversed(mails)][::-1]
     assert [d.meta for d in again] == [d.meta for d in first]
-    assert [bool(d.meta.get(MAIL_LOOP_KEY)) for d in first] == [False] * 3 + [True, False, False]
+    assert [bool(d.meta.get(DecisionKey.MAIL_LOOP)) for d in first] == [False] * 3 + [
+        True,
+        False,
+        False,
+    ]
     # Mail the guard has not seen yet is counted as ever.
     later = contact(sender="bot@x.example", at=T0 + timedelta(seconds=10), provider_id="<b10@x>")
     assert (await decide(step, later)).meta == {"throttled": True}
@@ -408,7 +415,7 @@ async def test_bounce_of_our_message_goes_to_the_customer_we_sent_it_to() -> Non
     assert ctx.asked == [("email", "<out1@crm.example>")]
     assert d.customer == CustomerRef(5, 3, 9, False)
     assert d.team_id == 3
-    assert d.meta[BOUNCED_INTERACTION_KEY] == 77
+    assert d.meta[DecisionKey.BOUNCED_INTERACTION] == 77
     assert d.bounce is not None and (d.record_only, d.stop) == (True, True)
     assert d.conversation is None  # history only, even with the original's conversation known
 
@@ -422,7 +429,7 @@ async def test_bounce_of_a_message_we_did_not_send_stays_with_its_sender() -> No
         dsn_original_headers={"message-id": "<foreign@elsewhere.example>"},
     )
     d = await decide(EmailBounce(), c)
-    assert d.customer == fresh().customer and BOUNCED_INTERACTION_KEY not in d.meta
+    assert d.customer == fresh().customer and DecisionKey.BOUNCED_INTERACTION not in d.meta
     no_id = await decide(EmailBounce(), contact(is_dsn=True, dsn_text=POSTFIX_551))
     assert no_id.bounce is not None and ctx.asked == []
 

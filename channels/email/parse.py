@@ -2,7 +2,7 @@
 
 Mail in the wild is broken in every way a header or a charset can be broken;
 a mailbox must keep flowing, so a message that can be read at all yields a
-contact (with the problems listed in metadata["parse_defects"]) and only one
+contact (with the problems listed under `MetaKey.PARSE_DEFECTS`) and only one
 that cannot (no bytes, no sender) raises `UnparseableEmail` for the quarantine.
 """
 
@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any
 
-from channels.base import Channel, InboundContact
+from channels.base import Channel, InboundContact, MetaKey
 from channels.email.attachments import AttachmentStore
 from channels.email.headers import (
     addresses,
@@ -93,27 +93,29 @@ def parse_message(
         occurred_at = occurred_at.replace(tzinfo=UTC)
 
     metadata: dict[str, Any] = {
-        "full_text": full_text,
-        "quoted_text": quoted,
-        "auto_submitted": header(msg, "Auto-Submitted", defects),
-        "precedence": header(msg, "Precedence", defects),
-        "x_autoreply": header(msg, "X-Autoreply", defects),
-        "x_auto_response_suppress": header(msg, "X-Auto-Response-Suppress", defects),
-        "return_path": return_path(header(msg, "Return-Path", defects)),
-        "content_type": msg.get_content_type(),
-        "is_dsn": is_dsn(msg),
-        "list_id": header(msg, "List-Id", defects),
-        "list_unsubscribe": header(msg, "List-Unsubscribe", defects),
-        "to": addresses(msg, "To", defects),
-        "cc": addresses(msg, "Cc", defects),
-        "reply_to": addresses(msg, "Reply-To", defects),
+        MetaKey.FULL_TEXT: full_text,
+        MetaKey.QUOTED_TEXT: quoted,
+        MetaKey.AUTO_SUBMITTED: header(msg, "Auto-Submitted", defects),
+        MetaKey.PRECEDENCE: header(msg, "Precedence", defects),
+        MetaKey.X_AUTOREPLY: header(msg, "X-Autoreply", defects),
+        MetaKey.X_AUTO_RESPONSE_SUPPRESS: header(msg, "X-Auto-Response-Suppress", defects),
+        MetaKey.RETURN_PATH: return_path(header(msg, "Return-Path", defects)),
+        MetaKey.CONTENT_TYPE: msg.get_content_type(),
+        MetaKey.IS_DSN: is_dsn(msg),
+        MetaKey.LIST_ID: header(msg, "List-Id", defects),
+        MetaKey.LIST_UNSUBSCRIBE: header(msg, "List-Unsubscribe", defects),
+        MetaKey.TO: addresses(msg, "To", defects),
+        MetaKey.CC: addresses(msg, "Cc", defects),
+        MetaKey.REPLY_TO: addresses(msg, "Reply-To", defects),
     }
-    if metadata["is_dsn"]:
-        metadata["dsn_text"], metadata["dsn_original_headers"] = delivery_report(msg)
+    if metadata[MetaKey.IS_DSN]:
+        report, original_headers = delivery_report(msg)
+        metadata[MetaKey.DSN_TEXT] = report
+        metadata[MetaKey.DSN_ORIGINAL_HEADERS] = original_headers
     if skipped:
-        metadata["skipped_attachments"] = skipped
+        metadata[MetaKey.SKIPPED_ATTACHMENTS] = skipped
     defects.extend(defect_names(msg))
-    metadata["parse_defects"] = sorted(set(defects))
+    metadata[MetaKey.PARSE_DEFECTS] = sorted(set(defects))
     return InboundContact(
         channel=Channel.EMAIL,
         sender=sender,

@@ -2,7 +2,7 @@
 
 The form is the only place Twilio's field names exist; the hub sees a plain
 `InboundContact`. Every parameter Twilio sends beyond the ones mapped to
-contact fields is kept under `metadata["twilio"]` (nested, so that a
+contact fields is kept under `metadata[MetaKey.TWILIO]` (nested, so that a
 parameter Twilio adds later can never collide with keys routing writes into
 the same metadata, such as "reply" or "keyword").
 """
@@ -16,14 +16,13 @@ from datetime import UTC, datetime
 
 from twilio.twiml.messaging_response import MessagingResponse
 
-from channels.base import AttachmentRef, Channel, InboundContact
+from channels.base import AttachmentRef, Channel, InboundContact, MetaKey
 
 # Parameters that become contact fields or attachments instead of metadata.
 _MAPPED = frozenset({"MessageSid", "SmsSid", "SmsMessageSid", "From", "To", "Body"})
 _MEDIA_PREFIXES = ("MediaUrl", "MediaContentType")
 # Twilio allows 10 media per MMS; a larger count is a malformed form, not a bigger loop.
 MAX_MEDIA = 10
-METADATA_KEY = "twilio"
 
 
 class InvalidSmsForm(ValueError):
@@ -88,7 +87,7 @@ def parse_inbound(
         text=body,
         provider_id=sid,
         occurred_at=received_at or datetime.now(UTC),
-        metadata={METADATA_KEY: extra},
+        metadata={MetaKey.TWILIO: extra},
         attachments=_media(form),
     )
 

@@ -25,7 +25,7 @@ from hub.records.identity import InvalidIdentity, normalize_email
 from hub.store.models import IdentityKind, UTCDateTime
 from hub.store.sqlite_driver import execute_many
 from hub.store.tables import identity_t, interaction_t, outbox_t
-from routing.mail_steps import BOUNCED_INTERACTION_KEY
+from routing.base import DecisionKey
 from routing.dsn import RecipientStatus
 
 UTCDT = UTCDateTime()
@@ -54,8 +54,6 @@ _CLEAR_MARK = (
     .where(or_(identity_t.c.undeliverable_at.is_not(None), identity_t.c.soft_bounces != 0))
     .values(undeliverable_at=None, undeliverable_reason=None, soft_bounces=0)
 )
-# Why a bounce changed nothing (in the bounce interaction's meta).
-BOUNCE_IGNORED_KEY = "bounce_ignored"
 _FAIL_BOUNCED_OUTBOX = (
     update(outbox_t)
     .where(outbox_t.c.interaction_id == _bind("iid"))
@@ -113,10 +111,10 @@ def vet_bounce(item: Prepared, ctx: BatchContext) -> _Bounce | None:
     assert decision is not None
     if decision.bounce is None:
         return None
-    iid = decision.meta.get(BOUNCED_INTERACTION_KEY)
+    iid = decision.meta.get(DecisionKey.BOUNCED_INTERACTION)
     recipient = ctx.sent_recipients.get(iid) if isinstance(iid, int) else None
     if iid is None or recipient is None:
-        decision.meta[BOUNCE_IGNORED_KEY] = "no matching sent message"
+        decision.meta[DecisionKey.BOUNCE_IGNORED] = "no matching sent message"
         return None
     addr = _email(recipient)
     statuses = tuple(
@@ -125,7 +123,7 @@ def vet_bounce(item: Prepared, ctx: BatchContext) -> _Bounce | None:
         if addr is not None and addr in (_email(r.address), _email(r.original_address))
     )
     if addr is None or not statuses:
-        decision.meta[BOUNCE_IGNORED_KEY] = "recipient not in the original message"
+        decision.meta[DecisionKey.BOUNCE_IGNORED] = "recipient not in the original message"
         return None
     assert isinstance(iid, int)
     return _Bounce(iid, addr, statuses)

@@ -22,7 +22,7 @@ from hub.records.identity import NormalIdentity
 from hub.store.models import ConversationStatus
 from hub.store.tables import conversation_t, customer_t, identity_t, interaction_t
 from routing.base import ConversationRef, CustomerRef, Decision, SentMessage
-from routing.mail_steps import bounce_of
+from routing.mail_rules import bounce_of
 
 ACTIVE_STATUSES = (ConversationStatus.OPEN.value, ConversationStatus.PENDING.value)
 

@@ -37,8 +37,15 @@ from hub.ingest.context import (
 from hub.records.identity import InvalidIdentity, normalize_address
 from hub.records.teams import TeamRouter
 from hub.store.db import Database, is_outage
-from routing.base import ConversationRef, CustomerRef, Decision, Step, run_steps
-from routing.mail_steps import MAIL_LOOP_KEY
+from routing.base import (
+    ConversationRef,
+    CustomerRef,
+    Decision,
+    DecisionKey,
+    MailLoopReport,
+    Step,
+    run_steps,
+)
 
 log = logging.getLogger(__name__)
 
@@ -389,7 +396,9 @@ def _report_mail_loop(bus: EventBus, prepared: Prepared) -> None:
     The guard marks only the first throttled mail of a window (routing/mail_steps.py).
     """
     decision, result = prepared.decision, prepared.result
-    loop = decision.meta.get(MAIL_LOOP_KEY) if decision is not None else None
+    loop: MailLoopReport | None = (
+        decision.meta.get(DecisionKey.MAIL_LOOP) if decision is not None else None
+    )
     if not isinstance(loop, dict) or result is None:
         return
     sender = prepared.identity.value

@@ -11,8 +11,8 @@ from datetime import timedelta
 
 from hub.config import Settings
 from routing.base import Step
-from routing.mail_steps import EmailLoopGuard
 from routing.keywords import SmsKeywords
+from routing.mail_steps import EmailLoopGuard
 from routing.threading import ThreadConversation
 
 
