@@ -9,10 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from channels.email.attachments import AttachmentStore
+from channels.email.inbound import MailReader
 from hub.config import Settings
 from hub.events.bus import EventBus
 from hub.ingest.pipeline import Ingestor
 from hub.ingest.steps import configured_steps
+from hub.mail.quarantine import Quarantine
 from hub.mail.runner import MailboxRunner
 from hub.outbox.dispatcher import Dispatcher
 from hub.outbox.queue import senders_from
@@ -57,6 +59,12 @@ class Hub:
         if self._ingestor is None:
             raise RuntimeError("Hub.start() was not called")
         return self._ingestor
+
+    @property
+    def quarantine(self) -> Quarantine:
+        """The held mail, read back by the same reader the mailbox sync uses."""
+        reader = MailReader(self.settings.email, self.attachments)
+        return Quarantine(self.db, self.ingestor, reader)
 
     @property
     def teams(self) -> TeamRouter:

@@ -1,23 +1,13 @@
 """The email channel: raw RFC 5322 bytes → `InboundContact` (IMAP and SMTP plug in here).
 
-`parse_message` fills `InboundContact.metadata` with (header values decoded;
-None when the header is absent)::
-
-    full_text / quoted_text    the whole readable body / its quoted part (text = the new part)
-    auto_submitted, precedence, x_autoreply, x_auto_response_suppress, list_id,
-    list_unsubscribe           the header values routing classifies by
-    return_path                envelope sender; "" for the null sender <>
-    content_type, is_dsn       top-level type; multipart/report; report-type=delivery-status
-    dsn_text                   (DSNs only) the message/delivery-status part as text
-    dsn_original_headers       (DSNs only) returned original's headers, lower-case names, or None
-    to, cc, reply_to           lists of addresses
-    skipped_attachments        (when any) attachments over the size limit, not stored
-    parse_defects              sorted names of what was wrong with the message
-
-This is the contract `routing/classify.py` reads.
+`parse_message` turns one message into a contact; `MailReader` (inbound.py)
+adds where a mailbox message was read and its reply token. The metadata
+they fill in is named by `channels.base.MetaKey` (header values decoded;
+None when the header is absent): that enum is the contract routing reads.
 """
 
 from channels.email.attachments import AttachmentStore
+from channels.email.inbound import MailReader
 from channels.email.parse import UnparseableEmail, parse_message
 
-__all__ = ["AttachmentStore", "UnparseableEmail", "parse_message"]
+__all__ = ["AttachmentStore", "MailReader", "UnparseableEmail", "parse_message"]

@@ -45,10 +45,8 @@ def _with_hub(settings: Settings, work: Callable[[Any], Awaitable[int]]) -> int:
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> int:
-    from hub.mail.quarantine import list_held
-
     async def work(hub: Any) -> int:
-        held = await list_held(hub, include_released=args.all)
+        held = await hub.quarantine.list_held(include_released=args.all)
         if not held:
             print("the quarantine is empty" if not args.all else "nothing was ever quarantined")
             return 0
@@ -74,10 +72,8 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _show(args: argparse.Namespace, settings: Settings) -> int:
-    from hub.mail.quarantine import raw_of
-
     async def work(hub: Any) -> int:
-        raw = await raw_of(hub, args.id)
+        raw = await hub.quarantine.raw_of(args.id)
         if raw is None:
             raise _fail(f"no quarantined message with id {args.id}")
         sys.stdout.buffer.write(raw)
@@ -88,13 +84,11 @@ def _show(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _retry(args: argparse.Namespace, settings: Settings) -> int:
-    from hub.mail.quarantine import retry
-
     if not args.ids and not args.all:
         raise _fail("name the ids to retry, or --all")
 
     async def work(hub: Any) -> int:
-        report = await retry(hub, None if args.all else args.ids)
+        report = await hub.quarantine.retry(None if args.all else args.ids)
         for qid in report.released:
             print(f"{qid}: stored in the history")
         for qid, reason in sorted(report.failed.items()):

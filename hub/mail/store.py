@@ -1,7 +1,8 @@
 """IMAP messages into the history, exactly once: contacts and checkpoint in one commit.
 
 The IMAP sync (channels/email/imap_sync.py) hands over a chunk of fetched
-messages; here each is parsed, validated and stored through the ingest
+messages; here each is read into a contact by the channel (channels/email/
+inbound.py: the hub never parses mail), validated and stored through the ingest
 pipeline as one unit together with the folder's checkpoint. So after any
 crash, a UID at or below the checkpoint is in the history (or in the
 quarantine), and a UID above it is not: the next run fetches exactly the
@@ -16,22 +17,18 @@ mail behind it and is never lost (`crmhub quarantine list|retry`).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 
 from sqlalchemy import and_, case, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from channels.base import InboundContact
 from channels.email.attachments import AttachmentStore
 from channels.email.config import EmailConfig, MailboxConfig
 from channels.email.imap import FetchedMessage
 from channels.email.imap_sync import StoreUnavailable
-from channels.email.parse import UnparseableEmail, parse_message
-from channels.email.reply_token import conversation_of
+from channels.email.inbound import MailReader, UnparseableEmail
 from hub.ingest.context import Prepared
 from hub.ingest.pipeline import IngestError, Ingestor, IngestUnavailable, UnitWrite
 from hub.store.db import Database, is_outage
@@ -45,32 +42,6 @@ log = logging.getLogger(__name__)
 class Quarantined:
     message: FetchedMessage
     error: str
-
-
-def to_contact(
-    raw: bytes,
-    *,
-    mailbox: str,
-    folder: str,
-    uid: int,
-    email: EmailConfig,
-    attachments: AttachmentStore,
-    received_at: datetime | None = None,
-) -> InboundContact:
-    """Parse one raw message and add where it came from (and its reply token, if valid)."""
-    contact = parse_message(
-        raw,
-        max_bytes=email.max_attachment_bytes,
-        attachment_store=attachments,
-        received_at=received_at,
-    )
-    meta = dict(contact.metadata)
-    meta.update({"mailbox": mailbox, "folder": folder, "uid": uid})
-    recipients = [contact.recipient, *meta.get("to", []), *meta.get("cc", [])]
-    token_conv = conversation_of(recipients, email.reply_token_secret)
-    if token_conv is not None:
-        meta["reply_token_conversation"] = token_conv
-    return dataclasses.replace(contact, metadata=meta)
 
 
 class MailStore:
@@ -89,6 +60,7 @@ class MailStore:
         self.mailbox = mailbox
         self.email = email
         self.attachments = attachments
+        self.reader = MailReader(email, attachments)
         self.quarantined = 0  # for tests and the benchmark
 
     async def checkpoint(self, folder: str) -> tuple[int, int] | None:
@@ -131,13 +103,11 @@ class MailStore:
             # requests in between messages instead of after the whole chunk.
             await asyncio.sleep(0)
             try:
-                contact = to_contact(
+                contact = self.reader.read(
                     message.raw,
                     mailbox=self.mailbox.name,
                     folder=folder,
                     uid=message.uid,
-                    email=self.email,
-                    attachments=self.attachments,
                     received_at=message.internaldate,
                 )
                 prepared = self.ingestor.prepare(contact)
