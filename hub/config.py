@@ -18,13 +18,17 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from channels.base import Channel
 from channels.email.config import EmailConfig
 from channels.sms.config import SmsConfig
+from routing.registry import PipelineError, check_pipeline
 
 DEFAULT_CONFIG_PATH = Path("config.yaml")
 ROLES = ("admin", "supervisor", "agent", "marketing")
@@ -84,17 +88,58 @@ class TeamsConfig(_Section):
     by_address: dict[str, str] = Field(default_factory=dict)
 
 
-class RoutingConfig(_Section):
-    # Ordered routing step names; see routing/registry.py for what exists.
-    steps: list[str] = Field(
+class PipelinesConfig(_Section):
+    """The ordered routing steps of each channel (routing/registry.py lists them).
+
+    A channel left out keeps its default. A step under a channel it does not
+    apply to (sms_keywords under email) is an error naming the path, like an
+    unknown step name.
+    """
+
+    # Bounces first (they look like auto-replies too), then auto-replies,
+    # then the loop guard; machine mail stops there and threads nowhere.
+    email: list[str] = Field(
         default_factory=lambda: [
-            "sms_keywords",
             "email_bounce",
             "email_autoreply",
             "email_loop_guard",
             "thread_conversation",
         ]
     )
+    sms: list[str] = Field(default_factory=lambda: ["sms_keywords", "thread_conversation"])
+    phone: list[str] = Field(default_factory=lambda: ["thread_conversation"])
+
+    @field_validator("email", "sms", "phone")
+    @classmethod
+    def _steps_apply(cls, names: list[str], info: ValidationInfo) -> list[str]:
+        assert info.field_name is not None
+        try:
+            where = f"routing.pipelines.{info.field_name}"
+            check_pipeline(where, Channel(info.field_name), names, ())
+        except PipelineError as exc:
+            # pydantic names the path (routing.pipelines.<channel>); a custom
+            # error keeps its "Value error, " prefix out of the CLI's one line.
+            raise PydanticCustomError("routing_pipeline", exc.reason) from exc
+        return names
+
+    def by_channel(self) -> dict[Channel, list[str]]:
+        return {Channel(name): steps for name, steps in self.model_dump().items()}
+
+
+class RoutingConfig(_Section):
+    pipelines: PipelinesConfig = Field(default_factory=PipelinesConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_single_list(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "steps" in data:
+            raise PydanticCustomError(
+                "routing_steps_replaced",
+                "the single list `steps` was replaced by `pipelines` (one step list "
+                "per channel: email, sms, phone); move each step under the channels "
+                "it applies to (see config.yaml)",
+            )
+        return data
 
 
 class OutboxConfig(_Section):

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from channels.base import Channel
 from channels.email.attachments import AttachmentStore
 from channels.email.inbound import MailReader
 from hub.config import Settings
 from hub.events.bus import EventBus
 from hub.ingest.pipeline import Ingestor
-from hub.ingest.steps import configured_steps
+from hub.ingest.steps import pipelines_from
 from hub.mail.quarantine import Quarantine
 from hub.mail.runner import MailboxRunner
 from hub.outbox.dispatcher import Dispatcher
@@ -21,7 +22,6 @@ from hub.outbox.queue import senders_from
 from hub.records.teams import TeamRouter
 from hub.store.db import Database
 from routing.base import Step
-from routing.registry import build_steps
 
 
 class Hub:
@@ -45,9 +45,7 @@ class Hub:
         self.db = Database(settings.database)
         self.bus = EventBus()
         # Built now, not in start(): an unknown step name must fail before anything runs.
-        self.steps = build_steps(
-            settings.routing.steps, {**configured_steps(settings), **(extra_steps or {})}
-        )
+        self.pipelines: dict[Channel, list[Step]] = pipelines_from(settings, extra_steps)
         self._ingestor: Ingestor | None = None
         self._teams: TeamRouter | None = None
         # Outbound: the channels this node sends on, and the outbox worker.
@@ -83,7 +81,7 @@ class Hub:
         self._ingestor = Ingestor(
             self.db,
             self.bus,
-            self.steps,
+            self.pipelines,
             self._teams,
             region=region,
             batch_max=self.settings.ingest.batch_max,

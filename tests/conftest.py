@@ -27,6 +27,7 @@ from hub.runtime import Hub
 from hub.store.db import Database
 from hub.store.migrate import upgrade
 from routing.base import Step
+from routing.registry import applies_to
 
 TABLES = [
     "mail_quarantine",
@@ -113,9 +114,16 @@ def make_settings(db_url: str, **overrides: Any) -> Settings:
 
 @asynccontextmanager
 async def hub_with_step(settings: Settings, step: Callable[[], Step]) -> AsyncIterator[Hub]:
-    """A running hub whose routing runs `step` (a test's own) before threading."""
+    """A running hub whose routing runs `step` (a test's own, or a built-in one) before
+    threading, on every channel it applies to."""
     name = step().name
-    routing = settings.routing.model_copy(update={"steps": [name, "thread_conversation"]})
+    pipelines = settings.routing.pipelines.model_copy(
+        update={
+            c: [name, "thread_conversation"] if c in applies_to(name) else ["thread_conversation"]
+            for c in type(settings.routing.pipelines).model_fields
+        }
+    )
+    routing = settings.routing.model_copy(update={"pipelines": pipelines})
     running = Hub(settings.model_copy(update={"routing": routing}), extra_steps={name: step})
     await running.start()
     try:

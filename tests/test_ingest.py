@@ -300,7 +300,13 @@ async def test_unknown_routing_step_fails_at_start(settings: object) -> None:
 
     assert isinstance(settings, Settings)
     s = settings.model_copy(
-        update={"routing": settings.routing.model_copy(update={"steps": ["nope"]})}
+        update={
+            "routing": settings.routing.model_copy(
+                update={
+                    "pipelines": settings.routing.pipelines.model_copy(update={"sms": ["nope"]})
+                }
+            )
+        }
     )
     with pytest.raises(UnknownStep, match="unknown routing step 'nope'"):
         Hub(s)

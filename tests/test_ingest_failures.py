@@ -85,7 +85,8 @@ async def test_nul_characters_in_text_are_kept_as_replacement_characters(
 async def test_an_unreachable_database_is_reported_as_retryable() -> None:
     # A real outage: nothing listens on this port (port 1 is never a PostgreSQL server).
     db = Database(DatabaseConfig(url="postgresql+asyncpg://postgres@127.0.0.1:1/crmhub"))
-    ingestor = Ingestor(db, EventBus(), [ThreadConversation()], TeamRouter(1, {}), region="DE")
+    pipelines = {Channel.SMS: [ThreadConversation()]}
+    ingestor = Ingestor(db, EventBus(), pipelines, TeamRouter(1, {}), region="DE")
     await ingestor.start()
     try:
         with pytest.raises(IngestUnavailable, match="database unavailable; retry"):

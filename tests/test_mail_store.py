@@ -59,15 +59,19 @@ class DropConnection:
 
 
 def _settings(db_url: str, tmp_path: Path, step: str) -> Settings:
-    return make_settings(
+    settings = make_settings(
         db_url,
-        routing={"steps": [step, "thread_conversation"]},
         email={
             "attachments_dir": str(tmp_path / "attachments"),
             "reply_token_secret": SECRET,
             "mailboxes": [{"name": "support", "address": "support@example.com"}],
         },
     )
+    # A step given in code (extra_steps) cannot be named in a config file.
+    email = [step, "thread_conversation"]
+    pipelines = settings.routing.pipelines.model_copy(update={"email": email})
+    routing = settings.routing.model_copy(update={"pipelines": pipelines})
+    return settings.model_copy(update={"routing": routing})
 
 
 async def _hub(settings: Settings) -> AsyncIterator[tuple[Hub, MailStore]]:

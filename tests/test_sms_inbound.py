@@ -10,6 +10,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
+from channels.base import Channel
 from channels.sms.config import SmsConfig
 from hub.ingest.pipeline import IngestUnavailable
 from hub.runtime import Hub
@@ -355,10 +356,13 @@ async def test_database_outage_is_503(db_url: str, db: Database) -> None:
 
 
 async def test_hub_routes_sms_keywords_by_default(hub: Hub) -> None:
-    assert [s.name for s in hub.steps] == [
-        "sms_keywords",
-        "email_bounce",
-        "email_autoreply",
-        "email_loop_guard",
-        "thread_conversation",
-    ]
+    assert {c: [s.name for s in steps] for c, steps in hub.pipelines.items()} == {
+        Channel.EMAIL: [
+            "email_bounce",
+            "email_autoreply",
+            "email_loop_guard",
+            "thread_conversation",
+        ],
+        Channel.SMS: ["sms_keywords", "thread_conversation"],
+        Channel.PHONE: ["thread_conversation"],
+    }

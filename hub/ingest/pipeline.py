@@ -18,13 +18,13 @@ import contextlib
 import dataclasses
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from channels.base import InboundContact
+from channels.base import Channel, InboundContact
 from hub.events.bus import Event, EventBus
 from hub.ingest.batch import write_batch
 from hub.ingest.context import (
@@ -87,7 +87,7 @@ class Ingestor:
         self,
         db: Database,
         bus: EventBus,
-        steps: list[Step],
+        pipelines: Mapping[Channel, Sequence[Step]],
         teams: TeamRouter,
         *,
         region: str,
@@ -95,7 +95,9 @@ class Ingestor:
     ) -> None:
         self.db = db
         self.bus = bus
-        self.steps = steps
+        # One ordered step list per channel (routing.pipelines); a batch mixes
+        # channels, so each contact runs its own channel's list.
+        self.pipelines = {channel: list(steps) for channel, steps in pipelines.items()}
         self.teams = teams
         self.region = region
         self.batch_max = batch_max
@@ -213,6 +215,8 @@ class Ingestor:
             raise IngestError(f"text longer than {MAX_TEXT} characters")
         if contact.occurred_at.tzinfo is None:
             raise IngestError("occurred_at must carry a time zone")
+        if contact.channel not in self.pipelines:
+            raise IngestError(f"no routing pipeline for channel {contact.channel.value!r}")
         try:
             identity = normalize_address(contact.sender, self.region)
         except InvalidIdentity as exc:
@@ -345,7 +349,7 @@ class Ingestor:
                 customer=customer, team_id=customer.team_id, assignee_id=customer.owner_id
             )
             try:
-                await run_steps(self.steps, p.contact, decision, ctx)
+                await run_steps(self.pipelines[p.contact.channel], p.contact, decision, ctx)
             except Exception:
                 log.exception("routing failed for contact from %r", p.contact.sender)
                 if strict:

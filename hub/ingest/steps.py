@@ -1,22 +1,24 @@
-"""The routing steps that need config: built from Settings, handed plain values.
+"""The routing pipelines of a hub: per channel, built from Settings at start.
 
-Routing never sees Settings (routing/ must not import hub); these factories
-read the config and pass only what each step needs.
+Routing never sees Settings (routing/ must not import hub); the factories
+here read the config and pass only what each step needs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Mapping
 from datetime import timedelta
 
+from channels.base import Channel
 from hub.config import Settings
 from routing.base import Step
 from routing.keywords import SmsKeywords
 from routing.mail_steps import EmailLoopGuard
+from routing.registry import StepFactory, build_pipelines
 from routing.threading import ThreadConversation
 
 
-def configured_steps(settings: Settings) -> dict[str, Callable[[], Step]]:
+def configured_steps(settings: Settings) -> dict[str, StepFactory]:
     """Factories of the steps that need config; routing gets plain values, never Settings."""
     sms = settings.sms
 
@@ -31,7 +33,7 @@ def configured_steps(settings: Settings) -> dict[str, Callable[[], Step]]:
         )
 
     def thread_conversation() -> Step:
-        return ThreadConversation({"sms": timedelta(hours=sms.reply_window_hours)})
+        return ThreadConversation({Channel.SMS: timedelta(hours=sms.reply_window_hours)})
 
     loop = settings.email.loop_guard
 
@@ -44,3 +46,12 @@ def configured_steps(settings: Settings) -> dict[str, Callable[[], Step]]:
         EmailLoopGuard.name: email_loop_guard,
         ThreadConversation.name: thread_conversation,
     }
+
+
+def pipelines_from(
+    settings: Settings, extra_steps: Mapping[str, StepFactory] | None = None
+) -> dict[Channel, list[Step]]:
+    """`routing.pipelines` as step instances; `extra_steps` are steps given in code
+    (tests), usable under any channel. Raises routing.registry.PipelineError."""
+    factories = {**configured_steps(settings), **(extra_steps or {})}
+    return build_pipelines(settings.routing.pipelines.by_channel(), factories)
