@@ -16,7 +16,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from channels.base import InboundContact
+from channels.base import InboundContact, MetaKey
 from hub.runtime import Hub
 from hub.store.db import Database
 from hub.store.models import Conversation, Customer, Interaction
@@ -49,7 +49,7 @@ async def test_sms_contacts_pass_the_email_steps_untouched(hub: Hub, db: Databas
             text="Hi",
             provider_id="SM1",
             occurred_at=T0,
-            metadata={"auto_submitted": "auto-replied", "is_dsn": True},
+            metadata={MetaKey.AUTO_SUBMITTED: "auto-replied", MetaKey.IS_DSN: True},
         )
     )
     assert r.conversation_id is not None and r.created_customer

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from channels.base import Channel, InboundContact
+from channels.base import Channel, InboundContact, MetaKey
 from channels.email import AttachmentStore, UnparseableEmail, parse_message
 from channels.email.parse import digest_id
 from channels.email.text import decode_text, html_to_text, split_quote
@@ -51,7 +51,7 @@ def test_every_corpus_message_parses(path: Path, tmp_path: Path) -> None:
     assert contact.provider_id and contact.provider_id.startswith("<")
     assert contact.occurred_at.tzinfo is not None
     assert "@" in contact.sender
-    assert isinstance(contact.metadata["parse_defects"], list)
+    assert isinstance(contact.metadata[MetaKey.PARSE_DEFECTS], list)
 
 
 def test_multipart_alternative_prefers_plain_text() -> None:
@@ -67,9 +67,9 @@ def test_multipart_alternative_prefers_plain_text() -> None:
         "<alternative-2@mail.example>",
     )
     assert c.occurred_at == datetime(2026, 3, 2, 9, 2, tzinfo=CET)
-    assert c.metadata["content_type"] == "multipart/alternative"
+    assert c.metadata[MetaKey.CONTENT_TYPE] == "multipart/alternative"
     assert c.attachments == ()
-    assert c.metadata["parse_defects"] == []
+    assert c.metadata[MetaKey.PARSE_DEFECTS] == []
 
 
 @pytest.mark.parametrize(
@@ -90,8 +90,8 @@ def test_html_only_becomes_readable_text(name: str, text: str) -> None:
 
 def test_html_blockquote_is_the_quoted_part() -> None:
     c = parse("html_only_05")
-    assert c.metadata["full_text"] == "My answer\n> Your old text\n> more old text"
-    assert c.metadata["quoted_text"] == "> Your old text\n> more old text"
+    assert c.metadata[MetaKey.FULL_TEXT] == "My answer\n> Your old text\n> more old text"
+    assert c.metadata[MetaKey.QUOTED_TEXT] == "> Your old text\n> more old text"
 
 
 def test_html_to_text_drops_script_and_style() -> None:
@@ -120,7 +120,7 @@ def test_latin1(name: str, text: str) -> None:
 def test_wrongly_declared_charsets_are_recovered(name: str, text: str) -> None:
     c = parse(name)
     assert c.text == text
-    assert "CharsetMismatch" in c.metadata["parse_defects"]
+    assert "CharsetMismatch" in c.metadata[MetaKey.PARSE_DEFECTS]
 
 
 def test_decode_text_never_raises() -> None:
@@ -178,7 +178,7 @@ def test_attachments_are_stored_by_content(tmp_path: Path) -> None:
     assert c.attachments[0].size == len(pdf)
     assert c.attachments[0].sha256 == hashlib.sha256(pdf).hexdigest()
     assert store.read(hashlib.sha256(pdf).hexdigest()) == pdf
-    assert "skipped_attachments" not in c.metadata
+    assert MetaKey.SKIPPED_ATTACHMENTS not in c.metadata
 
 
 def test_oversized_attachment_is_referenced_but_not_stored(tmp_path: Path) -> None:
@@ -188,7 +188,7 @@ def test_oversized_attachment_is_referenced_but_not_stored(tmp_path: Path) -> No
     assert (big.filename, big.size) == ("scan.bin", 59_904)
     assert big.sha256 is not None and not store.exists(big.sha256)
     assert small.sha256 is not None and store.read(small.sha256) == b"small"
-    assert c.metadata["skipped_attachments"] == [
+    assert c.metadata[MetaKey.SKIPPED_ATTACHMENTS] == [
         {
             "filename": "scan.bin",
             "content_type": "application/octet-stream",
@@ -246,16 +246,16 @@ def test_dsn_bounce(name: str, status: str, action: str) -> None:
     c = parse(name)
     n = int(name[-1])
     assert c.sender == "MAILER-DAEMON@mx.crmhub.example"
-    assert c.metadata["is_dsn"] is True
-    assert c.metadata["return_path"] == ""
-    assert c.metadata["content_type"] == "multipart/report"
+    assert c.metadata[MetaKey.IS_DSN] is True
+    assert c.metadata[MetaKey.RETURN_PATH] == ""
+    assert c.metadata[MetaKey.CONTENT_TYPE] == "multipart/report"
     diag = "550 5.1.1 User unknown" if status[0] == "5" else "452 4.2.2 Mailbox full"
-    assert c.metadata["dsn_text"] == (
+    assert c.metadata[MetaKey.DSN_TEXT] == (
         "Reporting-MTA: dns; mx.crmhub.example\n\n"
         f"Final-Recipient: rfc822; customer{n}@example.net\nAction: {action}\n"
         f"Status: {status}\nDiagnostic-Code: smtp; {diag}"
     )
-    assert c.metadata["dsn_original_headers"] == {
+    assert c.metadata[MetaKey.DSN_ORIGINAL_HEADERS] == {
         "from": "support@crmhub.example",
         "to": f"customer{n}@example.net",
         "subject": "Newsletter",
@@ -295,25 +295,31 @@ def test_plain_mail_is_no_bounce() -> None:
 @pytest.mark.parametrize(
     ("name", "key", "value"),
     [
-        ("auto_reply_00", "auto_submitted", "auto-replied"),
-        ("auto_reply_02", "auto_submitted", "no"),
-        ("auto_reply_03", "precedence", "bulk"),
-        ("auto_reply_05", "list_id", "Team <team.example.org>"),
-        ("auto_reply_06", "x_autoreply", "yes"),
-        ("auto_reply_07", "x_auto_response_suppress", "All"),
-        ("auto_reply_08", "return_path", ""),
+        ("auto_reply_00", MetaKey.AUTO_SUBMITTED, "auto-replied"),
+        ("auto_reply_02", MetaKey.AUTO_SUBMITTED, "no"),
+        ("auto_reply_03", MetaKey.PRECEDENCE, "bulk"),
+        ("auto_reply_05", MetaKey.LIST_ID, "Team <team.example.org>"),
+        ("auto_reply_06", MetaKey.X_AUTOREPLY, "yes"),
+        ("auto_reply_07", MetaKey.X_AUTO_RESPONSE_SUPPRESS, "All"),
+        ("auto_reply_08", MetaKey.RETURN_PATH, ""),
     ],
 )
 def test_auto_reply_headers_reach_metadata(name: str, key: str, value: str) -> None:
     c = parse(name)
     assert c.metadata[key] == value
-    assert c.metadata["is_dsn"] is False
-    assert "dsn_text" not in c.metadata
+    assert c.metadata[MetaKey.IS_DSN] is False
+    assert MetaKey.DSN_TEXT not in c.metadata
 
 
 def test_absent_classification_headers_are_none() -> None:
     meta = parse("plain_00").metadata
-    for key in ("auto_submitted", "precedence", "x_autoreply", "return_path", "list_id"):
+    for key in (
+        MetaKey.AUTO_SUBMITTED,
+        MetaKey.PRECEDENCE,
+        MetaKey.X_AUTOREPLY,
+        MetaKey.RETURN_PATH,
+        MetaKey.LIST_ID,
+    ):
         assert meta[key] is None
 
 
@@ -321,7 +327,7 @@ def test_reply_with_in_reply_to_and_references() -> None:
     c = parse("reply_00")
     assert c.thread_refs == ("<out-0@crmhub.example>", "<root-0@crmhub.example>")
     assert c.text == "Thanks, that works!"
-    assert c.metadata["full_text"].startswith("Thanks, that works!\n\nOn Mon, 2 Mar 2026")
+    assert c.metadata[MetaKey.FULL_TEXT].startswith("Thanks, that works!\n\nOn Mon, 2 Mar 2026")
     assert parse("reply_01").thread_refs == ()
 
 
@@ -387,13 +393,13 @@ def test_recipient_prefers_delivered_to() -> None:
     assert parse("delivered_to_00").recipient == "sales@crmhub.example"
     assert parse("delivered_to_01").recipient == "info@crmhub.example"
     c = parse("delivered_to_02")
-    assert (c.recipient, c.metadata["cc"]) == ("other@example.com", ["team@crmhub.example"])
+    assert (c.recipient, c.metadata[MetaKey.CC]) == ("other@example.com", ["team@crmhub.example"])
 
 
 def test_bad_date_falls_back_to_received_time() -> None:
     c = parse("malformed_00")
     assert c.occurred_at == RECEIVED
-    assert "InvalidDateDefect" in c.metadata["parse_defects"]
+    assert "InvalidDateDefect" in c.metadata[MetaKey.PARSE_DEFECTS]
     raw = (CORPUS / "malformed_00.eml").read_bytes()
     now = parse_message(raw, max_bytes=LIMIT, attachment_store=None).occurred_at
     assert now.tzinfo is not None
@@ -403,10 +409,13 @@ def test_bad_date_falls_back_to_received_time() -> None:
 def test_malformed_headers_degrade_gracefully() -> None:
     assert parse("malformed_02").sender == "b@example.com"
     bad_list = parse("malformed_03")
-    assert (bad_list.recipient, bad_list.metadata["cc"]) == ("b@example.com", ["d@example.com"])
+    assert (bad_list.recipient, bad_list.metadata[MetaKey.CC]) == (
+        "b@example.com",
+        ["d@example.com"],
+    )
     no_colon = parse("malformed_04")
     assert (no_colon.text, no_colon.provider_id) == ("body after bad header", "<m4@x>")
-    assert "HeaderWithoutColon" in no_colon.metadata["parse_defects"]
+    assert "HeaderWithoutColon" in no_colon.metadata[MetaKey.PARSE_DEFECTS]
     bare = parse("malformed_09")
     assert bare.provider_id == "<no-brackets@x>"
     assert bare.thread_refs == ("<bare@id.example>", "<r1@x>")

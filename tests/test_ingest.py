@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select, text, update
 
-from channels.base import AttachmentRef, Channel, InboundContact
+from channels.base import AttachmentRef, Channel, InboundContact, MetaKey
 from hub.config import Settings
 from hub.ingest.pipeline import IngestError
 from hub.runtime import Hub
@@ -23,7 +23,7 @@ from hub.store.models import (
     Interaction,
     Team,
 )
-from routing.base import Decision, RoutingContext
+from routing.base import Decision, DecisionKey, RoutingContext
 from tests.conftest import hub_with_step
 
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
@@ -328,7 +328,7 @@ async def test_consent_and_reply_are_stored_and_repeated_for_duplicates(
             if contact.text.strip().upper() == "STOP":
                 decision.consent = ConsentChange("sms", "opted_out", "sms keyword STOP")
                 decision.reply = "You will get no more messages."
-                decision.meta["keyword"] = "STOP"
+                decision.meta[DecisionKey.KEYWORD] = "STOP"
 
     assert isinstance(settings, Settings)
     at = datetime(2026, 10, 1, 12, tzinfo=UTC)
@@ -398,7 +398,7 @@ async def test_machine_mail_is_history_only(settings: Settings, db: Database) ->
         subject="Out of office",
         text="Back on Monday",
         provider_id="<ooo@x>",
-        metadata={"auto_submitted": "auto-replied"},
+        metadata={MetaKey.AUTO_SUBMITTED: "auto-replied"},
     )
     async with hub_with_step(settings, EmailAutoreply) as running:
         result = await running.ingestor.ingest(ooo)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from channels.base import Channel, InboundContact
+from channels.base import Channel, InboundContact, MetaKey
 from routing.base import (
     ConversationRef,
     CustomerRef,
@@ -75,30 +75,30 @@ def untouched(d: Decision) -> bool:
     ("headers", "reason"),
     [
         ({}, None),
-        ({"auto_submitted": "no"}, None),
-        ({"auto_submitted": " No "}, None),
-        ({"auto_submitted": ""}, None),
-        ({"auto_submitted": None}, None),
-        ({"auto_submitted": "auto-replied"}, "auto-submitted: auto-replied"),
-        ({"auto_submitted": "Auto-Generated"}, "auto-submitted: auto-generated"),
-        ({"auto_submitted": "auto-replied; owner-email=x@y"}, "auto-submitted: auto-replied"),
-        ({"auto_submitted": "auto-notified"}, "auto-submitted: auto-notified"),
-        ({"precedence": "bulk"}, "precedence: bulk"),
-        ({"precedence": "JUNK"}, "precedence: junk"),
-        ({"precedence": "list"}, "precedence: list"),
-        ({"precedence": "first-class"}, None),
-        ({"precedence": "normal"}, None),
-        ({"x_autoreply": "yes"}, "x-autoreply: yes"),
-        ({"x_autoreply": ""}, None),
-        ({"x_auto_response_suppress": "All"}, "x-auto-response-suppress: All"),
+        ({MetaKey.AUTO_SUBMITTED: "no"}, None),
+        ({MetaKey.AUTO_SUBMITTED: " No "}, None),
+        ({MetaKey.AUTO_SUBMITTED: ""}, None),
+        ({MetaKey.AUTO_SUBMITTED: None}, None),
+        ({MetaKey.AUTO_SUBMITTED: "auto-replied"}, "auto-submitted: auto-replied"),
+        ({MetaKey.AUTO_SUBMITTED: "Auto-Generated"}, "auto-submitted: auto-generated"),
+        ({MetaKey.AUTO_SUBMITTED: "auto-replied; owner-email=x@y"}, "auto-submitted: auto-replied"),
+        ({MetaKey.AUTO_SUBMITTED: "auto-notified"}, "auto-submitted: auto-notified"),
+        ({MetaKey.PRECEDENCE: "bulk"}, "precedence: bulk"),
+        ({MetaKey.PRECEDENCE: "JUNK"}, "precedence: junk"),
+        ({MetaKey.PRECEDENCE: "list"}, "precedence: list"),
+        ({MetaKey.PRECEDENCE: "first-class"}, None),
+        ({MetaKey.PRECEDENCE: "normal"}, None),
+        ({MetaKey.X_AUTOREPLY: "yes"}, "x-autoreply: yes"),
+        ({MetaKey.X_AUTOREPLY: ""}, None),
+        ({MetaKey.X_AUTO_RESPONSE_SUPPRESS: "All"}, "x-auto-response-suppress: All"),
         (
-            {"x_auto_response_suppress": "OOF, AutoReply"},
+            {MetaKey.X_AUTO_RESPONSE_SUPPRESS: "OOF, AutoReply"},
             "x-auto-response-suppress: OOF, AutoReply",
         ),
-        ({"return_path": ""}, "null sender"),
-        ({"return_path": "<>"}, "null sender"),
-        ({"return_path": "jane@customer.example"}, None),
-        ({"auto_submitted": "no", "precedence": "bulk"}, "precedence: bulk"),
+        ({MetaKey.RETURN_PATH: ""}, "null sender"),
+        ({MetaKey.RETURN_PATH: "<>"}, "null sender"),
+        ({MetaKey.RETURN_PATH: "jane@customer.example"}, None),
+        ({MetaKey.AUTO_SUBMITTED: "no", MetaKey.PRECEDENCE: "bulk"}, "precedence: bulk"),
     ],
 )
 async def test_autoreply_header_matrix(headers: dict[str, Any], reason: str | None) -> None:
@@ -111,7 +111,7 @@ async def test_autoreply_header_matrix(headers: dict[str, Any], reason: str | No
         assert (d.record_only, d.stop, d.meta, d.bounce) == (
             True,
             True,
-            {"auto_reply": reason},
+            {DecisionKey.AUTO_REPLY: reason},
             None,
         )
 
@@ -146,7 +146,7 @@ async def test_steps_leave_other_channels_alone(channel: Channel) -> None:
 async def test_autoreply_catches_a_dsn_when_no_bounce_step_runs() -> None:
     d = await decide(EmailAutoreply(), contact(is_dsn=True, dsn_text="garbage"))
     assert d.record_only and d.stop
-    assert d.meta == {"auto_reply": "delivery status notification"}
+    assert d.meta == {DecisionKey.AUTO_REPLY: "delivery status notification"}
 
 
 # --- bounce step --------------------------------------------------------------
@@ -173,7 +173,7 @@ async def test_bounce_from_multipart_report() -> None:
     assert d.bounce.permanent
     assert (d.record_only, d.stop) == (True, True)
     assert d.meta == {
-        "bounce": "gone@a.example 5.1.1 failed; busy@b.example 4.4.1 delayed; "
+        DecisionKey.BOUNCE: "gone@a.example 5.1.1 failed; busy@b.example 4.4.1 delayed; "
         "ok@c.example 2.0.0 delivered"
     }
 
@@ -205,7 +205,7 @@ async def test_unreadable_report_is_still_a_bounce() -> None:
     d = await decide(EmailBounce(), contact(is_dsn=True, dsn_text="", text="no details"))
     assert d.bounce is not None and d.bounce.recipients == ()
     assert (d.record_only, d.stop) == (True, True)
-    assert d.meta == {"bounce": "unreadable delivery report"}
+    assert d.meta == {DecisionKey.BOUNCE: "unreadable delivery report"}
 
 
 async def test_mailer_daemon_without_multipart_report() -> None:
@@ -297,10 +297,10 @@ async def test_loop_guard_step_throttles_over_the_limit() -> None:
     assert [d.record_only for d in got] == [False, False, True, True]
     # The first throttled mail of a window carries the report, the rest only the mark.
     assert got[2].stop and got[2].meta == {
-        "throttled": True,
+        DecisionKey.THROTTLED: True,
         DecisionKey.MAIL_LOOP: {"count": 3, "max_messages": 2, "minutes": 10},
     }
-    assert got[3].meta == {"throttled": True}
+    assert got[3].meta == {DecisionKey.THROTTLED: True}
     assert untouched(got[0])
 
 
@@ -308,7 +308,7 @@ async def test_loop_guard_step_caps_future_dates_at_the_clock() -> None:
     step = EmailLoopGuard(max_messages=1, minutes=10, clock=lambda: T0)
     future = contact(at=T0 + timedelta(days=365))
     assert untouched(await decide(step, future))
-    assert (await decide(step, contact(at=T0))).meta["throttled"] is True
+    assert (await decide(step, contact(at=T0))).meta[DecisionKey.THROTTLED] is True
 
 
 async def test_routing_the_same_mails_again_does_not_count_them_again() -> None:
@@ -340,7 +340,7 @@ async def test_a_loop_routed_again_gets_the_same_decisions_report_included() -> 
     ]
     # Mail the guard has not seen yet is counted as ever.
     later = contact(sender="bot@x.example", at=T0 + timedelta(seconds=10), provider_id="<b10@x>")
-    assert (await decide(step, later)).meta == {"throttled": True}
+    assert (await decide(step, later)).meta == {DecisionKey.THROTTLED: True}
 
 
 def test_loop_guard_counts_a_provider_id_once_per_window_and_forgets_the_oldest() -> None:
@@ -388,13 +388,13 @@ async def test_bounce_runs_before_autoreply_and_stops_the_rest() -> None:
     guard = EmailLoopGuard(max_messages=1, minutes=10, clock=lambda: T0)
     steps: list[Step] = [EmailBounce(), EmailAutoreply(), guard]
     d = await run_steps(steps, dsn, fresh(), CTX)
-    assert d.bounce is not None and "auto_reply" not in d.meta
-    assert set(d.meta) == {"bounce"}
+    assert d.bounce is not None and DecisionKey.AUTO_REPLY not in d.meta
+    assert set(d.meta) == {DecisionKey.BOUNCE}
     # An auto-reply stops the loop guard, so auto-replies never count against it.
     ooo = contact(auto_submitted="auto-replied")
     for _ in range(3):
         d = await run_steps(steps, ooo, fresh(), CTX)
-        assert d.meta == {"auto_reply": "auto-submitted: auto-replied"}
+        assert d.meta == {DecisionKey.AUTO_REPLY: "auto-submitted: auto-replied"}
     assert len(guard.guard) == 0
 
 

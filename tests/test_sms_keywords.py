@@ -8,7 +8,7 @@ import pytest
 
 from channels.base import Channel, InboundContact
 from channels.sms.config import SmsConfig
-from routing.base import ConsentChange, CustomerRef, Decision
+from routing.base import ConsentChange, CustomerRef, Decision, DecisionKey
 from routing.keywords import SmsKeywords
 
 CONFIG = SmsConfig()
@@ -42,7 +42,7 @@ async def test_opt_out_words(text: str) -> None:
     d = await decide(text)
     word = text.strip().upper()
     assert d.consent == ConsentChange("sms", "opted_out", f"sms keyword {word}", "marketing")
-    assert (d.reply, d.meta, d.stop) == (CONFIG.opt_out_text, {"keyword": word}, False)
+    assert (d.reply, d.meta, d.stop) == (CONFIG.opt_out_text, {DecisionKey.KEYWORD: word}, False)
 
 
 @pytest.mark.parametrize("text", [v for w in WORDS.opt_in for v in variants(w)])
@@ -50,7 +50,7 @@ async def test_opt_in_words(text: str) -> None:
     d = await decide(text)
     word = text.strip().upper()
     assert d.consent == ConsentChange("sms", "opted_in", f"sms keyword {word}", "marketing")
-    assert (d.reply, d.meta) == (CONFIG.opt_in_text, {"keyword": word})
+    assert (d.reply, d.meta) == (CONFIG.opt_in_text, {DecisionKey.KEYWORD: word})
 
 
 @pytest.mark.parametrize("text", [v for w in WORDS.help for v in variants(w)])
@@ -59,7 +59,7 @@ async def test_help_words(text: str) -> None:
     assert (d.consent, d.reply, d.meta) == (
         None,
         CONFIG.help_text,
-        {"keyword": text.strip().upper()},
+        {DecisionKey.KEYWORD: text.strip().upper()},
     )
 
 
