@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, TypedDict
@@ -161,7 +162,7 @@ class Step(Protocol):
 
 
 async def run_steps(
-    steps: list[Step], contact: InboundContact, decision: Decision, ctx: RoutingContext
+    steps: Sequence[Step], contact: InboundContact, decision: Decision, ctx: RoutingContext
 ) -> Decision:
     for step in steps:
         if decision.stop:

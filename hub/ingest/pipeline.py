@@ -18,13 +18,13 @@ import contextlib
 import dataclasses
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from channels.base import Channel, InboundContact
+from channels.base import InboundContact
 from hub.events.bus import Event, EventBus
 from hub.ingest.batch import write_batch
 from hub.ingest.context import (
@@ -34,18 +34,11 @@ from hub.ingest.context import (
     find_existing,
     match_customers,
 )
+from hub.ingest.route import Pipelines, route_batch
 from hub.records.identity import InvalidIdentity, normalize_address
 from hub.records.teams import TeamRouter
 from hub.store.db import Database, is_outage
-from routing.base import (
-    ConversationRef,
-    CustomerRef,
-    Decision,
-    DecisionKey,
-    MailLoopReport,
-    Step,
-    run_steps,
-)
+from routing.base import DecisionKey, MailLoopReport
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +80,7 @@ class Ingestor:
         self,
         db: Database,
         bus: EventBus,
-        pipelines: Mapping[Channel, Sequence[Step]],
+        pipelines: Pipelines,
         teams: TeamRouter,
         *,
         region: str,
@@ -328,43 +321,7 @@ class Ingestor:
         matched = await match_customers(
             conn, {(p.identity.kind.value, p.identity.value) for p in fresh}
         )
-        ctx.batch_customers = {ref.id for ref in matched.values()}
-        times = [p.contact.occurred_at for p in fresh]
-        ctx.batch_span = (min(times), max(times))
-        await ctx.prefetch_open(ctx.batch_customers)
-        refs = {(p.contact.channel.value, r) for p in fresh for r in p.contact.thread_refs}
-        if refs:
-            await ctx.prefetch_refs(refs)
-        # Bounces: the messages they return, in one query for the batch.
-        await ctx.prefetch_bounced(p.contact for p in fresh)
-        new_leads: dict[tuple[str, str], CustomerRef] = {}
-        routed: list[Prepared] = []
-        for p in fresh:
-            key = (p.identity.kind.value, p.identity.value)
-            customer = matched.get(key) or new_leads.get(key)
-            if customer is None:
-                customer = CustomerRef(ctx.placeholder(), p.lead_team_id, None, True)
-                new_leads[key] = customer
-            decision = Decision(
-                customer=customer, team_id=customer.team_id, assignee_id=customer.owner_id
-            )
-            try:
-                await run_steps(self.pipelines[p.contact.channel], p.contact, decision, ctx)
-            except Exception:
-                log.exception("routing failed for contact from %r", p.contact.sender)
-                if strict:
-                    raise
-                continue
-            if decision.record_only:
-                # Recorded in the history only: no conversation, nobody assigned.
-                decision.conversation, decision.open_conversation = None, False
-                decision.assignee_id = None
-            if decision.conversation is None and decision.open_conversation:
-                ref = ConversationRef(ctx.placeholder(), decision.assignee_id, decision.team_id)
-                decision.conversation = ref
-                ctx.open_by_customer[(customer.id, p.contact.channel.value)] = ref
-            p.decision = decision
-            routed.append(p)
+        routed = await route_batch(ctx, fresh, matched, self.pipelines, strict=strict)
         if routed:
             await write_batch(conn, routed, ctx)
 

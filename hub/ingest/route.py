@@ -1,0 +1,74 @@
+"""Route a batch's new contacts, each through the pipeline of its own channel.
+
+A batch mixes channels (an SMS webhook and an IMAP chunk share one commit),
+so the steps run per contact, chosen by `contact.channel`; but the context
+they ask is filled once for the whole batch first, whatever the channels:
+routing never queries per contact.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+
+from channels.base import Channel
+from hub.ingest.context import BatchContext, Prepared
+from routing.base import ConversationRef, CustomerRef, Decision, Step, run_steps
+
+log = logging.getLogger(__name__)
+
+Pipelines = Mapping[Channel, Sequence[Step]]
+
+
+async def route_batch(
+    ctx: BatchContext,
+    fresh: list[Prepared],
+    matched: Mapping[tuple[str, str], CustomerRef],
+    pipelines: Pipelines,
+    *,
+    strict: bool,
+) -> list[Prepared]:
+    """Decide each contact (`Prepared.decision`); returns those routed.
+
+    A contact whose routing raises is left out (logged) so the rest of the
+    batch still lands; with `strict` the error is raised instead, failing
+    the whole unit (an IMAP chunk then retries message by message).
+    """
+    ctx.batch_customers = {ref.id for ref in matched.values()}
+    times = [p.contact.occurred_at for p in fresh]
+    ctx.batch_span = (min(times), max(times))
+    await ctx.prefetch_open(ctx.batch_customers)
+    refs = {(p.contact.channel.value, r) for p in fresh for r in p.contact.thread_refs}
+    if refs:
+        await ctx.prefetch_refs(refs)
+    # Bounces: the messages they return, in one query for the batch.
+    await ctx.prefetch_bounced(p.contact for p in fresh)
+    new_leads: dict[tuple[str, str], CustomerRef] = {}
+    routed: list[Prepared] = []
+    for p in fresh:
+        key = (p.identity.kind.value, p.identity.value)
+        customer = matched.get(key) or new_leads.get(key)
+        if customer is None:
+            customer = CustomerRef(ctx.placeholder(), p.lead_team_id, None, True)
+            new_leads[key] = customer
+        decision = Decision(
+            customer=customer, team_id=customer.team_id, assignee_id=customer.owner_id
+        )
+        try:
+            await run_steps(pipelines[p.contact.channel], p.contact, decision, ctx)
+        except Exception:
+            log.exception("routing failed for contact from %r", p.contact.sender)
+            if strict:
+                raise
+            continue
+        if decision.record_only:
+            # Recorded in the history only: no conversation, nobody assigned.
+            decision.conversation, decision.open_conversation = None, False
+            decision.assignee_id = None
+        if decision.conversation is None and decision.open_conversation:
+            ref = ConversationRef(ctx.placeholder(), decision.assignee_id, decision.team_id)
+            decision.conversation = ref
+            ctx.open_by_customer[(customer.id, p.contact.channel.value)] = ref
+        p.decision = decision
+        routed.append(p)
+    return routed
