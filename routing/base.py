@@ -153,6 +153,15 @@ class RoutingContext(Protocol):
 
 
 class Step(Protocol):
+    """One small named routing step (the pipelines in config list them by `name`).
+
+    A built-in step also declares `channels`, the channels it applies to, and
+    is registered with them in routing/registry.py, which is what lets a
+    pipeline listing it under another channel fail at start. It still
+    checks the contact's channel itself, so running it alone (tests, a
+    step of one's own that calls it) can never apply it to the wrong channel.
+    """
+
     name: str
     description: str
 
