@@ -174,6 +174,7 @@ async def rows(db: Database, stmt: Any) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in (await s.exec(stmt)).all()]
 
 
+@pytest.mark.db
 async def test_each_contact_runs_its_own_channels_pipeline_in_one_batch(
     db_url: str, db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -222,6 +223,7 @@ async def test_each_contact_runs_its_own_channels_pipeline_in_one_batch(
     assert len(prefetches) == batches
 
 
+@pytest.mark.db
 async def test_a_channel_without_a_pipeline_is_refused(hub: Hub) -> None:
     with pytest.raises(IngestError, match="no routing pipeline for channel 'note'"):
         await hub.ingestor.ingest(contact(Channel.NOTE, "+491715550103", "n1"))
