@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from hub.records.access import Forbidden
-
 
 class DomainError(Exception):
     status = 400
@@ -32,6 +30,11 @@ class Conflict(DomainError):
 class Invalid(DomainError):
     status = 422
     code = "invalid"
+
+
+class Forbidden(PermissionError):
+    """The principal's role or team does not allow it (403); not a DomainError, so
+    a handler that maps domain errors can never turn a refusal into a 4xx of another kind."""
 
 
 class Moved(DomainError):

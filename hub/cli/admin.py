@@ -7,16 +7,11 @@ import asyncio
 import logging
 from typing import Any
 
+from hub.cli.common import CliError
 from hub.config import Settings
 from hub.store.models import Role
 
 log = logging.getLogger(__name__)
-
-
-def _fail(message: str) -> Exception:
-    from hub.cli.main import CliError
-
-    return CliError(message)
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -58,7 +53,7 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     try:
         upgrade(settings.database.url)
     except Exception as exc:  # alembic/driver errors: one line, not a traceback
-        raise _fail(f"migration failed: {exc}") from exc
+        raise CliError(f"migration failed: {exc}") from exc
     print(f"database {_safe_url(settings)} is at the newest schema")
     return 0
 
@@ -91,7 +86,7 @@ def _user_add(args: argparse.Namespace, settings: Settings) -> int:
                 phone_extension=args.extension,
             )
         except AuthError as exc:
-            raise _fail(str(exc)) from exc
+            raise CliError(str(exc)) from exc
         finally:
             await db.close()
         print(f"user {user.username} (id {user.id}, {user.role}) created")
@@ -140,7 +135,7 @@ def _user_token(args: argparse.Namespace, settings: Settings) -> int:
         try:
             token = await issue_token(db, args.username, name=args.label or "cli")
         except AuthError as exc:
-            raise _fail(str(exc)) from exc
+            raise CliError(str(exc)) from exc
         finally:
             await db.close()
         print(token)
@@ -166,7 +161,7 @@ def _customer_merge(args: argparse.Namespace, settings: Settings) -> int:
                     s, operator, settings.identity.default_region, args.keep, args.other
                 )
         except DomainError as exc:
-            raise _fail(exc.detail) from exc
+            raise CliError(exc.detail) from exc
         finally:
             await db.close()
         print(f"customer {args.other} merged into {kept.id}")

@@ -18,6 +18,7 @@ from typing import Any, TextIO
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from hub.cli.common import CliError, run_async
 from hub.config import Settings
 from hub.data.exporter import FORMATS, ExportError, export_customers, export_history
 from hub.data.import_source import guess_format
@@ -25,25 +26,18 @@ from hub.data.importer import ImportFileError, import_customers
 from hub.store.db import Database
 
 
-def _fail(message: str) -> Exception:
-    from hub.cli.main import CliError
-
-    return CliError(message)
-
-
 def _run(settings: Settings, work: Callable[[Database], Awaitable[int]]) -> int:
     """Run `work` against the configured database, turning known failures into one line."""
-    from hub.cli.main import run_async
 
     async def main() -> int:
         db = Database(settings.database)
         try:
             return await work(db)
         except (ImportFileError, ExportError) as exc:
-            raise _fail(str(exc)) from exc
+            raise CliError(str(exc)) from exc
         except SQLAlchemyError as exc:
             reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-            raise _fail(f"database error: {reason}") from exc
+            raise CliError(f"database error: {reason}") from exc
         finally:
             await db.close()
 
@@ -76,7 +70,7 @@ def _output(path: Path | None) -> Iterator[TextIO]:
     try:
         f = part.open("w", encoding="utf-8", newline="")
     except OSError as exc:
-        raise _fail(f"{path}: cannot write: {exc.strerror or exc}") from None
+        raise CliError(f"{path}: cannot write: {exc.strerror or exc}") from None
     try:
         with f:
             yield f

@@ -14,17 +14,11 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from hub.cli.common import CliError, run_async
 from hub.config import Settings
 
 
-def _fail(message: str) -> Exception:
-    from hub.cli.main import CliError
-
-    return CliError(message)
-
-
 def _with_hub(settings: Settings, work: Callable[[Any], Awaitable[int]]) -> int:
-    from hub.cli.main import run_async
     from hub.ingest.pipeline import IngestUnavailable
     from hub.runtime import Hub
 
@@ -34,10 +28,10 @@ def _with_hub(settings: Settings, work: Callable[[Any], Awaitable[int]]) -> int:
             await hub.start()
             return await work(hub)
         except IngestUnavailable as exc:
-            raise _fail(f"database unavailable: {exc}") from exc
+            raise CliError(f"database unavailable: {exc}") from exc
         except (SQLAlchemyError, OSError) as exc:
             reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-            raise _fail(f"database error: {reason}") from exc
+            raise CliError(f"database error: {reason}") from exc
         finally:
             await hub.stop()
 
@@ -75,7 +69,7 @@ def _show(args: argparse.Namespace, settings: Settings) -> int:
     async def work(hub: Any) -> int:
         raw = await hub.quarantine.raw_of(args.id)
         if raw is None:
-            raise _fail(f"no quarantined message with id {args.id}")
+            raise CliError(f"no quarantined message with id {args.id}")
         sys.stdout.buffer.write(raw)
         sys.stdout.flush()
         return 0
@@ -85,7 +79,7 @@ def _show(args: argparse.Namespace, settings: Settings) -> int:
 
 def _retry(args: argparse.Namespace, settings: Settings) -> int:
     if not args.ids and not args.all:
-        raise _fail("name the ids to retry, or --all")
+        raise CliError("name the ids to retry, or --all")
 
     async def work(hub: Any) -> int:
         report = await hub.quarantine.retry(None if args.all else args.ids)

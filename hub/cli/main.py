@@ -4,22 +4,17 @@ failure it can name (one line on stderr), 2 on bad usage (argparse)."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from hub.cli import admin as cli_admin
 from hub.cli import data as cli_data
 from hub.cli import mail as cli_mail
+from hub.cli.common import CliError
 from hub.config import ConfigError, Settings, load_settings
-
-
-class CliError(Exception):
-    """A failure with a one-line reason for the user; exit code 1."""
-
+from hub.errors import DomainError
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -55,13 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, CliError) as exc:
         print(f"crmhub: {exc}", file=sys.stderr)
         return 1
+    except DomainError as exc:
+        # The core's own refusals (e.g. seed-demo on a database with customers).
+        print(f"crmhub: {exc.detail}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
-
-
-def run_async(coro: Coroutine[Any, Any, int | None]) -> int:
-    """Run a command's coroutine; its result is the exit code."""
-    return asyncio.run(coro) or 0
 
 
 if __name__ == "__main__":

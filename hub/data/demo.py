@@ -17,6 +17,7 @@ from sqlmodel import select
 
 from channels.base import Channel, InboundContact
 from hub.config import Settings
+from hub.errors import Conflict
 from hub.records.auth import create_user
 from hub.runtime import Hub
 from hub.store.models import (
@@ -123,9 +124,7 @@ async def seed_demo(settings: Settings, customers: int, *, if_empty: bool = Fals
             print(f"demo data present ({existing} customers); nothing to do")
             return 0
         if existing:
-            from hub.cli.main import CliError
-
-            raise CliError(f"the database already has {existing} customers; use a fresh one")
+            raise Conflict(f"the database already has {existing} customers; use a fresh one")
         await _seed(hub, settings, customers)
     finally:
         await hub.stop()

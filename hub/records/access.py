@@ -15,6 +15,7 @@ import enum
 from sqlalchemy import ColumnElement, true
 from sqlmodel import col
 
+from hub.errors import Forbidden
 from hub.records.auth import Principal
 from hub.store.models import Customer, Role
 
@@ -36,10 +37,6 @@ _ALLOWED: dict[Action, frozenset[Role]] = {
     Action.WRITE_HISTORY: frozenset({Role.ADMIN, Role.SUPERVISOR, Role.AGENT}),
     Action.WRITE_TASKS: frozenset({Role.ADMIN, Role.SUPERVISOR, Role.AGENT}),
 }
-
-
-class Forbidden(PermissionError):
-    pass
 
 
 def require(principal: Principal, action: Action) -> None:

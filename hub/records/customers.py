@@ -19,8 +19,8 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
-from hub.errors import Conflict, Invalid, Moved, NotFound
-from hub.records.access import Action, Forbidden, customer_visible, may_use_team, require
+from hub.errors import Conflict, Forbidden, Invalid, Moved, NotFound
+from hub.records.access import Action, customer_visible, may_use_team, require
 from hub.records.auth import Principal
 from hub.records.identity import InvalidIdentity, NormalIdentity, normalize_email, normalize_phone
 from hub.records.schemas import CustomerIn, CustomerPatch

@@ -14,8 +14,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from sqlalchemy.exc import IntegrityError
 
-from hub.errors import DomainError, Moved
-from hub.records.access import Forbidden
+from hub.errors import DomainError, Forbidden, Moved
 from hub.records.auth import AuthError
 from hub.store.db import is_outage
 
