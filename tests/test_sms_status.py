@@ -73,6 +73,8 @@ async def test_status_callbacks_must_be_signed(api: Api, hub: Hub) -> None:
         path, data={**params, "ErrorCode": "1"}, headers={"X-Twilio-Signature": sig}
     )
     assert resp.status == 403
+    # The same check, in the same words, as the inbound webhook's.
+    assert (await resp.json())["detail"] == "X-Twilio-Signature does not match"
     assert (await interaction(hub, body["id"])).delivery_status == "queued"
     # Unknown MessageSid: acknowledged, so that Twilio does not retry forever.
     assert await post_status(api, {"MessageSid": "SMnope", "MessageStatus": "sent"}) == 204

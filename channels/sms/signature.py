@@ -14,6 +14,8 @@ from urllib.parse import urlsplit, urlunsplit
 from twilio.request_validator import RequestValidator
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
+# Twilio signs with a Webhooks shared key (not the auth token) when this is set.
+SIGNATURE_SETTINGS_HEADER = "X-Twilio-Webhooks-Signature-Settings"
 
 
 def public_url(
@@ -43,6 +45,26 @@ def is_valid(auth_token: str, url: str, params: Mapping[str, str], signature: st
     if hmac.compare_digest(str(validator.compute_signature(url, dict(params))), signature):
         return True
     return bool(validator.validate(url, dict(params), signature))
+
+
+def refusal(
+    auth_token: str, url: str, params: Mapping[str, str], headers: Mapping[str, str]
+) -> str | None:
+    """None when the request is Twilio's; else the one-line reason to refuse it (403).
+
+    Every Twilio-signed webhook (SMS, its status callback, voice) checks here,
+    so each refuses for the same reasons in the same words.
+    """
+    given = headers.get(SIGNATURE_HEADER)
+    if is_valid(auth_token, url, params, given):
+        return None
+    if not auth_token:
+        return "no Twilio auth token configured (CRMHUB_SMS__AUTH_TOKEN); nothing can be verified"
+    if headers.get(SIGNATURE_SETTINGS_HEADER):
+        return "signed with a Twilio Webhooks shared key, which crmhub does not support"
+    if not given:
+        return f"missing {SIGNATURE_HEADER}"
+    return f"{SIGNATURE_HEADER} does not match"
 
 
 def sign(auth_token: str, url: str, params: Mapping[str, str]) -> str:

@@ -13,17 +13,15 @@ import logging
 
 from aiohttp import web
 
-from channels.sms import signature
 from channels.sms.inbound import BodyTooLong, InvalidSmsForm, parse_inbound, twiml
 from hub.ingest.pipeline import IngestError, IngestUnavailable
 from hub.web.auth import HUB
 from hub.web.errors import error_response
+from hub.web.webhooks.twilio import Refused, signed_form
 
 log = logging.getLogger(__name__)
 
 FORM_TYPE = "application/x-www-form-urlencoded"
-# Twilio signs with a Webhooks shared key (not the auth token) when this is set.
-SIGNATURE_SETTINGS_HEADER = "X-Twilio-Webhooks-Signature-Settings"
 
 routes = web.RouteTableDef()
 
@@ -36,16 +34,10 @@ async def inbound_sms(request: web.Request) -> web.Response:
         return error_response(404, "the SMS channel is not enabled")
     if request.content_type != FORM_TYPE:
         return error_response(415, f"expected {FORM_TYPE}")
-    # aiohttp refuses a body over server.max_body_bytes here (413 via the error middleware).
-    form = await request.post()
-    params = {k: v for k, v in form.items() if isinstance(v, str)}
-    url = signature.public_url(
-        sms.public_url, request.path_qs, request.headers, trust_proxy=sms.trust_proxy
-    )
-    if not signature.is_valid(
-        sms.auth_token, url, params, request.headers.get(signature.SIGNATURE_HEADER)
-    ):
-        return _forbidden(request, url, bool(sms.auth_token))
+    try:
+        params = await signed_form(request, sms, "SMS webhook")
+    except Refused as refused:
+        return refused.response
     try:
         contact = parse_inbound(params, max_body_chars=sms.max_body_chars)
     except BodyTooLong as exc:
@@ -60,18 +52,3 @@ async def inbound_sms(request: web.Request) -> web.Response:
         # Nothing stored; a 5xx makes Twilio log it (and retry where configured).
         return error_response(503, str(exc), "unavailable", {"Retry-After": "1"})
     return web.Response(text=twiml(result.reply), content_type="text/xml", charset="utf-8")
-
-
-def _forbidden(request: web.Request, url: str, have_token: bool) -> web.Response:
-    if not have_token:
-        detail = "no Twilio auth token configured (CRMHUB_SMS__AUTH_TOKEN); nothing can be verified"
-        log.warning("SMS webhook refused: %s", detail)
-    elif request.headers.get(SIGNATURE_SETTINGS_HEADER):
-        detail = "signed with a Twilio Webhooks shared key, which crmhub does not support"
-    elif not request.headers.get(signature.SIGNATURE_HEADER):
-        detail = f"missing {signature.SIGNATURE_HEADER}"
-    else:
-        detail = f"{signature.SIGNATURE_HEADER} does not match"
-    # The URL we checked is the most common cause of a mismatch behind a proxy.
-    log.info("SMS webhook refused (%s); checked URL %s", detail, url)
-    return error_response(403, detail)

@@ -12,11 +12,11 @@ import logging
 
 from aiohttp import web
 
-from channels.sms import signature
 from channels.sms.status import InvalidStatusForm, parse_status
 from hub.outbox.queue import apply_status
 from hub.web.auth import HUB
 from hub.web.errors import error_response
+from hub.web.webhooks.twilio import Refused, signed_form
 
 log = logging.getLogger(__name__)
 
@@ -29,16 +29,10 @@ async def sms_status(request: web.Request) -> web.Response:
     sms = hub.settings.sms
     if not sms.enabled:
         return error_response(404, "the SMS channel is not enabled")
-    form = await request.post()
-    params = {k: v for k, v in form.items() if isinstance(v, str)}
-    url = signature.public_url(
-        sms.public_url, request.path_qs, request.headers, trust_proxy=sms.trust_proxy
-    )
-    given = request.headers.get(signature.SIGNATURE_HEADER)
-    if not signature.is_valid(sms.auth_token, url, params, given):
-        detail = f"{signature.SIGNATURE_HEADER} {'does not match' if given else 'is missing'}"
-        log.info("SMS status callback refused (%s); checked URL %s", detail, url)
-        return error_response(403, detail)
+    try:
+        params = await signed_form(request, sms, "SMS status callback")
+    except Refused as refused:
+        return refused.response
     try:
         report = parse_status(params, request.query)
     except InvalidStatusForm as exc:
