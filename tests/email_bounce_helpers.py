@@ -4,7 +4,6 @@ reading back what the hub stored."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -13,7 +12,7 @@ from sqlalchemy import select
 
 from channels.base import InboundContact
 from channels.email import parse_message
-from hub.events.bus import Event
+from hub.events.bus import Event, Subscription
 from hub.ingest.context import IngestResult
 from hub.runtime import Hub
 from hub.store.db import Database
@@ -216,7 +215,7 @@ async def marks(db: Database, email: str = JANE) -> tuple[Any, ...]:
     return (row[0] is not None, row[1], row[2])
 
 
-def drain(queue: asyncio.Queue[Event]) -> list[Event]:
+def drain(queue: Subscription) -> list[Event]:
     got = []
     while not queue.empty():
         got.append(queue.get_nowait())

@@ -11,6 +11,7 @@ from tests.api_helpers import Api
 from tests.sms_outbound_fixtures import fake_fixture, settings_fixture  # noqa: F401 (fixtures)
 from tests.sms_outbound_helpers import (
     CUSTOMER,
+    FROM,
     PUBLIC,
     TOKEN,
     eventually,
@@ -100,8 +101,11 @@ async def test_the_console_hears_of_the_reply_and_each_status_change(
                 **common,
                 "channel": "sms",
                 "direction": "out",
+                "sender": FROM,
                 "recipient": CUSTOMER,
+                "subject": "",
                 "delivery_status": "queued",
+                "created_customer": False,
             },
             api.team_ids["Support"],
         ),

@@ -18,9 +18,9 @@ from sqlalchemy import bindparam, or_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from channels.base import Channel
-from hub.events.bus import Event
+from hub.events.kinds import interaction_delivery
 from hub.ingest.context import BatchContext, Prepared
-from hub.outbox.queue import DELIVERY_EVENT, FINAL, OutboxStatus
+from hub.outbox.queue import FINAL, OutboxStatus
 from hub.records.identity import InvalidIdentity, normalize_email
 from hub.store.models import IdentityKind, UTCDateTime
 from hub.store.sqlite_driver import execute_many
@@ -210,13 +210,14 @@ async def _mark_bounced(
         item, recipients = failed[iid]
         error = "bounced: " + "; ".join(f"{r.address} {_reason(r)}" for r in recipients)
         outbox_rows.append({"iid": iid, "error": error, "now": now})
-        data = {
-            "interaction_id": iid,
-            "customer_id": row.customer_id,
-            "conversation_id": row.conversation_id,
-            "delivery_status": BOUNCED,
-            "error_code": recipients[0].status,
-        }
         assert item.decision is not None
-        item.events.append(Event(DELIVERY_EVENT, data, team_id=item.decision.customer.team_id))
+        event = interaction_delivery(
+            interaction_id=iid,
+            customer_id=row.customer_id,
+            conversation_id=row.conversation_id,
+            delivery_status=BOUNCED,
+            error_code=recipients[0].status,
+            team_id=item.decision.customer.team_id,
+        )
+        item.events.append(event)
     await execute_many(conn, _FAIL_BOUNCED_OUTBOX, outbox_rows)

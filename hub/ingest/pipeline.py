@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from channels.base import InboundContact
-from hub.events.bus import Event, EventBus
+from channels.base import Direction, InboundContact
+from hub.events.bus import EventBus
+from hub.events.kinds import interaction_created, mail_loop
 from hub.ingest.batch import write_batch
 from hub.ingest.context import (
     BatchContext,
@@ -330,18 +331,16 @@ class Ingestor:
         assert result is not None
         contact = prepared.contact
         self.bus.publish(
-            Event(
-                "interaction.created",
-                {
-                    "interaction_id": result.interaction_id,
-                    "customer_id": result.customer_id,
-                    "conversation_id": result.conversation_id,
-                    "channel": contact.channel.value,
-                    "direction": "in",
-                    "sender": prepared.identity.value,
-                    "subject": contact.subject,
-                    "created_customer": result.created_customer,
-                },
+            interaction_created(
+                interaction_id=result.interaction_id,
+                customer_id=result.customer_id,
+                conversation_id=result.conversation_id,
+                channel=contact.channel.value,
+                direction=Direction.IN,
+                sender=prepared.identity.value,
+                recipient=contact.recipient,
+                subject=contact.subject,
+                created_customer=result.created_customer,
                 team_id=result.team_id,
             )
         )
@@ -372,9 +371,10 @@ def _report_mail_loop(bus: EventBus, prepared: Prepared) -> None:
         result.customer_id,
     )
     bus.publish(
-        Event(
-            "mail.loop",
-            {"sender": sender, "customer_id": result.customer_id, "count": loop.get("count")},
+        mail_loop(
+            sender=sender,
+            customer_id=result.customer_id,
+            count=loop.get("count"),
             team_id=result.team_id,
         )
     )

@@ -35,6 +35,7 @@ from channels.sms.outbound import ERROR_UNSUBSCRIBED, TwilioSmsSender
 from channels.sms.status import StatusReport
 from hub.config import Settings
 from hub.events.bus import Event
+from hub.events.kinds import interaction_delivery
 from hub.store.models import ConsentState, utcnow
 from hub.store.tables import consent_t, customer_t, interaction_t, outbox_t
 
@@ -65,7 +66,6 @@ FINAL = frozenset({"undelivered", "failed", "canceled", "blocked", "bounced"})
 FAILED_STATUSES = frozenset({"undelivered", "failed", "canceled", "bounced"})
 MESSAGE_ID = "Message-ID"
 CONSENT_SOURCE_21610 = "twilio 21610"
-DELIVERY_EVENT = "interaction.delivery"
 
 
 def status_advances(current: str | None, new: str) -> bool:
@@ -301,14 +301,14 @@ async def set_interaction_status(
         )
     if not changed:
         return None
-    data = {
-        "interaction_id": interaction_id,
-        "customer_id": row.customer_id,
-        "conversation_id": row.conversation_id,
-        "delivery_status": status,
-        "error_code": error_code,
-    }
-    return Event(DELIVERY_EVENT, data, team_id=row.team_id)
+    return interaction_delivery(
+        interaction_id=interaction_id,
+        customer_id=row.customer_id,
+        conversation_id=row.conversation_id,
+        delivery_status=status,
+        error_code=error_code,
+        team_id=row.team_id,
+    )
 
 
 async def rows_by_id(conn: AsyncConnection, ids: Sequence[int]) -> list[Any]:

@@ -28,6 +28,7 @@ from channels.sms.segments import BodyTooLong, check_body
 from hub.config import Settings
 from hub.errors import Conflict, Invalid
 from hub.events.bus import Event
+from hub.events.kinds import interaction_created
 from hub.outbox.email_reply import prepare_email_reply
 from hub.outbox.queue import Enqueued, Sender, enqueue, opted_out
 from hub.records.access import Action, require
@@ -103,17 +104,17 @@ async def reply(
     interaction = await session.get(Interaction, queued.interaction_id)
     assert interaction is not None
     customer = await store.customers.get(conv.customer_id)
-    event = Event(
-        "interaction.created",
-        {
-            "interaction_id": interaction.id,
-            "customer_id": conv.customer_id,
-            "conversation_id": conv.id,
-            "channel": conv.channel,
-            "direction": Direction.OUT.value,
-            "recipient": interaction.recipient,
-            "delivery_status": interaction.delivery_status,
-        },
+    assert interaction.id is not None
+    event = interaction_created(
+        interaction_id=interaction.id,
+        customer_id=conv.customer_id,
+        conversation_id=conv.id,
+        channel=conv.channel,
+        direction=Direction.OUT,
+        sender=interaction.sender or "",
+        recipient=interaction.recipient or "",
+        subject=interaction.subject or "",
+        delivery_status=interaction.delivery_status,
         team_id=customer.team_id,
     )
     return interaction, event

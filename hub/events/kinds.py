@@ -1,0 +1,90 @@
+"""Every event kind the hub publishes, and the one constructor that builds each.
+
+A kind's payload is defined here once, so the pipeline, the outbox and the
+websocket that forwards events (and the console reading them) agree on its
+keys; publish sites call these constructors, never `Event(...)` with a string.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from channels.base import Direction
+from hub.events.bus import OVERFLOW_KIND, Event
+
+
+class EventKind(enum.StrEnum):
+    INTERACTION_CREATED = "interaction.created"
+    INTERACTION_DELIVERY = "interaction.delivery"
+    MAIL_LOOP = "mail.loop"
+    BUS_OVERFLOW = OVERFLOW_KIND
+
+
+def interaction_created(
+    *,
+    interaction_id: int,
+    customer_id: int,
+    conversation_id: int | None,
+    channel: str,
+    direction: Direction,
+    sender: str,
+    recipient: str,
+    subject: str,
+    team_id: int | None,
+    delivery_status: str | None = None,
+    created_customer: bool = False,
+) -> Event:
+    """A new entry in a customer's history, inbound or outbound: one shape for both,
+    so a console renders an agent's reply and the customer's answer alike.
+
+    `sender` of an inbound contact is its normalised identity (E.164, lower-case
+    address); `created_customer` says the contact made a new lead.
+    """
+    return Event(
+        EventKind.INTERACTION_CREATED,
+        {
+            "interaction_id": interaction_id,
+            "customer_id": customer_id,
+            "conversation_id": conversation_id,
+            "channel": channel,
+            "direction": direction.value,
+            "sender": sender,
+            "recipient": recipient,
+            "subject": subject,
+            "delivery_status": delivery_status,
+            "created_customer": created_customer,
+        },
+        team_id=team_id,
+    )
+
+
+def interaction_delivery(
+    *,
+    interaction_id: int,
+    customer_id: int,
+    conversation_id: int | None,
+    delivery_status: str,
+    error_code: str | None,
+    team_id: int | None,
+) -> Event:
+    """A sent message moved on (sent, delivered, failed, bounced): the console updates its mark."""
+    return Event(
+        EventKind.INTERACTION_DELIVERY,
+        {
+            "interaction_id": interaction_id,
+            "customer_id": customer_id,
+            "conversation_id": conversation_id,
+            "delivery_status": delivery_status,
+            "error_code": error_code,
+        },
+        team_id=team_id,
+    )
+
+
+def mail_loop(*, sender: str, customer_id: int, count: int | None, team_id: int | None) -> Event:
+    """A sender passed the loop guard's limit; its further mail is recorded only."""
+    return Event(
+        EventKind.MAIL_LOOP,
+        {"sender": sender, "customer_id": customer_id, "count": count},
+        team_id=team_id,
+    )
