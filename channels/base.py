@@ -8,7 +8,7 @@ can be tested with plain values.
 from __future__ import annotations
 
 import enum
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -131,16 +131,138 @@ class DeliveryResult:
     error: str | None = None
 
 
-InboundSink = Callable[[InboundContact], Awaitable[Any]]
+class Sender(Protocol):
+    """What the outbox needs of a channel: its send, its limits, and a close for its pools.
 
-
-class ChannelAdapter(Protocol):
-    """The contract every channel package implements (checked by mypy, not by names)."""
+    The dispatcher enforces the limits; the adapter only declares them.
+    """
 
     channel: Channel
     max_body_length: int
     rate_per_second: float
 
-    def parse(self, raw: Any) -> Sequence[InboundContact]: ...
+    @property
+    def sender(self) -> str: ...
 
     async def send(self, message: OutboundMessage) -> DeliveryResult: ...
+
+    async def close(self) -> None: ...
+
+
+# The hub's own delivery words, the same on every channel: a message waits
+# (queued), a provider took it (sent), it failed, or consent blocked it.
+HUB_RANKS: Mapping[str, int] = {"queued": 0, "sent": 2}
+HUB_FINAL = frozenset({"failed", "blocked"})
+
+
+@dataclass(frozen=True, slots=True)
+class StatusVocabulary:
+    """A channel's delivery statuses in its provider's words, and how far each got.
+
+    The core orders and classifies statuses only through this, so no provider's
+    status names or error codes are spelled outside its channel package. A
+    status never moves backwards (callbacks arrive out of order: a late "sent"
+    must not hide "delivered"), and a final one never changes.
+    """
+
+    # Provider statuses by how far the message got, on top of the hub's own.
+    ranks: Mapping[str, int] = field(default_factory=dict)
+    # Statuses after which nothing changes; `failed` ones also fail the outbox row.
+    final: frozenset[str] = frozenset()
+    failed: frozenset[str] = frozenset()
+    # Provider error codes meaning the recipient opted out at the provider;
+    # recorded as an opt-out with the source "<provider> <code>".
+    opt_out_errors: frozenset[str] = frozenset()
+    provider: str = ""
+
+    @property
+    def all_final(self) -> frozenset[str]:
+        return self.final | HUB_FINAL
+
+    @property
+    def all_failed(self) -> frozenset[str]:
+        return self.failed | {"failed"}
+
+    def advances(self, current: str | None, new: str) -> bool:
+        """Whether `new` may replace `current`."""
+        if current in self.all_final:
+            return False
+        if new in self.all_final:
+            return True
+        ranks = {**HUB_RANKS, **self.ranks}
+        if new not in ranks:
+            return False
+        return current is None or ranks[new] > ranks.get(current, -1)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReport:
+    """A provider's word on a message we sent (a status callback), as plain data."""
+
+    channel: Channel
+    provider_id: str
+    status: str  # in the provider's words, lower-case; ordered by the channel's vocabulary
+    error_code: str | None = None
+    # Our outbox id when the callback carries it, so a report that overtakes our
+    # own record of the provider id still matches.
+    outbox_id: int | None = None
+
+
+# -- webhooks: raw HTTP in, plain data out, without any web framework here --
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookRequest:
+    """What a provider posted, as the web layer received it."""
+
+    path_qs: str
+    content_type: str
+    headers: Mapping[str, str]
+    query: Mapping[str, str]
+    # The POST parameters of a form body (empty for other content types).
+    form: Mapping[str, str]
+    body: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookParsed:
+    """What a webhook carried: contacts to ingest and delivery reports to apply."""
+
+    contacts: tuple[InboundContact, ...] = ()
+    reports: tuple[DeliveryReport, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookAnswer:
+    status: int = 200
+    body: str = ""
+    content_type: str | None = None
+
+
+class WebhookRejected(Exception):
+    """The request is refused with `status` and a one-line `detail`; nothing is stored."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+class Webhook(Protocol):
+    """One provider endpoint: verify and parse a request, then answer after the commit."""
+
+    @property
+    def path(self) -> str: ...
+
+    # One line for the API description.
+    @property
+    def summary(self) -> str: ...
+
+    def parse(self, request: WebhookRequest) -> WebhookParsed:
+        """Verify (signature, token) before reading any field; raise WebhookRejected."""
+        ...
+
+    def answer(self, replies: Sequence[str | None]) -> WebhookAnswer:
+        """The response once everything parsed is committed; `replies` are the texts
+        routing chose to answer each contact with (e.g. a STOP confirmation)."""
+        ...

@@ -23,8 +23,6 @@ from channels.sms.segments import BodyTooLong, check_body
 log = logging.getLogger(__name__)
 
 STATUS_CALLBACK_PATH = "/webhooks/twilio/sms/status"
-# Twilio: "Attempt to send to unsubscribed recipient" (the number texted STOP to Twilio).
-ERROR_UNSUBSCRIBED = "21610"
 ERROR_BODY_TOO_LONG = "body_too_long"
 ERROR_NETWORK = "network"
 

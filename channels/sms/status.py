@@ -1,4 +1,4 @@
-"""Twilio's delivery status callback form -> a plain `StatusReport`.
+"""Twilio's delivery status callback form -> a plain `DeliveryReport`, and Twilio's status words.
 
 Twilio posts MessageSid, MessageStatus and (for failures) ErrorCode; the
 callback URL carries our outbox id (`?outbox=N`, see channels/sms/outbound.py)
@@ -8,28 +8,42 @@ so that a report overtaking our own record of the MessageSid still matches.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
+from channels.base import Channel, DeliveryReport, StatusVocabulary
 
-@dataclass(frozen=True, slots=True)
-class StatusReport:
-    provider_id: str
-    status: str  # Twilio's MessageStatus, lower-case: queued, sent, delivered, failed ...
-    error_code: str | None = None
-    outbox_id: int | None = None
+# Twilio: "Attempt to send to unsubscribed recipient" (the number texted STOP to Twilio).
+ERROR_UNSUBSCRIBED = "21610"
+
+# Twilio's MessageStatus values, by how far a message got.
+SMS_STATUSES = StatusVocabulary(
+    ranks={
+        "queued": 0,
+        "scheduled": 1,
+        "accepted": 1,
+        "sending": 1,
+        "sent": 2,
+        "delivered": 3,
+        "read": 4,
+    },
+    final=frozenset({"undelivered", "failed", "canceled"}),
+    failed=frozenset({"undelivered", "failed", "canceled"}),
+    opt_out_errors=frozenset({ERROR_UNSUBSCRIBED}),
+    provider="twilio",
+)
 
 
 class InvalidStatusForm(ValueError):
     pass
 
 
-def parse_status(form: Mapping[str, str], query: Mapping[str, str]) -> StatusReport:
+def parse_status(form: Mapping[str, str], query: Mapping[str, str]) -> DeliveryReport:
     sid = (form.get("MessageSid") or form.get("SmsSid") or "").strip()
     status = (form.get("MessageStatus") or form.get("SmsStatus") or "").strip().lower()
     if not sid or not status:
         raise InvalidStatusForm("MessageSid and MessageStatus are required")
     raw_outbox = query.get("outbox", "")
-    return StatusReport(
+    return DeliveryReport(
+        channel=Channel.SMS,
         provider_id=sid,
         status=status,
         error_code=(form.get("ErrorCode") or "").strip() or None,

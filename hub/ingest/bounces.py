@@ -18,9 +18,10 @@ from sqlalchemy import bindparam, or_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from channels.base import Channel
+from channels.email.status import BOUNCED, EMAIL_STATUSES
 from hub.events.kinds import interaction_delivery
 from hub.ingest.context import BatchContext, Prepared
-from hub.outbox.queue import FINAL, OutboxStatus
+from hub.outbox.queue import OutboxStatus
 from hub.records.identity import InvalidIdentity, normalize_email
 from hub.store.models import IdentityKind, UTCDateTime
 from hub.store.sqlite_driver import execute_many
@@ -63,10 +64,9 @@ _FAIL_BOUNCED_OUTBOX = (
         updated_at=_bind("now", UTCDT),
     )
 )
-BOUNCED = "bounced"
 # A bounce does not overwrite a status that is already final (a message we
 # never sent cannot bounce; a second report of the same bounce changes nothing).
-_NOT_BOUNCEABLE = FINAL | {BOUNCED}
+_NOT_BOUNCEABLE = EMAIL_STATUSES.all_final
 REASON_MAX = 500
 
 

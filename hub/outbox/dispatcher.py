@@ -40,16 +40,14 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from channels.base import Channel, DeliveryResult, DeliveryState, OutboundMessage
-from channels.sms.outbound import ERROR_UNSUBSCRIBED
+from channels.base import Channel, DeliveryResult, DeliveryState, OutboundMessage, Sender
 from hub.config import OutboxConfig
 from hub.events.bus import Event, EventBus
 from hub.outbox.queue import (
-    CONSENT_SOURCE_21610,
     OutboxStatus,
-    Sender,
     backoff,
     consent_applies,
+    opt_out_source,
     opted_out,
     record_opt_out,
     rows_by_id,
@@ -370,8 +368,9 @@ class Dispatcher:
                 error_code=result.error_code,
                 fence=fence,
             )
-            if result.error_code == ERROR_UNSUBSCRIBED:
-                await record_opt_out(conn, row.customer_id, CONSENT_SOURCE_21610)
+            source = opt_out_source(row.channel, result.error_code)
+            if source is not None:
+                await record_opt_out(conn, row.customer_id, row.channel, source)
 
     async def _finish(
         self,

@@ -26,8 +26,8 @@ from channels.email.parse import DIGEST_DOMAIN
 from channels.email.reply_token import reply_address
 from channels.email.senders import MailboxSenders
 from channels.email.smtp import SmtpSender
+from channels.email.status import EMAIL_STATUSES
 from hub.errors import Conflict, Invalid
-from hub.outbox.queue import FAILED_STATUSES
 from hub.records.identity import InvalidIdentity, normalize_email
 from hub.store.models import Conversation, IdentityKind
 from hub.store.tables import identity_t, interaction_t
@@ -157,7 +157,7 @@ async def _references(conn: AsyncConnection, conversation_id: int, upto_id: int)
                 or_(
                     interaction_t.c.direction == Direction.IN.value,
                     interaction_t.c.delivery_status.is_(None),
-                    interaction_t.c.delivery_status.not_in(sorted(FAILED_STATUSES | {"blocked"})),
+                    interaction_t.c.delivery_status.not_in(sorted(EMAIL_STATUSES.all_final)),
                 )
             )
             .order_by(interaction_t.c.occurred_at, interaction_t.c.id)

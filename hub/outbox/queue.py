@@ -24,15 +24,15 @@ import enum
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from channels.base import Channel, DeliveryResult, Direction, OutboundMessage
-from channels.email.senders import MailboxSenders, message_id_domain
-from channels.sms.outbound import ERROR_UNSUBSCRIBED, TwilioSmsSender
-from channels.sms.status import StatusReport
+from channels import registry
+from channels.base import Channel, DeliveryReport, Direction, Sender
+from channels.email.senders import message_id_domain
+from channels.registry import statuses_of
 from hub.config import Settings
 from hub.events.bus import Event
 from hub.events.kinds import interaction_delivery
@@ -50,61 +50,25 @@ class OutboxStatus(enum.StrEnum):
     BLOCKED = "blocked"  # the recipient opted out; never sent
 
 
-# Twilio's MessageStatus values, by how far a message got. Failures rank
-# highest: once a message failed, no later callback changes that.
-_RANK = {
-    "queued": 0,
-    "scheduled": 1,
-    "accepted": 1,
-    "sending": 1,
-    "sent": 2,
-    "delivered": 3,
-    "read": 4,
-}
-# "bounced": a bounce (DSN) came back for a mail the relay had accepted.
-FINAL = frozenset({"undelivered", "failed", "canceled", "blocked", "bounced"})
-FAILED_STATUSES = frozenset({"undelivered", "failed", "canceled", "bounced"})
 MESSAGE_ID = "Message-ID"
-CONSENT_SOURCE_21610 = "twilio 21610"
 
 
-def status_advances(current: str | None, new: str) -> bool:
-    """Whether `new` may replace `current` on the interaction."""
-    if current in FINAL:
-        return False
-    if new in FINAL:
-        return True
-    if new not in _RANK:
-        return False
-    return current is None or _RANK[new] > _RANK.get(current, -1)
-
-
-class Sender(Protocol):
-    """What the dispatcher needs of a channel adapter: its send and its limits."""
-
-    channel: Channel
-    max_body_length: int
-    rate_per_second: float
-
-    @property
-    def sender(self) -> str: ...
-
-    async def send(self, message: OutboundMessage) -> DeliveryResult: ...
-
-    async def close(self) -> None: ...
+def status_advances(channel: Channel | str, current: str | None, new: str) -> bool:
+    """Whether `new` may replace `current` on a message of `channel` (its own words)."""
+    return statuses_of(channel).advances(current, new)
 
 
 def senders_from(settings: Settings) -> dict[str, Sender]:
-    """The channels this node can send on: SMS when enabled and a sender is configured,
-    email when at least one mailbox has `smtp`."""
-    senders: dict[str, Sender] = {}
-    sms = settings.sms
-    if sms.enabled and sms.account_sid and (sms.from_number or sms.messaging_service_sid):
-        timeout = settings.outbox.send_timeout_seconds
-        senders[Channel.SMS.value] = TwilioSmsSender(sms, timeout=timeout)
-    if any(m.smtp is not None for m in settings.email.mailboxes):
-        senders[Channel.EMAIL.value] = MailboxSenders(settings.email.mailboxes)
-    return senders
+    """The channels this node can send on, as the registry builds them from the config."""
+    return registry.senders(settings, settings.outbox.send_timeout_seconds)
+
+
+def opt_out_source(channel: Channel | str, error_code: str | None) -> str | None:
+    """The consent source when a provider refused because the recipient opted out there."""
+    statuses = statuses_of(channel)
+    if error_code is not None and error_code in statuses.opt_out_errors:
+        return f"{statuses.provider} {error_code}"
+    return None
 
 
 def is_marketing(row: Any) -> bool:
@@ -242,11 +206,13 @@ async def opted_out(conn: AsyncConnection, customer_id: int, channel: Channel) -
     return ConsentState.OPTED_OUT.value in newest.values()
 
 
-async def record_opt_out(conn: AsyncConnection, customer_id: int, source: str) -> None:
+async def record_opt_out(
+    conn: AsyncConnection, customer_id: int, channel: Channel | str, source: str
+) -> None:
     await conn.execute(
         consent_t.insert().values(
             customer_id=customer_id,
-            channel=Channel.SMS.value,
+            channel=Channel(channel).value,
             purpose="marketing",
             state=ConsentState.OPTED_OUT.value,
             source=source,
@@ -273,6 +239,7 @@ async def set_interaction_status(
         await conn.execute(
             select(
                 interaction_t.c.delivery_status,
+                interaction_t.c.channel,
                 interaction_t.c.provider_id,
                 interaction_t.c.meta,
                 interaction_t.c.customer_id,
@@ -288,7 +255,7 @@ async def set_interaction_status(
     values: dict[str, Any] = {}
     if provider_id and not row.provider_id:
         values["provider_id"] = provider_id
-    changed = status_advances(row.delivery_status, status)
+    changed = status_advances(row.channel, row.delivery_status, status)
     if changed:
         values["delivery_status"] = status
         if error_code or error:
@@ -328,7 +295,7 @@ def backoff(attempts: int, base: float, cap: float) -> float:
     return float(min(cap, base * 2 ** max(0, attempts - 1)))
 
 
-async def apply_status(conn: AsyncConnection, report: StatusReport) -> tuple[bool, Event | None]:
+async def apply_status(conn: AsyncConnection, report: DeliveryReport) -> tuple[bool, Event | None]:
     """A provider's delivery report onto the interaction and its outbox row.
 
     Returns whether the message is ours (else the caller still answers 2xx,
@@ -337,7 +304,7 @@ async def apply_status(conn: AsyncConnection, report: StatusReport) -> tuple[boo
     iid = (
         await conn.execute(
             select(interaction_t.c.id)
-            .where(interaction_t.c.channel == Channel.SMS.value)
+            .where(interaction_t.c.channel == report.channel.value)
             .where(interaction_t.c.provider_id == report.provider_id)
             .where(interaction_t.c.direction == Direction.OUT.value)
         )
@@ -360,15 +327,16 @@ async def apply_status(conn: AsyncConnection, report: StatusReport) -> tuple[boo
     )
     if row is not None:
         values: dict[str, Any] = {"provider_id": report.provider_id, "updated_at": utcnow()}
-        if status_advances(row.provider_status, report.status):
+        if status_advances(report.channel, row.provider_status, report.status):
             values["provider_status"] = report.status
-            if report.status in FAILED_STATUSES:
+            if report.status in statuses_of(report.channel).all_failed:
                 values["status"] = OutboxStatus.FAILED.value
                 values["last_error"] = f"{report.status} (error {report.error_code or 'none'})"
         await conn.execute(update(outbox_t).where(outbox_t.c.id == row.id).values(**values))
-    if report.error_code == ERROR_UNSUBSCRIBED:
+    source = opt_out_source(report.channel, report.error_code)
+    if source is not None:
         customer_id = (
             await conn.execute(select(interaction_t.c.customer_id).where(interaction_t.c.id == iid))
         ).scalar_one()
-        await record_opt_out(conn, customer_id, CONSENT_SOURCE_21610)
+        await record_opt_out(conn, customer_id, report.channel, source)
     return True, event

@@ -15,14 +15,14 @@ thread headers are worked out in hub/outbox/email_reply.py.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from channels.base import Channel, Direction
+from channels.base import Channel, Direction, Sender
 from channels.email.senders import MailboxSenders
 from channels.sms.segments import BodyTooLong, check_body
 from hub.config import Settings
@@ -30,7 +30,7 @@ from hub.errors import Conflict, Invalid
 from hub.events.bus import Event
 from hub.events.kinds import interaction_created
 from hub.outbox.email_reply import prepare_email_reply
-from hub.outbox.queue import Enqueued, Sender, enqueue, opted_out
+from hub.outbox.queue import Enqueued, enqueue, opted_out
 from hub.records.access import Action, require
 from hub.records.auth import Principal
 from hub.records.history import HistoryStore
@@ -92,15 +92,11 @@ async def reply(
     conv = await store.conversation(conversation_id)
     assert conv.id is not None
     sender = senders.get(conv.channel)
-    if sender is None or conv.channel not in (Channel.SMS.value, Channel.EMAIL.value):
+    queue = _QUEUERS.get(Channel(conv.channel))
+    if sender is None or queue is None:
         raise Invalid(f"replies on {conv.channel} conversations are not configured")
     conn = await session.connection()
-    if isinstance(sender, MailboxSenders):
-        queued = await _queue_email(conn, conv, sender, settings, principal, text, subject)
-    else:
-        if subject:
-            raise Invalid("subject: an SMS has no subject")
-        queued = await _queue_sms(conn, conv, sender, region, principal, text)
+    queued = await queue(conn, conv, sender, settings, principal, text, subject)
     interaction = await session.get(Interaction, queued.interaction_id)
     assert interaction is not None
     customer = await store.customers.get(conv.customer_id)
@@ -124,11 +120,15 @@ async def _queue_sms(
     conn: AsyncConnection,
     conv: Conversation,
     sender: Sender,
-    region: str,
+    settings: Settings,
     principal: Principal,
     text: str,
+    subject: str | None,
 ) -> Enqueued:
     assert conv.id is not None
+    if subject:
+        raise Invalid("subject: an SMS has no subject")
+    region = settings.identity.default_region
     try:
         count = check_body(text, sender.max_body_length)
     except BodyTooLong as exc:
@@ -154,12 +154,14 @@ async def _queue_sms(
 async def _queue_email(
     conn: AsyncConnection,
     conv: Conversation,
-    senders: MailboxSenders,
+    senders: Sender,
     settings: Settings,
     principal: Principal,
     text: str,
     subject: str | None,
 ) -> Enqueued:
+    # The registry builds email's sender as MailboxSenders: one relay per mailbox.
+    assert isinstance(senders, MailboxSenders)
     mail = await prepare_email_reply(
         conn, conv, senders, settings.email.reply_token_secret, text, subject
     )
@@ -178,3 +180,12 @@ async def _queue_email(
         headers=mail.headers,
         mailbox=mail.mailbox.name,
     )
+
+
+# How a reply is queued on each channel that can answer a conversation; a
+# channel missing here answers 422 "not configured".
+Queuer = Callable[
+    [AsyncConnection, Conversation, Sender, Settings, Principal, str, str | None],
+    Awaitable[Enqueued],
+]
+_QUEUERS: dict[Channel, Queuer] = {Channel.SMS: _queue_sms, Channel.EMAIL: _queue_email}

@@ -12,8 +12,7 @@ from hub.web.api import conversations, customers, replies
 from hub.web.auth import HUB, auth_middleware, login
 from hub.web.errors import error_middleware, error_response
 from hub.web.openapi import build_document
-from hub.web.webhooks import sms as sms_webhooks
-from hub.web.webhooks import sms_status
+from hub.web.webhooks.mount import mount as mount_webhooks
 
 INDEX = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>crmhub</title></head>
 <body><h1>crmhub</h1>
@@ -53,7 +52,7 @@ def create_app(hub: Hub, *, manage_hub: bool = True) -> web.Application:
         client_max_size=hub.settings.server.max_body_bytes,
     )
     app[HUB] = hub
-    document = build_document(_version())
+    document = build_document(_version(), hub.settings)
 
     async def openapi(request: web.Request) -> web.Response:
         return web.json_response(document)
@@ -66,8 +65,7 @@ def create_app(hub: Hub, *, manage_hub: bool = True) -> web.Application:
     app.router.add_routes(customers.routes)
     app.router.add_routes(conversations.routes)
     app.router.add_routes(replies.routes)
-    app.router.add_routes(sms_webhooks.routes)
-    app.router.add_routes(sms_status.routes)
+    mount_webhooks(app, hub)
 
     if manage_hub:
 

@@ -10,6 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from channels import registry
+from channels.registry import ChannelConfigs
 from hub.records.schemas import (
     ConversationPatch,
     CustomerIn,
@@ -66,17 +68,10 @@ _ERRORS = {
 }
 
 # (method, path, summary, parameters, body model, success status)
-OPERATIONS: list[tuple[str, str, str, list[dict[str, Any]], type[BaseModel] | None, str]] = [
+Operation = tuple[str, str, str, list[dict[str, Any]], type[BaseModel] | None, str]
+OPERATIONS: list[Operation] = [
     ("get", "/healthz", "Process is up", [], None, "200"),
     ("get", "/readyz", "Database is reachable", [], None, "200"),
-    (
-        "post",
-        "/webhooks/twilio/sms",
-        "Twilio inbound SMS webhook (form, X-Twilio-Signature); answers TwiML",
-        [],
-        None,
-        "200",
-    ),
     (
         "post",
         "/api/v1/auth/token",
@@ -195,14 +190,6 @@ OPERATIONS: list[tuple[str, str, str, list[dict[str, Any]], type[BaseModel] | No
         "202",
     ),
     (
-        "post",
-        "/webhooks/twilio/sms/status",
-        "Twilio delivery status callback (form, X-Twilio-Signature); 204",
-        [],
-        None,
-        "204",
-    ),
-    (
         "get",
         "/api/v1/tasks",
         "List tasks",
@@ -223,7 +210,16 @@ OPERATIONS: list[tuple[str, str, str, list[dict[str, Any]], type[BaseModel] | No
 ]
 
 
-def build_document(version: str) -> dict[str, Any]:
+def webhook_operations(configs: ChannelConfigs) -> list[Operation]:
+    """The channels' webhooks, described by the registry (their parsers answer 2xx on success)."""
+    ops: list[Operation] = []
+    for _channel, hook in registry.webhooks(configs):
+        ok = str(hook.answer([]).status)
+        ops.append(("post", hook.path, hook.summary, [], None, ok))
+    return ops
+
+
+def build_document(version: str, configs: ChannelConfigs) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     schemas: dict[str, Any] = {
         "Error": {
@@ -232,7 +228,7 @@ def build_document(version: str) -> dict[str, Any]:
             "properties": {"error": {"type": "string"}, "detail": {}},
         }
     }
-    for method, path, summary, params, body, ok in OPERATIONS:
+    for method, path, summary, params, body, ok in [*OPERATIONS, *webhook_operations(configs)]:
         op: dict[str, Any] = {
             "summary": summary,
             "parameters": params,

@@ -1,1 +1,1 @@
-"""Provider webhooks (Twilio, ...), mounted on the app."""
+"""Provider webhooks, mounted from the channel registry (see mount.py)."""
