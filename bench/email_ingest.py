@@ -42,8 +42,8 @@ from hub.mail.store import MailStore
 from hub.runtime import Hub
 from hub.store.migrate import upgrade
 from hub.store.tables import interaction_t
-from tests.dovecot import DOVECOT, PASSWORD, append
-from tests.dovecot import launch as start_dovecot
+from tests.support.dovecot import DOVECOT, PASSWORD, append
+from tests.support.dovecot import launch as start_dovecot
 
 USER = "bench@example.com"
 PASSWORD_ENV = "CRMHUB_BENCH_IMAP_PASSWORD"

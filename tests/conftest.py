@@ -177,7 +177,7 @@ async def api(hub: Hub) -> AsyncIterator[Any]:
 
     from hub.store.models import Team
     from hub.web.app import create_app
-    from tests.api_helpers import Api, make_users
+    from tests.support.api import Api, make_users
 
     tokens, user_ids = await make_users(hub)
     async with hub.db.read() as s:
