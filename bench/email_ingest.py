@@ -1,6 +1,6 @@
 """Email ingest benchmark: N messages in a real Dovecot, then the time until all are in the history.
 
-Starts a Dovecot (the test configuration, tests/dovecot.py) on a free port,
+Starts a Dovecot (the test configuration, tests/support/dovecot.py) on a free port,
 APPENDs N varied messages to one mailbox (not timed: that is the mail
 server's work), then runs crmhub's IMAP sync once over a fresh database and
 times it from the first IMAP command to the last commit: LOGIN, SELECT,

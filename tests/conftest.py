@@ -12,48 +12,30 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
-from pathlib import Path
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
+from sqlmodel import SQLModel
 
-from hub.config import Settings, load_settings
+import hub.store.models
+from hub.config import Settings
 from hub.runtime import Hub
 from hub.store.db import Database
 from hub.store.migrate import upgrade
-from routing.base import Step
-from routing.registry import applies_to
+from tests.support.hubs import make_settings
+from tests.support.services import require_service, summary_lines
 
-TABLES = [
-    "mail_quarantine",
-    "mail_checkpoint",
-    "outbox",
-    "audit_event",
-    "consent",
-    "task",
-    "attachment",
-    "interaction",
-    "conversation",
-    "identity",
-    "customer_tag",
-    "customer",
-    "api_token",
-    "user_team",
-    "app_user",
-    "team",
-]
+# Fixtures shared across folders, registered once (pytest allows this only here).
+pytest_plugins = ["tests.support.dovecot", "tests.support.poison", "tests.support.smtp_server"]
 
 
-def require_service(name: str, reason: str) -> None:
-    """Skip locally when a service is missing; fail in CI, where it must be there."""
-    if os.environ.get("CRMHUB_REQUIRE_SERVICES") == "1":
-        pytest.fail(f"{name} is required in CI: {reason}")
-    pytest.skip(f"{name} not available: {reason}")
+def tables() -> list[str]:
+    """Every table of the models, children before parents, so a new table needs no edit here."""
+    return [table.name for table in reversed(SQLModel.metadata.sorted_tables)]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -92,61 +74,12 @@ def db_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 async def _clean(db: Database) -> None:
     async with db.write_engine.begin() as conn:
         if db.sqlite:
-            for table in TABLES:
+            for table in tables():
                 await conn.execute(text(f"DELETE FROM {table}"))
             # Restart AUTOINCREMENT ids, like RESTART IDENTITY below.
             await conn.execute(text("DELETE FROM sqlite_sequence"))
         else:
-            await conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
-
-
-def make_settings(db_url: str, **overrides: Any) -> Settings:
-    base: dict[str, Any] = {
-        "database": {"url": db_url},
-        "teams": {
-            "default": "Support",
-            "by_address": {"sales@example.com": "Sales", "+49 30 5550100": "Sales"},
-        },
-    }
-    base.update(overrides)
-    return load_settings(Path(__file__).parent / "empty.yaml", **base)
-
-
-@asynccontextmanager
-async def hub_with_step(settings: Settings, step: Callable[[], Step]) -> AsyncIterator[Hub]:
-    """A running hub whose routing runs `step` (a test's own, or a built-in one) before
-    threading, on every channel it applies to."""
-    name = step().name
-    pipelines = settings.routing.pipelines.model_copy(
-        update={
-            c: [name, "thread_conversation"] if c in applies_to(name) else ["thread_conversation"]
-            for c in type(settings.routing.pipelines).model_fields
-        }
-    )
-    routing = settings.routing.model_copy(update={"pipelines": pipelines})
-    running = Hub(settings.model_copy(update={"routing": routing}), extra_steps={name: step})
-    await running.start()
-    try:
-        yield running
-    finally:
-        await running.stop()
-
-
-@asynccontextmanager
-async def manual_dispatch(settings: Settings) -> AsyncIterator[Hub]:
-    """A running hub whose outbox rounds the test runs itself (`hub.dispatcher.run_once()`),
-    so what was sent when is exact and no background round races the test."""
-    running = Hub(settings)
-
-    async def rounds_run_by_the_test() -> None:
-        return None
-
-    running.dispatcher.start = rounds_run_by_the_test  # type: ignore[method-assign]
-    await running.start()
-    try:
-        yield running
-    finally:
-        await running.stop()  # closes the senders (SMTP pools)
+            await conn.execute(text(f"TRUNCATE {', '.join(tables())} RESTART IDENTITY CASCADE"))
 
 
 @pytest.fixture
@@ -186,3 +119,14 @@ async def api(hub: Hub) -> AsyncIterator[Any]:
     await client.start_server()
     yield Api(client, tokens, user_ids, team_ids)
     await client.close()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say which missing service cost tests, and the one command that installs it."""
+    reasons = []
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = getattr(report, "longrepr", None)
+        if isinstance(longrepr, tuple) and len(longrepr) == 3:
+            reasons.append(str(longrepr[2]))
+    for line in summary_lines(reasons):
+        terminalreporter.write_line(line, yellow=True, bold=True)

@@ -21,7 +21,6 @@ from hub.store.db import Database
 from hub.store.models import Customer, CustomerTag, Identity, Interaction, Team, User
 from tests.support.imports import (
     add_customer,
-    config_fixture,  # noqa: F401 (fixture)
     crmhub,
     ids,
     rows,

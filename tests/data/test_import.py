@@ -13,7 +13,6 @@ from hub.store.db import Database
 from hub.store.models import Customer, CustomerTag, Identity, Team, User
 from tests.support.imports import (
     add_customer,
-    config_fixture,  # noqa: F401 (fixture)
     crmhub,
     ids,
     rows,

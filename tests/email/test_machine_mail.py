@@ -20,8 +20,6 @@ from channels.base import InboundContact, MetaKey
 from hub.runtime import Hub
 from hub.store.db import Database
 from hub.store.models import Conversation, Customer, Interaction
-from tests.conftest import make_settings
-from tests.ingest.test_pipeline import poison_trigger
 from tests.support.email_bounces import (
     OUT1,
     T0,
@@ -34,8 +32,8 @@ from tests.support.email_bounces import (
     parse,
     rows,
 )
+from tests.support.hubs import make_settings
 
-__all__ = ["poison_trigger"]
 pytestmark = pytest.mark.db
 
 

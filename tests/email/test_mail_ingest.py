@@ -22,7 +22,7 @@ from hub.mail.store import MailStore
 from hub.runtime import Hub
 from hub.store.db import Database
 from hub.store.tables import interaction_t, quarantine_t
-from tests.support.dovecot import ImapServer, dovecot  # noqa: F401  (fixture)
+from tests.support.dovecot import ImapServer
 from tests.support.mail import (
     PASSWORD_ENV,
     append,
@@ -40,7 +40,7 @@ pytestmark = pytest.mark.db
 
 
 @pytest.fixture(autouse=True)
-def _password(monkeypatch: pytest.MonkeyPatch, dovecot: ImapServer) -> None:  # noqa: F811
+def _password(monkeypatch: pytest.MonkeyPatch, dovecot: ImapServer) -> None:
     monkeypatch.setenv(PASSWORD_ENV, dovecot.password)
 
 
@@ -53,7 +53,7 @@ def user() -> str:
 async def mail_hub(
     db_url: str,
     db: Database,
-    dovecot: ImapServer,  # noqa: F811
+    dovecot: ImapServer,
     user: str,
     tmp_path: Path,
 ) -> AsyncIterator[Hub]:
@@ -75,7 +75,7 @@ def _sync(hub: Hub) -> tuple[MailStore, MailboxSync]:
 
 async def test_first_and_incremental_sync_store_each_message_once(
     mail_hub: Hub,
-    dovecot: ImapServer,  # noqa: F811
+    dovecot: ImapServer,
     user: str,
 ) -> None:
     append(dovecot, user, "INBOX", *(message(n) for n in range(1, 6)))
@@ -99,7 +99,7 @@ async def test_first_and_incremental_sync_store_each_message_once(
 
 async def test_metadata_says_where_each_message_came_from(
     mail_hub: Hub,
-    dovecot: ImapServer,  # noqa: F811
+    dovecot: ImapServer,
     user: str,
 ) -> None:
     append(dovecot, user, "INBOX", message(1))
@@ -122,7 +122,7 @@ async def test_metadata_says_where_each_message_came_from(
 
 async def test_broken_message_is_quarantined_and_does_not_block_the_rest(
     mail_hub: Hub,
-    dovecot: ImapServer,  # noqa: F811
+    dovecot: ImapServer,
     user: str,
 ) -> None:
     no_sender = b"Subject: who am I\r\nMessage-ID: <nosender@x>\r\n\r\nno From header\r\n"
@@ -151,7 +151,7 @@ async def test_broken_message_is_quarantined_and_does_not_block_the_rest(
 
 async def test_a_message_ingest_refuses_is_quarantined_alone(
     mail_hub: Hub,
-    dovecot: ImapServer,  # noqa: F811
+    dovecot: ImapServer,
     user: str,
 ) -> None:
     # A Message-ID longer than any provider id we store: ingest refuses it
@@ -171,7 +171,7 @@ async def test_a_message_ingest_refuses_is_quarantined_alone(
 
 async def test_uidvalidity_change_resyncs_without_duplicates(
     mail_hub: Hub,
-    dovecot: ImapServer,  # noqa: F811
+    dovecot: ImapServer,
     user: str,
 ) -> None:
     settings = mail_hub.settings
@@ -201,7 +201,7 @@ async def test_uidvalidity_change_resyncs_without_duplicates(
 async def test_serve_idles_on_the_mailbox_through_a_dovecot_restart(
     db_url: str,
     db: Database,
-    dovecot: ImapServer,  # noqa: F811
+    dovecot: ImapServer,
     user: str,
     tmp_path: Path,
 ) -> None:
@@ -252,7 +252,7 @@ async def _lost(sync: MailboxSync) -> bool:
 
 async def test_one_node_reads_a_mailbox_and_another_takes_over(
     mail_hub: Hub,
-    dovecot: ImapServer,  # noqa: F811
+    dovecot: ImapServer,
     user: str,
 ) -> None:
     if mail_hub.db.sqlite:
@@ -288,7 +288,7 @@ async def _holding(runner: MailboxRunner) -> bool:
 
 async def test_a_crashed_sync_is_logged_once_and_restarted(
     mail_hub: Hub,
-    dovecot: ImapServer,  # noqa: F811
+    dovecot: ImapServer,
     user: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -24,7 +24,7 @@ from hub.runtime import Hub
 from hub.store.db import Database
 from hub.store.tables import checkpoint_t, interaction_t, quarantine_t
 from routing.base import Decision, RoutingContext
-from tests.conftest import make_settings
+from tests.support.hubs import make_settings
 from tests.support.mail import SECRET, message
 
 pytestmark = pytest.mark.db

@@ -18,13 +18,12 @@ from hub.mail.store import MailStore
 from hub.runtime import Hub
 from hub.store.db import Database
 from hub.store.tables import conversation_t, customer_t, identity_t, interaction_t
-from tests.conftest import manual_dispatch
 from tests.support.api import Api
-from tests.support.dovecot import ImapServer, append, dovecot
+from tests.support.dovecot import ImapServer, append
+from tests.support.hubs import manual_dispatch
 from tests.support.mail import PASSWORD_ENV, mail_settings, message, new_user
-from tests.support.smtp_server import SmtpServer, smtp_server
+from tests.support.smtp_server import SmtpServer
 
-__all__ = ["dovecot", "smtp_server"]
 pytestmark = pytest.mark.db
 
 CUSTOMER = "kundin@example.org"

@@ -12,9 +12,7 @@ import pytest
 from channels.base import Channel, DeliveryState, OutboundMessage
 from channels.email.smtp import ERROR_BAD_MESSAGE, ERROR_NETWORK, ERROR_NO_UNSUBSCRIBE, SmtpSender
 from channels.email.smtp_config import SmtpConfig
-from tests.support.smtp_server import SmtpServer, smtp_server
-
-__all__ = ["smtp_server"]
+from tests.support.smtp_server import SmtpServer
 
 
 def _config(server: SmtpServer, **overrides: Any) -> SmtpConfig:

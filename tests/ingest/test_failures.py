@@ -18,7 +18,7 @@ from hub.store.db import Database
 from hub.store.models import Interaction
 from routing.base import Decision, RoutingContext
 from routing.threading import ThreadConversation
-from tests.conftest import hub_with_step
+from tests.support.hubs import hub_with_step
 
 
 def sms(sender: str, sid: str, text: str = "hi", **kw: object) -> InboundContact:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select, text, update
+from sqlalchemy import select, update
 
 from channels.base import AttachmentRef, Channel, InboundContact, MetaKey
 from hub.config import Settings
@@ -24,7 +23,7 @@ from hub.store.models import (
     Team,
 )
 from routing.base import Decision, DecisionKey, RoutingContext
-from tests.conftest import hub_with_step
+from tests.support.hubs import hub_with_step
 
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
 
@@ -188,38 +187,6 @@ async def test_bad_input_fails_alone_in_its_batch(hub: Hub, db: Database) -> Non
     assert sorted(r[0] for r in await rows(db, select(Interaction.provider_id))) == [
         f"SMb{i}" for i in range(5)
     ]
-
-
-@pytest.fixture
-async def poison_trigger(db: Database) -> AsyncIterator[None]:
-    """A real database refusal for one row: inserts with subject 'poison' fail."""
-    async with db.write_engine.begin() as conn:
-        if db.sqlite:
-            await conn.execute(
-                text(
-                    "CREATE TRIGGER poison BEFORE INSERT ON interaction "
-                    "WHEN NEW.subject = 'poison' BEGIN SELECT RAISE(ABORT, 'poisoned'); END"
-                )
-            )
-        else:
-            await conn.execute(
-                text(
-                    "CREATE FUNCTION poison() RETURNS trigger AS $$ BEGIN "
-                    "IF NEW.subject = 'poison' THEN RAISE EXCEPTION 'poisoned'; END IF; "
-                    "RETURN NEW; END $$ LANGUAGE plpgsql"
-                )
-            )
-            await conn.execute(
-                text(
-                    "CREATE TRIGGER poison BEFORE INSERT ON interaction "
-                    "FOR EACH ROW EXECUTE FUNCTION poison()"
-                )
-            )
-    yield
-    async with db.write_engine.begin() as conn:
-        await conn.execute(text("DROP TRIGGER poison" + ("" if db.sqlite else " ON interaction")))
-        if not db.sqlite:
-            await conn.execute(text("DROP FUNCTION poison()"))
 
 
 @pytest.mark.usefixtures("poison_trigger")

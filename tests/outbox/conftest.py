@@ -1,8 +1,7 @@
-"""Fixtures of the outbound SMS tests: a local Twilio fake, and settings that send to it.
+"""Fixtures of the outbox tests: a local Twilio fake, and settings that send to it.
 
-Test modules import them (`fake_fixture`, `settings_fixture`); `settings`
-replaces conftest's, so the `hub` and `api` fixtures of those modules run
-with SMS on, pointed at the fake, and with fast retries.
+`settings` replaces the root conftest's for this folder, so the `hub` and
+`api` fixtures here run with SMS on, pointed at the fake, and fast retries.
 """
 
 from __future__ import annotations
@@ -12,19 +11,19 @@ from collections.abc import AsyncIterator
 import pytest
 
 from hub.config import Settings
-from tests.conftest import make_settings
+from tests.support.hubs import make_settings
 from tests.support.sms_outbound import FROM, MAX_ATTEMPTS, PUBLIC, TOKEN
 from tests.support.twilio_fake import ACCOUNT_SID, TwilioFake, twilio_fake
 
 
-@pytest.fixture(name="fake")
-async def fake_fixture() -> AsyncIterator[TwilioFake]:
+@pytest.fixture
+async def fake() -> AsyncIterator[TwilioFake]:
     async with twilio_fake() as running:
         yield running
 
 
-@pytest.fixture(name="settings")
-def settings_fixture(db_url: str, fake: TwilioFake) -> Settings:
+@pytest.fixture
+def settings(db_url: str, fake: TwilioFake) -> Settings:
     return make_settings(
         db_url,
         sms={

@@ -15,7 +15,6 @@ from hub.runtime import Hub
 from hub.store.db import Database
 from hub.store.models import Consent, OutboxMessage, utcnow
 from hub.store.tables import outbox_t
-from tests.outbox.conftest import fake_fixture, settings_fixture  # noqa: F401 (fixtures)
 from tests.support.api import Api
 from tests.support.sms_outbound import (
     eventually,

@@ -8,9 +8,8 @@ from channels.base import Channel, InboundContact
 from hub.runtime import Hub
 from hub.store.db import Database
 from hub.store.models import Consent
-from tests.conftest import make_settings
-from tests.outbox.conftest import fake_fixture, settings_fixture  # noqa: F401 (fixtures)
 from tests.support.api import Api
+from tests.support.hubs import make_settings
 from tests.support.sms_outbound import (
     CUSTOMER,
     FROM,

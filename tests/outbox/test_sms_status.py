@@ -7,7 +7,6 @@ from twilio.request_validator import RequestValidator
 from hub.runtime import Hub
 from hub.store.models import utcnow
 from hub.store.tables import outbox_t
-from tests.outbox.conftest import fake_fixture, settings_fixture  # noqa: F401 (fixtures)
 from tests.support.api import Api
 from tests.support.sms_outbound import (
     CUSTOMER,

@@ -24,7 +24,7 @@ from routing.keywords import SmsKeywords
 from routing.mail_steps import EmailLoopGuard
 from routing.registry import STEPS, StepNotForChannel, UnknownStep, applies_to, build_pipelines
 from routing.threading import ThreadConversation
-from tests.conftest import make_settings
+from tests.support.hubs import make_settings
 
 ROOT = Path(__file__).parent.parent.parent
 EMPTY = Path(__file__).parent.parent / "empty.yaml"

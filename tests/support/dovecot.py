@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from imapclient import IMAPClient
 
-from tests.conftest import require_service
+from tests.support.services import require_service
 
 PASSWORD = "secret"
 # Debian puts it in /usr/sbin, which a non-login PATH may lack.

@@ -1,18 +1,12 @@
-"""Helpers shared by tests/test_import.py and tests/test_export.py.
-
-A plain module, not a conftest: the test modules import what they use. The
-`config` fixture is imported by name (`config_fixture`), as
-tests/sms_outbound_fixtures.py does it.
-"""
+"""Helpers shared by the import, export and CLI tests (tests/data/); their `config`
+fixture is in tests/data/conftest.py."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import select
 
 from hub.cli import main as cli
@@ -60,11 +54,3 @@ async def run(db: Database, path: Path, **kw: Any) -> ImportSummary:
 async def crmhub(argv: list[str]) -> int:
     """The console script, in a thread: it runs its own event loop."""
     return await asyncio.to_thread(cli.main, argv)
-
-
-@pytest.fixture(name="config")
-def config_fixture(tmp_path: Path, db_url: str) -> str:
-    """A config file pointing `crmhub` at the test database."""
-    path = tmp_path / "config.yaml"
-    path.write_text(json.dumps({"database": {"url": db_url}}), encoding="utf-8")
-    return str(path)

@@ -15,8 +15,8 @@ from sqlalchemy import func, select
 from hub.config import Settings
 from hub.runtime import Hub
 from hub.store.tables import checkpoint_t, interaction_t, quarantine_t
-from tests.conftest import make_settings
 from tests.support.dovecot import ImapServer, append, folder_flags
+from tests.support.hubs import make_settings
 
 __all__ = ["append", "folder_flags"]  # re-exported for the mail tests
 

@@ -18,7 +18,7 @@ from twilio.request_validator import RequestValidator
 from hub.runtime import Hub
 from hub.store.db import Database
 from hub.web.app import create_app
-from tests.conftest import make_settings
+from tests.support.hubs import make_settings
 
 TOKEN = "test-token"
 PUBLIC = "http://testserver.example"

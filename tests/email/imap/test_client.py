@@ -17,10 +17,8 @@ from pydantic import ValidationError
 
 from channels.email.config import ImapConfig
 from channels.email.imap import FolderState, ImapAuthError, ImapClient, ImapFolderError
-from tests.support.dovecot import ImapServer, append, dovecot, folder_flags, session
+from tests.support.dovecot import ImapServer, append, folder_flags, session
 from tests.support.imap import WAIT, config, mail, new_user, uidvalidity
-
-__all__ = ["dovecot"]  # the fixture
 
 
 async def test_refuses_clear_login_without_starttls_and_bad_passwords(

@@ -7,10 +7,10 @@ from email.message import EmailMessage
 from imapclient import IMAPClient
 
 from channels.email import parse_message
-from tests.support.dovecot import ImapServer, dovecot  # noqa: F401  (fixture)
+from tests.support.dovecot import ImapServer
 
 
-def test_append_fetch_and_parse(dovecot: ImapServer) -> None:  # noqa: F811
+def test_append_fetch_and_parse(dovecot: ImapServer) -> None:
     mail = EmailMessage()
     mail["From"] = "Anna Kundin <anna@example.org>"
     mail["To"] = "service@example.com"

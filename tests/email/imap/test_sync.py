@@ -13,7 +13,7 @@ import pytest
 
 from channels.email.imap import FetchedMessage, ImapClient
 from channels.email.imap_sync import MailboxSync
-from tests.support.dovecot import ImapServer, append, dovecot, folder_flags, session
+from tests.support.dovecot import ImapServer, append, folder_flags, session
 from tests.support.imap import (
     SYNC_LOG,
     MemoryStore,
@@ -30,8 +30,6 @@ from tests.support.imap import (
     uidvalidity,
     until,
 )
-
-__all__ = ["dovecot"]  # the fixture
 
 
 async def test_first_sync_stores_all_in_batches_and_flags_seen(dovecot: ImapServer) -> None:

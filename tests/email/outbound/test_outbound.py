@@ -17,24 +17,19 @@ from hub.runtime import Hub
 from hub.store.models import utcnow
 from hub.store.tables import conversation_t
 from tests.support.api import Api
-from tests.support.email_outbound import (  # fixtures: sales_smtp, bounce_envelope, settings, hub
+from tests.support.email_outbound import (
     CUSTOMER,
     FIRST_ID,
     SECRET,
     SUPPORT,
-    bounce_envelope,
-    hub,
     inbound_email,
     interaction_row,
     make_due,
     outbox_rows,
     reply_as,
-    sales_smtp,
-    settings,
 )
-from tests.support.smtp_server import SmtpServer, smtp_server
+from tests.support.smtp_server import SmtpServer
 
-__all__ = ["bounce_envelope", "hub", "sales_smtp", "settings", "smtp_server"]
 pytestmark = pytest.mark.db
 
 

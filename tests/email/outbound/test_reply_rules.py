@@ -14,27 +14,22 @@ from hub.outbox.queue import senders_from
 from hub.runtime import Hub
 from hub.store.models import Consent, utcnow
 from hub.store.tables import identity_t, interaction_t
-from tests.conftest import make_settings
 from tests.support.api import Api
-from tests.support.email_outbound import (  # fixtures: sales_smtp, bounce_envelope, settings, hub
+from tests.support.email_outbound import (
     CUSTOMER,
     MAX_BODY,
     SALES,
     SECRET,
     SUPPORT,
-    bounce_envelope,
     count_rows,
-    hub,
     inbound_email,
     mailbox_config,
     outbox_rows,
     reply_as,
-    sales_smtp,
-    settings,
 )
-from tests.support.smtp_server import SmtpServer, smtp_server
+from tests.support.hubs import make_settings
+from tests.support.smtp_server import SmtpServer
 
-__all__ = ["bounce_envelope", "hub", "sales_smtp", "settings", "smtp_server"]
 pytestmark = pytest.mark.db
 
 
