@@ -116,8 +116,6 @@ class Dispatcher:
     ) -> None:
         self.db = db
         self.bus = bus
-        # Delivery events of the transaction in progress; published after its commit.
-        self._events: list[Event] = []
         self.config = config
         self.senders = dict(senders)
         self._wake = asyncio.Event()
@@ -210,7 +208,8 @@ class Dispatcher:
             query = query.with_for_update(skip_locked=True)
         claims: list[Claim] = []
         finished = 0
-        self._events = []
+        # Delivery events of this transaction; published after its commit.
+        events: list[Event] = []
         async with self.db.write() as s:
             conn = await s.connection()
             ids = list((await conn.execute(query)).scalars())
@@ -219,7 +218,7 @@ class Dispatcher:
                     log.warning("outbox %s: lease expired (node died?); taking it over", row.id)
                 channel = Channel(row.channel)
                 if consent_applies(row) and await opted_out(conn, row.customer_id, channel):
-                    await self._finish(
+                    event = await self._finish(
                         conn,
                         row.id,
                         OutboxStatus.BLOCKED,
@@ -227,10 +226,11 @@ class Dispatcher:
                         "blocked",
                         error=f"recipient opted out of {_CHANNEL_NAMES.get(channel, channel)}",
                     )
+                    events += [event] if event else []
                     finished += 1
                     continue
                 if row.attempts >= self.config.max_attempts:
-                    await self._finish(
+                    event = await self._finish(
                         conn,
                         row.id,
                         OutboxStatus.FAILED,
@@ -238,6 +238,7 @@ class Dispatcher:
                         "failed",
                         error="lease expired after the last attempt; outcome unknown",
                     )
+                    events += [event] if event else []
                     finished += 1
                     continue
                 attempt = row.attempts + 1
@@ -252,7 +253,7 @@ class Dispatcher:
                     )
                 )
                 claims.append(Claim(row, attempt))
-        self._publish()
+        self._publish(events)
         return claims, finished
 
     async def _pace(self, channel: str, rate: float) -> None:
@@ -290,10 +291,9 @@ class Dispatcher:
         its lease expires, so the write is worth a few tries before giving up.
         """
         for attempt in range(RECORD_TRIES):
-            self._events = []
             try:
-                await self._record(claim, result)
-                self._publish()
+                events = await self._record(claim, result)
+                self._publish(events)
                 return
             except Exception as exc:
                 if not is_outage(exc) or attempt == RECORD_TRIES - 1:
@@ -301,10 +301,12 @@ class Dispatcher:
                 log.warning("outbox %s: recording the result failed; retrying", claim.row.id)
                 await asyncio.sleep(0.5 * 2**attempt)
 
-    async def _record(self, claim: Claim, result: DeliveryResult) -> None:
+    async def _record(self, claim: Claim, result: DeliveryResult) -> list[Event]:
+        """Write one send's outcome; returns the events to publish after the commit."""
         row, now = claim.row, utcnow()
         fence = claim.fence()
         error = f"{result.error_code}: {result.error}" if result.error_code else result.error
+        events: list[Event] = []
         async with self.db.write() as s:
             conn = await s.connection()
             if result.state in _ACCEPTED:
@@ -328,9 +330,9 @@ class Dispatcher:
                         provider_id=result.provider_id,
                     )
                     if event is not None:
-                        self._events.append(event)
+                        events.append(event)
                 await self._touch(conn, row, now)
-                return
+                return events
             retry = (
                 result.state == DeliveryState.TEMPORARY_FAILURE
                 and claim.attempt < self.config.max_attempts
@@ -356,9 +358,9 @@ class Dispatcher:
                         next_attempt_at=now + timedelta(seconds=delay),
                     )
                 )
-                return
+                return events
             log.warning("outbox %s: failed after %s attempt(s): %s", row.id, claim.attempt, error)
-            await self._finish(
+            event = await self._finish(
                 conn,
                 row.id,
                 OutboxStatus.FAILED,
@@ -371,6 +373,7 @@ class Dispatcher:
             source = opt_out_source(row.channel, result.error_code)
             if source is not None:
                 await record_opt_out(conn, row.customer_id, row.channel, source)
+        return [event] if event else []
 
     async def _finish(
         self,
@@ -383,22 +386,21 @@ class Dispatcher:
         error: str | None,
         error_code: str | None = None,
         fence: Any = None,
-    ) -> None:
+    ) -> Event | None:
+        """Close the row; the interaction's delivery event, if it changed, is returned."""
         where = fence if fence is not None else outbox_t.c.id == outbox_id
         await conn.execute(
             update(outbox_t)
             .where(where)
             .values(status=status.value, last_error=error, updated_at=utcnow())
         )
-        if interaction_id is not None:
-            event = await set_interaction_status(
-                conn, interaction_id, delivery_status, error_code=error_code, error=error
-            )
-            if event is not None:
-                self._events.append(event)
+        if interaction_id is None:
+            return None
+        return await set_interaction_status(
+            conn, interaction_id, delivery_status, error_code=error_code, error=error
+        )
 
-    def _publish(self) -> None:
-        events, self._events = self._events, []
+    def _publish(self, events: list[Event]) -> None:
         if self.bus is not None:
             for event in events:
                 self.bus.publish(event)
