@@ -10,9 +10,8 @@ from sqlalchemy import func, select
 
 from hub.cli.main import main
 from hub.store.db import Database
-from hub.store.models import QuarantineStatus, utcnow
 from hub.store.tables import interaction_t, quarantine_t
-from tests.support.mail import message
+from tests.support.mail import hold, message
 
 pytestmark = pytest.mark.db
 
@@ -26,32 +25,6 @@ def _config(tmp_path: Path, url: str) -> str:
         encoding="utf-8",
     )
     return str(path)
-
-
-async def _hold(db: Database, uid: int, raw: bytes, error: str) -> int:
-    now = utcnow()
-    async with db.write() as s:
-        conn = await s.connection()
-        return int(
-            (
-                await conn.execute(
-                    quarantine_t.insert()
-                    .values(
-                        mailbox="support",
-                        folder="INBOX",
-                        uidvalidity=7,
-                        uid=uid,
-                        raw=raw,
-                        error=error,
-                        status=QuarantineStatus.HELD.value,
-                        attempts=1,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                    .returning(quarantine_t.c.id)
-                )
-            ).scalar_one()
-        )
 
 
 async def _rows(db: Database) -> list[tuple[int, str, int, int | None]]:
@@ -85,10 +58,8 @@ async def test_list_show_and_retry(
     assert capsys.readouterr().out == "the quarantine is empty\n"
 
     # One held by a bug fixed since (it parses now), one still unreadable.
-    fixed = await _hold(db, 4, message(4), "TypeError: a parser bug, since fixed")
-    broken = await _hold(
-        db, 5, UNPARSEABLE, "no sender address (From/Sender missing or unreadable)"
-    )
+    fixed = await hold(db, 4, message(4), "TypeError: a parser bug, since fixed")
+    broken = await hold(db, 5, UNPARSEABLE, "no sender address (From/Sender missing or unreadable)")
 
     assert await cli("list") == 0
     lines = capsys.readouterr().out.splitlines()

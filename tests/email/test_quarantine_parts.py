@@ -22,33 +22,13 @@ from hub.ingest.pipeline import Ingestor
 from hub.mail.quarantine import Quarantine
 from hub.records.teams import TeamRouter
 from hub.store.db import Database
-from hub.store.models import QuarantineStatus, utcnow
 from hub.store.tables import interaction_t, quarantine_t
 from routing.threading import ThreadConversation
-from tests.support.mail import message
+from tests.support.mail import hold, message
 
 pytestmark = pytest.mark.db
 
 UNPARSEABLE = b"Subject: no sender\r\n\r\nbody\r\n"
-
-
-async def _hold(db: Database, uid: int, raw: bytes, error: str) -> int:
-    now = utcnow()
-    async with db.write() as s:
-        conn = await s.connection()
-        insert = quarantine_t.insert().values(
-            mailbox="support",
-            folder="INBOX",
-            uidvalidity=7,
-            uid=uid,
-            raw=raw,
-            error=error,
-            status=QuarantineStatus.HELD.value,
-            attempts=1,
-            created_at=now,
-            updated_at=now,
-        )
-        return int((await conn.execute(insert.returning(quarantine_t.c.id))).scalar_one())
 
 
 async def _rows(db: Database) -> list[tuple[int, str, int, int | None]]:
@@ -79,8 +59,8 @@ async def quarantine(settings: Settings, db: Database, tmp_path: Path) -> AsyncI
 async def test_retry_reads_with_the_channel_reader_and_keeps_what_is_not_mail(
     quarantine: Quarantine, db: Database
 ) -> None:
-    fixed = await _hold(db, 4, message(4), "TypeError: a parser bug, since fixed")
-    broken = await _hold(db, 5, UNPARSEABLE, "no sender address")
+    fixed = await hold(db, 4, message(4), "TypeError: a parser bug, since fixed")
+    broken = await hold(db, 5, UNPARSEABLE, "no sender address")
 
     held = await quarantine.list_held()
     assert [(h.id, h.uid, h.sender, h.subject) for h in held] == [

@@ -14,6 +14,8 @@ from sqlalchemy import func, select
 
 from hub.config import Settings
 from hub.runtime import Hub
+from hub.store.db import Database
+from hub.store.models import QuarantineStatus, utcnow
 from hub.store.tables import checkpoint_t, interaction_t, quarantine_t
 from tests.support.dovecot import ImapServer, append, folder_flags
 from tests.support.hubs import make_settings
@@ -124,3 +126,23 @@ async def eventually(check: Callable[[], Awaitable[T | None]], seconds: float = 
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not reached")
         await asyncio.sleep(0.05)
+
+
+async def hold(db: Database, uid: int, raw: bytes, error: str) -> int:
+    """A message held in the quarantine of mailbox "support", as the sync would hold it."""
+    now = utcnow()
+    async with db.write() as s:
+        conn = await s.connection()
+        insert = quarantine_t.insert().values(
+            mailbox="support",
+            folder="INBOX",
+            uidvalidity=7,
+            uid=uid,
+            raw=raw,
+            error=error,
+            status=QuarantineStatus.HELD.value,
+            attempts=1,
+            created_at=now,
+            updated_at=now,
+        )
+        return int((await conn.execute(insert.returning(quarantine_t.c.id))).scalar_one())
