@@ -13,6 +13,7 @@ from channels.email.attachments import AttachmentStore
 from channels.email.inbound import MailReader
 from hub.config import Settings
 from hub.events.bus import EventBus
+from hub.events.presence import Presence
 from hub.ingest.pipeline import Ingestor
 from hub.ingest.steps import pipelines_from
 from hub.mail.quarantine import Quarantine
@@ -44,6 +45,7 @@ class Hub:
         self.attachments = AttachmentStore(settings.email.attachments_dir)
         self.db = Database(settings.database)
         self.bus = EventBus()
+        self.presence = Presence()
         # Built now, not in start(): an unknown step name must fail before anything runs.
         self.pipelines: dict[Channel, list[Step]] = pipelines_from(settings, extra_steps)
         self._ingestor: Ingestor | None = None

@@ -28,6 +28,9 @@ class Event:
     data: dict[str, Any] = field(default_factory=dict)
     # The team whose members may see it (None: admins only).
     team_id: int | None = None
+    # When set, only these users receive it (a screen pop goes to the agents a
+    # call rings at, not to their whole team); team_id still names the owner.
+    users: frozenset[int] | None = None
 
 
 class Subscription:
