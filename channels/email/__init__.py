@@ -7,7 +7,8 @@ None when the header is absent): that enum is the contract routing reads.
 """
 
 from channels.email.attachments import AttachmentStore
+from channels.email.errors import LimitExceeded, UnparseableEmail
 from channels.email.inbound import MailReader
-from channels.email.parse import UnparseableEmail, parse_message
+from channels.email.parse import parse_message
 
-__all__ = ["AttachmentStore", "MailReader", "UnparseableEmail", "parse_message"]
+__all__ = ["AttachmentStore", "LimitExceeded", "MailReader", "UnparseableEmail", "parse_message"]

@@ -11,6 +11,7 @@ import hashlib
 import os
 import re
 import tempfile
+import threading
 from pathlib import Path
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -25,6 +26,24 @@ class AttachmentStore:
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
+        # Bytes in the store, counted once (a walk) and then kept up to date by
+        # put(); the quota check needs it and a walk per message would be slow.
+        self._used: int | None = None
+        self._used_lock = threading.Lock()
+
+    def used_bytes(self) -> int:
+        with self._used_lock:
+            if self._used is None:
+                self._used = sum(
+                    p.stat().st_size
+                    for p in self.root.glob("??/??/*")
+                    if p.is_file() and _SHA256.match(p.name)
+                )
+            return self._used
+
+    def new_bytes(self, blobs: dict[str, bytes]) -> int:
+        """What storing `blobs` (by sha256) would add: contents already stored cost nothing."""
+        return sum(len(data) for digest, data in blobs.items() if not self.exists(digest))
 
     def path_for(self, sha256: str) -> Path:
         # Validated so that a digest coming back from the database can never escape root.
@@ -50,6 +69,9 @@ class AttachmentStore:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
+        with self._used_lock:
+            if self._used is not None:
+                self._used += len(data)
         return digest
 
     def exists(self, sha256: str) -> bool:

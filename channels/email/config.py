@@ -15,6 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from channels.email.limits import MailLimits
 from channels.email.smtp_config import SmtpConfig
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,49}$")
@@ -129,6 +130,9 @@ class EmailConfig(BaseModel):
     # Secret key signing reply-token addresses; set CRMHUB_EMAIL__REPLY_TOKEN_SECRET.
     reply_token_secret: str = ""
     loop_guard: LoopGuardConfig = Field(default_factory=LoopGuardConfig)
+    # What one inbound message may cost (size, headers, MIME, text, attachments,
+    # parser time and memory); over a limit it is quarantined with the reason.
+    limits: MailLimits = Field(default_factory=MailLimits)
 
     @model_validator(mode="after")
     def _check(self) -> EmailConfig:

@@ -84,6 +84,9 @@ class FetchedMessage:
     raw: bytes
     # The server's arrival time; stands in for a missing Date header.
     internaldate: datetime | None
+    # Set when the message was over the size limit: `raw` is then only its
+    # header, and this is the size the server reported for the whole message.
+    size: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,23 +230,43 @@ class ImapClient:
         # `UID n:*` always matches the highest UID, even when it is below n.
         return sorted(uid for uid in found if uid > last_uid)
 
-    async def fetch(self, uids: Sequence[int]) -> list[FetchedMessage]:
+    async def fetch(
+        self, uids: Sequence[int], max_bytes: int | None = None
+    ) -> list[FetchedMessage]:
+        """The messages' bytes; one over `max_bytes` comes with its header only
+        (`FetchedMessage.size` says how big it is), so a huge mail is never held
+        in memory whole."""
         if not uids:
             return []
-        return await self._call(self._fetch, list(uids))
+        return await self._call(self._fetch, list(uids), max_bytes)
 
-    def _fetch(self, uids: list[int]) -> list[FetchedMessage]:
+    def _fetch(self, uids: list[int], max_bytes: int | None) -> list[FetchedMessage]:
+        imap = self._conn()
+        big: dict[int, int] = {}
+        if max_bytes is not None:
+            sizes = imap.fetch(uids, ["RFC822.SIZE"])
+            for uid, item in sizes.items():
+                size = item.get(b"RFC822.SIZE")
+                if isinstance(size, int) and size > max_bytes:
+                    big[uid] = size
         # PEEK: reading must not mark anything \Seen before it is committed.
-        data = self._conn().fetch(uids, ["BODY.PEEK[]", "INTERNALDATE"])
+        small = [uid for uid in uids if uid not in big]
+        data = imap.fetch(small, ["BODY.PEEK[]", "INTERNALDATE"]) if small else {}
+        if big:
+            data.update(imap.fetch(sorted(big), ["BODY.PEEK[HEADER]", "INTERNALDATE"]))
         out = []
         for uid in uids:  # absent: expunged since the search
             item = data.get(uid)
-            if item is None or b"BODY[]" not in item:
+            key = b"BODY[HEADER]" if uid in big else b"BODY[]"
+            if item is None or key not in item:
                 continue
             date = item.get(b"INTERNALDATE")
             out.append(
                 FetchedMessage(
-                    uid, bytes(item[b"BODY[]"]), date if isinstance(date, datetime) else None
+                    uid,
+                    bytes(item[key]),
+                    date if isinstance(date, datetime) else None,
+                    size=big.get(uid),
                 )
             )
         return out

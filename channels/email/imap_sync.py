@@ -119,8 +119,11 @@ class MailboxSync:
         store: Store,
         *,
         client_factory: ClientFactory = ImapClient,
+        max_message_bytes: int | None = None,
     ) -> None:
         self.name = name
+        # Larger messages are fetched as their header only (the store quarantines them).
+        self.max_message_bytes = max_message_bytes
         self.config = config
         self._password = password
         self._checkpoints = checkpoints
@@ -224,7 +227,7 @@ class MailboxSync:
         stored = 0
         size = self.config.batch_size
         for start in range(0, len(uids), size):
-            messages = await client.fetch(uids[start : start + size])
+            messages = await client.fetch(uids[start : start + size], self.max_message_bytes)
             if not messages:  # the whole batch was expunged meanwhile
                 continue
             await self._store(folder, state.uidvalidity, messages, resync)

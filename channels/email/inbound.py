@@ -6,19 +6,26 @@ become a contact, with where they were read (mailbox, folder, UID) and the
 conversation a signed reply-token recipient names, so that routing finds
 everything it needs under `MetaKey` and the hub only stores.
 
-A message that is not a usable email raises `UnparseableEmail`, whose text
-is the reason the quarantine records.
+Parsing runs in a worker process (parser_pool.py) within the limits of the
+email section's `limits`; the attachments it returns are written here, in a
+thread, after the per-message and store quotas are checked, so a message
+is stored whole or (over a limit) not at all.
+
+A message that is not a usable email or is over a limit raises
+`UnparseableEmail`, whose text is the reason the quarantine records.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
-from datetime import datetime
+from datetime import UTC, datetime
 
 from channels.base import InboundContact, MetaKey
 from channels.email.attachments import AttachmentStore
 from channels.email.config import EmailConfig
-from channels.email.parse import UnparseableEmail, parse_message
+from channels.email.errors import LimitExceeded, UnparseableEmail
+from channels.email.parser_pool import ParseJob, ParserPool
 from channels.email.reply_token import conversation_of
 
 __all__ = ["MailReader", "UnparseableEmail"]
@@ -34,9 +41,11 @@ class MailReader:
     def __init__(self, email: EmailConfig, attachments: AttachmentStore | None) -> None:
         self.max_attachment_bytes = email.max_attachment_bytes
         self.reply_token_secret = email.reply_token_secret
+        self.limits = email.limits
         self.attachments = attachments
+        self.pool = ParserPool.shared(email.limits)
 
-    def read(
+    async def read(
         self,
         raw: bytes,
         *,
@@ -50,12 +59,15 @@ class MailReader:
         `received_at` (the IMAP INTERNALDATE, or when the quarantine took it)
         stands in for a missing or unreadable Date header.
         """
-        contact = parse_message(
-            raw,
-            max_bytes=self.max_attachment_bytes,
-            attachment_store=self.attachments,
-            received_at=received_at,
+        if received_at is not None and received_at.tzinfo is not None:
+            # imapclient's FixedOffset does not pickle; the instant is what matters.
+            received_at = received_at.astimezone(UTC)
+        parsed = await self.pool.parse(
+            ParseJob(raw, self.max_attachment_bytes, received_at, self.limits)
         )
+        if parsed.blobs and self.attachments is not None:
+            await asyncio.to_thread(self._store, parsed.blobs)
+        contact = parsed.contact
         meta = dict(contact.metadata)
         meta.update({MetaKey.MAILBOX: mailbox, MetaKey.FOLDER: folder, MetaKey.UID: uid})
         recipients = [
@@ -67,3 +79,17 @@ class MailReader:
         if token_conv is not None:
             meta[MetaKey.REPLY_TOKEN_CONVERSATION] = token_conv
         return dataclasses.replace(contact, metadata=meta)
+
+    def _store(self, blobs: dict[str, bytes]) -> None:
+        assert self.attachments is not None
+        quota = self.limits.attachments_quota_bytes
+        if quota:
+            new = self.attachments.new_bytes(blobs)
+            used = self.attachments.used_bytes()
+            if new and used + new > quota:
+                raise LimitExceeded(
+                    f"the attachment store is full: {used} + {new} bytes would pass its quota "
+                    f"of {quota} bytes (email.limits.attachments_quota_bytes)"
+                )
+        for data in blobs.values():
+            self.attachments.put(data)

@@ -3,7 +3,12 @@
 Mail in the wild is broken in every way a header or a charset can be broken;
 a mailbox must keep flowing, so a message that can be read at all yields a
 contact (with the problems listed under `MetaKey.PARSE_DEFECTS`) and only one
-that cannot (no bytes, no sender) raises `UnparseableEmail` for the quarantine.
+that cannot (no bytes, no sender) or that is over a limit (`MailLimits`)
+raises `UnparseableEmail` for the quarantine.
+
+`read_message` writes nothing: it returns the attachment contents for the
+caller to store, so it can run in a worker process that may be killed
+(parser_pool.py). `parse_message` is the same in one call, storing as it goes.
 """
 
 from __future__ import annotations
@@ -11,12 +16,14 @@ from __future__ import annotations
 import email
 import email.policy
 import hashlib
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any
 
 from channels.base import Channel, InboundContact, MetaKey
 from channels.email.attachments import AttachmentStore
+from channels.email.errors import LimitExceeded, UnparseableEmail
 from channels.email.headers import (
     addresses,
     defect_names,
@@ -28,15 +35,22 @@ from channels.email.headers import (
     message_ids,
     return_path,
 )
-from channels.email.parts import body_text, delivery_report, extract_attachments, is_dsn
+from channels.email.limits import MailLimits, check_attachments, check_raw, check_tree
+from channels.email.parts import attachment_parts, body_text, delivery_report, is_dsn
 from channels.email.policy import POLICY
 from channels.email.text import split_quote
 
+__all__ = ["LimitExceeded", "ParsedMail", "UnparseableEmail", "parse_message", "read_message"]
+
 DIGEST_DOMAIN = "crmhub.invalid"
+DEFAULT_LIMITS = MailLimits()
 
 
-class UnparseableEmail(ValueError):
-    """The bytes are not a usable email; the message says why (the quarantine keeps them raw)."""
+@dataclass(frozen=True, slots=True)
+class ParsedMail:
+    contact: InboundContact
+    # Attachment contents to store, by sha256 (those within the size limit).
+    blobs: dict[str, bytes] = field(default_factory=dict)
 
 
 def parse_message(
@@ -45,14 +59,32 @@ def parse_message(
     max_bytes: int,
     attachment_store: AttachmentStore | None,
     received_at: datetime | None = None,
+    limits: MailLimits = DEFAULT_LIMITS,
 ) -> InboundContact:
-    """Parse one message; attachments over `max_bytes` are referenced but not stored.
+    """Parse one message and store its attachments; over `max_bytes` they are
+    referenced but not stored.
 
     `received_at` (e.g. the IMAP INTERNALDATE) stands in for a missing or
     unreadable Date header; without it the current time is used.
     """
+    parsed = read_message(raw, max_bytes=max_bytes, received_at=received_at, limits=limits)
+    if attachment_store is not None:
+        for data in parsed.blobs.values():
+            attachment_store.put(data)
+    return parsed.contact
+
+
+def read_message(
+    raw: bytes,
+    *,
+    max_bytes: int,
+    received_at: datetime | None = None,
+    limits: MailLimits = DEFAULT_LIMITS,
+) -> ParsedMail:
+    """Parse one message within `limits`; the contact and the attachments to store."""
     if not raw or not raw.strip():
         raise UnparseableEmail("empty message")
+    check_raw(raw, limits)
     defects: list[str] = []
     repaired = drop_headerless_lines(raw)
     if repaired != raw:
@@ -63,6 +95,7 @@ def parse_message(
         raise UnparseableEmail(f"MIME parse failed: {exc}") from exc
     if not isinstance(msg, EmailMessage):  # policy.default always builds one; keeps mypy honest
         raise UnparseableEmail("MIME parse returned no message")
+    check_tree(msg, limits)
 
     sender_name, sender = first_address(msg, "From", defects)
     if not sender:
@@ -75,11 +108,14 @@ def parse_message(
         if recipient:
             break
 
-    full_text, text_defect = body_text(msg)
+    full_text, text_defect = body_text(
+        msg, max_chars=limits.max_text_chars, max_quote_depth=limits.max_quote_depth
+    )
     if text_defect:
         defects.append(text_defect)
     new_text, quoted = split_quote(full_text)
-    files, skipped = extract_attachments(msg, max_bytes, attachment_store, defects)
+    files, skipped, blobs = attachment_parts(msg, max_bytes, defects)
+    check_attachments(sum(len(b) for b in blobs.values()), limits)
 
     subject = header(msg, "Subject", defects) or ""
     message_id = first_message_id(header(msg, "Message-ID", defects) or "")
@@ -116,7 +152,7 @@ def parse_message(
         metadata[MetaKey.SKIPPED_ATTACHMENTS] = skipped
     defects.extend(defect_names(msg))
     metadata[MetaKey.PARSE_DEFECTS] = sorted(set(defects))
-    return InboundContact(
+    contact = InboundContact(
         channel=Channel.EMAIL,
         sender=sender,
         sender_name=sender_name,
@@ -129,6 +165,7 @@ def parse_message(
         metadata=metadata,
         attachments=tuple(files),
     )
+    return ParsedMail(contact, blobs)
 
 
 def digest_id(raw: bytes) -> str:

@@ -13,8 +13,9 @@ from typing import Any
 
 from channels.base import AttachmentRef
 from channels.email.attachments import AttachmentStore
+from channels.email.errors import LimitExceeded
 from channels.email.headers import header
-from channels.email.text import decode_text, html_to_text
+from channels.email.text import MAX_QUOTE_DEPTH, MAX_TEXT_CHARS, decode_text, html_to_text
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +50,22 @@ def _body_part(msg: EmailMessage) -> MIMEPart | None:
         return None
 
 
-def body_text(msg: EmailMessage) -> tuple[str, str | None]:
-    """The readable body: text/plain, else text from text/html, else ""."""
+def body_text(
+    msg: EmailMessage, *, max_chars: int = MAX_TEXT_CHARS, max_quote_depth: int = MAX_QUOTE_DEPTH
+) -> tuple[str, str | None]:
+    """The readable body: text/plain, else text from text/html, else "".
+
+    `LimitExceeded` when the text is longer than `max_chars` or its HTML
+    quotes nest deeper than `max_quote_depth`.
+    """
     part = _body_part(msg)
     if part is None:
         return "", None
     text, defect = _decoded(part)
     if part.get_content_subtype() == "html":
-        text = html_to_text(text)
+        text = html_to_text(text, max_chars=max_chars, max_quote_depth=max_quote_depth)
+    elif len(text) > max_chars:
+        raise LimitExceeded(f"body text over the limit of {max_chars} characters")
     return text.replace("\r\n", "\n").strip(), defect
 
 
@@ -70,10 +79,25 @@ def extract_attachments(
 
     Inline images count: a screenshot pasted into Outlook is as much the
     customer's message as a file; storage by content makes repeated logos cheap.
+    The files (up to `max_bytes` each) are written to `store` when one is given.
     """
+    refs, skipped, blobs = attachment_parts(msg, max_bytes, defects)
+    if store is not None:
+        for data in blobs.values():
+            store.put(data)
+    return refs, skipped
+
+
+def attachment_parts(
+    msg: EmailMessage, max_bytes: int, defects: list[str]
+) -> tuple[list[AttachmentRef], list[dict[str, Any]], dict[str, bytes]]:
+    """The attachments as references, the ones too large to keep, and the contents
+    to keep by sha256 (written by the caller: the parser writes nothing itself,
+    so a parse that is killed half-way leaves no files behind)."""
     body = _body_part(msg)
     refs: list[AttachmentRef] = []
     skipped: list[dict[str, Any]] = []
+    blobs: dict[str, bytes] = {}
     for index, part in enumerate(_leaves(msg)):
         if part is body:
             continue
@@ -100,9 +124,9 @@ def extract_attachments(
                     "reason": "too_large",
                 }
             )
-        elif store is not None:
-            store.put(data)
-    return refs, skipped
+        else:
+            blobs[digest] = data
+    return refs, skipped, blobs
 
 
 def _leaves(part: Message) -> list[Message]:

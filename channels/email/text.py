@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
+from channels.email.errors import LimitExceeded
+
 # Charsets whose decoder accepts every byte: a wrong declaration never fails,
 # it silently produces mojibake, so valid multi-byte UTF-8 is preferred over them.
 _ANY_BYTE_CHARSETS = frozenset({"iso-8859-1", "latin-1", "latin1", "windows-1252", "cp1252"})
@@ -54,8 +56,11 @@ class _TextExtractor(HTMLParser):
     (Gmail and Apple Mail quote with <blockquote>) the same way as in plain text.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_chars: int, max_quote_depth: int) -> None:
         super().__init__(convert_charrefs=True)
+        self.max_chars = max_chars
+        self.max_quote_depth = max_quote_depth
+        self.chars = 0
         self.lines: list[str] = []
         self._current: list[str] = []
         self._skip = 0
@@ -64,7 +69,13 @@ class _TextExtractor(HTMLParser):
 
     def _break(self) -> None:
         line = re.sub(r"\s+", " ", "".join(self._current)).strip()
-        self.lines.append(("> " * self._line_depth + line).rstrip())
+        line = ("> " * self._line_depth + line).rstrip()
+        # Checked as the text grows: the quote prefixes make the output grow
+        # with the square of the nesting, so the input size alone bounds nothing.
+        self.chars += len(line) + 1
+        if self.chars > self.max_chars:
+            raise LimitExceeded(f"body text over the limit of {self.max_chars} characters")
+        self.lines.append(line)
         self._current = []
         self._line_depth = self._quote_depth
 
@@ -79,6 +90,10 @@ class _TextExtractor(HTMLParser):
             if tag == "blockquote":
                 self._quote_depth += 1
                 self._line_depth = self._quote_depth
+                if self._quote_depth > self.max_quote_depth:
+                    raise LimitExceeded(
+                        f"quotes nested over the limit of {self.max_quote_depth} levels"
+                    )
             elif tag == "li":
                 self._current.append("- ")
         elif tag in ("td", "th") and self._current:
@@ -100,12 +115,25 @@ class _TextExtractor(HTMLParser):
             self._current.append(data)
 
 
-def html_to_text(html: str) -> str:
-    """Readable text from HTML with the stdlib parser (no dependency for a best effort)."""
-    parser = _TextExtractor()
+# Defaults for callers without limits (tests, tools); the mailbox passes its own.
+MAX_TEXT_CHARS = 2_000_000
+MAX_QUOTE_DEPTH = 50
+
+
+def html_to_text(
+    html: str, *, max_chars: int = MAX_TEXT_CHARS, max_quote_depth: int = MAX_QUOTE_DEPTH
+) -> str:
+    """Readable text from HTML with the stdlib parser (no dependency for a best effort).
+
+    Never raises, but for `LimitExceeded` when the text or its quote nesting
+    would pass the limits.
+    """
+    parser = _TextExtractor(max_chars, max_quote_depth)
     try:
         parser.feed(html)
         parser.close()
+    except (LimitExceeded, MemoryError):
+        raise
     except Exception:  # HTMLParser is lenient; this guards the "never raise" promise
         pass
     parser._break()

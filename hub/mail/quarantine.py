@@ -22,6 +22,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from channels.email.inbound import MailReader
+from channels.email.limits import HEADER_ONLY
 from hub.ingest.context import Prepared
 from hub.ingest.pipeline import IngestError, Ingestor
 from hub.store.db import Database
@@ -125,8 +126,12 @@ class Quarantine:
         return report
 
     async def _retry_one(self, row: Any) -> str | None:
+        if str(row.error).startswith(HEADER_ONLY):
+            # Only the header is here; storing it would record an empty message.
+            await self._still_held(row.id, row.error)
+            return row.error
         try:
-            contact = self.reader.read(
+            contact = await self.reader.read(
                 bytes(row.raw),
                 mailbox=row.mailbox,
                 folder=row.folder,

@@ -68,6 +68,7 @@ class MailboxRunner:
             self.imap.password(),
             self.store.checkpoint,
             self.store.store,
+            max_message_bytes=self.store.reader.limits.max_message_bytes,
         )
 
     async def start(self) -> None:

@@ -24,11 +24,13 @@ from dataclasses import dataclass
 from sqlalchemy import and_, case, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from channels.base import InboundContact
 from channels.email.attachments import AttachmentStore
 from channels.email.config import EmailConfig, MailboxConfig
 from channels.email.imap import FetchedMessage
 from channels.email.imap_sync import StoreUnavailable
 from channels.email.inbound import MailReader, UnparseableEmail
+from channels.email.limits import HEADER_ONLY
 from hub.ingest.context import Prepared
 from hub.ingest.pipeline import IngestError, Ingestor, IngestUnavailable, UnitWrite
 from hub.store.db import Database, is_outage
@@ -54,13 +56,14 @@ class MailStore:
         mailbox: MailboxConfig,
         email: EmailConfig,
         attachments: AttachmentStore,
+        reader: MailReader | None = None,
     ) -> None:
         self.db = db
         self.ingestor = ingestor
         self.mailbox = mailbox
         self.email = email
         self.attachments = attachments
-        self.reader = MailReader(email, attachments)
+        self.reader = reader or MailReader(email, attachments)
         self.quarantined = 0  # for tests and the benchmark
 
     async def checkpoint(self, folder: str) -> tuple[int, int] | None:
@@ -98,26 +101,14 @@ class MailStore:
         good: list[tuple[FetchedMessage, Prepared]] = []
         bad: list[Quarantined] = []
         ids: set[str] = set()
-        for message in ordered:
-            # Parsing is CPU work (~0.5 ms a message): let webhooks and API
-            # requests in between messages instead of after the whole chunk.
-            await asyncio.sleep(0)
-            try:
-                contact = self.reader.read(
-                    message.raw,
-                    mailbox=self.mailbox.name,
-                    folder=folder,
-                    uid=message.uid,
-                    received_at=message.internaldate,
-                )
-                prepared = self.ingestor.prepare(contact)
-            except (UnparseableEmail, IngestError) as exc:
-                bad.append(Quarantined(message, str(exc)))
+        # Parsed in the reader's worker processes, all of the chunk at once (the
+        # pool bounds how many run); the event loop only waits.
+        read = await asyncio.gather(*(self._read(folder, m) for m in ordered))
+        for message, outcome in zip(ordered, read, strict=True):
+            if isinstance(outcome, Quarantined):
+                bad.append(outcome)
                 continue
-            except Exception as exc:  # a parser bug must not stop the mailbox
-                log.exception("mailbox %s: parsing UID %s failed", self.mailbox.name, message.uid)
-                bad.append(Quarantined(message, f"{type(exc).__name__}: {exc}"))
-                continue
+            contact, prepared = outcome
             # The same Message-ID twice in one chunk: the first stands for both.
             if contact.provider_id in ids:
                 log.info(
@@ -148,6 +139,32 @@ class MailStore:
             self.quarantined += len(bad)
             for item in bad:
                 self._log_quarantine(folder, item)
+
+    async def _read(
+        self, folder: str, message: FetchedMessage
+    ) -> tuple[InboundContact, Prepared] | Quarantined:
+        """The message as a prepared contact, or why it goes to the quarantine."""
+        if message.size is not None:
+            limit = self.reader.limits.max_message_bytes
+            return Quarantined(
+                message,
+                f"{HEADER_ONLY}message of {message.size} bytes is over the limit of "
+                f"{limit} bytes; the whole message stays in the mailbox",
+            )
+        try:
+            contact = await self.reader.read(
+                message.raw,
+                mailbox=self.mailbox.name,
+                folder=folder,
+                uid=message.uid,
+                received_at=message.internaldate,
+            )
+            return contact, self.ingestor.prepare(contact)
+        except (UnparseableEmail, IngestError) as exc:
+            return Quarantined(message, str(exc))
+        except Exception as exc:  # a bug must not stop the mailbox
+            log.exception("mailbox %s: reading UID %s failed", self.mailbox.name, message.uid)
+            return Quarantined(message, f"{type(exc).__name__}: {exc}")
 
     async def _one_by_one(
         self,

@@ -36,8 +36,8 @@ def reader(secret: str = SECRET, attachments: AttachmentStore | None = None) -> 
     return MailReader(EmailConfig(reply_token_secret=secret), attachments)
 
 
-def test_a_plain_mail_becomes_a_contact_with_where_it_was_read() -> None:
-    contact = reader().read(
+async def test_a_plain_mail_becomes_a_contact_with_where_it_was_read() -> None:
+    contact = await reader().read(
         raw("To: support@crm.example", "Date: Tue, 01 Dec 2026 08:00:00 +0000"),
         mailbox="support",
         folder="INBOX",
@@ -75,32 +75,32 @@ def test_a_plain_mail_becomes_a_contact_with_where_it_was_read() -> None:
     assert all(isinstance(key, MetaKey) for key in meta)
 
 
-def test_received_at_stands_in_for_a_missing_date() -> None:
-    contact = reader().read(
+async def test_received_at_stands_in_for_a_missing_date() -> None:
+    contact = await reader().read(
         raw("To: support@crm.example"), mailbox="support", folder="INBOX", uid=1, received_at=AT
     )
     assert contact.occurred_at == AT
 
 
 @pytest.mark.parametrize("header", ["To", "Cc"])
-def test_a_valid_reply_token_names_its_conversation(header: str) -> None:
+async def test_a_valid_reply_token_names_its_conversation(header: str) -> None:
     token = reply_address("support@crm.example", SECRET, 77)
-    contact = reader().read(
+    contact = await reader().read(
         raw(f"{header}: {token}"), mailbox="support", folder="INBOX", uid=2, received_at=AT
     )
     assert contact.metadata[MetaKey.REPLY_TOKEN_CONVERSATION] == 77
 
 
-def test_a_token_signed_with_another_secret_or_without_one_names_nothing() -> None:
+async def test_a_token_signed_with_another_secret_or_without_one_names_nothing() -> None:
     forged = reply_address("support@crm.example", "someone-elses-secret", 77)
     for r in (reader(), reader(secret="")):
-        contact = r.read(raw(f"To: {forged}"), mailbox="m", folder="INBOX", uid=3)
+        contact = await r.read(raw(f"To: {forged}"), mailbox="m", folder="INBOX", uid=3)
         assert MetaKey.REPLY_TOKEN_CONVERSATION not in contact.metadata
 
 
-def test_a_token_in_the_delivered_to_recipient_counts_too() -> None:
+async def test_a_token_in_the_delivered_to_recipient_counts_too() -> None:
     token = reply_address("support@crm.example", SECRET, 5)
-    contact = reader().read(
+    contact = await reader().read(
         raw(f"Delivered-To: {token}", "To: undisclosed-recipients:;"),
         mailbox="m",
         folder="INBOX",
@@ -116,12 +116,12 @@ def test_a_token_in_the_delivered_to_recipient_counts_too() -> None:
         (b"Subject: no sender\r\n\r\nbody\r\n", "no sender address"),
     ],
 )
-def test_what_is_not_a_usable_email_is_refused_with_a_reason(data: bytes, reason: str) -> None:
+async def test_what_is_not_a_usable_email_is_refused_with_a_reason(data: bytes, reason: str) -> None:
     with pytest.raises(UnparseableEmail, match=reason):
-        reader().read(data, mailbox="m", folder="INBOX", uid=5)
+        await reader().read(data, mailbox="m", folder="INBOX", uid=5)
 
 
-def test_attachments_go_to_the_store_it_was_given(tmp_path: Path) -> None:
+async def test_attachments_go_to_the_store_it_was_given(tmp_path: Path) -> None:
     data = (
         b"From: jane@customer.example\r\nMessage-ID: <a1@x>\r\nMIME-Version: 1.0\r\n"
         b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
@@ -131,7 +131,7 @@ def test_attachments_go_to_the_store_it_was_given(tmp_path: Path) -> None:
         b"Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n--b--\r\n"
     )
     store = AttachmentStore(str(tmp_path))
-    contact = reader(attachments=store).read(data, mailbox="m", folder="INBOX", uid=6)
+    contact = await reader(attachments=store).read(data, mailbox="m", folder="INBOX", uid=6)
     assert [(a.filename, a.content_type, a.size) for a in contact.attachments] == [
         ("invoice.pdf", "application/pdf", 9)
     ]
