@@ -116,7 +116,9 @@ async def test_a_token_in_the_delivered_to_recipient_counts_too() -> None:
         (b"Subject: no sender\r\n\r\nbody\r\n", "no sender address"),
     ],
 )
-async def test_what_is_not_a_usable_email_is_refused_with_a_reason(data: bytes, reason: str) -> None:
+async def test_what_is_not_a_usable_email_is_refused_with_a_reason(
+    data: bytes, reason: str
+) -> None:
     with pytest.raises(UnparseableEmail, match=reason):
         await reader().read(data, mailbox="m", folder="INBOX", uid=5)
 
@@ -136,4 +138,4 @@ async def test_attachments_go_to_the_store_it_was_given(tmp_path: Path) -> None:
         ("invoice.pdf", "application/pdf", 9)
     ]
     assert contact.attachments[0].sha256 is not None
-    assert any(p.is_file() for p in tmp_path.rglob("*"))
+    assert any(p.is_file() for p in tmp_path.rglob("*"))  # noqa: ASYNC240 (a test's tmp dir)
