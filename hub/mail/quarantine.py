@@ -128,8 +128,8 @@ class Quarantine:
     async def _retry_one(self, row: Any) -> str | None:
         if str(row.error).startswith(HEADER_ONLY):
             # Only the header is here; storing it would record an empty message.
-            await self._still_held(row.id, row.error)
-            return row.error
+            await self._still_held(row.id, str(row.error))
+            return str(row.error)
         try:
             contact = await self.reader.read(
                 bytes(row.raw),
