@@ -42,7 +42,8 @@ def _required(form: Mapping[str, str], name: str) -> str:
 
 def _media(form: Mapping[str, str]) -> tuple[AttachmentRef, ...]:
     raw = form.get("NumMedia", "0").strip() or "0"
-    if not raw.isdigit() or int(raw) > MAX_MEDIA:
+    # isascii: "²" and "٣" are digits to str.isdigit but not numbers we count on.
+    if not (raw.isascii() and raw.isdigit()) or int(raw) > MAX_MEDIA:
         raise InvalidSmsForm(f"NumMedia must be a number from 0 to {MAX_MEDIA}, not {raw!r}")
     refs = []
     for i in range(int(raw)):

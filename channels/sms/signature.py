@@ -42,7 +42,12 @@ def is_valid(auth_token: str, url: str, params: Mapping[str, str], signature: st
     validator = RequestValidator(auth_token)
     # The URL exactly as configured matches in the common case: one HMAC. Twilio's
     # validate() always computes two (the URL with and without an explicit port).
-    if hmac.compare_digest(str(validator.compute_signature(url, dict(params))), signature):
+    expected = str(validator.compute_signature(url, dict(params)))
+    # As bytes: compare_digest refuses str with non-ASCII characters (a TypeError,
+    # i.e. a 500, for a forged header), and a non-ASCII signature is never Twilio's.
+    if not signature.isascii():
+        return False
+    if hmac.compare_digest(expected.encode(), signature.encode()):
         return True
     return bool(validator.validate(url, dict(params), signature))
 

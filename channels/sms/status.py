@@ -32,6 +32,10 @@ SMS_STATUSES = StatusVocabulary(
 )
 
 
+# Outbox ids are 32-bit on PostgreSQL: a larger one cannot be ours.
+MAX_OUTBOX_ID = 2**31 - 1
+
+
 class InvalidStatusForm(ValueError):
     pass
 
@@ -42,10 +46,18 @@ def parse_status(form: Mapping[str, str], query: Mapping[str, str]) -> DeliveryR
     if not sid or not status:
         raise InvalidStatusForm("MessageSid and MessageStatus are required")
     raw_outbox = query.get("outbox", "")
+    outbox_id: int | None = None
+    if raw_outbox:
+        # Only ids we hand out: ASCII digits within the database's integer range.
+        if not (raw_outbox.isascii() and raw_outbox.isdigit()) or not (
+            1 <= int(raw_outbox) <= MAX_OUTBOX_ID
+        ):
+            raise InvalidStatusForm(f"outbox must be an id we sent, not {raw_outbox[:40]!r}")
+        outbox_id = int(raw_outbox)
     return DeliveryReport(
         channel=Channel.SMS,
         provider_id=sid,
         status=status,
         error_code=(form.get("ErrorCode") or "").strip() or None,
-        outbox_id=int(raw_outbox) if raw_outbox.isdigit() else None,
+        outbox_id=outbox_id,
     )

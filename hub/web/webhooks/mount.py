@@ -37,7 +37,12 @@ async def read_request(request: web.Request) -> WebhookRequest:
     # aiohttp refuses a body over server.max_body_bytes here (413 via the error middleware).
     form: dict[str, str] = {}
     if request.content_type in FORM_TYPES:
-        posted = await request.post()
+        try:
+            posted = await request.post()
+        except (UnicodeDecodeError, LookupError, ValueError) as exc:
+            # Bytes that are not in the declared charset, or a charset Python does
+            # not know: the sender's mistake (or an attack), never a 500.
+            raise WebhookRejected(400, f"the form body cannot be decoded: {exc}") from exc
         form = {k: v for k, v in posted.items() if isinstance(v, str)}
     return WebhookRequest(
         path_qs=request.path_qs,

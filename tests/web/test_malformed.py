@@ -1,0 +1,106 @@
+"""Malformed requests are a 4xx with the JSON error, never a 500, and store nothing.
+
+Each case was a 500 with a traceback before: found by hand and by the
+route fuzzer (tests/web/test_fuzz.py keeps new routes honest).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from hub.store.db import Database
+from hub.store.models import Customer, Interaction
+from tests.support.sms import PATH, PUBLIC, count, post_signed, sms_client, twilio_form
+
+pytestmark = pytest.mark.db
+
+STATUS_PATH = "/webhooks/twilio/sms/status"
+
+
+@pytest.fixture
+async def client(db_url: str, db: Database) -> AsyncIterator[TestClient[Any, Any]]:
+    async with sms_client(db_url) as (test_client, _):
+        yield test_client
+
+
+async def _error(resp: Any) -> tuple[int, str, str]:
+    body = await resp.json()
+    return resp.status, body["error"], body["detail"]
+
+
+async def _nothing_stored(db: Database) -> None:
+    assert (await count(db, Interaction), await count(db, Customer)) == (0, 0)
+
+
+async def test_a_non_ascii_signature_is_refused_as_not_matching(
+    client: TestClient[Any, Any], db: Database
+) -> None:
+    resp = await client.post(PATH, data=twilio_form(), headers={"X-Twilio-Signature": "ü" * 28})
+    assert await _error(resp) == (403, "forbidden", "X-Twilio-Signature does not match")
+    await _nothing_stored(db)
+
+
+async def test_a_form_in_an_unknown_charset_is_a_400(
+    client: TestClient[Any, Any], db: Database
+) -> None:
+    content_type = "application/x-www-form-urlencoded; charset=no-such-charset"
+    resp = await client.post(PATH, data=b"Body=hi", headers={"Content-Type": content_type})
+    assert await _error(resp) == (
+        400,
+        "bad_request",
+        "the form body cannot be decoded: unknown encoding: no-such-charset",
+    )
+    await _nothing_stored(db)
+
+
+async def test_a_form_that_is_not_utf_8_is_a_400(
+    client: TestClient[Any, Any], db: Database
+) -> None:
+    content_type = "application/x-www-form-urlencoded; charset=utf-8"
+    resp = await client.post(
+        PATH, data=b"Body=\xff\xfe&From=x", headers={"Content-Type": content_type}
+    )
+    status, error, detail = await _error(resp)
+    assert (status, error) == (400, "bad_request")
+    assert detail.startswith("the form body cannot be decoded: 'utf-8' codec can't decode byte")
+    await _nothing_stored(db)
+
+
+async def test_deeply_nested_json_at_login_is_a_400(client: TestClient[Any, Any]) -> None:
+    body = b'{"username": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    resp = await client.post(
+        "/api/v1/auth/token", data=body, headers={"Content-Type": "application/json"}
+    )
+    assert await _error(resp) == (400, "bad_request", "body is not valid JSON: nested too deeply")
+
+
+@pytest.mark.parametrize("num_media", ["²", "٣", "1" * 50])
+async def test_a_signed_num_media_that_is_no_small_ascii_number_is_a_400(
+    client: TestClient[Any, Any], db: Database, num_media: str
+) -> None:
+    resp = await post_signed(client, twilio_form("SMx", NumMedia=num_media))
+    assert await _error(resp) == (
+        400,
+        "bad_request",
+        f"NumMedia must be a number from 0 to 10, not {num_media!r}",
+    )
+    await _nothing_stored(db)
+
+
+@pytest.mark.parametrize("outbox", ["99999999999999999999", "²", "-1", "0"])
+async def test_a_signed_status_callback_with_an_outbox_id_we_never_sent_is_a_400(
+    client: TestClient[Any, Any], outbox: str
+) -> None:
+    form = {"MessageSid": "SM1", "MessageStatus": "delivered"}
+    path = f"{STATUS_PATH}?outbox={quote(outbox)}"  # as Twilio calls it, percent-encoded
+    resp = await post_signed(client, form, url=PUBLIC + path, path=path)
+    assert await _error(resp) == (
+        400,
+        "bad_request",
+        f"outbox must be an id we sent, not {outbox!r}",
+    )
