@@ -46,7 +46,8 @@ class CustomerFilter:
     city: str | None = None
     country: str | None = None
     industry: str | None = None
-    tag: str | None = None
+    # Every one of these tags (AND): a second tag narrows, never widens.
+    tags: tuple[str, ...] = ()
     owner_id: int | None = None
     team_id: int | None = None
     kind: str | None = None
@@ -145,11 +146,9 @@ class CustomerStore:
             value = getattr(flt, field)
             if value is not None:
                 query = query.where(getattr(Customer, field) == value)
-        if flt.tag:
+        for tag in flt.tags:
             query = query.where(
-                col(Customer.id).in_(
-                    select(CustomerTag.customer_id).where(CustomerTag.tag == flt.tag)
-                )
+                col(Customer.id).in_(select(CustomerTag.customer_id).where(CustomerTag.tag == tag))
             )
         if flt.last_contact_before:
             query = query.where(last_contact() < flt.last_contact_before)

@@ -8,6 +8,7 @@ from importlib.metadata import PackageNotFoundError, version
 from aiohttp import web
 
 from hub.runtime import Hub
+from hub.web import query_check
 from hub.web.api import conversations, customers, replies
 from hub.web.auth import HUB, auth_middleware, login
 from hub.web.errors import error_middleware, error_response
@@ -47,12 +48,16 @@ async def index(request: web.Request) -> web.Response:
 
 def create_app(hub: Hub, *, manage_hub: bool = True) -> web.Application:
     """`manage_hub`: start and stop the hub with the app (False when the caller owns it)."""
+    document = build_document(_version(), hub.settings)
     app = web.Application(
-        middlewares=[error_middleware, auth_middleware],
+        middlewares=[
+            error_middleware,
+            auth_middleware,
+            query_check.middleware(query_check.allowed_from(document)),
+        ],
         client_max_size=hub.settings.server.max_body_bytes,
     )
     app[HUB] = hub
-    document = build_document(_version(), hub.settings)
 
     async def openapi(request: web.Request) -> web.Response:
         return web.json_response(document)

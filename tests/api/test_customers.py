@@ -6,6 +6,7 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from channels.base import Channel, InboundContact
@@ -142,6 +143,9 @@ async def test_list_filters(api: Api) -> None:
         "industry=construction": [b],
         "tag=b2b": [a, b],
         "tag=vip": [a],
+        "tag=b2b&tag=vip": [a],  # every tag given, never just the first
+        "tag=vip&tag=b2b": [a],
+        "tag=b2b&tag=nobody-has-this": [],
         f"owner_id={api.user_ids['sales_agent']}": [b],
         f"team_id={api.team_ids['Sales']}": [b],
         "kind=lead": [b],
@@ -154,6 +158,34 @@ async def test_list_filters(api: Api) -> None:
         status, body = await api.call("GET", f"/api/v1/customers?{query}")
         assert status == 200, query
         assert [i["id"] for i in body["items"]] == [e["id"] for e in expected], query
+
+
+@pytest.mark.parametrize(
+    ("query", "detail"),
+    [
+        (
+            "zip=10",
+            "unknown query parameter zip (this route takes: city, country, cursor, industry, "
+            "kind, last_contact_after, last_contact_before, limit, owner_id, postal_code, q, "
+            "tag, team_id)",
+        ),
+        ("city=Berlin&city=Hamburg", "query parameter city given more than once"),
+        ("limit=5&limit=6", "query parameter limit given more than once"),
+    ],
+)
+async def test_an_unknown_or_repeated_filter_is_a_400_not_everyone(
+    api: Api, query: str, detail: str
+) -> None:
+    await create(api, **ALICE)
+    status, body = await api.call("GET", f"/api/v1/customers?{query}")
+    assert (status, body) == (400, {"error": "bad_request", "detail": detail})
+
+
+async def test_every_api_route_refuses_a_parameter_it_does_not_take(api: Api) -> None:
+    for path in ("/api/v1/conversations", "/api/v1/tasks", "/api/v1/lookup", "/healthz"):
+        status, body = await api.call("GET", f"{path}?typo=1")
+        assert status == 400, path
+        assert body["detail"].startswith("unknown query parameter typo "), path
 
 
 async def test_last_contact_filters(api: Api, hub: Hub) -> None:

@@ -63,7 +63,7 @@ async def list_customers(request: web.Request) -> web.Response:
         city=q.get("city") or None,
         country=q.get("country") or None,
         industry=q.get("industry") or None,
-        tag=q.get("tag") or None,
+        tags=tuple(t for t in q.getall("tag", []) if t),
         owner_id=query_int(request, "owner_id"),
         team_id=query_int(request, "team_id"),
         kind=kind,
