@@ -17,9 +17,11 @@ from pydantic import BaseModel, Field
 
 from channels.base import Channel, Sender, StatusVocabulary, Webhook
 from channels.email.config import EmailConfig
+from channels.email.config import missing_secrets as email_secrets
 from channels.email.senders import MailboxSenders
 from channels.email.status import EMAIL_STATUSES
 from channels.sms.config import SmsConfig
+from channels.sms.config import missing_secrets as sms_secrets
 from channels.sms.outbound import TwilioSmsSender
 from channels.sms.status import SMS_STATUSES
 from channels.sms.webhooks import sms_webhooks
@@ -45,6 +47,8 @@ class ChannelEntry:
     sender: Callable[[Any, float], Sender | None]
     statuses: StatusVocabulary = field(default_factory=StatusVocabulary)
     webhooks: Callable[[Any], Sequence[Webhook]] = lambda config: ()
+    # What the section enables but the environment lacks (secrets), one line each.
+    missing_secrets: Callable[[Any], list[str]] = lambda config: []
 
 
 def _sms_sender(config: SmsConfig, timeout: float) -> Sender | None:
@@ -65,8 +69,21 @@ def _email_sender(config: EmailConfig, timeout: float) -> Sender | None:
 
 
 CHANNELS: tuple[ChannelEntry, ...] = (
-    ChannelEntry(Channel.SMS, lambda c: c.sms, _sms_sender, SMS_STATUSES, webhooks=sms_webhooks),
-    ChannelEntry(Channel.EMAIL, lambda c: c.email, _email_sender, EMAIL_STATUSES),
+    ChannelEntry(
+        Channel.SMS,
+        lambda c: c.sms,
+        _sms_sender,
+        SMS_STATUSES,
+        webhooks=sms_webhooks,
+        missing_secrets=sms_secrets,
+    ),
+    ChannelEntry(
+        Channel.EMAIL,
+        lambda c: c.email,
+        _email_sender,
+        EMAIL_STATUSES,
+        missing_secrets=email_secrets,
+    ),
 )
 
 
@@ -109,6 +126,11 @@ def senders(configs: ChannelConfigs, timeout: float) -> dict[str, Sender]:
     """The channels this node can send on, by channel name."""
     built = {e.channel.value: e.sender(e.config(configs), timeout) for e in CHANNELS}
     return {name: sender for name, sender in built.items() if sender is not None}
+
+
+def missing_secrets(configs: ChannelConfigs) -> list[str]:
+    """Every secret an enabled channel needs and the environment does not hold."""
+    return [line for e in CHANNELS for line in e.missing_secrets(e.config(configs))]
 
 
 def webhooks(configs: ChannelConfigs) -> list[tuple[Channel, Webhook]]:

@@ -9,6 +9,7 @@ Secrets never live in the file; they come from the environment
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -216,8 +217,40 @@ def _format_error(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+# CRMHUB_ variables that are not settings: the config path and the tools' own.
+TOOL_VARIABLES = frozenset({"CONFIG", "NEW_USER_PASSWORD", "REQUIRE_SERVICES", "FUZZ_EXAMPLES"})
+TOOL_PREFIXES = ("TEST_", "BENCH_")
+
+
+def check_environment(environ: Mapping[str, str]) -> None:
+    """An unknown section in a CRMHUB_ variable is an error, like an unknown key in
+    the file: pydantic would ignore it, and a typo in a secret's name would
+    leave the secret unset without a word."""
+    sections = sorted(Settings.model_fields)
+    for name in sorted(environ):
+        if not name.startswith("CRMHUB_"):
+            continue
+        rest = name[len("CRMHUB_") :]
+        if rest in TOOL_VARIABLES or rest.startswith(TOOL_PREFIXES):
+            continue
+        section, nested, _key = rest.partition("__")
+        if nested and section.lower() in sections:
+            continue
+        near = next((s for s in sections if rest.lower().startswith(s + "_")), None)
+        if not nested and near is not None:
+            hint = f"; did you mean CRMHUB_{near.upper()}__{rest[len(near) + 1 :]}?"
+            raise ConfigError(
+                f"environment variable {name}: sections and keys are joined by '__'{hint}"
+            )
+        raise ConfigError(
+            f"environment variable {name}: unknown section {section.lower()!r} "
+            f"(sections: {', '.join(sections)})"
+        )
+
+
 def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
     """Read config from `path` (or $CRMHUB_CONFIG, or ./config.yaml when present)."""
+    check_environment(os.environ)
     if path is None:
         env_path = os.environ.get("CRMHUB_CONFIG")
         path = Path(env_path) if env_path else DEFAULT_CONFIG_PATH

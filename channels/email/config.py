@@ -149,3 +149,15 @@ class EmailConfig(BaseModel):
 
     def mailbox(self, name: str) -> MailboxConfig | None:
         return next((m for m in self.mailboxes if m.name == name), None)
+
+
+def missing_secrets(config: EmailConfig) -> list[str]:
+    """Password variables that mailboxes name but the environment does not hold."""
+    missing = []
+    for box in config.mailboxes:
+        named = [("imap.password_env", box.imap.password_env if box.imap else "")]
+        named.append(("smtp_password_env", box.smtp_password_env if box.smtp else ""))
+        for key, variable in named:
+            if variable and variable not in os.environ:
+                missing.append(f"mailbox {box.name}: {key} names {variable}, which is not set")
+    return missing

@@ -59,3 +59,10 @@ class SmsConfig(BaseModel):
         "You are unsubscribed and will get no more messages. Reply START to resubscribe."
     )
     opt_in_text: str = "You are subscribed again. Reply STOP to unsubscribe."
+
+
+def missing_secrets(config: SmsConfig) -> list[str]:
+    """What an enabled SMS channel lacks to work, naming the variable to set."""
+    if config.enabled and not config.auth_token:
+        return ["sms is enabled but its auth token is not set (CRMHUB_SMS__AUTH_TOKEN)"]
+    return []

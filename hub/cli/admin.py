@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 from typing import Any
 
 from hub.cli.common import CliError
@@ -15,19 +16,67 @@ log = logging.getLogger(__name__)
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from channels.registry import missing_secrets
+
+    host = args.host or settings.server.host
+    port = args.port if args.port is not None else settings.server.port
+    if not 1 <= port <= 65535:
+        raise CliError(f"port {port} is out of range (1-65535)")
+    missing = missing_secrets(settings)
+    if missing:
+        raise CliError("; ".join(missing))
+    asyncio.run(_check_schema(settings))
+    _fast_event_loop()
+    asyncio.run(_run_server(settings, host, port))
+    return 0
+
+
+async def _check_schema(settings: Settings) -> None:
+    from hub.store.migrate import current_heads, schema_revision
+
+    try:
+        revision = await schema_revision(settings.database.url)
+    except Exception as exc:  # unreachable, bad URL: one line
+        raise CliError(f"cannot open the database {_safe_url(settings)}: {exc}") from exc
+    heads = current_heads()
+    if revision not in heads:
+        state = "was never migrated" if revision is None else f"is at schema {revision}"
+        raise CliError(
+            f"the database {_safe_url(settings)} {state}, not {heads[0]}: run `crmhub migrate`"
+        )
+
+
+async def _run_server(settings: Settings, host: str, port: int) -> None:
+    """Serve until SIGINT/SIGTERM; the "serving" line only once the port is bound."""
+    import signal
+
     from aiohttp import web
 
     from hub.runtime import Hub
     from hub.web.app import create_app
 
     hub = Hub(settings, read_mail=True)
-    host = args.host or settings.server.host
-    port = args.port or settings.server.port
-    print(f"crmhub serving on http://{host}:{port} (database {_safe_url(settings)})", flush=True)
-    _fast_event_loop()
     access_log = logging.getLogger("aiohttp.access") if settings.server.access_log else None
-    web.run_app(create_app(hub), host=host, port=port, print=None, access_log=access_log)
-    return 0
+    runner = web.AppRunner(create_app(hub), access_log=access_log)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        try:
+            await site.start()
+        except OSError as exc:
+            # asyncio wraps the reason in a sentence of its own; the errno says it plainly.
+            reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+            raise CliError(f"cannot listen on {host}:{port}: {reason}") from exc
+        print(
+            f"crmhub serving on http://{host}:{port} (database {_safe_url(settings)})", flush=True
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
 
 
 def _fast_event_loop() -> None:

@@ -22,6 +22,24 @@ def upgrade(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
 
 
+async def schema_revision(url: str) -> str | None:
+    """The revision the database is at; None when it was never migrated."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            try:
+                row = (await conn.execute(text("SELECT version_num FROM alembic_version"))).first()
+            except DBAPIError:  # no such table: never migrated
+                return None
+        return str(row[0]) if row is not None else None
+    finally:
+        await engine.dispose()
+
+
 def current_heads() -> tuple[str, ...]:
     from alembic.script import ScriptDirectory
 
