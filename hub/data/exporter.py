@@ -25,6 +25,7 @@ from typing import Any, TextIO
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from hub.data.csv_cells import neutralise
 from hub.store.db import Database
 from hub.store.models import IdentityKind
 from hub.store.tables import customer_t, identity_t, interaction_t, tag_t, team_t, user_t
@@ -234,11 +235,13 @@ async def _write_csv(
     cells: Callable[[Record, list[str]], list[str]],
 ) -> int:
     names = list(columns)
-    writer = csv.writer(out, lineterminator="\n")
+    # CRLF (RFC 4180): with "\n" the csv module leaves a cell with a lone "\r"
+    # unquoted, and an SMS with a carriage return broke the file.
+    writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(names)
     count = 0
     async for record in records:
-        writer.writerow(cells(record, names))
+        writer.writerow([neutralise(cell) for cell in cells(record, names)])
         count += 1
     return count
 

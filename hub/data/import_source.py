@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
+from hub.data.csv_cells import neutralise, restore
+
 TEXT_COLUMNS = ("name", "company", "postal_code", "city", "country", "industry", "notes")
 COLUMNS = frozenset({*TEXT_COLUMNS, "email", "emails", "phone", "phones", "tags", "owner", "team"})
 IGNORED_COLUMNS = frozenset(
@@ -118,7 +120,7 @@ def _csv_records(f: TextIO, source: Source) -> Iterator[Record]:
         if len(cells) != len(keys):
             yield Record(line, cells, {}, f"{len(cells)} values for {len(keys)} columns")
         else:
-            yield Record(line, cells, dict(zip(keys, cells, strict=True)))
+            yield Record(line, cells, dict(zip(keys, map(restore, cells), strict=True)))
 
 
 def _jsonl_records(f: TextIO, source: Source) -> Iterator[Record]:
@@ -176,9 +178,10 @@ class RejectWriter:
         for row in rows:
             if self._file is None:
                 self._file = self.path.open("w", encoding="utf-8", newline="")
-                self._writer = csv.writer(self._file, lineterminator="\n")
+                self._writer = csv.writer(self._file, lineterminator="\r\n")
                 self._writer.writerow(["line", "reason", *self.header])
-            self._writer.writerow([row.line, row.reject, *row.cells])
+            cells = [row.reject or "", *row.cells]
+            self._writer.writerow([row.line, *(neutralise(c) for c in cells)])
             self.count += 1
 
     def close(self) -> None:

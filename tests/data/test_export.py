@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import delete, select
 
+from hub.data.csv_cells import restore
 from hub.data.exporter import ExportError, export_customers, export_history
 from hub.data.importer import ImportSummary
 from hub.store.db import Database
@@ -74,13 +75,28 @@ async def test_export_customers_csv(db: Database) -> None:
 
     assert out.getvalue() == (
         "id,kind,name,company,emails,phones,postal_code,city,country,industry,tags,owner,team,"
-        "notes,x_score,x_tier,x_vip,created_at,updated_at,last_inbound_at,last_outbound_at\n"
-        f'{alice},customer,Alice,"ACME, Inc.",alice@example.org;a@work.example,+49301234567,'
+        "notes,x_score,x_tier,x_vip,created_at,updated_at,last_inbound_at,last_outbound_at\r\n"
+        f'{alice},customer,Alice,"ACME, Inc.",alice@example.org;a@work.example,\'+49301234567,'
         '10115,Berlin,DE,retail,b2b;vip,anna,Sales,"says ""hi""\nline two",7,gold,,'
-        "2026-11-01T09:00:00+00:00,2026-11-02T09:00:00+00:00,2026-11-01T10:00:00+00:00,\n"
-        f"{bob},lead,Bob,,,+491715550001,,,,,,,,,,,true,"
-        "2026-11-01T09:00:00+00:00,2026-11-02T09:00:00+00:00,,\n"
+        "2026-11-01T09:00:00+00:00,2026-11-02T09:00:00+00:00,2026-11-01T10:00:00+00:00,\r\n"
+        f"{bob},lead,Bob,,,'+491715550001,,,,,,,,,,,true,"
+        "2026-11-01T09:00:00+00:00,2026-11-02T09:00:00+00:00,,\r\n"
     )
+
+
+async def test_cells_a_spreadsheet_would_run_are_neutralised_and_import_back(
+    db: Database,
+) -> None:
+    """A name from an email display name like `=HYPERLINK(...)` must not run in
+    Excel: cells starting with = + - @ tab or CR get a leading quote (OWASP)."""
+    names = ['=HYPERLINK("http://x")', "+1+2", "-2+3", "@SUM(A1)", "\tTab", "\rCR", "'plain"]
+    for name in names:
+        await add_customer(db, name=name)
+    out = io.StringIO()
+    assert await export_customers(db, out, "csv") == len(names)
+    rows = list(csv.DictReader(io.StringIO(out.getvalue(), newline="")))
+    assert [r["name"] for r in rows] == ["'" + n for n in names[:-1]] + ["'plain"]
+    assert [restore(r["name"]) for r in rows] == names
 
 
 async def test_export_customers_jsonl(db: Database) -> None:
@@ -186,11 +202,11 @@ async def test_export_history(db: Database) -> None:
 
     assert out.getvalue() == (
         "id,customer_id,conversation_id,channel,direction,occurred_at,subject,text,provider_id,"
-        "sender,recipient,delivery_status,meta\n"
+        "sender,recipient,delivery_status,meta\r\n"
         f'{first},{alice},,email,in,2026-11-01T09:00:00+00:00,"Offer, please","Hello\nthere",'
         "<m1@example.org>,alice@example.org,sales@example.com,,"
-        '"{""lang"": ""en"", ""spam"": 0.1}"\n'
-        f"{second},{bob},,sms,out,2026-11-01T09:05:00+00:00,,Thanks,SM1,,,delivered,{{}}\n"
+        '"{""lang"": ""en"", ""spam"": 0.1}"\r\n'
+        f"{second},{bob},,sms,out,2026-11-01T09:05:00+00:00,,Thanks,SM1,,,delivered,{{}}\r\n"
     )
     out = io.StringIO()
     assert await export_history(db, out, "jsonl", customer_id=bob) == 1
