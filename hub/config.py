@@ -78,6 +78,10 @@ class IngestConfig(_Section):
     # transaction. It never waits for a batch to fill; whatever queued while the
     # previous commit ran goes into the next one.
     batch_max: int = Field(512, ge=1, le=10_000)
+    # Contacts waiting for the writer, at most: past it a webhook is answered
+    # 503 + Retry-After (the provider retries) instead of memory growing
+    # through a burst or a slow database.
+    max_queue: int = Field(20_000, ge=1)
 
 
 class TeamsConfig(_Section):

@@ -87,6 +87,7 @@ class Hub:
             self._teams,
             region=region,
             batch_max=self.settings.ingest.batch_max,
+            max_queue=self.settings.ingest.max_queue,
         )
         await self._ingestor.start()
         if self.dispatch:

@@ -86,6 +86,7 @@ class Ingestor:
         *,
         region: str,
         batch_max: int = 512,
+        max_queue: int = 20_000,
     ) -> None:
         self.db = db
         self.bus = bus
@@ -95,6 +96,7 @@ class Ingestor:
         self.teams = teams
         self.region = region
         self.batch_max = batch_max
+        self.max_queue = max_queue
         self._queue: asyncio.Queue[_Job | _Unit] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self.batches = 0  # for /metrics-style introspection and tests
@@ -124,6 +126,9 @@ class Ingestor:
         # Validated and normalised here, in the caller's task, not by the writer:
         # this Python work then overlaps the previous batch's commit (which
         # runs in the database driver's thread) instead of delaying the next.
+        if self._queue.qsize() >= self.max_queue:
+            # Refused before any work: nothing is stored, and the sender retries.
+            raise IngestUnavailable(f"ingest queue full ({self.max_queue} waiting); retry")
         prepared = self.prepare(contact)
         future: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Job(prepared, future))
