@@ -10,13 +10,15 @@ faster aiosqlite adapter in `hub.store.sqlite_driver`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import event, insert, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -24,6 +26,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from hub.config import DatabaseConfig
 from hub.store.sqlite_driver import OneHopConnection, fast_aiosqlite_dbapi
+from hub.store.tables import health_probe_t
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,10 @@ def _lower(value: str | None) -> str | None:
     return value.lower() if isinstance(value, str) else value
 
 
+# How long a write waits for SQLite's write lock before it fails as an outage.
+LOCK_WAIT_SECONDS = 10.0
+
+
 def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
@@ -48,7 +55,9 @@ def _sqlite_engine(url: str, echo: bool, immediate: bool) -> AsyncEngine:
     extra: dict[str, Any] = {}
     if make_url(url).get_driver_name() == "aiosqlite":
         extra["module"] = fast_aiosqlite_dbapi()
-    engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30}, **extra)
+    engine = create_async_engine(
+        url, echo=echo, connect_args={"timeout": LOCK_WAIT_SECONDS}, **extra
+    )
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -65,7 +74,9 @@ def _sqlite_engine(url: str, echo: bool, immediate: bool) -> AsyncEngine:
         # case. Python's str.lower and a case-sensitive LIKE give one behaviour.
         cur.execute("PRAGMA case_sensitive_like=ON")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=30000")
+        # Below Twilio's 15 s webhook timeout: a request that waited longer for
+        # the write lock would be retried by Twilio while we still work on it.
+        cur.execute(f"PRAGMA busy_timeout={int(LOCK_WAIT_SECONDS * 1000)}")
         # Speed only, no effect on durability: the default 2 MB page cache
         # holds a sliver of the index pages a million customers need, so every
         # identity match and last-contact update re-read pages through a system
@@ -112,6 +123,7 @@ class Database:
                 pool_pre_ping=True,
             )
             self.write_engine = self.engine
+        self._probe: asyncio.Task[None] | None = None
         self._read = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
         self._write = async_sessionmaker(
             self.write_engine, class_=AsyncSession, expire_on_commit=False
@@ -136,6 +148,34 @@ class Database:
         except Exception:  # readiness probe: any failure means "not ready"
             log.warning("database ping failed", exc_info=True)
             return False
+
+    async def write_refusal(self, within: float) -> str | None:
+        """None when a write commits within `within` seconds; else why not.
+
+        /readyz asks this, not `ping`: a SELECT answers on a full disk and
+        behind a held write lock, where every webhook would fail. A probe that
+        overruns is left to finish on its own (cancelling it would wait for
+        the driver anyway), and while it waits the answer is "not ready".
+        """
+        if self._probe is None or self._probe.done():
+            self._probe = asyncio.create_task(self._write_probe())
+        # else: the previous probe is still waiting; its commit answers this one too.
+        done, _ = await asyncio.wait({self._probe}, timeout=within)
+        if not done:
+            return f"a write did not commit within {within:g} s (locked or stalled)"
+        try:
+            self._probe.result()
+        except Exception as exc:  # disk full, read-only, unreachable: all "not ready"
+            log.warning("database write probe failed", exc_info=True)
+            return f"a write failed: {type(exc).__name__}: {str(exc)[:200]}"
+        return None
+
+    async def _write_probe(self) -> None:
+        async with self.write_engine.begin() as conn:
+            now = datetime.now(UTC)
+            done = await conn.execute(update(health_probe_t).values(checked_at=now))
+            if done.rowcount == 0:
+                await conn.execute(insert(health_probe_t).values(id=1, checked_at=now))
 
     async def close(self) -> None:
         await self.engine.dispose()

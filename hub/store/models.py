@@ -375,3 +375,16 @@ class QuarantinedMail(SQLModel, table=True):
     )
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class HealthProbe(SQLModel, table=True):
+    """One row that /readyz rewrites: a node is ready only if a write commits.
+
+    A SELECT succeeds on a full disk or behind a held write lock, where every
+    webhook would fail; only a committed write shows that writes work.
+    """
+
+    __tablename__ = "health_probe"
+
+    id: int | None = Field(default=None, primary_key=True)
+    checked_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -16,6 +16,7 @@ from hub.store.models import (
     Conversation,
     Customer,
     CustomerTag,
+    HealthProbe,
     Identity,
     Interaction,
     MailCheckpoint,
@@ -37,3 +38,4 @@ team_t = cast(Table, Team.__table__)  # type: ignore[attr-defined]
 outbox_t = cast(Table, OutboxMessage.__table__)  # type: ignore[attr-defined]
 checkpoint_t = cast(Table, MailCheckpoint.__table__)  # type: ignore[attr-defined]
 quarantine_t = cast(Table, QuarantinedMail.__table__)  # type: ignore[attr-defined]
+health_probe_t = cast(Table, HealthProbe.__table__)  # type: ignore[attr-defined]

@@ -36,10 +36,16 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+# Below Twilio's 15 s: a node that cannot commit a write by then fails webhooks.
+READY_WRITE_SECONDS = 5.0
+
+
 async def readyz(request: web.Request) -> web.Response:
-    if await request.app[HUB].db.ping():
+    """Ready when a write commits: not merely when the database answers a SELECT."""
+    refusal = await request.app[HUB].db.write_refusal(READY_WRITE_SECONDS)
+    if refusal is None:
         return web.json_response({"status": "ready"})
-    return error_response(503, "database unreachable", "not_ready")
+    return error_response(503, f"database cannot take writes: {refusal}", "not_ready")
 
 
 async def index(request: web.Request) -> web.Response:
