@@ -12,6 +12,7 @@ import os
 import re
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -65,6 +66,9 @@ class AttachmentStore:
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
+            # The rename is durable only once the directory is on disk: without
+            # this a power cut after the commit could lose a file the history names.
+            _fsync_dir(path.parent)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
@@ -74,8 +78,35 @@ class AttachmentStore:
                 self._used += len(data)
         return digest
 
+    def files(self) -> Iterator[tuple[str, Path]]:
+        """(sha256, path) of every stored file; temp files of unfinished writes too,
+        under their own names (".tmp-…"), so a sweep can remove those as well."""
+        for path in self.root.glob("??/??/*"):
+            if path.is_file():
+                yield path.name, path
+
+    def remove(self, path: Path) -> int:
+        """Delete one file of the store; its size (0 when it was already gone)."""
+        try:
+            size = path.stat().st_size
+            path.unlink()
+        except FileNotFoundError:
+            return 0
+        with self._used_lock:
+            if self._used is not None and _SHA256.match(path.name):
+                self._used -= size
+        return size
+
     def exists(self, sha256: str) -> bool:
         return self.path_for(sha256).is_file()
 
     def read(self, sha256: str) -> bytes:
         return self.path_for(sha256).read_bytes()
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,4 +1,4 @@
-"""`crmhub quarantine list|show|retry`: mail that could not be parsed or stored.
+"""`crmhub quarantine list|show|retry` and `crmhub attachments sweep`: the mail store.
 
 `retry` exits 0 when every message it tried is now in the history and 1 when
 any is still held (with one line per message saying why), so a script can
@@ -93,7 +93,45 @@ def _retry(args: argparse.Namespace, settings: Settings) -> int:
     return _with_hub(settings, work)
 
 
+def _sweep(args: argparse.Namespace, settings: Settings) -> int:
+    from channels.email.attachments import AttachmentStore
+    from hub.mail.sweep import sweep_orphans
+    from hub.store.db import Database
+
+    async def run() -> int:
+        db = Database(settings.database)
+        try:
+            report = await sweep_orphans(
+                db,
+                AttachmentStore(settings.email.attachments_dir),
+                grace_seconds=args.grace_minutes * 60,
+                dry_run=args.dry_run,
+            )
+        finally:
+            await db.close()
+        verb = "removed" if report.removed else "would remove"
+        print(
+            f"{verb} {report.orphans} attachment files that no history entry names "
+            f"({report.bytes} bytes)"
+        )
+        return 0
+
+    return run_async(run())
+
+
 def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
+    what = sub.add_parser("attachments", help="the attachment store").add_subparsers(
+        dest="what", metavar="ACTION", required=True
+    )
+    p = what.add_parser(
+        "sweep",
+        help="remove files no history entry names (left by a crash)",
+        description="Files younger than the grace period are kept: their commit may be on its way.",
+    )
+    p.add_argument("--dry-run", action="store_true", help="count, remove nothing")
+    p.add_argument("--grace-minutes", type=float, default=60, help="default: 60")
+    p.set_defaults(handler=_sweep)
+
     what = sub.add_parser(
         "quarantine", help="mail that could not be parsed or stored, kept raw"
     ).add_subparsers(dest="what", metavar="ACTION", required=True)

@@ -41,6 +41,7 @@ def _config(tmp_path: Path, url: str) -> str:
         ["quarantine", "list"],
         ["quarantine", "show"],
         ["quarantine", "retry"],
+        ["attachments", "sweep"],
     ],
 )
 def test_every_command_has_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
