@@ -49,6 +49,25 @@ class ServerConfig(_Section):
     max_body_bytes: int = Field(1_048_576, ge=1024)
     # One log line per request; off where a proxy in front logs them already.
     access_log: bool = True
+    # Query strings carry phone numbers, emails and search terms: personal data
+    # stays out of the access log unless this is true.
+    access_log_query: bool = False
+
+
+class AuthConfig(_Section):
+    # scrypt's N = 2^password_cost (r = 8, p = 1): 17 costs ~0.3 s and 128 MB a
+    # hash. Lower only for tests; older, cheaper hashes are redone at login.
+    password_cost: int = Field(17, ge=10, le=20)
+    # A token unused for this long stops working (last use is kept per token).
+    token_idle_days: float = Field(30.0, gt=0)
+    # Failed logins allowed before delays start, per username and per client
+    # address; each further failure doubles the wait, up to max_delay_seconds.
+    login_free_failures: int = Field(5, ge=1)
+    login_free_failures_per_address: int = Field(20, ge=1)
+    login_max_delay_seconds: float = Field(900.0, gt=0)
+    # `crmhub serve` refuses a non-loopback address while a user still has the
+    # demo password, unless this is true (or --allow-demo-passwords is given).
+    allow_demo_passwords_on_network: bool = False
 
 
 class DatabaseConfig(_Section):
@@ -197,6 +216,7 @@ class Settings(BaseSettings, ChannelConfigs):
     teams: TeamsConfig = Field(default_factory=TeamsConfig)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
     demo: DemoConfig = Field(default_factory=DemoConfig)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
 

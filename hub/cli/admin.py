@@ -9,6 +9,7 @@ import os
 from typing import Any
 
 from hub.cli.common import CliError
+from hub.cli.users import add_user_commands
 from hub.config import Settings
 from hub.store.models import Role
 
@@ -26,9 +27,57 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     if missing:
         raise CliError("; ".join(missing))
     asyncio.run(_check_schema(settings))
+    if not _is_loopback(host) and not (
+        args.allow_demo_passwords or settings.auth.allow_demo_passwords_on_network
+    ):
+        demo_users = asyncio.run(_users_with_password(settings, settings.demo.password))
+        if demo_users:
+            raise CliError(
+                f"refusing to listen on {host}: {', '.join(demo_users)} still have the demo "
+                "password (change it with `crmhub user password NAME`, or pass "
+                "--allow-demo-passwords)"
+            )
     _fast_event_loop()
     asyncio.run(_run_server(settings, host, port))
     return 0
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
+
+
+async def _users_with_password(settings: Settings, password: str) -> list[str]:
+    """Active users whose password is `password` (one scrypt check each, in threads)."""
+    from sqlmodel import col, select
+
+    from hub.records.passwords import verify_password
+    from hub.store.db import Database
+    from hub.store.models import User
+
+    db = Database(settings.database)
+    try:
+        async with db.read() as s:
+            users = (
+                await s.exec(
+                    select(User.username, User.password_hash)
+                    .where(col(User.active))
+                    .order_by(col(User.id))
+                )
+            ).all()
+    finally:
+        await db.close()
+    found = []
+    for name, stored in users:
+        if stored is not None and await asyncio.to_thread(verify_password, password, stored):
+            found.append(name)
+    return found
 
 
 async def _check_schema(settings: Settings) -> None:
@@ -56,8 +105,14 @@ async def _run_server(settings: Settings, host: str, port: int) -> None:
     from hub.web.app import create_app
 
     hub = Hub(settings, read_mail=True)
-    access_log = logging.getLogger("aiohttp.access") if settings.server.access_log else None
-    runner = web.AppRunner(create_app(hub), access_log=access_log)
+    from hub.web.access_log import LOGGER, access_logger
+
+    access_log = LOGGER if settings.server.access_log else None
+    runner = web.AppRunner(
+        create_app(hub),
+        access_log=access_log,
+        access_log_class=access_logger(settings.server.access_log_query),
+    )
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
@@ -133,6 +188,7 @@ def _user_add(args: argparse.Namespace, settings: Settings) -> int:
                 password=password,
                 display_name=args.name or "",
                 phone_extension=args.extension,
+                password_cost=settings.auth.password_cost,
             )
         except AuthError as exc:
             raise CliError(str(exc)) from exc
@@ -223,6 +279,11 @@ def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser("serve", help="serve the API (and everything else) over HTTP")
     p.add_argument("--host", help="listen address (default: server.host)")
     p.add_argument("--port", type=int, help="listen port (default: server.port)")
+    p.add_argument(
+        "--allow-demo-passwords",
+        action="store_true",
+        help="listen beyond loopback even while users have the demo password",
+    )
     p.set_defaults(handler=_serve)
 
     p = sub.add_parser("migrate", help="create or upgrade the database schema")
@@ -254,6 +315,7 @@ def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("username")
     p.add_argument("--label", help="what the token is for")
     p.set_defaults(handler=_user_token)
+    add_user_commands(user)
 
     customer = sub.add_parser("customer", help="customer maintenance").add_subparsers(
         dest="customer_command", metavar="ACTION", required=True

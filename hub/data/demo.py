@@ -141,6 +141,7 @@ async def _seed(hub: Hub, settings: Settings, count: int) -> None:
             role=role,
             teams=teams,
             password=settings.demo.password,
+            password_cost=settings.auth.password_cost,
             phone_extension=ext,
             display_name=username.capitalize(),
         )

@@ -30,8 +30,10 @@ from hub.store.models import (
     CustomerTag,
     Identity,
     IdentityKind,
+    Role,
     Team,
     User,
+    UserTeam,
     utcnow,
 )
 from hub.store.tables import identity_t, tag_t
@@ -195,6 +197,26 @@ class CustomerStore:
             found = (await self.s.exec(select(User.id).where(User.id == user_id))).first()
             if found is None:
                 raise Invalid(f"{field}: no user {user_id}")
+
+    async def check_assignee(self, field: str, user_id: int | None, team_id: int | None) -> None:
+        """An assignee must be able to see what they are given: a member of its team
+        (or an admin). Else 422 naming why, not a task nobody on the team can see."""
+        if user_id is None:
+            return
+        user = (await self.s.exec(select(User).where(User.id == user_id))).first()
+        if user is None:
+            raise Invalid(f"{field}: no user {user_id}")
+        if team_id is None or user.role == Role.ADMIN.value:
+            return
+        member = (
+            await self.s.exec(
+                select(UserTeam.user_id)
+                .where(UserTeam.user_id == user_id)
+                .where(UserTeam.team_id == team_id)
+            )
+        ).first()
+        if member is None:
+            raise Invalid(f"{field}: user {user_id} is not a member of team {team_id}")
 
     async def get_for_reference(self, field: str, customer_id: int) -> Customer:
         """A customer named in a request body: a merged id is a 422 naming the survivor.

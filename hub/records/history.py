@@ -191,7 +191,7 @@ class HistoryStore:
                 raise Invalid("status: must be open, pending or closed")
             conv.status = patch.status
         if "assignee_id" in sent:
-            await self.customers.check_user("assignee_id", patch.assignee_id)
+            await self.customers.check_assignee("assignee_id", patch.assignee_id, conv.team_id)
             conv.assignee_id = patch.assignee_id
         self.s.add(conv)
         await self.s.flush()
@@ -235,7 +235,7 @@ class HistoryStore:
     async def create_task(self, data: TaskIn) -> Task:
         require(self.p, Action.WRITE_TASKS)
         customer = await self.customers.get_for_reference("customer_id", data.customer_id)
-        await self.customers.check_user("assignee_id", data.assignee_id)
+        await self.customers.check_assignee("assignee_id", data.assignee_id, customer.team_id)
         assert customer.id is not None
         task = Task(
             customer_id=customer.id,
@@ -256,7 +256,8 @@ class HistoryStore:
         if "due_at" in sent:
             task.due_at = patch.due_at
         if "assignee_id" in sent:
-            await self.customers.check_user("assignee_id", patch.assignee_id)
+            owner = await self.customers.get(task.customer_id)
+            await self.customers.check_assignee("assignee_id", patch.assignee_id, owner.team_id)
             task.assignee_id = patch.assignee_id
         if "done" in sent and patch.done is not None:
             task.done = patch.done

@@ -10,7 +10,7 @@ from aiohttp import web
 from hub.runtime import Hub
 from hub.web import query_check
 from hub.web.api import conversations, customers, replies
-from hub.web.auth import HUB, auth_middleware, login
+from hub.web.auth import HUB, THROTTLE, auth_middleware, login, login_throttle, logout
 from hub.web.errors import error_middleware, error_response
 from hub.web.openapi import build_document
 from hub.web.webhooks.mount import mount as mount_webhooks
@@ -64,6 +64,7 @@ def create_app(hub: Hub, *, manage_hub: bool = True) -> web.Application:
         client_max_size=hub.settings.server.max_body_bytes,
     )
     app[HUB] = hub
+    app[THROTTLE] = login_throttle(hub)
 
     async def openapi(request: web.Request) -> web.Response:
         return web.json_response(document)
@@ -73,6 +74,7 @@ def create_app(hub: Hub, *, manage_hub: bool = True) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/api/v1/openapi.json", openapi)
     app.router.add_post("/api/v1/auth/token", login)
+    app.router.add_delete("/api/v1/auth/token", logout)
     app.router.add_routes(customers.routes)
     app.router.add_routes(conversations.routes)
     app.router.add_routes(replies.routes)

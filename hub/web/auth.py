@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import math
+
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from hub.records.auth import Principal, authenticate_password, authenticate_token, issue_token
+from hub.records.auth import (
+    Principal,
+    authenticate_password,
+    authenticate_token,
+    issue_token,
+    revoke_token,
+)
 from hub.records.schemas import LoginIn
+from hub.records.throttle import LoginThrottle
 from hub.runtime import Hub
 from hub.web.errors import ApiError
 from hub.web.params import read_body
 
 HUB = web.AppKey("hub", Hub)
+THROTTLE = web.AppKey("login_throttle", LoginThrottle)
 PRINCIPAL = web.RequestKey("principal", Principal)
-PUBLIC_PATHS = frozenset({"/api/v1/openapi.json", "/api/v1/auth/token"})
+TOKEN = web.RequestKey("token", str)
+# The token endpoint is public for POST (login) only: DELETE (logout) needs the token.
+PUBLIC_PATHS = frozenset({("GET", "/api/v1/openapi.json"), ("POST", "/api/v1/auth/token")})
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="crmhub"'}
 
 
@@ -23,28 +35,47 @@ def principal_of(request: web.Request) -> Principal:
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path.startswith("/api/") and request.path not in PUBLIC_PATHS:
+    if request.path.startswith("/api/") and (request.method, request.path) not in PUBLIC_PATHS:
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if not header:
             raise ApiError(401, "missing bearer token", _CHALLENGE)
         if scheme.lower() != "bearer" or not token.strip():
             raise ApiError(401, "Authorization must be 'Bearer <token>'", _CHALLENGE)
-        principal = await authenticate_token(request.app[HUB].db, token.strip())
+        hub = request.app[HUB]
+        principal = await authenticate_token(
+            hub.db, token.strip(), idle_days=hub.settings.auth.token_idle_days
+        )
         if principal is None:
-            raise ApiError(401, "invalid or revoked token", _CHALLENGE)
+            raise ApiError(401, "invalid, expired or revoked token", _CHALLENGE)
         request[PRINCIPAL] = principal
+        request[TOKEN] = token.strip()
     return await handler(request)
 
 
 async def login(request: web.Request) -> web.Response:
     """POST /api/v1/auth/token: username + password -> a new API token."""
     body = await read_body(request, LoginIn)
-    db = request.app[HUB].db
-    principal = await authenticate_password(db, body.username, body.password)
+    hub = request.app[HUB]
+    throttle = request.app[THROTTLE]
+    address = request.remote or "unknown"
+    wait = throttle.wait(body.username, address)
+    if wait > 0:
+        # Refused before the password is looked at: guessing costs time, not our CPU.
+        seconds = math.ceil(wait)
+        raise ApiError(
+            429,
+            f"too many failed logins; try again in {seconds} s",
+            {"Retry-After": str(seconds)},
+        )
+    principal = await authenticate_password(
+        hub.db, body.username, body.password, cost=hub.settings.auth.password_cost
+    )
     if principal is None:
+        throttle.failed(body.username, address)
         raise ApiError(401, "wrong username or password", _CHALLENGE)
-    token = await issue_token(db, principal.username, name="login")
+    throttle.succeeded(body.username)
+    token = await issue_token(hub.db, principal.username, name="login")
     return web.json_response(
         {
             "token": token,
@@ -56,4 +87,19 @@ async def login(request: web.Request) -> web.Response:
             },
         },
         status=201,
+    )
+
+
+async def logout(request: web.Request) -> web.Response:
+    """DELETE /api/v1/auth/token: the presented token stops working."""
+    await revoke_token(request.app[HUB].db, request[TOKEN])
+    return web.Response(status=204)
+
+
+def login_throttle(hub: Hub) -> LoginThrottle:
+    auth = hub.settings.auth
+    return LoginThrottle(
+        free=auth.login_free_failures,
+        free_per_address=auth.login_free_failures_per_address,
+        max_delay=auth.login_max_delay_seconds,
     )

@@ -64,6 +64,7 @@ _ERRORS = {
         "413": "body too large",
         "415": "body is not JSON",
         "422": "body failed validation",
+        "429": "too many failed logins; wait Retry-After seconds",
     }.items()
 }
 
@@ -79,6 +80,14 @@ OPERATIONS: list[Operation] = [
         [],
         LoginIn,
         "201",
+    ),
+    (
+        "delete",
+        "/api/v1/auth/token",
+        "Log out: the token of this request stops working",
+        [],
+        None,
+        "204",
     ),
     (
         "get",
@@ -241,7 +250,7 @@ def build_document(version: str, configs: ChannelConfigs) -> dict[str, Any]:
             "parameters": params,
             "responses": {ok: {"description": "success"}, **_ERRORS},
         }
-        if path.startswith("/api/v1/") and path != "/api/v1/auth/token":
+        if path.startswith("/api/v1/") and (method, path) != ("post", "/api/v1/auth/token"):
             op["security"] = [{"bearer": []}]
         if body is not None:
             op["requestBody"] = _body(body)

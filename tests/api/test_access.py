@@ -129,8 +129,8 @@ async def test_authentication_errors_are_401_with_challenge(api: Api) -> None:
     cases = {
         None: "missing bearer token",
         "Basic abc": "Authorization must be 'Bearer <token>'",
-        "Bearer crm_not-a-real-token": "invalid or revoked token",
-        "Bearer something-else": "invalid or revoked token",
+        "Bearer crm_not-a-real-token": "invalid, expired or revoked token",
+        "Bearer something-else": "invalid, expired or revoked token",
     }
     for header, detail in cases.items():
         headers = {"Authorization": header} if header else {}

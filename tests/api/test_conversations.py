@@ -110,3 +110,33 @@ async def test_task_crud(api: Api, hub: Hub) -> None:
         "POST", "/api/v1/tasks", "agent", json={"customer_id": r.customer_id, "title": ""}
     )
     assert (status, err["detail"][0]["field"]) == (422, "title")
+
+
+async def test_assigning_outside_the_team_is_a_422(api: Api, hub: Hub) -> None:
+    r = await hub.ingestor.ingest(InboundContact(Channel.SMS, "+491719999999", provider_id="S9"))
+    sales = api.user_ids["sales_agent"]
+    support = api.team_ids["Support"]
+    detail = f"assignee_id: user {sales} is not a member of team {support}"
+    conv = f"/api/v1/conversations/{r.conversation_id}"
+    assert await api.call("PATCH", conv, "sup", json={"assignee_id": sales}) == (
+        422,
+        {"error": "invalid", "detail": detail},
+    )
+    task = {"customer_id": r.customer_id, "title": "Call back", "assignee_id": sales}
+    assert await api.call("POST", "/api/v1/tasks", "sup", json=task) == (
+        422,
+        {"error": "invalid", "detail": detail},
+    )
+    status, created = await api.call(
+        "POST", "/api/v1/tasks", "sup", json={**task, "assignee_id": api.user_ids["agent"]}
+    )
+    assert status == 201
+    assert await api.call(
+        "PATCH", f"/api/v1/tasks/{created['id']}", "sup", json={"assignee_id": sales}
+    ) == (422, {"error": "invalid", "detail": detail})
+    # Team members and admins may be given it.
+    for user in ("agent", "admin"):
+        status, body = await api.call(
+            "PATCH", conv, "sup", json={"assignee_id": api.user_ids[user]}
+        )
+        assert (status, body["assignee_id"]) == (200, api.user_ids[user])

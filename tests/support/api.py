@@ -47,7 +47,14 @@ async def make_users(hub: Hub) -> tuple[dict[str, str], dict[str, int]]:
     for name, (role, teams) in USERS.items():
         # Only one password: scrypt is deliberately slow, and one login test needs it.
         password = "pw-agent" if name == "agent" else None
-        user = await create_user(hub.db, name, role=role, teams=teams, password=password)
+        user = await create_user(
+            hub.db,
+            name,
+            role=role,
+            teams=teams,
+            password=password,
+            password_cost=hub.settings.auth.password_cost,
+        )
         assert user.id is not None
         ids[name] = user.id
         tokens[name] = await issue_token(hub.db, name)

@@ -19,6 +19,8 @@ EMPTY_CONFIG = Path(__file__).parent.parent / "empty.yaml"
 def make_settings(db_url: str, **overrides: Any) -> Settings:
     base: dict[str, Any] = {
         "database": {"url": db_url},
+        # scrypt at 2^12, not the default 2^17: hundreds of test users, same code.
+        "auth": {"password_cost": 12},
         "teams": {
             "default": "Support",
             "by_address": {"sales@example.com": "Sales", "+49 30 5550100": "Sales"},
