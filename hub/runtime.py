@@ -20,6 +20,7 @@ from hub.mail.quarantine import Quarantine
 from hub.mail.runner import MailboxRunner
 from hub.outbox.dispatcher import Dispatcher
 from hub.outbox.queue import senders_from
+from hub.privacy.audit import AuditLog
 from hub.records.teams import TeamRouter
 from hub.store.db import Database
 from routing.base import Step
@@ -46,6 +47,7 @@ class Hub:
         self.db = Database(settings.database)
         self.bus = EventBus()
         self.presence = Presence()
+        self.audit = AuditLog(self.db)
         # Built now, not in start(): an unknown step name must fail before anything runs.
         self.pipelines: dict[Channel, list[Step]] = pipelines_from(settings, extra_steps)
         self._ingestor: Ingestor | None = None
@@ -90,6 +92,7 @@ class Hub:
             max_queue=self.settings.ingest.max_queue,
         )
         await self._ingestor.start()
+        await self.audit.start()
         if self.dispatch:
             await self.dispatcher.start()
         if self.read_mail:
@@ -103,6 +106,7 @@ class Hub:
                 await runner.start()
 
     async def stop(self) -> None:
+        await self.audit.stop()
         for runner in self.mail_runners:
             await runner.stop()
         self.mail_runners = []

@@ -26,6 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.data.csv_cells import neutralise
+from hub.records.consent import consent_in_force
 from hub.store.db import Database
 from hub.store.models import IdentityKind
 from hub.store.tables import customer_t, identity_t, interaction_t, tag_t, team_t, user_t
@@ -47,7 +48,9 @@ CUSTOMER_HEAD = (
     "team",
     "notes",
 )
-CUSTOMER_TAIL = ("created_at", "updated_at", "last_inbound_at", "last_outbound_at")
+# consent: the state in force per channel and purpose, with source and time
+# ("sms/marketing=opted_out by twilio STOP at 2026-...").
+CUSTOMER_TAIL = ("consent", "created_at", "updated_at", "last_inbound_at", "last_outbound_at")
 HISTORY_COLUMNS = (
     "id",
     "customer_id",
@@ -161,8 +164,10 @@ async def _customers(conn: AsyncConnection) -> AsyncIterator[Record]:
         )
         for r in result:
             tags[r.customer_id].append(r.tag)
+        consent = await consent_in_force(conn, ids)
         for row in page:
             record = dict(row._mapping)
+            record["consent"] = consent.get(row.id, [])
             record["emails"] = identities[(row.id, IdentityKind.EMAIL.value)]
             record["phones"] = identities[(row.id, IdentityKind.PHONE.value)]
             record["tags"] = tags[row.id]
@@ -202,17 +207,28 @@ def _text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
+def _consent_text(items: list[Record]) -> str:
+    return ";".join(
+        f"{c['channel']}/{c['purpose']}={c['state']} ({c['source']}, {c['recorded_at']})"
+        for c in items
+    )
+
+
 def _customer_cells(record: Record, columns: list[str]) -> list[str]:
     custom = record["custom"] or {}
     return [
-        _text(custom.get(name[2:]) if name.startswith("x_") else record[name]) for name in columns
+        _consent_text(record["consent"])
+        if name == "consent"
+        else _text(custom.get(name[2:]) if name.startswith("x_") else record[name])
+        for name in columns
     ]
 
 
 def _customer_json(record: Record) -> Record:
     out = {name: record[name] for name in CUSTOMER_HEAD}
     out.update({f"x_{k}": v for k, v in sorted((record["custom"] or {}).items())})
-    out.update({name: _iso(record[name]) for name in CUSTOMER_TAIL})
+    out["consent"] = record["consent"]
+    out.update({name: _iso(record[name]) for name in CUSTOMER_TAIL if name != "consent"})
     return out
 
 

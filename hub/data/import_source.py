@@ -26,7 +26,7 @@ from hub.data.csv_cells import neutralise, restore
 TEXT_COLUMNS = ("name", "company", "postal_code", "city", "country", "industry", "notes")
 COLUMNS = frozenset({*TEXT_COLUMNS, "email", "emails", "phone", "phones", "tags", "owner", "team"})
 IGNORED_COLUMNS = frozenset(
-    {"id", "kind", "created_at", "updated_at", "last_inbound_at", "last_outbound_at"}
+    {"id", "kind", "created_at", "updated_at", "last_inbound_at", "last_outbound_at", "consent"}
 )
 CUSTOM_PREFIX = "x_"
 

@@ -101,3 +101,13 @@ class LoginIn(_In):
 class ReplyIn(_In):
     # The channel's own limit (SMS: sms.max_body_chars) is checked when queuing.
     text: str = Field(min_length=1, max_length=100_000)
+
+
+class ConsentIn(_In):
+    """An opt-in or opt-out as the customer gave it, with where it came from."""
+
+    channel: Literal["sms", "email", "phone"]
+    purpose: str = Field(default="marketing", min_length=1, max_length=50)
+    state: Literal["opted_in", "opted_out"]
+    # Where the consent was given: "web form 2026-12", "phone call with agent1", ...
+    source: str = Field(min_length=1, max_length=200)

@@ -278,6 +278,10 @@ class AuditEvent(SQLModel, table=True):
     entity: str = Field(max_length=50)
     entity_id: int | None = None
     detail: dict[str, Any] = _json(dict)
+    # The client address the request came from (None: the CLI or the hub itself).
+    client: str | None = Field(default=None, max_length=64)
+    # The customer the entry is about, for "everything about this person".
+    customer_id: int | None = Field(default=None, index=True)
 
 
 class OutboxMessage(SQLModel, table=True):
@@ -388,3 +392,21 @@ class HealthProbe(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     checked_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Suppression(SQLModel, table=True):
+    """What erasure keeps of a person: keyed hashes of their identities.
+
+    HMAC-SHA256 with `privacy.suppression_key`, not the address: without the
+    key the list names nobody (a plain hash of a phone number is reversed by
+    trying them all). `opted_out`: they had opted out of the channel, so
+    nothing is ever sent to that identity again.
+    """
+
+    __table_args__ = (UniqueConstraint("kind", "digest", name="uq_suppression_digest"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=20)
+    digest: str = Field(max_length=64)
+    opted_out: bool = False
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

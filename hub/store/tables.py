@@ -12,6 +12,7 @@ from sqlalchemy import Table
 
 from hub.store.models import (
     Attachment,
+    AuditEvent,
     Consent,
     Conversation,
     Customer,
@@ -22,6 +23,7 @@ from hub.store.models import (
     MailCheckpoint,
     OutboxMessage,
     QuarantinedMail,
+    Suppression,
     Team,
     User,
 )
@@ -39,3 +41,5 @@ outbox_t = cast(Table, OutboxMessage.__table__)  # type: ignore[attr-defined]
 checkpoint_t = cast(Table, MailCheckpoint.__table__)  # type: ignore[attr-defined]
 quarantine_t = cast(Table, QuarantinedMail.__table__)  # type: ignore[attr-defined]
 health_probe_t = cast(Table, HealthProbe.__table__)  # type: ignore[attr-defined]
+audit_t = cast(Table, AuditEvent.__table__)  # type: ignore[attr-defined]
+suppression_t = cast(Table, Suppression.__table__)  # type: ignore[attr-defined]

@@ -9,7 +9,8 @@ from aiohttp import web
 
 from hub.runtime import Hub
 from hub.web import query_check
-from hub.web.api import conversations, customers, replies
+from hub.web.api import audit, conversations, customers, replies
+from hub.web.audit import audit_middleware
 from hub.web.auth import HUB, THROTTLE, auth_middleware, login, login_throttle, logout
 from hub.web.errors import error_middleware, error_response
 from hub.web.openapi import build_document
@@ -59,6 +60,7 @@ def create_app(hub: Hub, *, manage_hub: bool = True) -> web.Application:
         middlewares=[
             error_middleware,
             auth_middleware,
+            audit_middleware,
             query_check.middleware(query_check.allowed_from(document)),
         ],
         client_max_size=hub.settings.server.max_body_bytes,
@@ -78,6 +80,7 @@ def create_app(hub: Hub, *, manage_hub: bool = True) -> web.Application:
     app.router.add_routes(customers.routes)
     app.router.add_routes(conversations.routes)
     app.router.add_routes(replies.routes)
+    app.router.add_routes(audit.routes)
     mount_webhooks(app, hub)
 
     if manage_hub:

@@ -7,6 +7,7 @@ import math
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from hub.privacy.audit import Entry
 from hub.records.auth import (
     Principal,
     authenticate_password,
@@ -73,9 +74,13 @@ async def login(request: web.Request) -> web.Response:
     )
     if principal is None:
         throttle.failed(body.username, address)
+        hub.audit.record(
+            Entry(None, "login_failed", "user", client=address, detail={"username": body.username})
+        )
         raise ApiError(401, "wrong username or password", _CHALLENGE)
     throttle.succeeded(body.username)
     token = await issue_token(hub.db, principal.username, name="login")
+    hub.audit.record(Entry(principal.user_id, "login", "user", principal.user_id, client=address))
     return web.json_response(
         {
             "token": token,

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from channels import registry
 from channels.registry import ChannelConfigs
 from hub.records.schemas import (
+    ConsentIn,
     ConversationPatch,
     CustomerIn,
     CustomerPatch,
@@ -138,6 +139,14 @@ OPERATIONS: list[Operation] = [
     ),
     (
         "post",
+        "/api/v1/customers/{id}/consent",
+        "Record an opt-in or opt-out with its source (channel, purpose, state)",
+        [ID],
+        ConsentIn,
+        "201",
+    ),
+    (
+        "post",
         "/api/v1/customers/{id}/notes",
         "Add an internal note to the history",
         [ID],
@@ -220,6 +229,25 @@ OPERATIONS: list[Operation] = [
         "200",
     ),
     ("post", "/api/v1/tasks", "Create a follow-up task", [], TaskIn, "201"),
+    (
+        "get",
+        "/api/v1/audit",
+        "The audit log (admins): who read, changed, exported or erased what, from where",
+        [
+            _q("user_id", "integer"),
+            _q("customer_id", "integer", "entries about this customer"),
+            _q(
+                "action",
+                desc="read, search, create, change, delete, login, login_failed, "
+                "export, subject_export, erase, ...",
+            ),
+            _q("since", "date-time"),
+            _q("until", "date-time"),
+            *PAGING,
+        ],
+        None,
+        "200",
+    ),
     ("get", "/api/v1/tasks/{id}", "Read a task", [ID], None, "200"),
     ("patch", "/api/v1/tasks/{id}", "Change a task", [ID], TaskPatch, "200"),
     ("delete", "/api/v1/tasks/{id}", "Delete a task", [ID], None, "204"),

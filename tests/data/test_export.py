@@ -19,7 +19,7 @@ from hub.data.csv_cells import restore
 from hub.data.exporter import ExportError, export_customers, export_history
 from hub.data.importer import ImportSummary
 from hub.store.db import Database
-from hub.store.models import Customer, CustomerTag, Identity, Interaction, Team, User
+from hub.store.models import Consent, Customer, CustomerTag, Identity, Interaction, Team, User
 from tests.support.imports import (
     add_customer,
     crmhub,
@@ -64,6 +64,20 @@ async def seed_export(db: Database) -> tuple[int, int]:
     async with db.write() as s:
         s.add_all([CustomerTag(customer_id=alice, tag=t) for t in ("vip", "b2b")])
         (await s.get(Customer, gone)).merged_into_id = alice  # type: ignore[union-attr]
+        s.add_all(
+            [
+                Consent(
+                    customer_id=bob, channel="sms", state="opted_in", source="form", recorded_at=T0
+                ),
+                Consent(
+                    customer_id=bob,
+                    channel="sms",
+                    state="opted_out",
+                    source="twilio STOP",
+                    recorded_at=T0 + timedelta(hours=2),
+                ),
+            ]
+        )
     return alice, bob
 
 
@@ -75,11 +89,12 @@ async def test_export_customers_csv(db: Database) -> None:
 
     assert out.getvalue() == (
         "id,kind,name,company,emails,phones,postal_code,city,country,industry,tags,owner,team,"
-        "notes,x_score,x_tier,x_vip,created_at,updated_at,last_inbound_at,last_outbound_at\r\n"
+        "notes,x_score,x_tier,x_vip,consent,created_at,updated_at,last_inbound_at,last_outbound_at\r\n"
         f'{alice},customer,Alice,"ACME, Inc.",alice@example.org;a@work.example,\'+49301234567,'
-        '10115,Berlin,DE,retail,b2b;vip,anna,Sales,"says ""hi""\nline two",7,gold,,'
+        '10115,Berlin,DE,retail,b2b;vip,anna,Sales,"says ""hi""\nline two",7,gold,,,'
         "2026-11-01T09:00:00+00:00,2026-11-02T09:00:00+00:00,2026-11-01T10:00:00+00:00,\r\n"
         f"{bob},lead,Bob,,,'+491715550001,,,,,,,,,,,true,"
+        '"sms/marketing=opted_out (twilio STOP, 2026-11-01T11:00:00+00:00)",'
         "2026-11-01T09:00:00+00:00,2026-11-02T09:00:00+00:00,,\r\n"
     )
 
@@ -122,6 +137,15 @@ async def test_export_customers_jsonl(db: Database) -> None:
         "team": None,
         "notes": "",
         "x_vip": True,
+        "consent": [
+            {
+                "channel": "sms",
+                "purpose": "marketing",
+                "state": "opted_out",
+                "source": "twilio STOP",
+                "recorded_at": "2026-11-01T11:00:00+00:00",
+            }
+        ],
         "created_at": "2026-11-01T09:00:00+00:00",
         "updated_at": "2026-11-02T09:00:00+00:00",
         "last_inbound_at": None,
@@ -151,9 +175,10 @@ async def test_exported_csv_imports_back_to_the_same_customers(
     await export_customers(db, again, "csv")
 
     def kept(text: str) -> list[list[str]]:
-        """Without the columns the importer does not take: id, kind and the times."""
+        """Without the columns the importer does not take: id, kind, consent, the times."""
         table = list(csv.reader(io.StringIO(text)))
-        drop = {"id", "kind", "created_at", "updated_at", "last_inbound_at", "last_outbound_at"}
+        drop = {"id", "kind", "consent", "created_at", "updated_at", "last_inbound_at"}
+        drop.add("last_outbound_at")
         keep = [i for i, name in enumerate(table[0]) if name not in drop]
         return [[cells[i] for i in keep] for cells in table]
 

@@ -9,10 +9,12 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import Row
 
+from hub.records.access import Action, require
+from hub.records.consent import consent_in_force, record_consent
 from hub.records.customers import CustomerFilter, CustomerStore
 from hub.records.history import HistoryStore
 from hub.records.merge import merge_customers
-from hub.records.schemas import CustomerIn, CustomerPatch, NoteIn
+from hub.records.schemas import ConsentIn, CustomerIn, CustomerPatch, NoteIn
 from hub.store.models import Customer, CustomerKind
 from hub.web.auth import HUB, principal_of
 from hub.web.errors import ApiError
@@ -46,8 +48,13 @@ async def _render(
 ) -> list[dict[str, Any]]:
     ids = [c.id for c in customers if c.id is not None]
     identities, tags = await store.details(ids)
+    consent = await consent_in_force(await store.s.connection(), ids)
     return [
-        customer_json(c, identities.get(c.id or 0, []), tags.get(c.id or 0, [])) for c in customers
+        {
+            **customer_json(c, identities.get(c.id or 0, []), tags.get(c.id or 0, [])),
+            "consent": consent.get(c.id or 0, []),
+        }
+        for c in customers
     ]
 
 
@@ -164,4 +171,21 @@ async def lookup(request: web.Request) -> web.Response:
         (item,) = await _render(history.customers, [customer])
     return web.json_response(
         {"customer": item, "recent_interactions": [interaction_json(i) for i in recent]}
+    )
+
+
+@routes.post("/api/v1/customers/{id}/consent")
+async def add_consent(request: web.Request) -> web.Response:
+    """Record an opt-in or opt-out with its source; answers the customer's consent in force."""
+    body = await read_body(request, ConsentIn)
+    async with request.app[HUB].db.write() as s:
+        store = CustomerStore(s, principal_of(request), _region(request))
+        require(store.p, Action.WRITE_CUSTOMER)
+        customer = await store.get(path_int(request))
+        assert customer.id is not None
+        conn = await s.connection()
+        await record_consent(conn, customer.id, body.channel, body.purpose, body.state, body.source)
+        consent = await consent_in_force(conn, [customer.id])
+    return web.json_response(
+        {"customer_id": customer.id, "consent": consent.get(customer.id, [])}, status=201
     )

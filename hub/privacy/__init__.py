@@ -1,0 +1,1 @@
+"""Privacy: the audit log, subject access export, erasure with a suppression list, retention."""
