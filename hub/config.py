@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
@@ -68,6 +68,26 @@ class AuthConfig(_Section):
     # `crmhub serve` refuses a non-loopback address while a user still has the
     # demo password, unless this is true (or --allow-demo-passwords is given).
     allow_demo_passwords_on_network: bool = False
+
+
+class RetentionRule(_Section):
+    # History of this channel ("email", "sms", "phone", "note"; "*" for all) and
+    # direction ("in", "out", "*") older than `days` is deleted, or anonymised
+    # (text, subject, addresses and metadata blanked; the entry stays as a count).
+    channel: str = "*"
+    direction: Literal["in", "out", "*"] = "*"
+    days: int = Field(ge=1)
+    action: Literal["delete", "anonymise"] = "anonymise"
+
+
+class PrivacyConfig(_Section):
+    # Key of the suppression list's hashes (HMAC-SHA256); set
+    # CRMHUB_PRIVACY__SUPPRESSION_KEY (16+ characters). Erasure refuses without it.
+    suppression_key: str = ""
+    # Retention: off while empty. The hub applies the rules every
+    # retention_interval_hours; `crmhub retention run --dry-run` counts first.
+    retention: list[RetentionRule] = Field(default_factory=list)
+    retention_interval_hours: float = Field(24.0, gt=0)
 
 
 class DatabaseConfig(_Section):
@@ -217,6 +237,7 @@ class Settings(BaseSettings, ChannelConfigs):
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     demo: DemoConfig = Field(default_factory=DemoConfig)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
 

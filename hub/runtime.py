@@ -6,6 +6,8 @@ there is one place that decides how the parts fit together.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
 
 from channels.base import Channel
@@ -21,6 +23,7 @@ from hub.mail.runner import MailboxRunner
 from hub.outbox.dispatcher import Dispatcher
 from hub.outbox.queue import senders_from
 from hub.privacy.audit import AuditLog
+from hub.privacy.retention import run_periodically
 from hub.records.teams import TeamRouter
 from hub.store.db import Database
 from routing.base import Step
@@ -48,6 +51,7 @@ class Hub:
         self.bus = EventBus()
         self.presence = Presence()
         self.audit = AuditLog(self.db)
+        self._retention: asyncio.Task[None] | None = None
         # Built now, not in start(): an unknown step name must fail before anything runs.
         self.pipelines: dict[Channel, list[Step]] = pipelines_from(settings, extra_steps)
         self._ingestor: Ingestor | None = None
@@ -93,6 +97,12 @@ class Hub:
         )
         await self._ingestor.start()
         await self.audit.start()
+        privacy = self.settings.privacy
+        if privacy.retention and self.dispatch:  # the serving node's job, not one-shot commands
+            self._retention = asyncio.create_task(
+                run_periodically(self.db, privacy.retention, privacy.retention_interval_hours),
+                name="retention",
+            )
         if self.dispatch:
             await self.dispatcher.start()
         if self.read_mail:
@@ -106,6 +116,11 @@ class Hub:
                 await runner.start()
 
     async def stop(self) -> None:
+        if self._retention is not None:
+            self._retention.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retention
+            self._retention = None
         await self.audit.stop()
         for runner in self.mail_runners:
             await runner.stop()

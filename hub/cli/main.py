@@ -12,6 +12,7 @@ from pathlib import Path
 from hub.cli import admin as cli_admin
 from hub.cli import data as cli_data
 from hub.cli import mail as cli_mail
+from hub.cli import privacy as cli_privacy
 from hub.cli.common import CliError
 from hub.config import ConfigError, Settings, load_settings
 from hub.errors import DomainError
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_admin.add_commands(sub)
     cli_data.add_commands(sub)
     cli_mail.add_commands(sub)
+    cli_privacy.add_commands(sub)
     return parser
 
 

@@ -34,8 +34,10 @@ from channels.base import Channel, DeliveryReport, Direction, Sender
 from channels.email.senders import message_id_domain
 from channels.registry import statuses_of
 from hub.config import Settings
+from hub.errors import Conflict
 from hub.events.bus import Event
 from hub.events.kinds import interaction_delivery
+from hub.privacy.suppression import opted_out_before_erasure
 from hub.store.models import ConsentState, utcnow
 from hub.store.tables import consent_t, customer_t, interaction_t, outbox_t
 
@@ -115,6 +117,7 @@ async def enqueue(
     headers: Mapping[str, str] | None = None,
     mailbox: str | None = None,
     provider_id: str | None = None,
+    suppression_key: str = "",
 ) -> Enqueued:
     """Store the message and its history entry; commit with the caller's transaction.
 
@@ -124,6 +127,11 @@ async def enqueue(
     retry sends as they are. `mailbox` names the configured mailbox whose
     relay sends the row.
     """
+    kind = "email" if channel is Channel.EMAIL else "phone"
+    if await opted_out_before_erasure(conn, suppression_key, kind, recipient):
+        # The person was erased, and had opted out: their data is gone, the
+        # promise not to contact them is not.
+        raise Conflict("the recipient opted out before their data was erased; nothing was sent")
     now = utcnow()
     stored_headers = dict(headers or {})
     if channel is Channel.EMAIL:

@@ -148,6 +148,7 @@ async def _queue_sms(
         body=text,
         author_id=principal.user_id,
         meta={"segments": count.segments, "encoding": count.encoding.value},
+        suppression_key=settings.privacy.suppression_key,
     )
 
 
@@ -179,6 +180,7 @@ async def _queue_email(
         subject=mail.subject,
         headers=mail.headers,
         mailbox=mail.mailbox.name,
+        suppression_key=settings.privacy.suppression_key,
     )
 
 

@@ -74,6 +74,10 @@ def _sqlite_engine(url: str, echo: bool, immediate: bool) -> AsyncEngine:
         # case. Python's str.lower and a case-sensitive LIKE give one behaviour.
         cur.execute("PRAGMA case_sensitive_like=ON")
         cur.execute("PRAGMA foreign_keys=ON")
+        # Deleted rows are overwritten with zeros, not only unlinked: after an
+        # erasure the person's data must be gone from the file (with the WAL
+        # checkpoint in hub/privacy/erase.py).
+        cur.execute("PRAGMA secure_delete=ON")
         # Below Twilio's 15 s webhook timeout: a request that waited longer for
         # the write lock would be retried by Twilio while we still work on it.
         cur.execute(f"PRAGMA busy_timeout={int(LOCK_WAIT_SECONDS * 1000)}")

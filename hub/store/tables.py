@@ -24,6 +24,7 @@ from hub.store.models import (
     OutboxMessage,
     QuarantinedMail,
     Suppression,
+    Task,
     Team,
     User,
 )
@@ -43,3 +44,4 @@ quarantine_t = cast(Table, QuarantinedMail.__table__)  # type: ignore[attr-defin
 health_probe_t = cast(Table, HealthProbe.__table__)  # type: ignore[attr-defined]
 audit_t = cast(Table, AuditEvent.__table__)  # type: ignore[attr-defined]
 suppression_t = cast(Table, Suppression.__table__)  # type: ignore[attr-defined]
+task_t = cast(Table, Task.__table__)  # type: ignore[attr-defined]

@@ -231,6 +231,23 @@ OPERATIONS: list[Operation] = [
     ("post", "/api/v1/tasks", "Create a follow-up task", [], TaskIn, "201"),
     (
         "get",
+        "/api/v1/customers/{id}/export",
+        "Subject access export (admins): a zip with data.json and the attachments",
+        [ID],
+        None,
+        "200",
+    ),
+    (
+        "post",
+        "/api/v1/customers/{id}/erase",
+        "Erase a customer for good (admins); keeps keyed hashes of opted-out identities; "
+        "409 when privacy.suppression_key is not set",
+        [ID],
+        None,
+        "200",
+    ),
+    (
+        "get",
         "/api/v1/audit",
         "The audit log (admins): who read, changed, exported or erased what, from where",
         [
