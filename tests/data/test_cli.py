@@ -42,6 +42,14 @@ def _config(tmp_path: Path, url: str) -> str:
         ["quarantine", "show"],
         ["quarantine", "retry"],
         ["attachments", "sweep"],
+        ["audit"],
+        ["privacy", "export"],
+        ["privacy", "erase"],
+        ["retention", "run"],
+        ["user", "revoke"],
+        ["user", "disable"],
+        ["user", "enable"],
+        ["user", "password"],
     ],
 )
 def test_every_command_has_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
