@@ -232,6 +232,7 @@ def _user_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _user_token(args: argparse.Namespace, settings: Settings) -> int:
+    from hub.privacy.audit import AuditLog, Entry
     from hub.records.auth import AuthError, issue_token
     from hub.store.db import Database
 
@@ -239,6 +240,9 @@ def _user_token(args: argparse.Namespace, settings: Settings) -> int:
         db = Database(settings.database)
         try:
             token = await issue_token(db, args.username, name=args.label or "cli")
+            await AuditLog(db).write_now(
+                Entry(None, "issue_token", "user", client="cli", detail={"username": args.username})
+            )
         except AuthError as exc:
             raise CliError(str(exc)) from exc
         finally:

@@ -23,6 +23,7 @@ from hub.config import Settings
 from hub.data.exporter import FORMATS, ExportError, export_customers, export_history
 from hub.data.import_source import guess_format
 from hub.data.importer import ImportFileError, import_customers
+from hub.privacy.audit import AuditLog, Entry
 from hub.store.db import Database
 
 
@@ -85,9 +86,20 @@ def _export(args: argparse.Namespace, settings: Settings) -> int:
     async def work(db: Database) -> int:
         with _output(args.output) as out:
             if args.what == "customers":
-                await export_customers(db, out, fmt)
+                rows = await export_customers(db, out, fmt)
             else:
-                await export_history(db, out, fmt, customer_id=args.customer)
+                rows = await export_history(db, out, fmt, customer_id=args.customer)
+        # Who copied data out is the audit's first question after a leak.
+        await AuditLog(db).write_now(
+            Entry(
+                None,
+                "export",
+                args.what,
+                customer_id=args.customer if args.what == "history" else None,
+                client="cli",
+                detail={"rows": rows, "format": fmt, "to": str(args.output or "stdout")},
+            )
+        )
         return 0
 
     try:

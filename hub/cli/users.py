@@ -12,13 +12,20 @@ from hub.config import Settings
 from hub.store.db import Database
 
 
-def _with_db(settings: Settings, work: Callable[[Database], Awaitable[str]]) -> int:
+def _with_db(
+    settings: Settings, work: Callable[[Database], Awaitable[str]], action: str, username: str
+) -> int:
+    """Run `work`, print its line, and audit it (operators' changes to access count too)."""
+    from hub.privacy.audit import AuditLog, Entry
     from hub.records.auth import AuthError
 
     async def run() -> int:
         db = Database(settings.database)
         try:
             print(await work(db))
+            await AuditLog(db).write_now(
+                Entry(None, action, "user", client="cli", detail={"username": username})
+            )
         except AuthError as exc:
             raise CliError(str(exc)) from exc
         finally:
@@ -37,7 +44,7 @@ def _revoke(args: argparse.Namespace, settings: Settings) -> int:
             raise CliError(f"user {args.username} has no token with id {args.token_id}")
         return f"revoked {count} token(s) of {args.username}"
 
-    return _with_db(settings, work)
+    return _with_db(settings, work, "revoke_tokens", args.username)
 
 
 def _set_active(active: bool) -> Callable[[argparse.Namespace, Settings], int]:
@@ -50,7 +57,7 @@ def _set_active(active: bool) -> Callable[[argparse.Namespace, Settings], int]:
                 return f"user {args.username} enabled"
             return f"user {args.username} disabled: every token of theirs stops working"
 
-        return _with_db(settings, work)
+        return _with_db(settings, work, "enable" if active else "disable", args.username)
 
     return handler
 
@@ -66,7 +73,7 @@ def _password(args: argparse.Namespace, settings: Settings) -> int:
         await set_password(db, args.username, password, settings.auth.password_cost)
         return f"password of {args.username} changed"
 
-    return _with_db(settings, work)
+    return _with_db(settings, work, "set_password", args.username)
 
 
 def add_user_commands(user: argparse._SubParsersAction[Any]) -> None:

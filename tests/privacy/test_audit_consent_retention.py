@@ -13,7 +13,7 @@ from channels.base import Channel, InboundContact
 from hub.config import RetentionRule
 from hub.privacy.retention import apply_retention
 from hub.runtime import Hub
-from hub.store.tables import interaction_t
+from hub.store.tables import audit_t, interaction_t
 from tests.support.api import Api
 from tests.support.imports import crmhub
 
@@ -138,6 +138,7 @@ async def test_the_privacy_commands(hub: Hub, api: Api, tmp_path: Path, capsys: 
     assert await crmhub([*base, "privacy", "erase", str(cid)]) == 1
     assert await crmhub([*base, "privacy", "erase", str(cid), "--yes"]) == 1  # no key
     assert await crmhub([*base, "retention", "run", "--dry-run"]) == 1  # no rules
+    assert await crmhub([*base, "export", "customers", "-o", str(tmp_path / "all.csv")]) == 0
     assert await crmhub([*base, "audit", "--customer", str(cid), "--action", "subject_export"]) == 0
     lines = capsys.readouterr()
     assert lines.out.splitlines()[0].startswith("wrote ")
@@ -150,3 +151,11 @@ async def test_the_privacy_commands(hub: Hub, api: Api, tmp_path: Path, capsys: 
     [header, entry] = lines.out.splitlines()[1:]
     assert header.startswith("id\tat\tactor_id\taction")
     assert entry.split("\t")[3:8] == ["subject_export", "customer", str(cid), str(cid), "cli"]
+    async with hub.db.read() as s:
+        conn = await s.connection()
+        exports = await conn.execute(
+            select(audit_t.c.entity, audit_t.c.detail).where(audit_t.c.action == "export")
+        )
+        assert [tuple(r) for r in exports] == [
+            ("customers", {"rows": 1, "format": "csv", "to": str(tmp_path / "all.csv")})
+        ]

@@ -20,6 +20,7 @@ from hub.records.auth import authenticate_password, authenticate_token, issue_to
 from hub.records.throttle import LoginThrottle
 from hub.runtime import Hub
 from hub.store.models import ApiToken, User, utcnow
+from hub.store.tables import audit_t
 from hub.web.access_log import AccessLogger
 from tests.support.api import Api
 
@@ -198,6 +199,18 @@ async def test_revoke_and_disable_from_the_cli(api: Api, hub: Hub, tmp_path: Pat
         "",
         "crmhub: no user 'ghost'\n",
     )
+    async with hub.db.read() as s:
+        conn = await s.connection()
+        rows = await conn.execute(
+            select(audit_t.c.action, audit_t.c.client, audit_t.c.detail)
+            .where(audit_t.c.client == "cli")
+            .order_by(audit_t.c.id)
+        )
+        assert [tuple(r) for r in rows] == [
+            ("revoke_tokens", "cli", {"username": "sales_agent"}),
+            ("disable", "cli", {"username": "agent"}),
+            ("enable", "cli", {"username": "agent"}),
+        ]
 
 
 async def test_serve_refuses_the_network_while_demo_passwords_remain(
