@@ -22,6 +22,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 from hub.errors import Conflict, Forbidden, Invalid, Moved, NotFound
 from hub.records.access import Action, customer_visible, may_use_team, require
 from hub.records.auth import Principal
+from hub.records.claims import CLAIMS_OF, claim_view, hidden_from, set_claims
 from hub.records.identity import InvalidIdentity, NormalIdentity, normalize_email, normalize_phone
 from hub.records.schemas import CustomerIn, CustomerPatch
 from hub.store.models import (
@@ -174,6 +175,10 @@ class CustomerStore:
         conn = await self.s.connection()
         for ident in await conn.execute(IDENTITIES_OF, {"ids": ids}):
             identities[ident.customer_id].append(ident)
+        for claim in await conn.execute(CLAIMS_OF, {"ids": ids}):
+            # Shown as the identity it would have been: primary when it is the first of its kind.
+            first = not any(i.kind == claim.kind for i in identities[claim.customer_id])
+            identities[claim.customer_id].append(claim_view(claim, primary=first))
         for cid, tag in await conn.execute(TAGS_OF, {"ids": ids}):
             tags[cid].append(tag)
         return identities, tags
@@ -252,9 +257,25 @@ class CustomerStore:
                         .where(col(Identity.value).in_(values))
                     )
                 )
-        for taken in existing:
-            if taken.customer_id != customer_id:
+        conn = await self.s.connection()
+        others = [t for t in existing if t.customer_id != customer_id]
+        hidden = await hidden_from(conn, self.p, [t.customer_id for t in others])
+        for taken in others:
+            if taken.customer_id not in hidden:
                 raise Conflict(f"{taken.kind} {taken.value} already belongs to another customer")
+        # Held by a customer the caller may not see: claimed, not refused (claims.py).
+        claimed = {(t.kind, t.value) for t in others}
+        raw_of = {(i.kind.value, i.value): i.raw for i in wanted}
+        await set_claims(
+            conn,
+            customer_id,
+            [(k, v, raw_of[(k, v)]) for k, v in sorted(claimed)],
+            [],
+            self.p.user_id,
+        )
+        existing = [t for t in existing if t.customer_id == customer_id]
+        wanted = [w for w in wanted if (w.kind.value, w.value) not in claimed]
+        keys = [(i.kind.value, i.value) for i in wanted]
         first_of_kind: dict[str, str] = {}
         for want in wanted:
             first_of_kind.setdefault(want.kind.value, want.value)

@@ -410,3 +410,24 @@ class Suppression(SQLModel, table=True):
     digest: str = Field(max_length=64)
     opted_out: bool = False
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class IdentityClaim(SQLModel, table=True):
+    """An email or phone given for a customer while a customer of another team holds it.
+
+    The creating agent's answer is the same as for a free identity (a 409
+    would tell them that the address belongs to a customer of another team);
+    the identity stays with its holder, and supervisors see the claim and
+    merge the records or drop it (README: Security and privacy).
+    """
+
+    __tablename__ = "identity_claim"
+    __table_args__ = (UniqueConstraint("customer_id", "kind", "value", name="uq_identity_claim"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: int = Field(foreign_key="customer.id", index=True, ondelete="CASCADE")
+    kind: str = Field(max_length=10)
+    value: str = Field(max_length=320)
+    raw: str = ""
+    claimed_by: int | None = Field(default=None, foreign_key="app_user.id", ondelete="SET NULL")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

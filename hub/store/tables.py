@@ -19,6 +19,7 @@ from hub.store.models import (
     CustomerTag,
     HealthProbe,
     Identity,
+    IdentityClaim,
     Interaction,
     MailCheckpoint,
     OutboxMessage,
@@ -45,3 +46,4 @@ health_probe_t = cast(Table, HealthProbe.__table__)  # type: ignore[attr-defined
 audit_t = cast(Table, AuditEvent.__table__)  # type: ignore[attr-defined]
 suppression_t = cast(Table, Suppression.__table__)  # type: ignore[attr-defined]
 task_t = cast(Table, Task.__table__)  # type: ignore[attr-defined]
+claim_t = cast(Table, IdentityClaim.__table__)  # type: ignore[attr-defined]

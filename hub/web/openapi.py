@@ -231,6 +231,23 @@ OPERATIONS: list[Operation] = [
     ("post", "/api/v1/tasks", "Create a follow-up task", [], TaskIn, "201"),
     (
         "get",
+        "/api/v1/identity-claims",
+        "Identities given for your teams' customers that another team's customer holds "
+        "(supervisors; admins also see the holder)",
+        [],
+        None,
+        "200",
+    ),
+    (
+        "delete",
+        "/api/v1/identity-claims/{id}",
+        "Drop an identity claim (the identity stays with its holder)",
+        [ID],
+        None,
+        "204",
+    ),
+    (
+        "get",
         "/api/v1/customers/{id}/export",
         "Subject access export (admins): a zip with data.json and the attachments",
         [ID],
