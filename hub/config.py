@@ -209,6 +209,15 @@ class OutboxConfig(_Section):
         return self
 
 
+class EventsConfig(_Section):
+    # Events kept for reconnecting clients (GET /api/v1/events?last_event_id=):
+    # the newest keep_events, none older than keep_hours.
+    keep_events: int = Field(10_000, ge=100)
+    keep_hours: float = Field(24.0, gt=0)
+    # Frames waiting for one slow client; past it the client gets bus.overflow.
+    client_queue: int = Field(1000, ge=10)
+
+
 class ApiConfig(_Section):
     page_size: int = Field(50, ge=1, le=1000)
     max_page_size: int = Field(500, ge=1, le=10_000)
@@ -238,6 +247,7 @@ class Settings(BaseSettings, ChannelConfigs):
     api: ApiConfig = Field(default_factory=ApiConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    events: EventsConfig = Field(default_factory=EventsConfig)
     demo: DemoConfig = Field(default_factory=DemoConfig)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
 

@@ -16,6 +16,7 @@ from channels.email.inbound import MailReader
 from hub.config import Settings
 from hub.events.bus import EventBus
 from hub.events.presence import Presence
+from hub.events.stream import EventStream
 from hub.ingest.pipeline import Ingestor
 from hub.ingest.steps import pipelines_from
 from hub.mail.quarantine import Quarantine
@@ -51,6 +52,12 @@ class Hub:
         self.bus = EventBus()
         self.presence = Presence()
         self.audit = AuditLog(self.db)
+        self.events = EventStream(
+            self.db,
+            self.bus,
+            keep=settings.events.keep_events,
+            keep_hours=settings.events.keep_hours,
+        )
         self._retention: asyncio.Task[None] | None = None
         # Built now, not in start(): an unknown step name must fail before anything runs.
         self.pipelines: dict[Channel, list[Step]] = pipelines_from(settings, extra_steps)
@@ -79,6 +86,7 @@ class Hub:
         return self._teams
 
     async def start(self) -> None:
+        await self.events.start()  # first: every event published from here on is kept
         region = self.settings.identity.default_region
         reply_addresses = {
             m.reply_address: m.address for m in self.settings.email.mailboxes if m.reply_address
@@ -128,4 +136,5 @@ class Hub:
         await self.dispatcher.stop()
         if self._ingestor is not None:
             await self._ingestor.stop()
+        await self.events.stop()
         await self.db.close()

@@ -111,3 +111,9 @@ class ConsentIn(_In):
     state: Literal["opted_in", "opted_out"]
     # Where the consent was given: "web form 2026-12", "phone call with agent1", ...
     source: str = Field(min_length=1, max_length=200)
+
+
+class StatusIn(_In):
+    """An agent's presence: "away" takes them out of assignment while connected."""
+
+    status: Literal["available", "away"]

@@ -431,3 +431,20 @@ class IdentityClaim(SQLModel, table=True):
     raw: str = ""
     claimed_by: int | None = Field(default=None, foreign_key="app_user.id", ondelete="SET NULL")
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class EventLogEntry(SQLModel, table=True):
+    """Published events, kept for a bounded window: a console that reconnects asks for
+    what came after the last id it saw. The id orders events across nodes (one
+    sequence in the database) and is the `id` of every frame on the stream."""
+
+    __tablename__ = "event_log"
+    __table_args__ = (NEVER_REUSE_IDS,)
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
+    kind: str = Field(max_length=50)
+    data: dict[str, Any] = _json(dict)
+    team_id: int | None = None
+    # The only users who receive it (a screen pop); None: by team.
+    users: list[int] | None = Field(default=None, sa_type=JSON)

@@ -17,6 +17,7 @@ from hub.store.models import (
     Conversation,
     Customer,
     CustomerTag,
+    EventLogEntry,
     HealthProbe,
     Identity,
     IdentityClaim,
@@ -47,3 +48,4 @@ audit_t = cast(Table, AuditEvent.__table__)  # type: ignore[attr-defined]
 suppression_t = cast(Table, Suppression.__table__)  # type: ignore[attr-defined]
 task_t = cast(Table, Task.__table__)  # type: ignore[attr-defined]
 claim_t = cast(Table, IdentityClaim.__table__)  # type: ignore[attr-defined]
+event_log_t = cast(Table, EventLogEntry.__table__)  # type: ignore[attr-defined]

@@ -27,6 +27,7 @@ PRINCIPAL = web.RequestKey("principal", Principal)
 TOKEN = web.RequestKey("token", str)
 # The token endpoint is public for POST (login) only: DELETE (logout) needs the token.
 PUBLIC_PATHS = frozenset({("GET", "/api/v1/openapi.json"), ("POST", "/api/v1/auth/token")})
+EVENTS_PATH = "/api/v1/events"
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="crmhub"'}
 
 
@@ -36,8 +37,10 @@ def principal_of(request: web.Request) -> Principal:
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    header = request.headers.get("Authorization", "")
+    if request.path == EVENTS_PATH and not header:
+        return await handler(request)  # a browser authenticates in its first frame
     if request.path.startswith("/api/") and (request.method, request.path) not in PUBLIC_PATHS:
-        header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if not header:
             raise ApiError(401, "missing bearer token", _CHALLENGE)

@@ -19,6 +19,7 @@ from hub.records.schemas import (
     CustomerPatch,
     LoginIn,
     NoteIn,
+    StatusIn,
     TaskIn,
     TaskPatch,
 )
@@ -229,6 +230,24 @@ OPERATIONS: list[Operation] = [
         "200",
     ),
     ("post", "/api/v1/tasks", "Create a follow-up task", [], TaskIn, "201"),
+    (
+        "get",
+        "/api/v1/events",
+        "The live event stream (websocket): bearer header, or a first frame "
+        '{"token": ..., "last_event_id": N}; frames {"id", "kind", "data"}',
+        [_q("last_event_id", "integer", "replay what came after this id, then go live")],
+        None,
+        "101",
+    ),
+    ("get", "/api/v1/me/status", "Your presence: available or away, and online", [], None, "200"),
+    (
+        "put",
+        "/api/v1/me/status",
+        "Set your presence (away: no new calls or conversations are assigned to you)",
+        [],
+        StatusIn,
+        "200",
+    ),
     (
         "get",
         "/api/v1/identity-claims",

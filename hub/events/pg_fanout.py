@@ -1,0 +1,96 @@
+"""Events between `crmhub serve` nodes on one PostgreSQL: LISTEN/NOTIFY on `crmhub_events`.
+
+A node NOTIFYs the ids of the events it stored (never the events: NOTIFY
+carries at most 8,000 bytes, and the rows are in event_log anyway); the
+others fetch those rows by id and deliver them to their clients. Each
+payload names its node, so a node ignores its own. The listening connection
+is one asyncpg connection outside the pool; when it drops, it is opened
+again (events stored meanwhile reach reconnecting clients by replay).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]
+from sqlalchemy.engine import make_url
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "crmhub_events"
+# ids per NOTIFY: far below the 8,000-byte payload limit.
+IDS_PER_NOTIFY = 500
+
+
+def _dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+class Listener:
+    def __init__(self, url: str, deliver: Callable[[list[int]], Coroutine[Any, Any, None]]) -> None:
+        self.dsn = _dsn(url)
+        self.deliver = deliver
+        self.node = uuid.uuid4().hex[:12]
+        self._conn: Any = None
+        self._watch: asyncio.Task[None] | None = None
+        self._closing = False
+
+    async def start(self) -> None:
+        await self._connect()
+        self._watch = asyncio.create_task(self._keep_open(), name="event-listener")
+
+    async def _connect(self) -> None:
+        self._conn = await asyncpg.connect(self.dsn)
+        await self._conn.add_listener(CHANNEL, self._on_notify)
+
+    def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        try:
+            message = json.loads(payload)
+        except ValueError:
+            return
+        if message.get("node") == self.node:
+            return  # delivered locally already
+        ids = [int(i) for i in message.get("ids", [])]
+        if ids:
+            task: asyncio.Task[None] = asyncio.get_running_loop().create_task(self.deliver(ids))
+            task.add_done_callback(_log_failure)
+
+    async def notify(self, ids: list[int]) -> None:
+        if not ids or self._conn is None:
+            return
+        for start in range(0, len(ids), IDS_PER_NOTIFY):
+            payload = json.dumps({"node": self.node, "ids": ids[start : start + IDS_PER_NOTIFY]})
+            try:
+                await self._conn.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
+            except Exception:
+                log.warning("could not notify other nodes of events", exc_info=True)
+                return
+
+    async def _keep_open(self) -> None:
+        while not self._closing:
+            await asyncio.sleep(5)
+            if self._conn is None or self._conn.is_closed():
+                with contextlib.suppress(Exception):
+                    await self._connect()
+                    log.info("event listener reconnected")
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                await self._conn.close()
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("events from another node not delivered", exc_info=task.exception())

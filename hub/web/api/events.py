@@ -1,0 +1,161 @@
+"""GET /api/v1/events (websocket): the live event stream; PUT/GET /api/v1/me/status.
+
+Authentication: `Authorization: Bearer <token>` on the upgrade request, or,
+for browsers (which cannot set headers on a websocket), a first frame
+`{"token": "...", "last_event_id": N}` within 10 s. A client that
+reconnects passes the last id it saw (`?last_event_id=` or in that frame)
+and first gets what it missed, then live events. Frames: `{"id": 17,
+"kind": "interaction.created", "data": {...}}`; see README for each kind.
+A live connection with status "available" is what makes an agent online
+for assignment (hub/events/presence.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from hub.events.presence import Status
+from hub.events.stream import Client
+from hub.records.auth import Principal, authenticate_token
+from hub.records.schemas import StatusIn
+from hub.web.auth import HUB, PRINCIPAL, principal_of
+from hub.web.errors import ApiError
+from hub.web.params import read_body
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+FIRST_FRAME_SECONDS = 10.0
+# Closed with these codes (RFC 6455 private range): a client can tell why.
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_BAD_REQUEST = 4400
+
+
+def _last_id(raw: Any) -> int:
+    if raw is None or raw == "":
+        return 0
+    if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 0:
+        return raw
+    if isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) < 19:
+        return int(raw)
+    raise ValueError("last_event_id must be a non-negative integer")
+
+
+async def _first_frame(request: web.Request, ws: web.WebSocketResponse) -> tuple[Principal, int]:
+    hub = request.app[HUB]
+    try:
+        msg = await ws.receive(timeout=FIRST_FRAME_SECONDS)
+    except TimeoutError:
+        raise ValueError("no token frame within 10 s") from None
+    if msg.type != WSMsgType.TEXT:
+        raise ValueError('the first frame must be {"token": "..."}')
+    try:
+        data = json.loads(msg.data)
+    except ValueError:
+        raise ValueError('the first frame must be {"token": "..."}') from None
+    if not isinstance(data, dict) or not isinstance(data.get("token"), str):
+        raise ValueError('the first frame must be {"token": "..."}')
+    principal = await authenticate_token(
+        hub.db, data["token"], idle_days=hub.settings.auth.token_idle_days
+    )
+    if principal is None:
+        raise PermissionError("invalid, expired or revoked token")
+    return principal, _last_id(data.get("last_event_id"))
+
+
+@routes.get("/api/v1/events")
+async def events(request: web.Request) -> web.StreamResponse:
+    hub = request.app[HUB]
+    principal: Principal | None = request.get(PRINCIPAL)
+    try:
+        after = _last_id(request.query.get("last_event_id"))
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
+    ws = web.WebSocketResponse(heartbeat=30.0)
+    if not ws.can_prepare(request).ok:
+        raise ApiError(400, "this is a websocket: connect with Upgrade: websocket")
+    await ws.prepare(request)
+    if principal is None:
+        try:
+            principal, given = await _first_frame(request, ws)
+            after = given or after
+        except PermissionError as exc:
+            await ws.close(code=CLOSE_UNAUTHORIZED, message=str(exc).encode())
+            return ws
+        except ValueError as exc:
+            await ws.close(code=CLOSE_BAD_REQUEST, message=str(exc).encode())
+            return ws
+    client = Client(principal, hub.settings.events.client_queue)
+    hub.events.clients.add(client)  # before the replay: nothing falls between the two
+    hub.presence.connected(principal.user_id)
+    reader = asyncio.create_task(_drain_incoming(ws))
+    try:
+        sent = after
+        if after:
+            for frame in await hub.events.replay(principal, after):
+                await ws.send_json(frame.json())
+                sent = frame.id or sent
+        while not ws.closed:
+            getter = asyncio.ensure_future(client.queue.get())
+            done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+            if getter not in done:
+                getter.cancel()
+                break
+            frame = getter.result()
+            if client.dropped:
+                lost = {"id": None, "kind": "bus.overflow", "data": {"dropped": client.dropped}}
+                await ws.send_json(lost)
+                client.dropped = 0
+            if frame.id is not None and frame.id <= sent:
+                continue  # already sent by the replay
+            await ws.send_json(frame.json())
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        hub.events.clients.discard(client)
+        hub.presence.disconnected(principal.user_id)
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await reader
+        await ws.close()
+    return ws
+
+
+async def _drain_incoming(ws: web.WebSocketResponse) -> None:
+    """Read (and ignore) what the client sends, so pings and the close are seen."""
+    async for _msg in ws:
+        pass
+
+
+@routes.get("/api/v1/me/status")
+async def get_status(request: web.Request) -> web.Response:
+    principal = principal_of(request)
+    presence = request.app[HUB].presence
+    return web.json_response(
+        {
+            "user_id": principal.user_id,
+            "status": presence.status(principal.user_id).value,
+            "online": presence.is_online(principal.user_id),
+        }
+    )
+
+
+@routes.put("/api/v1/me/status")
+async def put_status(request: web.Request) -> web.Response:
+    body = await read_body(request, StatusIn)
+    principal = principal_of(request)
+    presence = request.app[HUB].presence
+    presence.set_status(principal.user_id, Status(body.status))
+    return web.json_response(
+        {
+            "user_id": principal.user_id,
+            "status": body.status,
+            "online": presence.is_online(principal.user_id),
+        }
+    )
