@@ -1,0 +1,85 @@
+"""Two `crmhub serve` processes on one PostgreSQL: a webhook on one pops on the other."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from hub.records.auth import create_user, issue_token
+from hub.store.db import Database
+from hub.store.models import Role
+from tests.support.sms import signature_of, twilio_form
+
+pytestmark = pytest.mark.db
+
+TOKEN = "node-test-token"
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def nodes(db_url: str, db: Database, tmp_path: Path) -> Iterator[list[int]]:
+    if db.sqlite:
+        pytest.skip("SQLite is one node; LISTEN/NOTIFY is PostgreSQL's")
+    ports = [_port(), _port()]
+    procs = []
+    for n, port in enumerate(ports):
+        cfg = tmp_path / f"node{n}.yaml"
+        cfg.write_text(
+            f"database:\n  url: {db_url}\nserver:\n  access_log: false\n"
+            f"sms:\n  enabled: true\n  public_url: http://127.0.0.1:{ports[0]}\n"
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CRMHUB_")}
+        env["CRMHUB_SMS__AUTH_TOKEN"] = TOKEN
+        crmhub = str(Path(sys.executable).parent / "crmhub")
+        proc = subprocess.Popen(
+            [crmhub, "-c", str(cfg), "serve", "--port", str(port)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        procs.append(proc)
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("crmhub serving on"), line
+    try:
+        yield ports
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(30)
+
+
+async def test_a_webhook_on_node_a_reaches_a_client_of_node_b(
+    nodes: list[int], db: Database
+) -> None:
+    await create_user(db, "watcher", role=Role.ADMIN, teams=[], password_cost=12)
+    token = await issue_token(db, "watcher")
+    a, b = nodes
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(
+            f"http://127.0.0.1:{b}/api/v1/events", headers={"Authorization": f"Bearer {token}"}
+        )
+        form = twilio_form("SMnodeAB", "über Knoten A")
+        url = f"http://127.0.0.1:{a}/webhooks/twilio/sms"
+        signed = {"X-Twilio-Signature": signature_of(form, url, TOKEN)}
+        async with http.post(url, data=form, headers=signed) as resp:
+            assert resp.status == 200
+        msg: Any = await ws.receive(timeout=15)
+        frame = msg.json()
+        assert frame["kind"] == "interaction.created"
+        assert frame["data"]["sender"] == "+4917155500001"
+        await ws.close()
