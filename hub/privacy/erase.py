@@ -3,8 +3,9 @@
 Removed: the customer (and records merged into it), identities, tags,
 consent, conversations, history, notes, tasks and outbox bodies (they hang
 off the customer with ON DELETE CASCADE), attachment files no other customer
-uses, quarantined raw mail from their addresses, and the detail of audit
-entries about them (who did what, when, stays; what it contained goes).
+uses, quarantined raw mail from their addresses, the event stream's kept
+events about them, and the detail of audit entries about them (who did
+what, when, stays; what it contained goes).
 
 Kept: keyed hashes of their identities in the suppression list, marked when
 they had opted out, so an opted-out person is never contacted again and a
@@ -42,6 +43,7 @@ from hub.store.tables import (
     audit_t,
     consent_t,
     customer_t,
+    event_log_t,
     identity_t,
     interaction_t,
     quarantine_t,
@@ -160,6 +162,14 @@ async def erase_customer(
         if held:
             await conn.execute(delete(quarantine_t).where(quarantine_t.c.id.in_(held)))
         await conn.execute(update(audit_t).where(audit_t.c.customer_id.in_(ids)).values(detail={}))
+        # The kept window of the event stream names them too (sender, subject).
+        about = [
+            event_id
+            for event_id, data in await conn.execute(select(event_log_t.c.id, event_log_t.c.data))
+            if isinstance(data, dict) and data.get("customer_id") in ids
+        ]
+        if about:
+            await conn.execute(delete(event_log_t).where(event_log_t.c.id.in_(about)))
         await conn.execute(delete(customer_t).where(customer_t.c.merged_into_id == customer_id))
         await conn.execute(delete(customer_t).where(customer_t.c.id == customer_id))
         # Files another customer's history still names stay.
