@@ -21,6 +21,7 @@ from hub.runtime import Hub
 SESSION_COOKIE = "crmhub_session"
 CSRF_COOKIE = "crmhub_csrf"
 CSRF_FIELD = "csrf"
+NEW_CSRF = web.RequestKey("new_csrf", str)
 
 
 def secure(request: web.Request) -> bool:
@@ -42,16 +43,16 @@ def csrf_token(request: web.Request) -> str:
     existing = request.cookies.get(CSRF_COOKIE, "")
     if len(existing) >= 32:
         return existing
-    if "new_csrf" not in request:
-        request["new_csrf"] = secrets.token_urlsafe(32)
-    return str(request["new_csrf"])
+    if NEW_CSRF not in request:
+        request[NEW_CSRF] = secrets.token_urlsafe(32)
+    return request[NEW_CSRF]
 
 
 def remember_csrf(request: web.Request, response: web.StreamResponse) -> None:
-    if "new_csrf" in request:
+    if NEW_CSRF in request:
         response.set_cookie(
             CSRF_COOKIE,
-            request["new_csrf"],
+            request[NEW_CSRF],
             httponly=True,
             samesite="Lax",
             secure=secure(request),
