@@ -13,6 +13,7 @@ from hub.web.api import audit, claims, conversations, customers, events, privacy
 from hub.web.audit import audit_middleware
 from hub.web.auth import HUB, THROTTLE, auth_middleware, login, login_throttle, logout
 from hub.web.console import pages as console_pages
+from hub.web.console import work as console_work
 from hub.web.console.pages import console_middleware
 from hub.web.errors import error_middleware, error_response
 from hub.web.openapi import build_document
@@ -74,6 +75,7 @@ def create_app(hub: Hub, *, manage_hub: bool = True) -> web.Application:
     app.router.add_routes(claims.routes)
     app.router.add_routes(events.routes)
     app.router.add_routes(console_pages.routes)
+    app.router.add_routes(console_work.routes)
     app.router.add_routes(console_pages.static_routes())
     mount_webhooks(app, hub)
 

@@ -65,11 +65,16 @@ class Console:
             )
             hub = self.hub = Hub(settings)
             await hub.start()
-            for name, team in (("anna", "Support"), ("ben", "Support"), ("sven", "Sales")):
+            for name, team, role in (
+                ("anna", "Support", Role.AGENT),
+                ("ben", "Support", Role.AGENT),
+                ("sven", "Sales", Role.AGENT),
+                ("sara", "Support", Role.SUPERVISOR),
+            ):
                 user = await create_user(
                     hub.db,
                     name,
-                    role=Role.AGENT,
+                    role=role,
                     teams=[team],
                     password=PASSWORD,
                     password_cost=12,
@@ -237,3 +242,44 @@ def test_the_phone_view_has_no_horizontal_scrolling(
         assert width <= 390, (path, width)
     page.goto(f"{console.base}/customers/{console.ids['caller']}")
     page.screenshot(path=str(tmp_path / "phone.png"), full_page=True)
+
+
+def test_an_unknown_caller_becomes_a_customer_from_the_search(
+    console: Console, browser: Any
+) -> None:
+    page = _login(browser, console, "anna")
+    page.get_by_label("Search customers").fill("0171 9876543")
+    page.get_by_role("button", name="Search").click()
+    page.get_by_role("button", name="Create customer with this number").click()
+    page.wait_for_selector("text=Customer created")
+    assert "+491719876543" in page.locator("main").inner_text()
+    # Edit the basic fields and tags.
+    page.get_by_text("Edit").click()
+    page.get_by_label("Name").fill("Neue Anruferin")
+    page.get_by_label("Tags (comma-separated)").fill("vip, rückruf")
+    page.get_by_role("button", name="Save").click()
+    page.wait_for_selector("text=Saved")
+    assert page.locator("#name").inner_text() == "Neue Anruferin"
+    assert "rückruf" in page.locator("main").inner_text()
+
+
+def test_presence_switch_and_the_supervisors_reassignment(console: Console, browser: Any) -> None:
+    assert console.hub is not None
+    page = _login(browser, console, "ben")
+    page.get_by_role("button", name="Go away").click()
+    page.wait_for_selector("#status >> text=away")
+    assert console.hub.presence.status(console.ids["ben"]).value == "away"
+    page.get_by_role("button", name="Be available").click()
+    page.wait_for_selector("#status >> text=available")
+
+    sup = _login(browser, console, "sara")
+    sup.get_by_role("link", name="Team view").click()
+    sup.get_by_label(f"Assign conversation {console.ids['conversation']}").select_option(
+        label="ben"
+    )
+    sup.get_by_role("button", name="Assign").first.click()
+    sup.wait_for_url(console.base + "/team")
+    assert "ben" in sup.locator("main").inner_text()
+    # An agent may not open the team view.
+    resp = page.goto(console.base + "/team")
+    assert resp is not None and resp.status == 403

@@ -27,7 +27,7 @@ from hub.records.customers import CustomerFilter, CustomerStore
 from hub.records.history import HistoryStore
 from hub.records.identity import InvalidIdentity, normalize_email, normalize_phone
 from hub.records.schemas import TaskIn, TaskPatch
-from hub.store.models import Conversation, ConversationStatus
+from hub.store.models import Conversation, ConversationStatus, Role
 from hub.web.auth import HUB, PRINCIPAL, THROTTLE
 from hub.web.console.session import (
     CSRF_FIELD,
@@ -169,9 +169,12 @@ async def my_work(request: web.Request) -> web.Response:
         )
     far = datetime.max.replace(tzinfo=UTC)
     ordered = sorted(tasks, key=lambda t: (t.due_at or far, t.id or 0))  # overdue first
+    presence = request.app[HUB].presence
     return render(
         request,
         "work.html",
+        presence_status=presence.status(principal.user_id).value,
+        supervisor=principal.role in (Role.ADMIN, Role.SUPERVISOR),
         tasks=[
             {
                 "customer_id": t.customer_id,
@@ -189,6 +192,7 @@ async def my_work(request: web.Request) -> web.Response:
 async def search(request: web.Request) -> web.Response:
     q = request.query.get("q", "").strip()
     results: list[dict[str, Any]] = []
+    phone = None
     if q:
         region = request.app[HUB].settings.identity.default_region
         async with request.app[HUB].db.read() as s:
@@ -199,6 +203,8 @@ async def search(request: web.Request) -> web.Response:
                 customers, _ = await store.search(flt, None, 50)
             else:
                 customers = found
+                if not found and "@" not in q:
+                    phone = q  # an unknown caller: offer to create the customer
             for c in customers:
                 last = max([t for t in (c.last_inbound_at, c.last_outbound_at) if t], default=None)
                 results.append(
@@ -211,7 +217,7 @@ async def search(request: web.Request) -> web.Response:
                         "last": _when(last),
                     }
                 )
-    return render(request, "search.html", q=q, results=results)
+    return render(request, "search.html", q=q, results=results, phone=phone)
 
 
 async def _by_identity(request: web.Request, s: Any, q: str, region: str) -> list[Any] | None:
