@@ -63,6 +63,8 @@ def handler(hook: Webhook) -> Handler:
             return error_response(exc.status, exc.detail)
         try:
             replies = await _ingest(hub, parsed)
+            for call in parsed.calls:
+                await hub.calls.handle(call)
         except IngestError as exc:
             return error_response(400, str(exc))
         except IngestUnavailable as exc:
