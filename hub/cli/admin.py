@@ -86,7 +86,7 @@ async def _check_schema(settings: Settings) -> None:
     try:
         revision = await schema_revision(settings.database.url)
     except Exception as exc:  # unreachable, bad URL: one line
-        raise CliError(f"cannot open the database {_safe_url(settings)}: {exc}") from exc
+        raise CliError(f"cannot open the database {_safe_url(settings)}: {_one_line(exc)}") from exc
     heads = current_heads()
     if revision not in heads:
         state = "was never migrated" if revision is None else f"is at schema {revision}"
@@ -119,11 +119,12 @@ async def _run_server(settings: Settings, host: str, port: int) -> None:
         try:
             await site.start()
         except OSError as exc:
-            # asyncio wraps the reason in a sentence of its own; the errno says it plainly.
-            reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
-            raise CliError(f"cannot listen on {host}:{port}: {reason}") from exc
+            raise CliError(
+                f"cannot listen on {_host_port(host, port)}: {_bind_reason(exc)}"
+            ) from exc
         print(
-            f"crmhub serving on http://{host}:{port} (database {_safe_url(settings)})", flush=True
+            f"crmhub serving on http://{_host_port(host, port)} (database {_safe_url(settings)})",
+            flush=True,
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -132,6 +133,25 @@ async def _run_server(settings: Settings, host: str, port: int) -> None:
         await stop.wait()
     finally:
         await runner.cleanup()
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # IPv6 in brackets
+
+
+def _bind_reason(exc: OSError) -> str:
+    import socket
+
+    if isinstance(exc, socket.gaierror):  # its errno is not an OS errno
+        return f"unknown host ({str(exc.strerror).lower()})"
+    # asyncio wraps the reason in a sentence of its own; the errno says it plainly.
+    return os.strerror(exc.errno).lower() if exc.errno else str(exc)
+
+
+def _one_line(exc: BaseException) -> str:
+    """A driver's own message, without SQLAlchemy's statement and background link."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _fast_event_loop() -> None:
@@ -157,7 +177,7 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     try:
         upgrade(settings.database.url)
     except Exception as exc:  # alembic/driver errors: one line, not a traceback
-        raise CliError(f"migration failed: {exc}") from exc
+        raise CliError(f"migration failed: {_one_line(exc)}") from exc
     print(f"database {_safe_url(settings)} is at the newest schema")
     return 0
 
