@@ -253,6 +253,23 @@ def _user_token(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(run())
 
 
+def _token_command(args: argparse.Namespace, settings: Settings) -> int:
+    from hub.cli.users import list_user_tokens, revoke_user_tokens
+
+    words = args.words
+    if len(words) == 2 and words[0] in ("issue", "list", "revoke"):
+        action, args.username = words
+    elif len(words) == 1:
+        action, args.username = "issue", words[0]
+    else:
+        raise CliError("usage: crmhub user token [issue|list|revoke] USERNAME")
+    if action == "list":
+        return list_user_tokens(args, settings)
+    if action == "revoke":
+        return revoke_user_tokens(args, settings)
+    return _user_token(args, settings)
+
+
 def _customer_merge(args: argparse.Namespace, settings: Settings) -> int:
     from hub.errors import DomainError
     from hub.records.auth import Principal
@@ -315,10 +332,19 @@ def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     p.set_defaults(handler=_user_add)
     p = user.add_parser("list", help="list users")
     p.set_defaults(handler=_user_list)
-    p = user.add_parser("token", help="issue a new API token for a user (printed once)")
-    p.add_argument("username")
-    p.add_argument("--label", help="what the token is for")
-    p.set_defaults(handler=_user_token)
+    p = user.add_parser(
+        "token",
+        help="issue (printed once), list or revoke a user's API tokens",
+        usage="crmhub user token [issue] USERNAME [--label L] | list USERNAME | "
+        "revoke USERNAME [--token-id N]",
+        description="`user token NAME` issues a token and prints it once; `user token list "
+        "NAME` shows token ids, labels and last use; `user token revoke NAME` revokes all of "
+        "NAME's tokens, or one with --token-id.",
+    )
+    p.add_argument("words", nargs="+", metavar="ARG")
+    p.add_argument("--label", help="what the token is for (issue)")
+    p.add_argument("--token-id", type=int, help="only this token (revoke)")
+    p.set_defaults(handler=_token_command)
     add_user_commands(user)
 
     customer = sub.add_parser("customer", help="customer maintenance").add_subparsers(

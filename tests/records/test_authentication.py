@@ -237,3 +237,42 @@ def test_the_access_log_keeps_query_strings_out(caplog: pytest.LogCaptureFixture
     [line] = [r.getMessage() for r in caplog.records]
     assert '"GET /api/v1/lookup HTTP/1.1" 200' in line
     assert "4930123456" not in line
+
+
+async def test_user_token_list_and_revoke_one_by_id(api: Api, hub: Hub, tmp_path: Path) -> None:
+    second = await issue_token(hub.db, "sales_agent", name="laptop")
+    code, out, err = await _cli(hub, tmp_path, "user", "token", "list", "sales_agent")
+    assert (code, err) == (0, "")
+    async with hub.db.read() as s:
+        ids = (
+            await s.exec(
+                select(ApiToken.id)
+                .where(ApiToken.user_id == api.user_ids["sales_agent"])
+                .order_by(ApiToken.id)  # type: ignore[arg-type]
+            )
+        ).all()
+    # id, label, last use (the date columns vary): the fixture's token, then "laptop".
+    rows = [(line.split()[0], line.split()[1], line.split()[-1]) for line in out.splitlines()[1:]]
+    assert rows == [(str(ids[0]), "-", "never"), (str(ids[1]), "laptop", "never")]
+    laptop_id = ids[1]
+    assert await _cli(
+        hub, tmp_path, "user", "token", "revoke", "sales_agent", "--token-id", str(laptop_id)
+    ) == (0, "revoked 1 token(s) of sales_agent\n", "")
+    # The one revoked stops; the other keeps working.
+    assert (await api.call("GET", "/api/v1/customers", None, headers=_bearer(second)))[0] == 401
+    assert (await api.call("GET", "/api/v1/customers", "sales_agent"))[0] == 200
+    assert await _cli(hub, tmp_path, "user", "token", "revoke", "sales_agent") == (
+        0,
+        "revoked 1 token(s) of sales_agent\n",
+        "",
+    )
+    assert (await api.call("GET", "/api/v1/customers", "sales_agent"))[0] == 401
+    assert await _cli(hub, tmp_path, "user", "token", "list", "ghost") == (
+        1,
+        "",
+        "crmhub: no user 'ghost'\n",
+    )
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
