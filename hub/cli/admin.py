@@ -102,17 +102,11 @@ async def _run_server(settings: Settings, host: str, port: int) -> None:
     from aiohttp import web
 
     from hub.runtime import Hub
+    from hub.web.access_log import runner_options
     from hub.web.app import create_app
 
     hub = Hub(settings, read_mail=True)
-    from hub.web.access_log import LOGGER, access_logger
-
-    access_log = LOGGER if settings.server.access_log else None
-    runner = web.AppRunner(
-        create_app(hub),
-        access_log=access_log,
-        access_log_class=access_logger(settings.server.access_log_query),
-    )
+    runner = web.AppRunner(create_app(hub), **runner_options(settings.server))
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)

@@ -276,3 +276,22 @@ async def test_user_token_list_and_revoke_one_by_id(api: Api, hub: Hub, tmp_path
 
 def _bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+async def test_login_hashes_in_a_worker_thread_for_known_and_unknown_users(
+    api: Api, hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    threads: list[bool] = []
+    real = passwords.verify_password
+
+    def recording(password: str, stored: str | None) -> bool:
+        threads.append(threading.current_thread() is threading.main_thread())
+        return real(password, stored)
+
+    monkeypatch.setattr(passwords, "verify_password", recording)
+    assert await authenticate_password(hub.db, "agent", "pw-agent", cost=12) is not None
+    assert await authenticate_password(hub.db, "nobody-here", "guess", cost=12) is None
+    # Never on the event loop's thread: a login must not stall webhooks.
+    assert threads == [False, False]
