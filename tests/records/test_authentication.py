@@ -295,3 +295,22 @@ async def test_login_hashes_in_a_worker_thread_for_known_and_unknown_users(
     assert await authenticate_password(hub.db, "nobody-here", "guess", cost=12) is None
     # Never on the event loop's thread: a login must not stall webhooks.
     assert threads == [False, False]
+
+
+async def test_last_use_is_written_at_most_once_a_minute(hub: Hub, api: Api) -> None:
+    token = await issue_token(hub.db, "agent")
+
+    async def last_used() -> Any:
+        async with hub.db.read() as s:
+            query = select(ApiToken.last_used_at).where(ApiToken.token_hash == token_hash(token))
+            return (await s.exec(query)).one()
+
+    start = utcnow()
+    assert await authenticate_token(hub.db, token, now=start) is not None
+    assert await last_used() == start
+    # Within the minute: no write (a write per request would cost more than the request).
+    assert await authenticate_token(hub.db, token, now=start + timedelta(seconds=59)) is not None
+    assert await last_used() == start
+    later = start + timedelta(seconds=61)
+    assert await authenticate_token(hub.db, token, now=later) is not None
+    assert await last_used() == later
