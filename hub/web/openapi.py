@@ -165,7 +165,7 @@ OPERATIONS: list[Operation] = [
     (
         "get",
         "/api/v1/lookup",
-        "Who is this phone number or email address (screen pop)",
+        "The caller card for a phone number or email address (screen pop; an unencoded + works)",
         [_q("phone"), _q("email")],
         None,
         "200",
