@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
 from channels.base import Channel, InboundContact
 from hub.runtime import Hub
 from tests.support.api import Api
+
+pytestmark = pytest.mark.db
 
 
 async def alice(api: Api, hub: Hub) -> int:
