@@ -105,7 +105,7 @@ async def events(request: web.Request) -> web.StreamResponse:
         sent = after
         if after:
             for frame in await hub.events.replay(principal, after):
-                await ws.send_json(await _outgoing(hub, principal, frame))
+                await ws.send_str(await _outgoing(hub, principal, frame))
                 sent = frame.id or sent
         while not ws.closed:
             getter = asyncio.ensure_future(client.queue.get())
@@ -120,7 +120,7 @@ async def events(request: web.Request) -> web.StreamResponse:
                 client.dropped = 0
             if frame.id is not None and frame.id <= sent:
                 continue  # already sent by the replay
-            await ws.send_json(await _outgoing(hub, principal, frame))
+            await ws.send_str(await _outgoing(hub, principal, frame))
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:
@@ -133,12 +133,12 @@ async def events(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-async def _outgoing(hub: Hub, principal: Principal, frame: Frame) -> dict[str, Any]:
+async def _outgoing(hub: Hub, principal: Principal, frame: Frame) -> str:
     """A `call.ringing` pop gets the caller card built for this recipient (their
     teams decide known / other_team); every other frame goes out as stored."""
-    body = frame.json()
     if frame.kind != CALL_RINGING:
-        return body
+        return frame.text
+    body = frame.json()
     data = dict(frame.data)
     raw_id = data.get("customer_id")
     number = data.get("from")
@@ -155,7 +155,7 @@ async def _outgoing(hub: Hub, principal: Principal, frame: Frame) -> dict[str, A
         # Withheld or unusable number: the pop still goes out, as an unknown caller.
         data["caller"] = {"status": "unknown", "phone": number}
     body["data"] = data
-    return body
+    return json.dumps(body)
 
 
 async def _drain_incoming(ws: web.WebSocketResponse) -> None:
