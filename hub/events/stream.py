@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -42,7 +44,7 @@ from hub.store.tables import event_log_t
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Frame:
     id: int | None
     kind: str
@@ -52,6 +54,11 @@ class Frame:
 
     def json(self) -> dict[str, Any]:
         return {"id": self.id, "kind": self.kind, "data": self.data}
+
+    @functools.cached_property
+    def text(self) -> str:
+        """Encoded once, however many clients it goes to (a team event reaches dozens)."""
+        return json.dumps(self.json())
 
 
 def may_see(principal: Principal, frame: Frame) -> bool:
