@@ -82,7 +82,6 @@ Operation = tuple[str, str, str, list[dict[str, Any]], type[BaseModel] | None, s
 OPERATIONS: list[Operation] = [
     ("get", "/healthz", "Process is up", [], None, "200"),
     ("get", "/readyz", "Database is reachable", [], None, "200"),
-    ("get", "/", "A page pointing to this document", [], None, "200"),
     ("get", "/api/v1/openapi.json", "This document", [], None, "200"),
     (
         "post",
