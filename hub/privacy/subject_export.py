@@ -27,6 +27,7 @@ from hub.store.db import Database
 from hub.store.tables import (
     attachment_t,
     audit_t,
+    claim_t,
     conversation_t,
     customer_t,
     identity_t,
@@ -66,6 +67,8 @@ async def collect(conn: AsyncConnection, customer_id: int) -> dict[str, Any]:
         "customer": found[0],
         "merged_records": merged,
         "identities": await _rows(conn, identity_t, identity_t.c.customer_id.in_(ids)),
+        # Given for this person while another team's customer holds them (claims.py).
+        "identity_claims": await _rows(conn, claim_t, claim_t.c.customer_id.in_(ids)),
         "tags": [t["tag"] for t in await _rows_tags(conn, ids)],
         "consent_history": await consent_history(conn, customer_id),
         "conversations": await _rows(conn, conversation_t, conversation_t.c.customer_id.in_(ids)),

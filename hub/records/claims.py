@@ -139,3 +139,39 @@ async def list_claims(conn: AsyncConnection, principal: Principal) -> list[dict[
             ).scalar()
         out.append(item)
     return out
+
+
+_CUSTOMER_BY_CLAIM = (
+    select(customer_t)
+    .join(claim_t, claim_t.c.customer_id == customer_t.c.id)
+    .where(claim_t.c.kind == bindparam("kind"))
+    .where(claim_t.c.value == bindparam("value"))
+    .where(customer_t.c.merged_into_id.is_(None))
+    .order_by(customer_t.c.id)
+)
+
+
+async def customer_by_claim(
+    conn: AsyncConnection, principal: Principal, kind: str, value: str
+) -> Any:
+    """A visible customer that claims (kind, value): the lookup of a claimed identity
+    must find the caller's record as a free one would, not answer 404."""
+    query = _CUSTOMER_BY_CLAIM
+    params: dict[str, Any] = {"kind": kind, "value": value}
+    if not principal.is_admin:
+        query = query.where(customer_t.c.team_id.in_(bindparam("teams", expanding=True)))
+        params["teams"] = sorted(principal.team_ids)
+    return (await conn.execute(query, params)).first()
+
+
+async def after_merge(conn: AsyncConnection, keep_id: int, other_id: int) -> None:
+    """Claims follow the merge; a claim on an identity the survivor now holds is resolved."""
+    await conn.execute(
+        claim_t.update().where(claim_t.c.customer_id == other_id).values(customer_id=keep_id)
+    )
+    owned = select(identity_t.c.id).where(
+        identity_t.c.customer_id == keep_id,
+        identity_t.c.kind == claim_t.c.kind,
+        identity_t.c.value == claim_t.c.value,
+    )
+    await conn.execute(delete(claim_t).where(claim_t.c.customer_id == keep_id, owned.exists()))

@@ -15,6 +15,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from hub.errors import Conflict, Invalid, Moved
 from hub.records.access import Action, require
 from hub.records.auth import Principal
+from hub.records.claims import after_merge as claims_after_merge
 from hub.records.customers import SCALAR_FIELDS, CustomerStore
 from hub.store.models import (
     AuditEvent,
@@ -116,6 +117,7 @@ async def merge_customers(
         .where(col(Customer.merged_into_id) == other_id)
         .values(merged_into_id=keep_id)
     )
+    await claims_after_merge(await session.connection(), keep_id, other_id)
     session.add_all([keep, other])
     session.add(
         AuditEvent(
