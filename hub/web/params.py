@@ -86,7 +86,18 @@ def query_time(request: web.Request, name: str) -> datetime | None:
         raise ApiError(
             400, f"query parameter {name} must be an ISO 8601 time, not {raw!r}"
         ) from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return in_utc(value, f"query parameter {name}")
+
+
+def in_utc(value: datetime, what: str) -> datetime:
+    """The time in UTC (naive means UTC). The databases compare in UTC, and the
+    driver's conversion of 0001-01-01T00:00+01:00 overflowed: a 500, now a 400."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ApiError(400, f"{what} is outside the years 1 to 9999 in UTC") from None
 
 
 def query_limit(request: web.Request, default: int, maximum: int) -> int:
