@@ -6,7 +6,7 @@ sends them to a real server as the admin; webhooks are signed exactly as
 Twilio signs them, so their parsers are fuzzed past the signature. Every
 response must be a documented status with a documented content type and body
 schema. A new route is fuzzed as soon as it is in the document, and
-tests/web/test_routes.py keeps every route in the document.
+tests/api/test_access.py keeps every served route in the document.
 
 Runs on SQLite, and on PostgreSQL in the `-m db` run (which refuses NUL
 characters and 64-bit ids that SQLite takes). Deterministic (derandomized) and
