@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 Text200 = Field(default="", max_length=200)
 # Ids in bodies: 32-bit like the database's (a larger one cannot name a row).
 Id = Annotated[int, Field(ge=1, le=2**31 - 1)]
+
+
+def _utc_representable(value: datetime) -> datetime:
+    # The drivers store times in UTC: 0001-01-01T00:00+01:00 overflowed at commit (a 500).
+    if value.tzinfo is not None:
+        try:
+            value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("must lie within the years 1 to 9999 in UTC") from None
+    return value
+
+
+Time = Annotated[datetime, AfterValidator(_utc_representable)]
 
 
 def _has_nul(value: Any) -> bool:
@@ -77,13 +90,13 @@ class NoteIn(_In):
 class TaskIn(_In):
     customer_id: Id
     title: str = Field(min_length=1, max_length=300)
-    due_at: datetime | None = None
+    due_at: Time | None = None
     assignee_id: Id | None = None
 
 
 class TaskPatch(_In):
     title: str | None = Field(default=None, min_length=1, max_length=300)
-    due_at: datetime | None = None
+    due_at: Time | None = None
     assignee_id: Id | None = None
     done: bool | None = None
 

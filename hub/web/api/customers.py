@@ -23,6 +23,7 @@ from hub.web.params import (
     as_id,
     decode_cursor,
     id_cursor,
+    in_utc,
     page_response,
     path_int,
     query_int,
@@ -134,7 +135,7 @@ async def timeline(request: web.Request) -> web.Response:
             raise ApiError(400, "cursor is not one this API handed out") from None
         if at.tzinfo is None or len(cursor) != 2:
             raise ApiError(400, "cursor is not one this API handed out")
-        before = (at, as_id("cursor", cursor[1]))
+        before = (in_utc(at, "cursor"), as_id("cursor", cursor[1]))
     async with request.app[HUB].db.read() as s:
         history = HistoryStore(s, principal_of(request), _region(request))
         page, nxt = await history.timeline(path_int(request), before, _limit(request))
