@@ -3,9 +3,9 @@
 Removed: the customer (and records merged into it), identities, tags,
 consent, conversations, history, notes, tasks and outbox bodies (they hang
 off the customer with ON DELETE CASCADE), attachment files no other customer
-uses, quarantined raw mail from their addresses, the event stream's kept
-events about them, and the detail of audit entries about them (who did
-what, when, stays; what it contained goes).
+uses, quarantined raw mail from their addresses or released into their
+history, the event stream's kept events about them, and the detail of audit
+entries about them (who did what, when, stays; what it contained goes).
 
 Kept: keyed hashes of their identities in the suppression list, marked when
 they had opted out, so an opted-out person is never contacted again and a
@@ -70,9 +70,12 @@ class ErasureReport:
     suppressed_opted_out: int
 
 
+_HEAD_BYTES = 65536
+
+
 def _sender_of(raw: bytes) -> str:
     try:
-        msg = email.message_from_bytes(raw[:65536], policy=email.policy.compat32)
+        msg = email.message_from_bytes(raw[:_HEAD_BYTES], policy=email.policy.compat32)
         return email.utils.parseaddr(str(msg.get("From", "") or ""))[1].lower()
     except Exception:
         return ""
@@ -154,13 +157,24 @@ async def erase_customer(
             ).scalar_one()
         )
         emails = {v for k, v in identities if k == IdentityKind.EMAIL.value}
-        held = []
+        # Raw mail released into their history goes whoever sent it (a colleague's
+        # forward names them too); the link would only be set NULL by the delete.
+        held = set(
+            (
+                await conn.execute(
+                    select(quarantine_t.c.id).where(quarantine_t.c.interaction_id.in_(interactions))
+                )
+            ).scalars()
+        )
         if emails:
-            for qid, raw in await conn.execute(select(quarantine_t.c.id, quarantine_t.c.raw)):
+            # Only the head of each message is read: the sender is in the first
+            # headers, and the quarantine may hold many large hostile messages.
+            head = func.substr(quarantine_t.c.raw, 1, _HEAD_BYTES)
+            for qid, raw in await conn.execute(select(quarantine_t.c.id, head)):
                 if _sender_of(bytes(raw)) in emails:
-                    held.append(qid)
+                    held.add(qid)
         if held:
-            await conn.execute(delete(quarantine_t).where(quarantine_t.c.id.in_(held)))
+            await conn.execute(delete(quarantine_t).where(quarantine_t.c.id.in_(sorted(held))))
         await conn.execute(update(audit_t).where(audit_t.c.customer_id.in_(ids)).values(detail={}))
         # The kept window of the event stream names them too (sender, subject).
         about = [

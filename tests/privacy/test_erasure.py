@@ -20,7 +20,7 @@ from hub.records.auth import create_user, issue_token
 from hub.runtime import Hub
 from hub.store.db import Database
 from hub.store.models import Consent, Role
-from hub.store.tables import audit_t, customer_t, interaction_t, suppression_t
+from hub.store.tables import audit_t, customer_t, interaction_t, quarantine_t, suppression_t
 from hub.web.app import create_app
 from tests.support.hubs import make_settings
 from tests.support.mail import hold
@@ -221,3 +221,44 @@ async def test_subject_export_holds_everything_about_the_person(
     agent = {"Authorization": f"Bearer {await issue_token(hub.db, 'agent7')}"}
     resp = await client.get(f"/api/v1/customers/{customer_id}/export", headers=agent)
     assert resp.status == 403
+
+
+async def test_erasure_removes_raw_mail_released_into_her_history_and_keeps_others(
+    erasing: tuple[Hub, TestClient[Any, Any], str],
+) -> None:
+    """A colleague forwarded her mail; it was quarantined, then released into her
+    history. Its sender is not hers, but the raw message names her: it goes too.
+    A held message from somebody else stays."""
+    hub, client, token = erasing
+    customer_id = await _person(hub)
+    forwarded = await hold(
+        hub.db,
+        21,
+        f"From: Kollege <kollege@example.com>\r\nSubject: Fwd\r\n\r\n{NAME} {PHONE}\r\n".encode(),
+        "x",
+    )
+    other = await hold(hub.db, 22, b"From: someone@example.net\r\nSubject: x\r\n\r\nhi\r\n", "x")
+    async with hub.db.write() as s:
+        conn = await s.connection()
+        entry = (
+            await conn.execute(
+                select(interaction_t.c.id).where(interaction_t.c.customer_id == customer_id)
+            )
+        ).scalar_one()
+        await conn.execute(
+            quarantine_t.update()
+            .where(quarantine_t.c.id == forwarded)
+            .values(status="released", interaction_id=entry)
+        )
+    resp = await client.post(
+        f"/api/v1/customers/{customer_id}/erase",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert resp.status == 200
+    assert (await resp.json())["quarantined_messages"] == 1
+    async with hub.db.read() as s:
+        conn = await s.connection()
+        left = (await conn.execute(select(quarantine_t.c.id).order_by(quarantine_t.c.id))).all()
+    assert [r.id for r in left] == [other]
+    if hub.db.sqlite:
+        assert PHONE.encode() not in _files(hub.settings.database.url)
