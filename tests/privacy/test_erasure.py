@@ -216,6 +216,17 @@ async def test_subject_export_holds_everything_about_the_person(
     assert [h["text"] for h in data["history"]] == [f"Hallo, hier {NAME}"]
     assert [t["title"] for t in data["tasks"]] == ["Rückruf"]
     assert {a["action"] for a in data["audit"]} >= {"create"}
+    # The export itself is in the audit log as soon as the archive is out (not queued).
+    async with hub.db.read() as s:
+        conn = await s.connection()
+        exported = (
+            await conn.execute(
+                select(audit_t.c.actor_id, audit_t.c.client).where(
+                    audit_t.c.action == "subject_export", audit_t.c.customer_id == customer_id
+                )
+            )
+        ).all()
+    assert [(r.actor_id is not None, r.client) for r in exported] == [(True, "127.0.0.1")]
     # Not an admin: 403.
     await create_user(hub.db, "agent7", role=Role.AGENT, teams=["Support"])
     agent = {"Authorization": f"Bearer {await issue_token(hub.db, 'agent7')}"}
