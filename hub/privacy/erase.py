@@ -21,9 +21,6 @@ space (README: run `VACUUM` after erasures when that matters).
 from __future__ import annotations
 
 import asyncio
-import email
-import email.policy
-import email.utils
 import logging
 import sqlite3
 from dataclasses import dataclass
@@ -36,6 +33,7 @@ from channels.email.attachments import AttachmentStore
 from hub.errors import Invalid, NotFound
 from hub.privacy import suppression
 from hub.privacy.audit import Entry
+from hub.privacy.held_mail import held_mail_of
 from hub.store.db import LOCK_WAIT_SECONDS, Database
 from hub.store.models import ConsentState, IdentityKind
 from hub.store.tables import (
@@ -68,17 +66,6 @@ class ErasureReport:
     files: int
     quarantined: int
     suppressed_opted_out: int
-
-
-_HEAD_BYTES = 65536
-
-
-def _sender_of(raw: bytes) -> str:
-    try:
-        msg = email.message_from_bytes(raw[:_HEAD_BYTES], policy=email.policy.compat32)
-        return email.utils.parseaddr(str(msg.get("From", "") or ""))[1].lower()
-    except Exception:
-        return ""
 
 
 async def _opted_out_channels(conn: AsyncConnection, ids: list[int]) -> set[str]:
@@ -157,22 +144,7 @@ async def erase_customer(
             ).scalar_one()
         )
         emails = {v for k, v in identities if k == IdentityKind.EMAIL.value}
-        # Raw mail released into their history goes whoever sent it (a colleague's
-        # forward names them too); the link would only be set NULL by the delete.
-        held = set(
-            (
-                await conn.execute(
-                    select(quarantine_t.c.id).where(quarantine_t.c.interaction_id.in_(interactions))
-                )
-            ).scalars()
-        )
-        if emails:
-            # Only the head of each message is read: the sender is in the first
-            # headers, and the quarantine may hold many large hostile messages.
-            head = func.substr(quarantine_t.c.raw, 1, _HEAD_BYTES)
-            for qid, raw in await conn.execute(select(quarantine_t.c.id, head)):
-                if _sender_of(bytes(raw)) in emails:
-                    held.add(qid)
+        held = await held_mail_of(conn, interactions, emails)
         if held:
             await conn.execute(delete(quarantine_t).where(quarantine_t.c.id.in_(sorted(held))))
         await conn.execute(update(audit_t).where(audit_t.c.customer_id.in_(ids)).values(detail={}))

@@ -202,6 +202,22 @@ async def test_subject_export_holds_everything_about_the_person(
         "/api/v1/tasks", headers=auth, json={"customer_id": customer_id, "title": "Rückruf"}
     )
     assert resp.status == 201
+    # Raw mail a colleague forwarded, quarantined, then released into her history.
+    raw = f"From: kollege@example.com\r\nSubject: Fwd\r\n\r\n{NAME}\r\n".encode()
+    forwarded = await hold(hub.db, 41, raw, "too deep")
+    await hold(hub.db, 42, b"From: someone@example.net\r\n\r\nnot hers\r\n", "x")
+    async with hub.db.write() as s:
+        conn = await s.connection()
+        await conn.execute(
+            quarantine_t.update()
+            .where(quarantine_t.c.id == forwarded)
+            .values(
+                status="released",
+                interaction_id=select(interaction_t.c.id)
+                .where(interaction_t.c.customer_id == customer_id)
+                .scalar_subquery(),
+            )
+        )
     resp = await client.get(f"/api/v1/customers/{customer_id}/export", headers=auth)
     assert (resp.status, resp.content_type) == (200, "application/zip")
     import io
@@ -216,6 +232,13 @@ async def test_subject_export_holds_everything_about_the_person(
     assert [h["text"] for h in data["history"]] == [f"Hallo, hier {NAME}"]
     assert [t["title"] for t in data["tasks"]] == ["Rückruf"]
     assert {a["action"] for a in data["audit"]} >= {"create"}
+    assert [(q["id"], q["error"], q["status"]) for q in data["quarantined_mail"]] == [
+        (forwarded, "too deep", "released")
+    ]
+    assert archive.read(f"quarantine/{forwarded}.eml") == raw
+    assert sorted(n for n in archive.namelist() if n.startswith("quarantine/")) == [
+        f"quarantine/{forwarded}.eml"
+    ]
     # The export itself is in the audit log as soon as the archive is out (not queued).
     async with hub.db.read() as s:
         conn = await s.connection()
