@@ -82,7 +82,8 @@ def _export(args: argparse.Namespace, settings: Settings) -> int:
             await db.close()
         print(
             f"wrote {args.output}: {counts['history']} history entries, {counts['files']} "
-            f"attachment files, {counts['audit']} audit entries"
+            f"attachment files, {counts['audit']} audit entries, "
+            f"{counts['quarantined']} quarantined messages"
         )
         return 0
 

@@ -1,7 +1,8 @@
 """The audit log: who read, changed, exported or erased what, when, from where.
 
-Append-only rows in `audit_event`. Changes that already write their own
-entry in the same transaction (delete, merge, erase) keep doing so; every
+Append-only rows in `audit_event`. Changes write their own entry in the
+same transaction (`write_in`: customer create/change/delete, merge, consent,
+reply sent, erase; subject exports commit theirs before the archive leaves); every
 API request of a logged-in user is recorded by the web layer through
 `AuditLog.record`, which queues entries and writes them in batches (one
 insert per batch, not a commit per read), so reading a card costs the
@@ -21,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.store.db import Database
 from hub.store.models import utcnow
@@ -54,6 +56,12 @@ class Entry:
             "client": (self.client or None) and self.client[:64],
             "detail": self.detail,
         }
+
+
+async def write_in(conn: AsyncConnection, entry: Entry) -> None:
+    """Write `entry` in the caller's transaction: the change and its entry commit
+    (or roll back) together, for changes whose record must survive a crash."""
+    await conn.execute(insert(audit_t), [entry.row()])
 
 
 class AuditLog:

@@ -3,9 +3,9 @@
 Removed: the customer (and records merged into it), identities, tags,
 consent, conversations, history, notes, tasks and outbox bodies (they hang
 off the customer with ON DELETE CASCADE), attachment files no other customer
-uses, quarantined raw mail from their addresses, the event stream's kept
-events about them, and the detail of audit entries about them (who did
-what, when, stays; what it contained goes).
+uses, quarantined raw mail from their addresses or released into their
+history, the event stream's kept events about them, and the detail of audit
+entries about them (who did what, when, stays; what it contained goes).
 
 Kept: keyed hashes of their identities in the suppression list, marked when
 they had opted out, so an opted-out person is never contacted again and a
@@ -21,9 +21,6 @@ space (README: run `VACUUM` after erasures when that matters).
 from __future__ import annotations
 
 import asyncio
-import email
-import email.policy
-import email.utils
 import logging
 import sqlite3
 from dataclasses import dataclass
@@ -36,6 +33,7 @@ from channels.email.attachments import AttachmentStore
 from hub.errors import Invalid, NotFound
 from hub.privacy import suppression
 from hub.privacy.audit import Entry
+from hub.privacy.held_mail import held_mail_of
 from hub.store.db import LOCK_WAIT_SECONDS, Database
 from hub.store.models import ConsentState, IdentityKind
 from hub.store.tables import (
@@ -68,14 +66,6 @@ class ErasureReport:
     files: int
     quarantined: int
     suppressed_opted_out: int
-
-
-def _sender_of(raw: bytes) -> str:
-    try:
-        msg = email.message_from_bytes(raw[:65536], policy=email.policy.compat32)
-        return email.utils.parseaddr(str(msg.get("From", "") or ""))[1].lower()
-    except Exception:
-        return ""
 
 
 async def _opted_out_channels(conn: AsyncConnection, ids: list[int]) -> set[str]:
@@ -154,13 +144,9 @@ async def erase_customer(
             ).scalar_one()
         )
         emails = {v for k, v in identities if k == IdentityKind.EMAIL.value}
-        held = []
-        if emails:
-            for qid, raw in await conn.execute(select(quarantine_t.c.id, quarantine_t.c.raw)):
-                if _sender_of(bytes(raw)) in emails:
-                    held.append(qid)
+        held = await held_mail_of(conn, interactions, emails)
         if held:
-            await conn.execute(delete(quarantine_t).where(quarantine_t.c.id.in_(held)))
+            await conn.execute(delete(quarantine_t).where(quarantine_t.c.id.in_(sorted(held))))
         await conn.execute(update(audit_t).where(audit_t.c.customer_id.in_(ids)).values(detail={}))
         # The kept window of the event stream names them too (sender, subject).
         about = [

@@ -3,7 +3,8 @@
 Off while `privacy.retention` is empty. "anonymise" keeps the entry (that a
 contact happened, when, on which channel: the statistics) and blanks what
 it said and who it was with; "delete" removes it with its attachments
-(their files go with the next `crmhub attachments sweep`).
+(their files go with the next `crmhub attachments sweep`). Raw mail released
+from the quarantine into such an entry is deleted in both cases.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
 from hub.config import RetentionRule
 from hub.store.db import Database
 from hub.store.models import utcnow
-from hub.store.tables import attachment_t, interaction_t
+from hub.store.tables import attachment_t, interaction_t, quarantine_t
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,12 @@ async def apply_retention(
                 ids = select(interaction_t.c.id).where(where)
                 await conn.execute(
                     delete(attachment_t).where(attachment_t.c.interaction_id.in_(ids))
+                )
+                # The raw message of an entry released from the quarantine says
+                # everything the entry said: it goes whether the entry is deleted
+                # or anonymised (deleting would only set its link NULL).
+                await conn.execute(
+                    delete(quarantine_t).where(quarantine_t.c.interaction_id.in_(ids))
                 )
                 if rule.action == "delete":
                     await conn.execute(delete(interaction_t).where(where))

@@ -3,7 +3,9 @@
 `data.json` holds the record, identities, tags, consent history,
 conversations, the whole history (notes included) with its metadata, tasks,
 outbound messages as queued (bodies included) and the audit entries about
-them; `attachments/<sha256>` holds every file of their history. Read from
+them; `attachments/<sha256>` holds every file of their history and
+`quarantine/<id>.eml` the raw mail the quarantine holds from or about them
+(`quarantined_mail` in data.json describes it). Read from
 one snapshot, so the parts agree with each other.
 """
 
@@ -22,8 +24,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from channels.email.attachments import AttachmentStore
 from hub.errors import NotFound
+from hub.privacy.held_mail import held_mail_of
 from hub.records.consent import consent_history
 from hub.store.db import Database
+from hub.store.models import IdentityKind
 from hub.store.tables import (
     attachment_t,
     audit_t,
@@ -33,6 +37,7 @@ from hub.store.tables import (
     identity_t,
     interaction_t,
     outbox_t,
+    quarantine_t,
     tag_t,
     task_t,
 )
@@ -63,10 +68,23 @@ async def collect(conn: AsyncConnection, customer_id: int) -> dict[str, Any]:
         attachment_t,
         attachment_t.c.interaction_id.in_([i["id"] for i in interactions]),
     )
+    identities = await _rows(conn, identity_t, identity_t.c.customer_id.in_(ids))
+    emails = {i["value"] for i in identities if i["kind"] == IdentityKind.EMAIL.value}
+    held = await held_mail_of(
+        conn, select(interaction_t.c.id).where(interaction_t.c.customer_id.in_(ids)), emails
+    )
+    quarantined = [
+        {k: _plain(v) for k, v in row._mapping.items()}
+        for row in await conn.execute(
+            select(*(c for c in quarantine_t.c if c.name != "raw"))
+            .where(quarantine_t.c.id.in_(sorted(held)))
+            .order_by(quarantine_t.c.id)
+        )
+    ]
     return {
         "customer": found[0],
         "merged_records": merged,
-        "identities": await _rows(conn, identity_t, identity_t.c.customer_id.in_(ids)),
+        "identities": identities,
         # Given for this person while another team's customer holds them (claims.py).
         "identity_claims": await _rows(conn, claim_t, claim_t.c.customer_id.in_(ids)),
         "tags": [t["tag"] for t in await _rows_tags(conn, ids)],
@@ -77,6 +95,7 @@ async def collect(conn: AsyncConnection, customer_id: int) -> dict[str, Any]:
         "tasks": await _rows(conn, task_t, task_t.c.customer_id.in_(ids)),
         "outbound_messages": await _rows(conn, outbox_t, outbox_t.c.customer_id.in_(ids)),
         "audit": await _rows(conn, audit_t, audit_t.c.customer_id.in_(ids)),
+        "quarantined_mail": quarantined,
     }
 
 
@@ -92,7 +111,16 @@ async def export_subject(
 ) -> dict[str, int]:
     """Write the archive to `out`; returns counts for the caller's summary."""
     async with db.read() as s:
-        data = await collect(await s.connection(), customer_id)
+        conn = await s.connection()
+        data = await collect(conn, customer_id)
+        raws = {
+            qid: bytes(raw)
+            for qid, raw in await conn.execute(
+                select(quarantine_t.c.id, quarantine_t.c.raw).where(
+                    quarantine_t.c.id.in_([q["id"] for q in data["quarantined_mail"]])
+                )
+            )
+        }
     shas = sorted({a["sha256"] for a in data["attachments"] if a.get("sha256")})
 
     def write() -> int:
@@ -104,8 +132,15 @@ async def export_subject(
                 if store.exists(sha):
                     archive.write(store.path_for(sha), f"attachments/{sha}")
                     files += 1
+            for qid, raw in sorted(raws.items()):
+                archive.writestr(f"quarantine/{qid}.eml", raw)
         tmp.replace(out)  # never a half-written archive under the real name
         return files
 
     files = await asyncio.to_thread(write)
-    return {"history": len(data["history"]), "files": files, "audit": len(data["audit"])}
+    return {
+        "history": len(data["history"]),
+        "files": files,
+        "audit": len(data["audit"]),
+        "quarantined": len(raws),
+    }

@@ -317,6 +317,8 @@ class CustomerStore:
                 action=action,
                 entity="customer",
                 entity_id=customer_id,
+                # Found by `audit?customer_id=`, the subject export and erasure's scrub.
+                customer_id=customer_id,
                 detail=detail,
             )
         )

@@ -125,6 +125,7 @@ async def merge_customers(
             action="merge",
             entity="customer",
             entity_id=keep_id,
+            customer_id=keep_id,
             detail={"merged": other_id},
         )
     )

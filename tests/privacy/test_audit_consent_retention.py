@@ -13,9 +13,10 @@ from channels.base import Channel, InboundContact
 from hub.config import RetentionRule
 from hub.privacy.retention import apply_retention
 from hub.runtime import Hub
-from hub.store.tables import audit_t, interaction_t
+from hub.store.tables import audit_t, interaction_t, quarantine_t
 from tests.support.api import Api
 from tests.support.imports import crmhub
+from tests.support.mail import hold
 
 pytestmark = pytest.mark.db
 
@@ -32,9 +33,18 @@ async def test_reads_changes_and_logins_are_in_the_audit_log(api: Api, hub: Hub)
     assert status == 200
     agent = api.user_ids["agent"]
     assert [
-        (e["actor_id"], e["action"], e["entity"], e["entity_id"], e["client"], e["detail"]["route"])
+        (
+            e["actor_id"],
+            e["action"],
+            e["entity"],
+            e["entity_id"],
+            e["client"],
+            e["detail"].get("route"),
+        )
         for e in body["items"]
     ] == [
+        # Written by the change itself, in its transaction; then the request's entry.
+        (agent, "create", "customer", cid, None, None),
         (agent, "create", "customer", None, "127.0.0.1", "POST /api/v1/customers"),
         (agent, "read", "customer", cid, "127.0.0.1", "GET /api/v1/customers/{id}"),
         (agent, "read", "customer", cid, "127.0.0.1", "GET /api/v1/customers/{id}/timeline"),
@@ -106,6 +116,17 @@ async def test_retention_counts_then_anonymises_or_deletes_what_is_old(hub: Hub)
                 occurred_at=now - timedelta(days=days),
             )
         )
+    # Raw mail once quarantined, then released into the old and the new SMS entries.
+    history = {sid: iid for sid, iid in await _ids(hub)}
+    kept = await hold(hub.db, 31, b"From: x@example.org\r\n\r\nnew", "x")
+    for uid, sid in ((30, "old-sms"), (31, "new-sms"), (32, "old-mail")):
+        qid = kept if uid == 31 else await hold(hub.db, uid, b"From: x@example.org\r\n\r\nold", "x")
+        async with hub.db.write() as s:
+            await (await s.connection()).execute(
+                quarantine_t.update()
+                .where(quarantine_t.c.id == qid)
+                .values(status="released", interaction_id=history[sid])
+            )
     rules = [
         RetentionRule(channel="sms", days=365, action="anonymise"),
         RetentionRule(channel="email", direction="in", days=365, action="delete"),
@@ -121,6 +142,16 @@ async def test_retention_counts_then_anonymises_or_deletes_what_is_old(hub: Hub)
     ]
     again = await apply_retention(hub.db, rules, dry_run=True, now=now)
     assert [r.count for r in again] == [0, 0]
+    async with hub.db.read() as s:
+        raw = (await (await s.connection()).execute(select(quarantine_t.c.id))).scalars().all()
+    assert list(raw) == [kept]
+
+
+async def _ids(hub: Hub) -> list[tuple[str, int]]:
+    async with hub.db.read() as s:
+        conn = await s.connection()
+        rows = await conn.execute(select(interaction_t.c.provider_id, interaction_t.c.id))
+        return [(str(p), int(i)) for p, i in rows]
 
 
 async def test_the_privacy_commands(hub: Hub, api: Api, tmp_path: Path, capsys: Any) -> None:

@@ -4,24 +4,21 @@ from __future__ import annotations
 
 import json
 import zipfile
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from channels.base import AttachmentRef, Channel, InboundContact
-from hub.config import Settings
 from hub.privacy.erase import _checkpoint
 from hub.records.auth import create_user, issue_token
 from hub.runtime import Hub
 from hub.store.db import Database
 from hub.store.models import Consent, Role
-from hub.store.tables import audit_t, customer_t, interaction_t, suppression_t
-from hub.web.app import create_app
+from hub.store.tables import audit_t, customer_t, interaction_t, quarantine_t, suppression_t
 from tests.support.hubs import make_settings
 from tests.support.mail import hold
 
@@ -30,34 +27,6 @@ pytestmark = pytest.mark.db
 PHONE = "+4917000424242"
 EMAIL = "erika.erase@example.org"
 NAME = "Erika Loeschmich"
-KEY = "test-suppression-key-0123456789"
-
-
-@pytest.fixture
-async def erasing(
-    db_url: str, db: Database, tmp_path: Path
-) -> AsyncIterator[tuple[Hub, TestClient[Any, Any], str]]:
-    settings: Settings = make_settings(
-        db_url,
-        privacy={"suppression_key": KEY},
-        email={"attachments_dir": str(tmp_path / "att")},
-        sms={
-            "enabled": True,
-            "auth_token": "t",
-            "public_url": "http://x",
-            "account_sid": "AC1",
-            "from_number": "+4930555000",
-        },
-    )
-    hub = Hub(settings)
-    await hub.start()
-    await create_user(hub.db, "root", role=Role.ADMIN, teams=[])
-    token = await issue_token(hub.db, "root")
-    client = TestClient(TestServer(create_app(hub, manage_hub=False)))
-    await client.start_server()
-    yield hub, client, token
-    await client.close()
-    await hub.stop()
 
 
 async def _person(hub: Hub) -> int:
@@ -202,6 +171,22 @@ async def test_subject_export_holds_everything_about_the_person(
         "/api/v1/tasks", headers=auth, json={"customer_id": customer_id, "title": "Rückruf"}
     )
     assert resp.status == 201
+    # Raw mail a colleague forwarded, quarantined, then released into her history.
+    raw = f"From: kollege@example.com\r\nSubject: Fwd\r\n\r\n{NAME}\r\n".encode()
+    forwarded = await hold(hub.db, 41, raw, "too deep")
+    await hold(hub.db, 42, b"From: someone@example.net\r\n\r\nnot hers\r\n", "x")
+    async with hub.db.write() as s:
+        conn = await s.connection()
+        await conn.execute(
+            quarantine_t.update()
+            .where(quarantine_t.c.id == forwarded)
+            .values(
+                status="released",
+                interaction_id=select(interaction_t.c.id)
+                .where(interaction_t.c.customer_id == customer_id)
+                .scalar_subquery(),
+            )
+        )
     resp = await client.get(f"/api/v1/customers/{customer_id}/export", headers=auth)
     assert (resp.status, resp.content_type) == (200, "application/zip")
     import io
@@ -216,8 +201,67 @@ async def test_subject_export_holds_everything_about_the_person(
     assert [h["text"] for h in data["history"]] == [f"Hallo, hier {NAME}"]
     assert [t["title"] for t in data["tasks"]] == ["Rückruf"]
     assert {a["action"] for a in data["audit"]} >= {"create"}
+    assert [(q["id"], q["error"], q["status"]) for q in data["quarantined_mail"]] == [
+        (forwarded, "too deep", "released")
+    ]
+    assert archive.read(f"quarantine/{forwarded}.eml") == raw
+    assert sorted(n for n in archive.namelist() if n.startswith("quarantine/")) == [
+        f"quarantine/{forwarded}.eml"
+    ]
+    # The export itself is in the audit log as soon as the archive is out (not queued).
+    async with hub.db.read() as s:
+        conn = await s.connection()
+        exported = (
+            await conn.execute(
+                select(audit_t.c.actor_id, audit_t.c.client).where(
+                    audit_t.c.action == "subject_export", audit_t.c.customer_id == customer_id
+                )
+            )
+        ).all()
+    assert [(r.actor_id is not None, r.client) for r in exported] == [(True, "127.0.0.1")]
     # Not an admin: 403.
     await create_user(hub.db, "agent7", role=Role.AGENT, teams=["Support"])
     agent = {"Authorization": f"Bearer {await issue_token(hub.db, 'agent7')}"}
     resp = await client.get(f"/api/v1/customers/{customer_id}/export", headers=agent)
     assert resp.status == 403
+
+
+async def test_erasure_removes_raw_mail_released_into_her_history_and_keeps_others(
+    erasing: tuple[Hub, TestClient[Any, Any], str],
+) -> None:
+    """A colleague forwarded her mail; it was quarantined, then released into her
+    history. Its sender is not hers, but the raw message names her: it goes too.
+    A held message from somebody else stays."""
+    hub, client, token = erasing
+    customer_id = await _person(hub)
+    forwarded = await hold(
+        hub.db,
+        21,
+        f"From: Kollege <kollege@example.com>\r\nSubject: Fwd\r\n\r\n{NAME} {PHONE}\r\n".encode(),
+        "x",
+    )
+    other = await hold(hub.db, 22, b"From: someone@example.net\r\nSubject: x\r\n\r\nhi\r\n", "x")
+    async with hub.db.write() as s:
+        conn = await s.connection()
+        entry = (
+            await conn.execute(
+                select(interaction_t.c.id).where(interaction_t.c.customer_id == customer_id)
+            )
+        ).scalar_one()
+        await conn.execute(
+            quarantine_t.update()
+            .where(quarantine_t.c.id == forwarded)
+            .values(status="released", interaction_id=entry)
+        )
+    resp = await client.post(
+        f"/api/v1/customers/{customer_id}/erase",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert resp.status == 200
+    assert (await resp.json())["quarantined_messages"] == 1
+    async with hub.db.read() as s:
+        conn = await s.connection()
+        left = (await conn.execute(select(quarantine_t.c.id).order_by(quarantine_t.c.id))).all()
+    assert [r.id for r in left] == [other]
+    if hub.db.sqlite:
+        assert PHONE.encode() not in _files(hub.settings.database.url)

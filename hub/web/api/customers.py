@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import Row
 
+from hub.privacy.audit import Entry, write_in
 from hub.records.access import Action, require
 from hub.records.consent import consent_in_force, record_consent
 from hub.records.customers import CustomerFilter, CustomerStore
@@ -188,6 +189,18 @@ async def add_consent(request: web.Request) -> web.Response:
         assert customer.id is not None
         conn = await s.connection()
         await record_consent(conn, customer.id, body.channel, body.purpose, body.state, body.source)
+        await write_in(
+            conn,
+            Entry(
+                store.p.user_id or None,
+                "consent",
+                "customer",
+                customer.id,
+                customer.id,
+                request.remote,
+                {"channel": body.channel, "purpose": body.purpose, "state": body.state},
+            ),
+        )
         consent = await consent_in_force(conn, [customer.id])
     return web.json_response(
         {"customer_id": customer.id, "consent": consent.get(customer.id, [])}, status=201

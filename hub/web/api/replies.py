@@ -6,6 +6,7 @@ from aiohttp import web
 from pydantic import Field
 
 from hub.outbox.replies import reply
+from hub.privacy.audit import Entry, write_in
 from hub.records.schemas import ReplyIn
 from hub.web.auth import HUB, principal_of
 from hub.web.params import path_int, read_body
@@ -36,6 +37,19 @@ async def post_reply(request: web.Request) -> web.Response:
             path_int(request),
             body.text,
             body.subject,
+        )
+        # Who sent what to whom, committed with the message it records.
+        await write_in(
+            await s.connection(),
+            Entry(
+                principal_of(request).user_id or None,
+                "reply",
+                "conversation",
+                interaction.conversation_id,
+                interaction.customer_id,
+                request.remote,
+                {"channel": interaction.channel, "interaction_id": interaction.id},
+            ),
         )
     hub.bus.publish(event)
     hub.dispatcher.wake()  # after the commit, so the dispatcher sees the row
