@@ -224,12 +224,43 @@ class WebhookRequest:
     body: bytes = b""
 
 
+class CallEventKind(enum.StrEnum):
+    NEW_CALL = "newCall"
+    ANSWER = "answer"
+    HANGUP = "hangup"
+
+
+@dataclass(frozen=True, slots=True)
+class CallEvent:
+    """One thing that happened to a phone call, as a telephony provider reported it.
+
+    `users` are the PBX's own ids of the phones the call rings at and
+    `answered_by` the one that took it (usernames, extensions, numbers: the
+    hub maps them to its users). `from_number` is "" for a withheld number.
+    `cause` is the provider's hangup reason in its own words (normalised by
+    routing/calls.py). Duplicates and any order of arrival are expected.
+    """
+
+    provider: str
+    call_id: str
+    kind: CallEventKind
+    from_number: str = ""
+    to_number: str = ""
+    direction: Direction = Direction.IN
+    users: tuple[str, ...] = ()
+    answered_by: str | None = None
+    cause: str | None = None
+    occurred_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+
 @dataclass(frozen=True, slots=True)
 class WebhookParsed:
-    """What a webhook carried: contacts to ingest and delivery reports to apply."""
+    """What a webhook carried: contacts to ingest, delivery reports to apply, call events."""
 
     contacts: tuple[InboundContact, ...] = ()
     reports: tuple[DeliveryReport, ...] = ()
+    calls: tuple[CallEvent, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +268,18 @@ class WebhookAnswer:
     status: int = 200
     body: str = ""
     content_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookFields:
+    """What a webhook reads, as JSON schemas, for the API description: the route
+    fuzzer generates requests from it, so a parser is fuzzed past its signature."""
+
+    # Form field -> JSON schema (values arrive as strings).
+    form: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    required: tuple[str, ...] = ()
+    # Query parameter -> JSON schema (e.g. our own id in a callback URL).
+    query: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 class WebhookRejected(Exception):
@@ -257,6 +300,9 @@ class Webhook(Protocol):
     # One line for the API description.
     @property
     def summary(self) -> str: ...
+
+    @property
+    def fields(self) -> WebhookFields: ...
 
     def parse(self, request: WebhookRequest) -> WebhookParsed:
         """Verify (signature, token) before reading any field; raise WebhookRejected."""

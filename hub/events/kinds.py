@@ -88,3 +88,62 @@ def mail_loop(*, sender: str, customer_id: int, count: int | None, team_id: int 
         {"sender": sender, "customer_id": customer_id, "count": count},
         team_id=team_id,
     )
+
+
+class CallKind(enum.StrEnum):
+    RINGING = "call.ringing"
+    ANSWERED = "call.answered"
+    ENDED = "call.ended"
+    MISSED = "call.missed"
+
+
+def call_event(
+    kind: CallKind,
+    *,
+    provider: str,
+    call_id: str,
+    from_number: str,
+    to_number: str,
+    direction: str,
+    customer_id: int | None,
+    ringing_user_ids: list[int],
+    answered_user_id: int | None,
+    answered_by: str | None,
+    cause: str | None,
+    users: frozenset[int],
+    team_id: int | None,
+) -> Event:
+    """A call's step. Sent only to `users`, the agents it rings at: a pop (ringing),
+    its close for everyone but the taker (answered), its end (ended, missed)."""
+    return Event(
+        kind,
+        {
+            "provider": provider,
+            "call_id": call_id,
+            "from": from_number,
+            "to": to_number,
+            "direction": direction,
+            "customer_id": customer_id,
+            "ringing_user_ids": ringing_user_ids,
+            "answered_user_id": answered_user_id,
+            "answered_by": answered_by,
+            "cause": cause,
+        },
+        team_id=team_id,
+        users=users,
+    )
+
+
+def task_created(
+    *, task_id: int, customer_id: int, title: str, assignee_id: int | None, team_id: int | None
+) -> Event:
+    return Event(
+        "task.created",
+        {
+            "task_id": task_id,
+            "customer_id": customer_id,
+            "title": title,
+            "assignee_id": assignee_id,
+        },
+        team_id=team_id,
+    )

@@ -140,25 +140,39 @@ class EventStream:
                 await self._notify(frames)
 
     async def _store(self, events: list[Event]) -> list[Frame]:
-        frames: list[Frame] = []
+        """Keep a batch in event_log in one statement: its ids, in the batch's order."""
+        kept = [e for e in events if e.kind != OVERFLOW_KIND]  # this node's bus only
         now = utcnow()
-        async with self.db.write() as s:
-            conn = await s.connection()
-            for e in events:
-                if e.kind == OVERFLOW_KIND:  # about this node's bus, not worth keeping
-                    frames.append(Frame(None, e.kind, e.data, None, None))
-                    continue
-                users = sorted(e.users) if e.users is not None else None
-                new_id = (
-                    await conn.execute(
-                        insert(event_log_t)
-                        .values(
-                            at=now, kind=str(e.kind), data=e.data, team_id=e.team_id, users=users
-                        )
-                        .returning(event_log_t.c.id)
-                    )
-                ).scalar_one()
-                frames.append(Frame(int(new_id), str(e.kind), e.data, e.team_id, e.users))
+        ids: list[int] = []
+        if kept:
+            rows = [
+                {
+                    "at": now,
+                    "kind": str(e.kind),
+                    "data": e.data,
+                    "team_id": e.team_id,
+                    "users": sorted(e.users) if e.users is not None else None,
+                }
+                for e in kept
+            ]
+            async with self.db.write() as s:
+                conn = await s.connection()
+                result = await conn.execute(
+                    insert(event_log_t).returning(event_log_t.c.id, sort_by_parameter_order=True),
+                    rows,
+                )
+                ids = [int(i) for i in result.scalars()]
+        numbered = iter(ids)
+        frames = [
+            Frame(
+                None if e.kind == OVERFLOW_KIND else next(numbered),
+                str(e.kind),
+                e.data,
+                None if e.kind == OVERFLOW_KIND else e.team_id,
+                None if e.kind == OVERFLOW_KIND else e.users,
+            )
+            for e in events
+        ]
         self.stored += len(events)
         return frames
 

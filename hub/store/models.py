@@ -448,3 +448,40 @@ class EventLogEntry(SQLModel, table=True):
     team_id: int | None = None
     # The only users who receive it (a screen pop); None: by team.
     users: list[int] | None = Field(default=None, sa_type=JSON)
+
+
+class Call(SQLModel, table=True):
+    """One phone call's state, keyed by (provider, call id): what routing/calls.py advances.
+
+    The call's entry in the customer's history is an interaction (channel
+    "phone"); a withheld number has none (it is never matched), only this row.
+    """
+
+    __table_args__ = (UniqueConstraint("provider", "call_id", name="uq_call_provider_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    provider: str = Field(max_length=20)
+    call_id: str = Field(max_length=200)
+    direction: str = Field(max_length=3)
+    from_number: str = Field(default="", max_length=50)
+    to_number: str = Field(default="", max_length=50)
+    state: str = Field(max_length=10, index=True)
+    customer_id: int | None = Field(
+        default=None, foreign_key="customer.id", index=True, ondelete="SET NULL"
+    )
+    interaction_id: int | None = Field(
+        default=None, foreign_key="interaction.id", ondelete="SET NULL"
+    )
+    ringing: list[str] = Field(default_factory=list, sa_type=JSON)
+    ringing_user_ids: list[int] = Field(default_factory=list, sa_type=JSON)
+    answered_by: str | None = Field(default=None, max_length=100)
+    answered_user_id: int | None = Field(
+        default=None, foreign_key="app_user.id", ondelete="SET NULL"
+    )
+    cause: str | None = Field(default=None, max_length=50)
+    started_at: datetime = Field(sa_type=UTCDateTime)
+    answered_at: datetime | None = _ts()
+    ended_at: datetime | None = _ts()
+    # The call-back task a missed call made; a later answered call closes it.
+    callback_task_id: int | None = Field(default=None, foreign_key="task.id", ondelete="SET NULL")
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

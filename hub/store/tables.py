@@ -13,6 +13,7 @@ from sqlalchemy import Table
 from hub.store.models import (
     Attachment,
     AuditEvent,
+    Call,
     Consent,
     Conversation,
     Customer,
@@ -29,6 +30,7 @@ from hub.store.models import (
     Task,
     Team,
     User,
+    UserTeam,
 )
 
 customer_t = cast(Table, Customer.__table__)  # type: ignore[attr-defined]
@@ -49,3 +51,5 @@ suppression_t = cast(Table, Suppression.__table__)  # type: ignore[attr-defined]
 task_t = cast(Table, Task.__table__)  # type: ignore[attr-defined]
 claim_t = cast(Table, IdentityClaim.__table__)  # type: ignore[attr-defined]
 event_log_t = cast(Table, EventLogEntry.__table__)  # type: ignore[attr-defined]
+call_t = cast(Table, Call.__table__)  # type: ignore[attr-defined]
+user_team_t = cast(Table, UserTeam.__table__)  # type: ignore[attr-defined]

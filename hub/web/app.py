@@ -12,18 +12,12 @@ from hub.web import query_check
 from hub.web.api import audit, claims, conversations, customers, events, privacy, replies
 from hub.web.audit import audit_middleware
 from hub.web.auth import HUB, THROTTLE, auth_middleware, login, login_throttle, logout
+from hub.web.console import pages as console_pages
+from hub.web.console import work as console_work
+from hub.web.console.pages import console_middleware
 from hub.web.errors import error_middleware, error_response
 from hub.web.openapi import build_document
 from hub.web.webhooks.mount import mount as mount_webhooks
-
-INDEX = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>crmhub</title></head>
-<body><h1>crmhub</h1>
-<p>The API lives under <code>/api/v1</code>; its description is
-<a href="/api/v1/openapi.json">/api/v1/openapi.json</a>.</p>
-<p>Get a token: <code>curl -X POST -H 'Content-Type: application/json'
--d '{"username":"admin","password":"demo"}' http://HOST/api/v1/auth/token</code></p>
-<p>Health: <a href="/healthz">/healthz</a>, <a href="/readyz">/readyz</a>.</p>
-</body></html>"""
 
 
 def _version() -> str:
@@ -49,16 +43,13 @@ async def readyz(request: web.Request) -> web.Response:
     return error_response(503, f"database cannot take writes: {refusal}", "not_ready")
 
 
-async def index(request: web.Request) -> web.Response:
-    return web.Response(text=INDEX.replace("HOST", request.host), content_type="text/html")
-
-
 def create_app(hub: Hub, *, manage_hub: bool = True) -> web.Application:
     """`manage_hub`: start and stop the hub with the app (False when the caller owns it)."""
     document = build_document(_version(), hub.settings)
     app = web.Application(
         middlewares=[
             error_middleware,
+            console_middleware,
             auth_middleware,
             audit_middleware,
             query_check.middleware(query_check.allowed_from(document)),
@@ -71,7 +62,6 @@ def create_app(hub: Hub, *, manage_hub: bool = True) -> web.Application:
     async def openapi(request: web.Request) -> web.Response:
         return web.json_response(document)
 
-    app.router.add_get("/", index)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/api/v1/openapi.json", openapi)
@@ -84,6 +74,9 @@ def create_app(hub: Hub, *, manage_hub: bool = True) -> web.Application:
     app.router.add_routes(privacy.routes)
     app.router.add_routes(claims.routes)
     app.router.add_routes(events.routes)
+    app.router.add_routes(console_pages.routes)
+    app.router.add_routes(console_work.routes)
+    app.router.add_routes(console_pages.static_routes())
     mount_webhooks(app, hub)
 
     if manage_hub:

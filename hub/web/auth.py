@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -18,6 +19,7 @@ from hub.records.auth import (
 from hub.records.schemas import LoginIn
 from hub.records.throttle import LoginThrottle
 from hub.runtime import Hub
+from hub.web.console.session import SESSION_COOKIE
 from hub.web.errors import ApiError
 from hub.web.params import read_body
 
@@ -39,7 +41,20 @@ def principal_of(request: web.Request) -> Principal:
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     header = request.headers.get("Authorization", "")
     if request.path == EVENTS_PATH and not header:
-        return await handler(request)  # a browser authenticates in its first frame
+        # The console's page: its session cookie, from our own origin only (a
+        # cross-site page would otherwise open the stream with the agent's cookie).
+        token = request.cookies.get(SESSION_COOKIE, "")
+        if token:
+            origin = request.headers.get("Origin", "")
+            if origin and urlsplit(origin).netloc != request.host:
+                raise ApiError(403, "the event stream is not open to other sites")
+            hub = request.app[HUB]
+            principal = await authenticate_token(
+                hub.db, token, idle_days=hub.settings.auth.token_idle_days
+            )
+            if principal is not None:
+                request[PRINCIPAL] = principal
+        return await handler(request)  # else a client authenticates in its first frame
     if request.path.startswith("/api/") and (request.method, request.path) not in PUBLIC_PATHS:
         scheme, _, token = header.partition(" ")
         if not header:

@@ -12,7 +12,10 @@ from collections import Counter
 import pytest
 
 # Service -> the command that installs it on Debian (the machines we run on).
-INSTALL = {"Dovecot": "apt-get install -y dovecot-imapd"}
+INSTALL = {
+    "Dovecot": "apt-get install -y dovecot-imapd",
+    "chromium": "apt-get install -y chromium",
+}
 SKIP_PREFIX = " not available: "
 
 

@@ -1,0 +1,1 @@
+"""Telephony in the hub: the call log, call-back tasks and the call events agents see."""

@@ -1,0 +1,1 @@
+"""The agent console: server-rendered pages over the same stores as the API."""
