@@ -1,8 +1,9 @@
 """Events between `crmhub serve` nodes on one PostgreSQL: LISTEN/NOTIFY on `crmhub_events`.
 
-A node NOTIFYs the ids of the events it stored (never the events: NOTIFY
-carries at most 8,000 bytes, and the rows are in event_log anyway); the
-others fetch those rows by id and deliver them to their clients. Each
+A node NOTIFYs the events it stored, with their ids, so the others deliver
+them without a query; a batch whose payload would pass NOTIFY's 8,000-byte
+limit goes as its ids only, and the others fetch those rows from event_log
+(the whole batch, so the order of ids is kept). Each
 payload names its node, so a node ignores its own. The listening connection
 is one asyncpg connection outside the pool; when it drops, it is opened
 again (events stored meanwhile reach reconnecting clients by replay).
@@ -26,6 +27,8 @@ log = logging.getLogger(__name__)
 CHANNEL = "crmhub_events"
 # ids per NOTIFY: far below the 8,000-byte payload limit.
 IDS_PER_NOTIFY = 500
+# Inline events up to this many bytes per payload (NOTIFY refuses more than 7,999).
+INLINE_BYTES = 7_500
 
 
 def _dsn(url: str) -> str:
@@ -33,9 +36,15 @@ def _dsn(url: str) -> str:
 
 
 class Listener:
-    def __init__(self, url: str, deliver: Callable[[list[int]], Coroutine[Any, Any, None]]) -> None:
+    def __init__(
+        self,
+        url: str,
+        deliver: Callable[[list[int]], Coroutine[Any, Any, None]],
+        deliver_inline: Callable[[list[dict[str, Any]]], None],
+    ) -> None:
         self.dsn = _dsn(url)
         self.deliver = deliver
+        self.deliver_inline = deliver_inline
         self.node = uuid.uuid4().hex[:12]
         self._conn: Any = None
         self._watch: asyncio.Task[None] | None = None
@@ -56,16 +65,29 @@ class Listener:
             return
         if message.get("node") == self.node:
             return  # delivered locally already
+        events = message.get("events")
+        if isinstance(events, list):
+            self.deliver_inline(events)
+            return
         ids = [int(i) for i in message.get("ids", [])]
         if ids:
             task: asyncio.Task[None] = asyncio.get_running_loop().create_task(self.deliver(ids))
             task.add_done_callback(_log_failure)
 
-    async def notify(self, ids: list[int]) -> None:
-        if not ids or self._conn is None:
+    async def notify(self, events: list[dict[str, Any]]) -> None:
+        """`events`: stored events as {"id", "kind", "data", "team_id", "users"}."""
+        if not events or self._conn is None:
             return
-        for start in range(0, len(ids), IDS_PER_NOTIFY):
-            payload = json.dumps({"node": self.node, "ids": ids[start : start + IDS_PER_NOTIFY]})
+        inline = json.dumps({"node": self.node, "events": events})
+        if len(inline.encode()) <= INLINE_BYTES:
+            payloads = [inline]
+        else:
+            ids = [e["id"] for e in events]
+            payloads = [
+                json.dumps({"node": self.node, "ids": ids[start : start + IDS_PER_NOTIFY]})
+                for start in range(0, len(ids), IDS_PER_NOTIFY)
+            ]
+        for payload in payloads:
             try:
                 await self._conn.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
             except Exception:

@@ -214,12 +214,39 @@ class EventStream:
     async def _listen(self) -> None:
         from hub.events.pg_fanout import Listener
 
-        self._listener = Listener(self.db.url, self._from_other_node)
+        self._listener = Listener(self.db.url, self._from_other_node, self._inline_from_other_node)
         await self._listener.start()
 
     async def _notify(self, frames: list[Frame]) -> None:
         if self._listener is not None:
-            await self._listener.notify([f.id for f in frames if f.id is not None])
+            await self._listener.notify(
+                [
+                    {
+                        "id": f.id,
+                        "kind": f.kind,
+                        "data": f.data,
+                        "team_id": f.team_id,
+                        "users": sorted(f.users) if f.users is not None else None,
+                    }
+                    for f in frames
+                    if f.id is not None
+                ]
+            )
+
+    def _inline_from_other_node(self, events: list[dict[str, Any]]) -> None:
+        frames = []
+        for e in events:
+            users = e.get("users")
+            frames.append(
+                Frame(
+                    int(e["id"]),
+                    str(e["kind"]),
+                    dict(e["data"]),
+                    e.get("team_id"),
+                    frozenset(int(u) for u in users) if users is not None else None,
+                )
+            )
+        self.deliver(frames)
 
     async def _from_other_node(self, ids: list[int]) -> None:
         async with self.db.read() as s:

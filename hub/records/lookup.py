@@ -154,7 +154,12 @@ async def caller_card(
     """The card for one phone number or email address (or a customer id the caller
     already resolved, e.g. a call's; `phone` then only fills in the number)."""
     if customer_id is not None:
-        asked = _number(_identity(phone, None, region)) if phone else {}
+        asked = {}
+        if phone:
+            try:
+                asked = _number(_identity(phone, None, region))
+            except (BadRequest, Invalid):
+                asked = {"phone": phone}  # "anonymous" and the like: the known customer still pops
         customer = (await conn.execute(_BY_ID, {"cid": customer_id})).first()
     else:
         ident = _identity(phone, email, region)

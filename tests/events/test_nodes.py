@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import socket
 import subprocess
@@ -11,9 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg  # type: ignore[import-untyped]
 import pytest
 
-from hub.records.auth import create_user, issue_token
+from hub.events.bus import Event, EventBus
+from hub.events.pg_fanout import CHANNEL, _dsn
+from hub.events.stream import Client, EventStream
+from hub.records.auth import Principal, create_user, issue_token
 from hub.store.db import Database
 from hub.store.models import Role
 from tests.support.sms import signature_of, twilio_form
@@ -83,3 +89,42 @@ async def test_a_webhook_on_node_a_reaches_a_client_of_node_b(
         assert frame["kind"] == "interaction.created"
         assert frame["data"]["sender"] == "+4917155500001"
         await ws.close()
+
+
+async def test_small_batches_travel_inline_and_big_ones_by_id(db: Database, db_url: str) -> None:
+    """Two streams (two nodes' worth) on one database: a small event crosses in the
+    NOTIFY payload, one over the 8,000-byte limit as its id; each arrives once."""
+    if db.sqlite:
+        pytest.skip("SQLite is one node; LISTEN/NOTIFY is PostgreSQL's")
+    seen: list[dict[str, Any]] = []
+    spy = await asyncpg.connect(_dsn(db_url))
+    await spy.add_listener(CHANNEL, lambda *args: seen.append(json.loads(args[3])))
+    admin = Principal(1, "admin", Role.ADMIN, frozenset())
+    buses = [EventBus(), EventBus()]
+    streams = [EventStream(db, bus, keep=1000, keep_hours=1) for bus in buses]
+    clients = [Client(admin, 100), Client(admin, 100)]
+    for stream, client in zip(streams, clients, strict=True):
+        stream.clients.add(client)
+        await stream.start()
+    try:
+        buses[0].publish(Event("test.small", {"n": 1}))
+        small = await asyncio.wait_for(clients[1].queue.get(), 15)
+        big_data = {"blob": "x" * 10_000}
+        buses[0].publish(Event("test.big", big_data))
+        big = await asyncio.wait_for(clients[1].queue.get(), 15)
+        assert (small.kind, small.data, big.kind, big.data) == (
+            "test.small",
+            {"n": 1},
+            "test.big",
+            big_data,
+        )
+        assert small.id is not None and big.id is not None and small.id < big.id
+        assert [("events" in p, "ids" in p) for p in seen] == [(True, False), (False, True)]
+        assert seen[1]["ids"] == [big.id]
+        # Node A delivered its own events once, locally; node B got nothing twice.
+        local = [clients[0].queue.get_nowait().id for _ in range(clients[0].queue.qsize())]
+        assert (local, clients[1].queue.qsize()) == ([small.id, big.id], 0)
+    finally:
+        for stream in streams:
+            await stream.stop()
+        await spy.close()

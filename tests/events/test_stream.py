@@ -109,6 +109,21 @@ async def test_the_pop_carries_the_caller_card_built_for_each_agent(api: Api, hu
         "recent_interactions": [],
         "open_tasks": [],
     }
+    # A withheld number with a customer the PBX already resolved still pops that customer.
+    hub.bus.publish(
+        Event(
+            "call.ringing",
+            {"call_id": "c3", "from": "anonymous", "customer_id": known.customer_id},
+            team_id=api.team_ids["Support"],
+            users=frozenset({api.user_ids["agent"]}),
+        )
+    )
+    card = (await _frame(sockets["agent"]))["data"]["caller"]
+    assert (card["status"], card["phone"], card["customer"]["id"]) == (
+        "known",
+        "anonymous",
+        known.customer_id,
+    )
     for ws in sockets.values():
         await ws.close()
 
