@@ -1,4 +1,4 @@
-"""sipgate.io push API: bodies encoded as sipgate posts them, credentials as its client sends them."""
+"""sipgate.io push API: bodies as sipgate posts them, credentials as its client sends them."""
 
 from __future__ import annotations
 
