@@ -8,6 +8,7 @@ never into a large allocation or another exception.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl
@@ -45,12 +46,27 @@ def decode_form(body: bytes) -> list[tuple[str, str]]:
         raise InvalidCallForm(f"body has more than {MAX_FIELDS} fields") from exc
 
 
+def storable(text: str) -> None:
+    """Refuse what no database column takes: NUL, and lone surrogates (not UTF-8).
+
+    PostgreSQL refuses both in text and JSON, so letting one into the metadata
+    would turn a bad request into a failed commit (a 500) further down.
+    """
+    if "\x00" in text:
+        raise InvalidCallForm("body contains a NUL character")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidCallForm("body is not valid Unicode") from None
+
+
 def clean(name: str, value: str) -> str:
-    """One field's value, trimmed and checked to be a short printable string."""
+    """One field's value, trimmed and checked to be a short string without control characters."""
     value = value.strip()
     if len(value) > MAX_VALUE_CHARS:
         raise InvalidCallForm(f"{name} is longer than {MAX_VALUE_CHARS} characters")
-    if not value.isprintable():
+    # Cc: NUL, newlines, escapes; Cs: lone surrogates. A no-break space in a name is fine.
+    if any(unicodedata.category(c) in ("Cc", "Cs") for c in value):
         raise InvalidCallForm(f"{name} contains control characters")
     return value
 
@@ -82,6 +98,8 @@ def raw_metadata(pairs: Pairs) -> dict[str, Any]:
     """Every field as received: a key sent once maps to its value, a repeated one to a list."""
     out: dict[str, Any] = {}
     for key, value in pairs:
+        storable(key)
+        storable(value)
         if key in out:
             prior = out[key]
             out[key] = [*prior, value] if isinstance(prior, list) else [prior, value]

@@ -35,6 +35,7 @@ from channels.voice.forms import (
     first,
     raw_metadata,
     required,
+    storable,
 )
 
 PATH = "/webhooks/cti/{token}"
@@ -81,17 +82,39 @@ def _text(name: str, value: Any) -> str:
     raise InvalidCallForm(f"{name} must be a string")
 
 
+def _no_constant(word: str) -> None:
+    raise ValueError(f"{word} is not JSON")
+
+
+def _check_strings(data: Any) -> None:
+    """Every key and string in the document is storable. JSON escapes can spell NUL
+    and lone surrogates, and the metadata keeps the whole document; a stack, not
+    recursion, since json allows nesting deeper than Python's stack would."""
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            storable(item)
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
 def _json_pairs(body: bytes) -> tuple[list[tuple[str, str]], dict[str, Any]]:
     if len(body) > MAX_BODY_BYTES:
         raise InvalidCallForm(f"body has {len(body)} bytes; at most {MAX_BODY_BYTES} are accepted")
     try:
-        data = json.loads(body)
+        # NaN and Infinity are no JSON, and no database's JSON column takes them.
+        data = json.loads(body, parse_constant=_no_constant)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and bad UTF-8 are ValueErrors
         raise InvalidCallForm("body is not valid JSON") from exc
     if not isinstance(data, dict):
         raise InvalidCallForm("body must be a JSON object")
     if len(data) > MAX_FIELDS:
         raise InvalidCallForm(f"body has more than {MAX_FIELDS} fields")
+    _check_strings(data)
     pairs = [(name, _text(name, data[name])) for name in _SCALARS if data.get(name) is not None]
     users = data.get("user")
     if isinstance(users, list):

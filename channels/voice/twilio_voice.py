@@ -39,7 +39,7 @@ from channels.base import (
 from channels.sms import signature
 from channels.voice.config import TWILIO_TOKEN_VARIABLE
 from channels.voice.errors import CallAuthRefused, InvalidCallForm
-from channels.voice.forms import Pairs, first, pairs_of, required
+from channels.voice.forms import Pairs, first, pairs_of, required, storable
 
 VOICE_PATH = "/webhooks/twilio/voice"
 STATUS_PATH = "/webhooks/twilio/voice/status"
@@ -109,6 +109,9 @@ def _direction(pairs: Pairs) -> Direction:
 
 
 def _metadata(form: Mapping[str, str], pairs: Pairs) -> dict[str, object]:
+    for key, value in pairs:
+        storable(key)
+        storable(value)
     meta: dict[str, object] = dict(form)
     raw = first(pairs, "CallDuration") or first(pairs, "DialCallDuration")
     if raw:

@@ -51,6 +51,23 @@ JSON = "application/json"
 PBX = PbxConfig(enabled=True, token=SecretStr("t"), block_list=["+49301234567", "anonymous"])
 
 
+def assert_storable(event: CallEvent) -> None:
+    """What an accepted event carries fits a PostgreSQL JSON column: no NaN, NUL or surrogate."""
+    text = json.dumps(dict(event.metadata), allow_nan=False, ensure_ascii=False)
+    text.encode("utf-8")
+    stack: list[Any] = [dict(event.metadata)]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            assert "\x00" not in item
+        elif isinstance(item, dict):
+            stack += [*item.keys(), *item.values()]
+        elif isinstance(item, list):
+            stack += item
+    for value in (event.call_id, event.from_number, event.to_number, *event.users):
+        assert "\x00" not in value and value.strip() == value
+
+
 def form_body(pairs: list[tuple[str, str]]) -> bytes:
     return urlencode(pairs, encoding="utf-8", errors="surrogatepass").encode()
 
@@ -63,7 +80,8 @@ def test_twilio_forms(form: dict[str, str]) -> None:
             event = parse(form)
         except InvalidCallForm:
             continue
-        assert event is None or isinstance(event, CallEvent)
+        if event is not None:
+            assert_storable(event)
     try:
         verify("token", "https://h", "/p?" + form.get("To", ""), form, form)
     except CallAuthRefused as refused:
@@ -81,7 +99,7 @@ def test_twilio_forms_with_wrong_types(form: dict[str, Any]) -> None:
 @given(raw=st.one_of(st.binary(max_size=2000), pair_lists.map(form_body)))
 def test_sipgate_bodies(raw: bytes) -> None:
     with contextlib.suppress(InvalidCallForm):
-        assert isinstance(parse_push(raw), CallEvent)
+        assert_storable(parse_push(raw))
 
 
 @FAST
@@ -101,6 +119,7 @@ def test_pbx_bodies(raw: bytes, content_type: str) -> None:
         event = parse_request(raw, content_type)
     except InvalidCallForm:
         return
+    assert_storable(event)
     assert answer_json(event, PBX) in ('{"action":"reject","reason":"busy"}', "{}")
 
 

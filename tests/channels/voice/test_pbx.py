@@ -147,6 +147,14 @@ def test_event_and_direction_words_ignore_case_and_out_is_out() -> None:
             "callId is longer than 256 characters",
         ),
         (b"event=newCall", FORM, "callId is missing"),
+        (
+            b'{"event": "newCall", "callId": "1", "x": [{"y": "\\u0000"}]}',
+            JSON,
+            "body contains a NUL character",
+        ),
+        (b'{"event": "newCall", "callId": "1", "\\udc80": 1}', JSON, "body is not valid Unicode"),
+        (b'{"event": "newCall", "callId": "1", "x": NaN}', JSON, "body is not valid JSON"),
+        (b"event=newCall&callId=1&note=a%00b", FORM, "body contains a NUL character"),
     ],
 )
 def test_malformed_bodies_say_why(raw: bytes, content_type: str, reason: str) -> None:

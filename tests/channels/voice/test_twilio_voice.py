@@ -249,6 +249,8 @@ def test_a_leg_nobody_took_is_no_event(status: str) -> None:
             f"CallDuration must be a number of seconds, not '{'9' * 11}'",
         ),
         (leg("ringing", to="client:"), "To names no agent"),
+        (leg("ringing", CallerName="a\x00b"), "body contains a NUL character"),
+        (leg("ringing", To="client:a\nb"), "To contains control characters"),
     ],
 )
 def test_malformed_status_callbacks_say_why(form: dict[str, str], reason: str) -> None:
