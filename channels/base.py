@@ -230,6 +230,12 @@ class WebhookParsed:
 
     contacts: tuple[InboundContact, ...] = ()
     reports: tuple[DeliveryReport, ...] = ()
+    # Telephony events (channels/voice/); the hub's reply for each is the
+    # newline-separated dial targets it chose (used by Twilio's TwiML).
+    calls: tuple[CallEvent, ...] = ()
+    # An answer already decided by the parse (a PBX reject, sipgate's callback
+    # URLs), sent after the commit instead of `Webhook.answer(...)`.
+    answer: WebhookAnswer | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -75,6 +75,8 @@ class VoiceConfig(BaseModel):
     twilio: TwilioVoiceConfig = Field(default_factory=TwilioVoiceConfig)
     sipgate: SipgateConfig = Field(default_factory=SipgateConfig)
     pbx: PbxConfig = Field(default_factory=PbxConfig)
+    # A missed inbound call makes a call-back task due this many minutes later.
+    callback_due_minutes: int = Field(60, ge=0, le=10_080)
 
 
 def missing_secrets(config: VoiceConfig) -> list[str]:

@@ -17,6 +17,11 @@ class EventKind(enum.StrEnum):
     INTERACTION_CREATED = "interaction.created"
     INTERACTION_DELIVERY = "interaction.delivery"
     MAIL_LOOP = "mail.loop"
+    CALL_RINGING = "call.ringing"
+    CALL_ANSWERED = "call.answered"
+    CALL_ENDED = "call.ended"
+    CALL_MISSED = "call.missed"
+    TASK_CREATED = "task.created"
     BUS_OVERFLOW = OVERFLOW_KIND
 
 
@@ -86,5 +91,57 @@ def mail_loop(*, sender: str, customer_id: int, count: int | None, team_id: int 
     return Event(
         EventKind.MAIL_LOOP,
         {"sender": sender, "customer_id": customer_id, "count": count},
+        team_id=team_id,
+    )
+
+
+def call_event(
+    kind: EventKind,
+    *,
+    call_id: str,
+    provider: str,
+    from_number: str,
+    to_number: str,
+    direction: str,
+    customer_id: int | None,
+    ringing_user_ids: list[int],
+    audience: frozenset[int],
+    team_id: int | None,
+    answered_by_user_id: int | None = None,
+    answered_by: str | None = None,
+    cause: str | None = None,
+) -> Event:
+    """A call's step, sent to `audience` only: the agents it rings at (the pop on
+    ringing; on answered the same agents, so every other pop closes)."""
+    return Event(
+        kind,
+        {
+            "call_id": call_id,
+            "provider": provider,
+            "from": from_number,
+            "to": to_number,
+            "direction": direction,
+            "customer_id": customer_id,
+            "ringing_user_ids": ringing_user_ids,
+            "answered_by_user_id": answered_by_user_id,
+            "answered_by": answered_by,
+            "cause": cause,
+        },
+        team_id=team_id,
+        users=audience,
+    )
+
+
+def task_created(
+    *, task_id: int, customer_id: int, assignee_id: int | None, title: str, team_id: int | None
+) -> Event:
+    return Event(
+        EventKind.TASK_CREATED,
+        {
+            "task_id": task_id,
+            "customer_id": customer_id,
+            "assignee_id": assignee_id,
+            "title": title,
+        },
         team_id=team_id,
     )

@@ -102,6 +102,8 @@ class User(SQLModel, table=True):
     display_name: str = ""
     role: str = Field(default=Role.AGENT, max_length=20)
     phone_extension: str | None = Field(default=None, index=True, max_length=20)
+    # The PBX's own id of this agent (sipgate "w0", a PBX user name); see hub/calls/users.py.
+    pbx_id: str | None = Field(default=None, index=True, max_length=100)
     password_hash: str | None = None
     active: bool = True
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
@@ -448,3 +450,28 @@ class EventLogEntry(SQLModel, table=True):
     team_id: int | None = None
     # The only users who receive it (a screen pop); None: by team.
     users: list[int] | None = Field(default=None, sa_type=JSON)
+
+
+class PhoneCall(SQLModel, table=True):
+    """A call's state, keyed by provider and call id (routing/calls.py advances it)."""
+
+    __tablename__ = "phone_call"
+    __table_args__ = (UniqueConstraint("provider", "call_id", name="uq_phone_call_provider_call"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    provider: str = Field(max_length=20)
+    call_id: str = Field(max_length=200)
+    direction: str = Field(max_length=3)
+    from_number: str = Field(default="", max_length=100)
+    to_number: str = Field(default="", max_length=100)
+    state: str = Field(max_length=10)
+    customer_id: int | None = Field(default=None, foreign_key="customer.id", ondelete="SET NULL")
+    interaction_id: int | None = Field(
+        default=None, foreign_key="interaction.id", ondelete="SET NULL"
+    )
+    ringing: list[str] = _json(list)
+    answered_by: str | None = Field(default=None, max_length=200)
+    cause: str | None = Field(default=None, max_length=20)
+    started_at: datetime = Field(sa_type=UTCDateTime)
+    answered_at: datetime | None = _ts()
+    ended_at: datetime | None = _ts()

@@ -24,6 +24,7 @@ from hub.store.models import (
     Interaction,
     MailCheckpoint,
     OutboxMessage,
+    PhoneCall,
     QuarantinedMail,
     Suppression,
     Task,
@@ -49,3 +50,4 @@ suppression_t = cast(Table, Suppression.__table__)  # type: ignore[attr-defined]
 task_t = cast(Table, Task.__table__)  # type: ignore[attr-defined]
 claim_t = cast(Table, IdentityClaim.__table__)  # type: ignore[attr-defined]
 event_log_t = cast(Table, EventLogEntry.__table__)  # type: ignore[attr-defined]
+phone_call_t = cast(Table, PhoneCall.__table__)  # type: ignore[attr-defined]

@@ -22,6 +22,7 @@ from channels.base import (
     WebhookRejected,
     WebhookRequest,
 )
+from hub.calls.service import CallLog
 from hub.ingest.pipeline import IngestError, IngestUnavailable
 from hub.outbox.queue import apply_status
 from hub.runtime import Hub
@@ -69,7 +70,7 @@ def handler(hook: Webhook) -> Handler:
             # Nothing stored; a 5xx makes the provider log it (and retry where configured).
             return error_response(503, str(exc), "unavailable", {"Retry-After": "1"})
         await _apply_reports(hub, parsed.reports)
-        answer = hook.answer(replies)
+        answer = parsed.answer or hook.answer(replies)
         return web.Response(
             status=answer.status,
             text=answer.body or None,
@@ -81,7 +82,9 @@ def handler(hook: Webhook) -> Handler:
 
 
 async def _ingest(hub: Hub, parsed: WebhookParsed) -> list[str | None]:
-    replies = []
+    replies: list[str | None] = []
+    for call in parsed.calls:
+        replies.append(await CallLog(hub).handle(call))
     for contact in parsed.contacts:
         result = await hub.ingestor.ingest(contact)
         replies.append(result.reply)

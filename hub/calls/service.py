@@ -1,0 +1,270 @@
+"""One provider call event in, through the ingest pipeline: state, log entry, task, events.
+
+The caller's number goes through the pipeline as a phone contact whose
+provider id is the call key, so the first event of a call creates its one
+history entry (and a lead for an unknown caller) and every later event is
+that entry's duplicate. The call's state is advanced in the same
+transaction (`extra` of `ingest_unit`), so a provider gets its answer only
+after both are committed; events are published after the commit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import and_, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from channels.base import CallEvent, Channel, Direction, InboundContact
+from hub.calls.users import map_users, team_members
+from hub.events.kinds import EventKind, call_event, task_created
+from hub.ingest.context import Prepared
+from hub.ingest.pipeline import IngestError
+from hub.runtime import Hub
+from hub.store.models import utcnow
+from hub.store.tables import customer_t, interaction_t, phone_call_t, task_t, user_t
+from routing.calls import CallRecord, CallState, advance, is_anonymous
+
+CALLBACK_TITLE = "Rückruf"
+
+
+@dataclass(slots=True)
+class _Outcome:
+    before: CallRecord | None = None
+    after: CallRecord | None = None
+    customer_id: int | None = None
+    team_id: int | None = None
+    ringing_ids: list[int] = field(default_factory=list)
+    audience: frozenset[int] = frozenset()
+    answered_id: int | None = None
+    targets: list[str] = field(default_factory=list)
+    task_id: int | None = None
+    task_assignee: int | None = None
+
+
+def _record(row: Any) -> CallRecord:
+    return CallRecord(
+        CallState(row.state),
+        started_at=row.started_at,
+        ringing=tuple(row.ringing or ()),
+        answered_by=row.answered_by,
+        answered_at=row.answered_at,
+        ended_at=row.ended_at,
+        cause=row.cause,
+    )
+
+
+def _summary(event: CallEvent, record: CallRecord, users: dict[str, int]) -> dict[str, Any]:
+    return {
+        "call": {
+            "provider": event.provider.value,
+            "call_id": event.call_id,
+            "state": record.state.value,
+            "from": event.from_number,
+            "to": event.to_number,
+            "ringing": list(record.ringing),
+            "ringing_user_ids": [users[r] for r in record.ringing if r in users],
+            "answered_by": record.answered_by,
+            "answered_by_user_id": users.get(record.answered_by or ""),
+            "wait_seconds": record.wait_seconds,
+            "talk_seconds": record.talk_seconds,
+            "cause": record.cause,
+            "missed": record.state is CallState.MISSED,
+        }
+    }
+
+
+class CallLog:
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    async def handle(self, event: CallEvent) -> str:
+        """Store the event (after the commit) and publish; the reply is the dial targets."""
+        inbound = event.direction is Direction.IN
+        number = event.from_number if inbound else event.to_number
+        ours = event.to_number if inbound else event.from_number
+        items: list[Prepared] = []
+        if not is_anonymous(number):
+            contact = InboundContact(
+                channel=Channel.PHONE,
+                sender=number,
+                recipient=ours,
+                provider_id=f"call:{event.provider.value}:{event.call_id}",
+                occurred_at=event.occurred_at,
+                text=f"{'Incoming' if inbound else 'Outgoing'} call",
+            )
+            try:
+                items = [self.hub.ingestor.prepare(contact)]
+            except IngestError:
+                items = []  # not a number we can match: logged on the call only
+        outcome = _Outcome()
+
+        async def extra(conn: AsyncConnection, prepared: list[Prepared]) -> None:
+            await self._advance(conn, event, prepared, outcome)
+
+        await self.hub.ingestor.ingest_unit(items, extra)
+        self._publish(event, outcome)
+        return "\n".join(outcome.targets)
+
+    async def _advance(
+        self, conn: AsyncConnection, event: CallEvent, items: list[Prepared], out: _Outcome
+    ) -> None:
+        key = and_(
+            phone_call_t.c.provider == event.provider.value,
+            phone_call_t.c.call_id == event.call_id,
+        )
+        row = (await conn.execute(select(phone_call_t).where(key))).first()
+        before = _record(row) if row is not None else None
+        after = advance(before, event)
+        out.before, out.after = before, after
+        result = items[0].result if items else None
+        users = await map_users(conn, (*after.ringing, after.answered_by or ""))
+        out.ringing_ids = list(dict.fromkeys(users[r] for r in after.ringing if r in users))
+        out.answered_id = users.get(after.answered_by or "")
+        owner = None
+        if result is not None:
+            out.customer_id = result.customer_id
+            cust = (
+                await conn.execute(
+                    select(customer_t.c.owner_id, customer_t.c.team_id).where(
+                        customer_t.c.id == result.customer_id
+                    )
+                )
+            ).first()
+            if cust is not None:
+                owner, out.team_id = cust.owner_id, cust.team_id
+        if out.team_id is None and items:
+            out.team_id = items[0].lead_team_id
+        out.audience = await self._audience(conn, out, owner)
+        if out.ringing_ids == [] and event.kind.value == "new_call":
+            names = await conn.execute(
+                select(user_t.c.username).where(user_t.c.id.in_(out.audience))
+            )
+            out.targets = sorted(f"client:{n[0]}" for n in names)
+        values = {
+            "state": after.state.value,
+            "ringing": list(after.ringing),
+            "answered_by": after.answered_by,
+            "answered_at": after.answered_at,
+            "ended_at": after.ended_at,
+            "cause": after.cause,
+        }
+        if row is None:
+            await conn.execute(
+                insert(phone_call_t).values(
+                    provider=event.provider.value,
+                    call_id=event.call_id,
+                    direction=event.direction.value,
+                    from_number=event.from_number[:100],
+                    to_number=event.to_number[:100],
+                    started_at=after.started_at,
+                    customer_id=out.customer_id,
+                    interaction_id=result.interaction_id if result else None,
+                    **values,
+                )
+            )
+        elif after != before:
+            await conn.execute(update(phone_call_t).where(key).values(**values))
+        if result is not None:
+            await conn.execute(
+                update(interaction_t)
+                .where(interaction_t.c.id == result.interaction_id)
+                .values(direction=event.direction.value, meta=_summary(event, after, users))
+            )
+            await self._tasks(conn, event, out, owner)
+
+    async def _audience(
+        self, conn: AsyncConnection, out: _Outcome, owner: int | None
+    ) -> frozenset[int]:
+        if out.ringing_ids:
+            return frozenset(out.ringing_ids)
+        presence = self.hub.presence
+        if owner is not None and presence.is_online(owner):
+            return frozenset({owner})
+        return frozenset(await team_members(conn, out.team_id)) & presence.online()
+
+    async def _tasks(
+        self, conn: AsyncConnection, event: CallEvent, out: _Outcome, owner: int | None
+    ) -> None:
+        before, after = out.before, out.after
+        assert after is not None and out.customer_id is not None
+        became = before is None or before.state is not after.state
+        if not became:
+            if before is not None and before.answered_by is None and after.answered_by:
+                # An answer that trailed the hangup: someone did speak to the caller.
+                await self._close_callbacks(conn, out.customer_id)
+            return
+        if after.state is CallState.MISSED and event.direction is Direction.IN:
+            due = utcnow() + timedelta(minutes=self.hub.settings.voice.callback_due_minutes)
+            # No owner: unassigned, on the customer (whose team sees it).
+            res = await conn.execute(
+                insert(task_t).values(
+                    customer_id=out.customer_id,
+                    assignee_id=owner,
+                    title=CALLBACK_TITLE,
+                    due_at=due,
+                    done=False,
+                    created_at=utcnow(),
+                )
+            )
+            out.task_id = res.inserted_primary_key[0] if res.inserted_primary_key else None
+            out.task_assignee = owner
+        elif after.state is CallState.ANSWERED or (
+            before is None and event.direction is Direction.OUT
+        ):
+            # Spoken to (or called back): the open call-back is done.
+            await self._close_callbacks(conn, out.customer_id)
+
+    async def _close_callbacks(self, conn: AsyncConnection, customer_id: int) -> None:
+        await conn.execute(
+            update(task_t)
+            .where(task_t.c.customer_id == customer_id)
+            .where(task_t.c.title == CALLBACK_TITLE)
+            .where(task_t.c.done.is_(False))
+            .values(done=True)
+        )
+
+    def _publish(self, event: CallEvent, out: _Outcome) -> None:
+        after, before = out.after, out.before
+        if after is None:
+            return
+        kinds: list[EventKind] = []
+        if before is None or after.state is not before.state:
+            kinds.append(
+                {
+                    CallState.ANSWERED: EventKind.CALL_ANSWERED,
+                    CallState.ENDED: EventKind.CALL_ENDED,
+                    CallState.MISSED: EventKind.CALL_MISSED,
+                    CallState.RINGING: EventKind.CALL_RINGING,
+                }[after.state]
+            )
+        for kind in kinds:
+            self.hub.bus.publish(
+                call_event(
+                    kind,
+                    call_id=event.call_id,
+                    provider=event.provider.value,
+                    from_number=event.from_number,
+                    to_number=event.to_number,
+                    direction=event.direction.value,
+                    customer_id=out.customer_id,
+                    ringing_user_ids=out.ringing_ids,
+                    audience=out.audience,
+                    team_id=out.team_id,
+                    answered_by_user_id=out.answered_id,
+                    answered_by=after.answered_by,
+                    cause=after.cause,
+                )
+            )
+        if out.task_id is not None and out.customer_id is not None:
+            self.hub.bus.publish(
+                task_created(
+                    task_id=out.task_id,
+                    customer_id=out.customer_id,
+                    assignee_id=out.task_assignee,
+                    title=CALLBACK_TITLE,
+                    team_id=out.team_id,
+                )
+            )
