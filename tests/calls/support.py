@@ -1,4 +1,4 @@
-"""A running hub with all three voice providers on, and requests authenticated as each sends them."""
+"""A hub with the three voice providers on; requests authenticated as each provider does."""
 
 from __future__ import annotations
 
