@@ -38,6 +38,11 @@ class TwilioVoiceConfig(BaseModel):
     dial_timeout: int = Field(20, ge=5, le=600)
     # Caller id shown on agents' phones when dialling a <Number>; empty: the caller's.
     caller_id: str = ""
+    # Click-to-dial (POST /api/v1/calls): the account, and our number the customer sees.
+    account_sid: str = ""
+    from_number: str = ""
+    # Where the twilio library sends REST calls; tests point it at a local fake.
+    api_base_url: str = "https://api.twilio.com"
 
 
 class SipgateConfig(BaseModel):
@@ -64,6 +69,9 @@ class PbxConfig(BaseModel):
     block_list: list[str] = Field(default_factory=list)
     # The region national numbers (PBX "030…", block list entries) are read in.
     default_region: str = Field("DE", pattern=r"^[A-Z]{2}$")
+    # Click-to-dial: the PBX URL crmhub POSTs to, with {extension}, {user} and {number}
+    # (E.164, URL-quoted) filled in; empty: no click-to-dial through the PBX.
+    dial_url: str = ""
 
 
 class VoiceConfig(BaseModel):
@@ -77,6 +85,8 @@ class VoiceConfig(BaseModel):
     pbx: PbxConfig = Field(default_factory=PbxConfig)
     # A missed inbound call makes a call-back task due this many minutes later.
     callback_due_minutes: int = Field(60, ge=0, le=10_080)
+    # Who places click-to-dial calls: "twilio" or "pbx" (its dial_url).
+    click_to_dial: Literal["twilio", "pbx"] = "twilio"
 
 
 def missing_secrets(config: VoiceConfig) -> list[str]:

@@ -10,6 +10,7 @@ after both are committed; events are published after the commit.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -82,6 +83,7 @@ class CallLog:
 
     async def handle(self, event: CallEvent) -> str:
         """Store the event (after the commit) and publish; the reply is the dial targets."""
+        event = await self._as_first_seen(event)
         inbound = event.direction is Direction.IN
         number = event.from_number if inbound else event.to_number
         ours = event.to_number if inbound else event.from_number
@@ -107,6 +109,31 @@ class CallLog:
         await self.hub.ingestor.ingest_unit(items, extra)
         self._publish(event, outcome)
         return "\n".join(outcome.targets)
+
+    async def _as_first_seen(self, event: CallEvent) -> CallEvent:
+        """Numbers and direction as the call's first event gave them: a click-to-dial
+        call's later status callbacks name the agent's client as "To", not the customer."""
+        async with self.hub.db.read() as s:
+            conn = await s.connection()
+            row = (
+                await conn.execute(
+                    select(
+                        phone_call_t.c.from_number,
+                        phone_call_t.c.to_number,
+                        phone_call_t.c.direction,
+                    )
+                    .where(phone_call_t.c.provider == event.provider.value)
+                    .where(phone_call_t.c.call_id == event.call_id)
+                )
+            ).first()
+        if row is None:
+            return event
+        return dataclasses.replace(
+            event,
+            from_number=row.from_number,
+            to_number=row.to_number,
+            direction=Direction(row.direction),
+        )
 
     async def _advance(
         self, conn: AsyncConnection, event: CallEvent, items: list[Prepared], out: _Outcome
