@@ -10,8 +10,8 @@ from aiohttp import web
 from sqlalchemy import select
 
 from hub.config import Settings
-from hub.web.auth import HUB
 from hub.store.models import Consent, ConsentState, Customer, Identity, Interaction, PhoneCall
+from hub.web.auth import HUB
 from tests.calls.support import PUBLIC, TWILIO_TOKEN, post_twilio
 from tests.support.api import Api
 from tests.support.hubs import make_settings
