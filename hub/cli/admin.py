@@ -9,6 +9,7 @@ import os
 from typing import Any
 
 from hub.cli.common import CliError
+from hub.cli.calls import add_phone_commands
 from hub.cli.users import add_user_commands
 from hub.config import Settings
 from hub.store.models import Role
@@ -320,6 +321,7 @@ def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--label", help="what the token is for")
     p.set_defaults(handler=_user_token)
     add_user_commands(user)
+    add_phone_commands(user)
 
     customer = sub.add_parser("customer", help="customer maintenance").add_subparsers(
         dest="customer_command", metavar="ACTION", required=True
