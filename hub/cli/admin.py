@@ -8,8 +8,8 @@ import logging
 import os
 from typing import Any
 
-from hub.cli.common import CliError
 from hub.cli.calls import add_phone_commands
+from hub.cli.common import CliError
 from hub.cli.users import add_user_commands
 from hub.config import Settings
 from hub.store.models import Role
