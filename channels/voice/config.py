@@ -74,6 +74,13 @@ class PbxConfig(BaseModel):
     dial_url: str = ""
 
 
+AssignStep = Literal["named", "owner", "round_robin"]
+
+
+def _default_steps() -> list[AssignStep]:
+    return ["named", "owner", "round_robin"]
+
+
 class VoiceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -87,6 +94,10 @@ class VoiceConfig(BaseModel):
     callback_due_minutes: int = Field(60, ge=0, le=10_080)
     # Who places click-to-dial calls: "twilio" or "pbx" (its dial_url).
     click_to_dial: Literal["twilio", "pbx"] = "twilio"
+    # Whom a Twilio call rings (routing/assignment.py), first step that finds anyone.
+    assignment: list[AssignStep] = Field(default_factory=_default_steps, min_length=1)
+    # Round robin skips agents with this many open conversations (0: no maximum).
+    max_open_conversations: int = Field(0, ge=0)
 
 
 def missing_secrets(config: VoiceConfig) -> list[str]:

@@ -11,21 +11,30 @@ after both are committed; events are published after the commit.
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, insert, select, update
+from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from channels.base import CallEvent, Channel, Direction, InboundContact
+from channels.base import (
+    CallEvent,
+    CallEventKind,
+    CallProvider,
+    Channel,
+    Direction,
+    InboundContact,
+)
 from hub.calls.users import map_users, team_members
 from hub.events.kinds import EventKind, call_event, task_created
 from hub.ingest.context import Prepared
 from hub.ingest.pipeline import IngestError
 from hub.runtime import Hub
-from hub.store.models import utcnow
-from hub.store.tables import customer_t, interaction_t, phone_call_t, task_t, user_t
+from hub.store.models import ConversationStatus, utcnow
+from hub.store.tables import conversation_t, customer_t, interaction_t, phone_call_t, task_t, user_t
+from routing.assignment import Situation, assign
 from routing.calls import CallRecord, CallState, advance, is_anonymous
 
 CALLBACK_TITLE = "Rückruf"
@@ -75,6 +84,14 @@ def _summary(event: CallEvent, record: CallRecord, users: dict[str, int]) -> dic
             "missed": record.state is CallState.MISSED,
         }
     }
+
+
+# Each team's last round-robin pick, per running hub (a restart starts over).
+_PICKS: weakref.WeakKeyDictionary[Hub, dict[int | None, int]] = weakref.WeakKeyDictionary()
+
+
+def _last_picked(hub: Hub) -> dict[int | None, int]:
+    return _PICKS.setdefault(hub, {})
 
 
 class CallLog:
@@ -147,9 +164,6 @@ class CallLog:
         after = advance(before, event)
         out.before, out.after = before, after
         result = items[0].result if items else None
-        users = await map_users(conn, (*after.ringing, after.answered_by or ""))
-        out.ringing_ids = list(dict.fromkeys(users[r] for r in after.ringing if r in users))
-        out.answered_id = users.get(after.answered_by or "")
         owner = None
         if result is not None:
             out.customer_id = result.customer_id
@@ -164,12 +178,27 @@ class CallLog:
                 owner, out.team_id = cust.owner_id, cust.team_id
         if out.team_id is None and items:
             out.team_id = items[0].lead_team_id
-        out.audience = await self._audience(conn, out, owner)
-        if out.ringing_ids == [] and event.kind.value == "new_call":
-            names = await conn.execute(
-                select(user_t.c.username).where(user_t.c.id.in_(out.audience))
-            )
-            out.targets = sorted(f"client:{n[0]}" for n in names)
+        members = await team_members(conn, out.team_id)
+        if (
+            event.provider is CallProvider.TWILIO
+            and event.kind is CallEventKind.NEW_CALL
+            and before is None
+            and not after.ringing
+        ):
+            # We decide whom Twilio rings: assignment, then <Dial><Client> each.
+            chosen = await self._assign(conn, owner, out.team_id, members)
+            names = await conn.execute(select(user_t.c.username).where(user_t.c.id.in_(chosen)))
+            ring = tuple(sorted(n[0] for n in names))
+            after = dataclasses.replace(after, ringing=ring)
+            out.after = after
+            out.targets = [f"client:{name}" for name in ring]
+        users = await map_users(conn, (*after.ringing, after.answered_by or ""))
+        out.ringing_ids = list(dict.fromkeys(users[r] for r in after.ringing if r in users))
+        out.answered_id = users.get(after.answered_by or "")
+        # The pop goes to the agents it rings at; when the PBX names nobody, to
+        # the online agents of the team it routes to.
+        online = self.hub.presence.online()
+        out.audience = frozenset(out.ringing_ids) or frozenset(members) & online
         values = {
             "state": after.state.value,
             "ringing": list(after.ringing),
@@ -202,15 +231,32 @@ class CallLog:
             )
             await self._tasks(conn, event, out, owner)
 
-    async def _audience(
-        self, conn: AsyncConnection, out: _Outcome, owner: int | None
-    ) -> frozenset[int]:
-        if out.ringing_ids:
-            return frozenset(out.ringing_ids)
-        presence = self.hub.presence
-        if owner is not None and presence.is_online(owner):
-            return frozenset({owner})
-        return frozenset(await team_members(conn, out.team_id)) & presence.online()
+    async def _assign(
+        self, conn: AsyncConnection, owner: int | None, team_id: int | None, members: set[int]
+    ) -> tuple[int, ...]:
+        voice = self.hub.settings.voice
+        counts: dict[int, int] = {}
+        if voice.max_open_conversations > 0 and members:
+            rows = await conn.execute(
+                select(conversation_t.c.assignee_id, func.count())
+                .where(conversation_t.c.status == ConversationStatus.OPEN.value)
+                .where(conversation_t.c.assignee_id.in_(members))
+                .group_by(conversation_t.c.assignee_id)
+            )
+            counts = {r[0]: int(r[1]) for r in rows}
+        last = _last_picked(self.hub)
+        situation = Situation(
+            owner=owner,
+            team=tuple(sorted(members)),
+            online=self.hub.presence.online(),
+            open_counts=counts,
+            max_open=voice.max_open_conversations,
+            last_picked=last.get(team_id),
+        )
+        decided = assign(situation, voice.assignment)
+        if decided.step == "round_robin":
+            last[team_id] = decided.users[0]
+        return decided.users
 
     async def _tasks(
         self, conn: AsyncConnection, event: CallEvent, out: _Outcome, owner: int | None

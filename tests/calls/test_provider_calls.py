@@ -231,3 +231,27 @@ async def test_twilio_every_order_with_duplicates(
     late = order.index("completed") < order.index("answer")
     assert await call_rows(db) == [("twilio", "missed" if late else "ended", "alice")]
     assert await count(db, Interaction) == 1
+
+
+async def test_twilio_round_robin_among_online_team_agents(
+    client: tuple[TestClient[Any, Any], Hub], db: Database
+) -> None:
+    c, hub = client
+    alice = await create_user(hub.db, "alice", role=Role.AGENT, teams=["Sales"])
+    bob = await create_user(hub.db, "bob", role=Role.AGENT, teams=["Sales"])
+    for user in (alice, bob):
+        hub.presence.connected(user.id or 0)
+    rung = []
+    for sid in ("CA" + "3" * 32, "CA" + "4" * 32, "CA" + "5" * 32):
+        resp = await post_twilio(c, "/webhooks/twilio/voice", incoming(CallSid=sid))
+        body = await resp.text()
+        rung.append(
+            "alice" if "alice</Client>" in body else "bob" if "bob</Client>" in body else ""
+        )
+    assert rung == ["alice", "bob", "alice"]
+    # The ringing agent is stored, so the leg's answer names a known agent.
+    assert await rows(db, select(PhoneCall.ringing).order_by(PhoneCall.id)) == [
+        (["alice"],),
+        (["bob"],),
+        (["alice"],),
+    ]
