@@ -53,6 +53,12 @@ class ChannelEntry:
     webhooks: Callable[[Any], Sequence[Webhook]] = lambda config: ()
     # What the section enables but the environment lacks (secrets), one line each.
     missing_secrets: Callable[[Any], list[str]] = lambda config: []
+    # The config section's name when it is not the channel's ("voice" for phone calls).
+    section: str = ""
+
+    @property
+    def section_name(self) -> str:
+        return self.section or self.channel.value
 
 
 def _sms_sender(config: SmsConfig, timeout: float) -> Sender | None:
@@ -95,6 +101,7 @@ CHANNELS: tuple[ChannelEntry, ...] = (
         lambda config, timeout: None,
         webhooks=voice_webhooks,
         missing_secrets=voice_secrets,
+        section="voice",
     ),
 )
 
