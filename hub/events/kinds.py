@@ -22,6 +22,7 @@ class EventKind(enum.StrEnum):
     CALL_ENDED = "call.ended"
     CALL_MISSED = "call.missed"
     TASK_CREATED = "task.created"
+    CONVERSATION_ASSIGNED = "conversation.assigned"
     BUS_OVERFLOW = OVERFLOW_KIND
 
 
@@ -142,6 +143,21 @@ def task_created(
             "customer_id": customer_id,
             "assignee_id": assignee_id,
             "title": title,
+        },
+        team_id=team_id,
+    )
+
+
+def conversation_assigned(
+    *, conversation_id: int, customer_id: int, assignee_id: int | None, team_id: int | None
+) -> Event:
+    """A conversation's assignee changed (a supervisor's reassignment; None: unassigned)."""
+    return Event(
+        EventKind.CONVERSATION_ASSIGNED,
+        {
+            "conversation_id": conversation_id,
+            "customer_id": customer_id,
+            "assignee_id": assignee_id,
         },
         team_id=team_id,
     )
