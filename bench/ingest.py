@@ -4,7 +4,7 @@ Seeds a fresh database with many customers (one email and one phone identity
 each, teams, postal codes, industries and some history), then pushes synthetic
 inbound contacts through the real pipeline (`Hub.ingestor.ingest`, group
 commit, durable commits) from many concurrent callers, and finally times the
-screen-pop lookup exactly as GET /api/v1/lookup makes it (`HistoryStore.lookup`
+screen-pop lookup exactly as GET /api/v1/lookup makes it (`caller_card`
 on a raw phone number or address, then the customer's identities and tags),
 minus HTTP and JSON. It is a benchmark, not a test: it prints
 figures and asserts nothing about them, so a slow CI machine never fails a
@@ -47,13 +47,12 @@ from bench.target import prepare_target
 from bench.workload import SALES_LINE, Workload, lookup_targets, make_workload
 from channels.base import InboundContact
 from hub.config import load_settings
-from hub.errors import NotFound
 from hub.records.auth import Principal
-from hub.records.history import HistoryStore
+from hub.records.lookup import caller_card
 from hub.runtime import Hub
 from hub.store.db import Database, is_sqlite
 from hub.store.migrate import upgrade
-from hub.store.models import Interaction, Role
+from hub.store.models import Role
 
 # Who the timed lookups run as: an admin sees every customer (an agent's
 # lookup would add a filter on the customer's team).
@@ -132,22 +131,20 @@ class LookupFigures:
     max_ms: float
 
 
-async def screen_pop(db: Database, region: str, kind: str, raw: str) -> list[Interaction] | None:
-    """What GET /api/v1/lookup does (hub/web/api/customers.py `lookup`), minus HTTP and JSON.
-
-    Customer by raw phone or email (the store normalises it), its last
-    interactions, then its identities and tags; None when there is no such customer.
-    """
+async def screen_pop(db: Database, region: str, kind: str, raw: str) -> list[Any] | None:
+    """What GET /api/v1/lookup does (hub/web/api/customers.py `lookup`), minus HTTP and JSON:
+    the caller card (hub/records/lookup.py) in one read; None for an unknown caller."""
     async with db.read() as s:
-        history = HistoryStore(s, BENCH_PRINCIPAL, region)
-        try:
-            customer, recent = await history.lookup(
-                phone=raw if kind == "phone" else None, email=raw if kind == "email" else None
-            )
-        except NotFound:
-            return None
-        assert customer.id is not None
-        await history.customers.details([customer.id])
+        card = await caller_card(
+            await s.connection(),
+            BENCH_PRINCIPAL,
+            region=region,
+            phone=raw if kind == "phone" else None,
+            email=raw if kind == "email" else None,
+        )
+    if card["status"] != "known":
+        return None
+    recent: list[Any] = card["recent_interactions"]
     return recent
 
 

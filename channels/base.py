@@ -226,7 +226,7 @@ class WebhookRequest:
 
 @dataclass(frozen=True, slots=True)
 class WebhookParsed:
-    """What a webhook carried: contacts to ingest and delivery reports to apply."""
+    """What a webhook carried: contacts to ingest, delivery reports to apply, call events."""
 
     contacts: tuple[InboundContact, ...] = ()
     reports: tuple[DeliveryReport, ...] = ()
@@ -243,6 +243,18 @@ class WebhookAnswer:
     status: int = 200
     body: str = ""
     content_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookFields:
+    """What a webhook reads, as JSON schemas, for the API description: the route
+    fuzzer generates requests from it, so a parser is fuzzed past its signature."""
+
+    # Form field -> JSON schema (values arrive as strings).
+    form: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    required: tuple[str, ...] = ()
+    # Query parameter -> JSON schema (e.g. our own id in a callback URL).
+    query: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 class WebhookRejected(Exception):
@@ -263,6 +275,9 @@ class Webhook(Protocol):
     # One line for the API description.
     @property
     def summary(self) -> str: ...
+
+    @property
+    def fields(self) -> WebhookFields: ...
 
     def parse(self, request: WebhookRequest) -> WebhookParsed:
         """Verify (signature, token) before reading any field; raise WebhookRejected."""

@@ -264,12 +264,28 @@ class Settings(BaseSettings, ChannelConfigs):
         return (env_settings, init_settings)
 
 
-def _format_error(exc: ValidationError) -> str:
-    parts = []
+def _env_source(loc: tuple[int | str, ...], environ: Mapping[str, str]) -> str | None:
+    """The CRMHUB_ variable that set the value at `loc`, if one did (it wins over the file)."""
+    keys = [str(part).lower() for part in loc]
+    for name in environ:
+        if name.startswith("CRMHUB_"):
+            key = name[len("CRMHUB_") :].lower().split("__")
+            if key == keys[: len(key)]:
+                return name
+    return None
+
+
+def _config_error(exc: ValidationError, path: Path, environ: Mapping[str, str]) -> ConfigError:
+    """One line; a problem a variable caused names the variable, not the file."""
+    by_source: dict[str, list[str]] = {}
     for err in exc.errors():
-        path = ".".join(str(p) for p in err["loc"]) or "<root>"
-        parts.append(f"{path}: {err['msg'][:1].lower()}{err['msg'][1:]}")
-    return "; ".join(parts)
+        variable = _env_source(err["loc"], environ)
+        source = f"environment variable {variable}" if variable else str(path)
+        where = ".".join(str(p) for p in err["loc"]) or "<root>"
+        by_source.setdefault(source, []).append(
+            f"{where}: {err['msg'][:1].lower()}{err['msg'][1:]}"
+        )
+    return ConfigError("; ".join(f"{src}: {'; '.join(msgs)}" for src, msgs in by_source.items()))
 
 
 # CRMHUB_ variables that are not settings: the config path and the tools' own.
@@ -329,4 +345,4 @@ def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
     try:
         return Settings(**data)
     except ValidationError as exc:
-        raise ConfigError(f"{path}: {_format_error(exc)}") from exc
+        raise _config_error(exc, path, os.environ) from exc

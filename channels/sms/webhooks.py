@@ -13,17 +13,43 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from channels.base import WebhookAnswer, WebhookParsed, WebhookRejected, WebhookRequest
+from channels.base import (
+    WebhookAnswer,
+    WebhookFields,
+    WebhookParsed,
+    WebhookRejected,
+    WebhookRequest,
+)
 from channels.sms import signature
 from channels.sms.config import SmsConfig
-from channels.sms.inbound import BodyTooLong, InvalidSmsForm, parse_inbound, twiml
+from channels.sms.inbound import MAX_MEDIA, BodyTooLong, InvalidSmsForm, parse_inbound, twiml
 from channels.sms.outbound import STATUS_CALLBACK_PATH
-from channels.sms.status import InvalidStatusForm, parse_status
+from channels.sms.status import MAX_OUTBOX_ID, InvalidStatusForm, parse_status
 
 log = logging.getLogger(__name__)
 
 INBOUND_PATH = "/webhooks/twilio/sms"
 FORM_TYPE = "application/x-www-form-urlencoded"
+
+_TEXT: dict[str, str] = {"type": "string"}
+# The fields we read of what Twilio posts (it posts more; they are kept as metadata).
+INBOUND_FIELDS = WebhookFields(
+    form={
+        "MessageSid": _TEXT,
+        "From": _TEXT,
+        "To": _TEXT,
+        "Body": _TEXT,
+        "NumMedia": {"type": "string", "pattern": f"^([0-9]|{MAX_MEDIA})$"},
+        "MediaUrl0": _TEXT,
+        "MediaContentType0": _TEXT,
+    },
+    required=("MessageSid", "From"),
+)
+STATUS_FIELDS = WebhookFields(
+    form={"MessageSid": _TEXT, "MessageStatus": _TEXT, "ErrorCode": _TEXT},
+    required=("MessageSid", "MessageStatus"),
+    query={"outbox": {"type": "integer", "minimum": 1, "maximum": MAX_OUTBOX_ID}},
+)
 
 
 def verified_form(config: SmsConfig, request: WebhookRequest, what: str) -> dict[str, str]:
@@ -54,6 +80,7 @@ class InboundSmsWebhook:
     config: SmsConfig
     path: str = INBOUND_PATH
     summary: str = "Twilio inbound SMS webhook (form, X-Twilio-Signature); answers TwiML"
+    fields: WebhookFields = INBOUND_FIELDS
 
     def parse(self, request: WebhookRequest) -> WebhookParsed:
         if not self.config.enabled:
@@ -82,6 +109,7 @@ class SmsStatusWebhook:
     config: SmsConfig
     path: str = STATUS_CALLBACK_PATH
     summary: str = "Twilio delivery status callback (form, X-Twilio-Signature); 204"
+    fields: WebhookFields = STATUS_FIELDS
 
     def parse(self, request: WebhookRequest) -> WebhookParsed:
         params = verified_form(self.config, request, "SMS status callback")

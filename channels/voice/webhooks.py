@@ -13,7 +13,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import quote, unquote
 
-from channels.base import WebhookAnswer, WebhookParsed, WebhookRejected, WebhookRequest
+from channels.base import (
+    WebhookAnswer,
+    WebhookFields,
+    WebhookParsed,
+    WebhookRejected,
+    WebhookRequest,
+)
 from channels.voice import pbx, sipgate, twilio_voice
 from channels.voice.config import VoiceConfig
 from channels.voice.errors import CallAuthRefused, InvalidCallForm
@@ -26,6 +32,54 @@ PBX_PREFIX = "/webhooks/cti/"
 FORM_TYPE = "application/x-www-form-urlencoded"
 XML_TYPE = "application/xml"
 JSON_TYPE = "application/json"
+
+_TEXT: dict[str, str] = {"type": "string"}
+# The fields each webhook reads (providers post more; kept as the call's metadata).
+TWILIO_VOICE_FIELDS = WebhookFields(
+    form={"CallSid": _TEXT, "From": _TEXT, "To": _TEXT, "Direction": _TEXT, "CallStatus": _TEXT},
+    required=("CallSid",),
+)
+TWILIO_STATUS_FIELDS = WebhookFields(
+    form={
+        "CallSid": _TEXT,
+        "ParentCallSid": _TEXT,
+        "CallStatus": _TEXT,
+        "From": _TEXT,
+        "To": _TEXT,
+        "Direction": _TEXT,
+        "CallDuration": _TEXT,
+    },
+    required=("CallSid", "CallStatus"),
+)
+SIPGATE_FIELDS = WebhookFields(
+    form={
+        "event": {"type": "string", "enum": ["newCall", "answer", "hangup"]},
+        "callId": _TEXT,
+        "from": _TEXT,
+        "to": _TEXT,
+        "direction": _TEXT,
+        "user[]": _TEXT,
+        "userId[]": _TEXT,
+        "answeringNumber": _TEXT,
+        "cause": _TEXT,
+    },
+    required=("event", "callId"),
+    query={"token": _TEXT},
+)
+PBX_FIELDS = WebhookFields(
+    form={
+        "event": {"type": "string", "enum": ["newCall", "answer", "hangup"]},
+        "callId": _TEXT,
+        "from": _TEXT,
+        "to": _TEXT,
+        "direction": {"type": "string", "enum": ["in", "out"]},
+        "user": _TEXT,
+        "queue": _TEXT,
+        "cause": _TEXT,
+        "answeringNumber": _TEXT,
+    },
+    required=("event", "callId"),
+)
 
 
 def _not_enabled(what: str) -> WebhookRejected:
@@ -63,6 +117,7 @@ class TwilioVoiceWebhook:
     config: VoiceConfig
     path: str = TWILIO_VOICE_PATH
     summary: str = "Twilio Voice incoming call (form, X-Twilio-Signature); answers TwiML <Dial>"
+    fields: WebhookFields = TWILIO_VOICE_FIELDS
 
     def parse(self, request: WebhookRequest) -> WebhookParsed:
         form = _twilio_form(self.config, request)
@@ -92,6 +147,7 @@ class TwilioVoiceStatusWebhook:
     config: VoiceConfig
     path: str = TWILIO_STATUS_PATH
     summary: str = "Twilio Voice status callback, call and agent legs (form, signed); 204"
+    fields: WebhookFields = TWILIO_STATUS_FIELDS
 
     def parse(self, request: WebhookRequest) -> WebhookParsed:
         form = _twilio_form(self.config, request)
@@ -110,6 +166,7 @@ class SipgateWebhook:
     config: VoiceConfig
     path: str = SIPGATE_PATH
     summary: str = "sipgate.io push (form: newCall, answer, hangup; Basic or ?token=)"
+    fields: WebhookFields = SIPGATE_FIELDS
 
     def parse(self, request: WebhookRequest) -> WebhookParsed:
         config = self.config.sipgate
@@ -140,6 +197,7 @@ class PbxWebhook:
     config: VoiceConfig
     path: str = PBX_PATH
     summary: str = "Generic PBX call event (JSON or form; token in the path); answers {}"
+    fields: WebhookFields = PBX_FIELDS
 
     def parse(self, request: WebhookRequest) -> WebhookParsed:
         config = self.config.pbx

@@ -87,7 +87,7 @@ async def _check_schema(settings: Settings) -> None:
     try:
         revision = await schema_revision(settings.database.url)
     except Exception as exc:  # unreachable, bad URL: one line
-        raise CliError(f"cannot open the database {_safe_url(settings)}: {exc}") from exc
+        raise CliError(f"cannot open the database {_safe_url(settings)}: {_one_line(exc)}") from exc
     heads = current_heads()
     if revision not in heads:
         state = "was never migrated" if revision is None else f"is at schema {revision}"
@@ -103,28 +103,23 @@ async def _run_server(settings: Settings, host: str, port: int) -> None:
     from aiohttp import web
 
     from hub.runtime import Hub
+    from hub.web.access_log import runner_options
     from hub.web.app import create_app
 
     hub = Hub(settings, read_mail=True)
-    from hub.web.access_log import LOGGER, access_logger
-
-    access_log = LOGGER if settings.server.access_log else None
-    runner = web.AppRunner(
-        create_app(hub),
-        access_log=access_log,
-        access_log_class=access_logger(settings.server.access_log_query),
-    )
+    runner = web.AppRunner(create_app(hub), **runner_options(settings.server))
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
         try:
             await site.start()
         except OSError as exc:
-            # asyncio wraps the reason in a sentence of its own; the errno says it plainly.
-            reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
-            raise CliError(f"cannot listen on {host}:{port}: {reason}") from exc
+            raise CliError(
+                f"cannot listen on {_host_port(host, port)}: {_bind_reason(exc)}"
+            ) from exc
         print(
-            f"crmhub serving on http://{host}:{port} (database {_safe_url(settings)})", flush=True
+            f"crmhub serving on http://{_host_port(host, port)} (database {_safe_url(settings)})",
+            flush=True,
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -133,6 +128,25 @@ async def _run_server(settings: Settings, host: str, port: int) -> None:
         await stop.wait()
     finally:
         await runner.cleanup()
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # IPv6 in brackets
+
+
+def _bind_reason(exc: OSError) -> str:
+    import socket
+
+    if isinstance(exc, socket.gaierror):  # its errno is not an OS errno
+        return f"unknown host ({str(exc.strerror).lower()})"
+    # asyncio wraps the reason in a sentence of its own; the errno says it plainly.
+    return os.strerror(exc.errno).lower() if exc.errno else str(exc)
+
+
+def _one_line(exc: BaseException) -> str:
+    """A driver's own message, without SQLAlchemy's statement and background link."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _fast_event_loop() -> None:
@@ -158,7 +172,7 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     try:
         upgrade(settings.database.url)
     except Exception as exc:  # alembic/driver errors: one line, not a traceback
-        raise CliError(f"migration failed: {exc}") from exc
+        raise CliError(f"migration failed: {_one_line(exc)}") from exc
     print(f"database {_safe_url(settings)} is at the newest schema")
     return 0
 
@@ -254,6 +268,23 @@ def _user_token(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(run())
 
 
+def _token_command(args: argparse.Namespace, settings: Settings) -> int:
+    from hub.cli.users import list_user_tokens, revoke_user_tokens
+
+    words = args.words
+    if len(words) == 2 and words[0] in ("issue", "list", "revoke"):
+        action, args.username = words
+    elif len(words) == 1:
+        action, args.username = "issue", words[0]
+    else:
+        raise CliError("usage: crmhub user token [issue|list|revoke] USERNAME")
+    if action == "list":
+        return list_user_tokens(args, settings)
+    if action == "revoke":
+        return revoke_user_tokens(args, settings)
+    return _user_token(args, settings)
+
+
 def _customer_merge(args: argparse.Namespace, settings: Settings) -> int:
     from hub.errors import DomainError
     from hub.records.auth import Principal
@@ -316,10 +347,19 @@ def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     p.set_defaults(handler=_user_add)
     p = user.add_parser("list", help="list users")
     p.set_defaults(handler=_user_list)
-    p = user.add_parser("token", help="issue a new API token for a user (printed once)")
-    p.add_argument("username")
-    p.add_argument("--label", help="what the token is for")
-    p.set_defaults(handler=_user_token)
+    p = user.add_parser(
+        "token",
+        help="issue (printed once), list or revoke a user's API tokens",
+        usage="crmhub user token [issue] USERNAME [--label L] | list USERNAME | "
+        "revoke USERNAME [--token-id N]",
+        description="`user token NAME` issues a token and prints it once; `user token list "
+        "NAME` shows token ids, labels and last use; `user token revoke NAME` revokes all of "
+        "NAME's tokens, or one with --token-id.",
+    )
+    p.add_argument("words", nargs="+", metavar="ARG")
+    p.add_argument("--label", help="what the token is for (issue)")
+    p.add_argument("--token-id", type=int, help="only this token (revoke)")
+    p.set_defaults(handler=_token_command)
     add_user_commands(user)
     add_phone_commands(user)
 

@@ -35,6 +35,32 @@ def _with_db(
     return run_async(run())
 
 
+def list_user_tokens(args: argparse.Namespace, settings: Settings) -> int:
+    """`crmhub user token list NAME`: the ids `revoke --token-id` takes."""
+    from hub.records.auth import AuthError, list_tokens
+
+    async def run() -> int:
+        db = Database(settings.database)
+        try:
+            tokens = await list_tokens(db, args.username)
+        except AuthError as exc:
+            raise CliError(str(exc)) from exc
+        finally:
+            await db.close()
+        print(f"{'id':>4}  {'label':<20} {'created':<20} last used")
+        for t in tokens:
+            last = t.last_used_at.strftime("%Y-%m-%d %H:%M") if t.last_used_at else "never"
+            created = t.created_at.strftime("%Y-%m-%d %H:%M")
+            print(f"{t.id:>4}  {t.name or '-':<20} {created:<20} {last}")
+        return 0
+
+    return run_async(run())
+
+
+def revoke_user_tokens(args: argparse.Namespace, settings: Settings) -> int:
+    return _revoke(args, settings)
+
+
 def _revoke(args: argparse.Namespace, settings: Settings) -> int:
     from hub.records.auth import revoke_tokens
 

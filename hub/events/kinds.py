@@ -124,7 +124,7 @@ def call_event(
             "direction": direction,
             "customer_id": customer_id,
             "ringing_user_ids": ringing_user_ids,
-            "answered_by_user_id": answered_by_user_id,
+            "answered_user_id": answered_by_user_id,
             "answered_by": answered_by,
             "cause": cause,
         },

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -42,7 +44,7 @@ from hub.store.tables import event_log_t
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Frame:
     id: int | None
     kind: str
@@ -52,6 +54,11 @@ class Frame:
 
     def json(self) -> dict[str, Any]:
         return {"id": self.id, "kind": self.kind, "data": self.data}
+
+    @functools.cached_property
+    def text(self) -> str:
+        """Encoded once, however many clients it goes to (a team event reaches dozens)."""
+        return json.dumps(self.json())
 
 
 def may_see(principal: Principal, frame: Frame) -> bool:
@@ -133,25 +140,39 @@ class EventStream:
                 await self._notify(frames)
 
     async def _store(self, events: list[Event]) -> list[Frame]:
-        frames: list[Frame] = []
+        """Keep a batch in event_log in one statement: its ids, in the batch's order."""
+        kept = [e for e in events if e.kind != OVERFLOW_KIND]  # this node's bus only
         now = utcnow()
-        async with self.db.write() as s:
-            conn = await s.connection()
-            for e in events:
-                if e.kind == OVERFLOW_KIND:  # about this node's bus, not worth keeping
-                    frames.append(Frame(None, e.kind, e.data, None, None))
-                    continue
-                users = sorted(e.users) if e.users is not None else None
-                new_id = (
-                    await conn.execute(
-                        insert(event_log_t)
-                        .values(
-                            at=now, kind=str(e.kind), data=e.data, team_id=e.team_id, users=users
-                        )
-                        .returning(event_log_t.c.id)
-                    )
-                ).scalar_one()
-                frames.append(Frame(int(new_id), str(e.kind), e.data, e.team_id, e.users))
+        ids: list[int] = []
+        if kept:
+            rows = [
+                {
+                    "at": now,
+                    "kind": str(e.kind),
+                    "data": e.data,
+                    "team_id": e.team_id,
+                    "users": sorted(e.users) if e.users is not None else None,
+                }
+                for e in kept
+            ]
+            async with self.db.write() as s:
+                conn = await s.connection()
+                result = await conn.execute(
+                    insert(event_log_t).returning(event_log_t.c.id, sort_by_parameter_order=True),
+                    rows,
+                )
+                ids = [int(i) for i in result.scalars()]
+        numbered = iter(ids)
+        frames = [
+            Frame(
+                None if e.kind == OVERFLOW_KIND else next(numbered),
+                str(e.kind),
+                e.data,
+                None if e.kind == OVERFLOW_KIND else e.team_id,
+                None if e.kind == OVERFLOW_KIND else e.users,
+            )
+            for e in events
+        ]
         self.stored += len(events)
         return frames
 

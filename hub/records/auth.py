@@ -194,3 +194,25 @@ async def issue_token(db: Database, username: str, name: str = "") -> str:
             raise AuthError(f"no user {username!r}")
         s.add(ApiToken(user_id=user_id, token_hash=token_hash(token), name=name))
     return token
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    id: int
+    name: str
+    created_at: datetime
+    last_used_at: datetime | None
+
+
+async def list_tokens(db: Database, username: str) -> list[TokenInfo]:
+    """A user's tokens (never the token: only its hash is stored), oldest first."""
+    async with db.read() as s:
+        user_id = (await s.exec(select(User.id).where(User.username == username))).first()
+        if user_id is None:
+            raise AuthError(f"no user {username!r}")
+        rows = await s.exec(
+            select(ApiToken.id, ApiToken.name, ApiToken.created_at, ApiToken.last_used_at)
+            .where(ApiToken.user_id == user_id)
+            .order_by(col(ApiToken.id))
+        )
+        return [TokenInfo(*row) for row in rows.all()]

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from sqlalchemy import Row, bindparam, or_
-from sqlalchemy import select as core_select  # Core statements; sqlmodel's is for the ORM
+from sqlalchemy import or_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
 from channels.base import Channel, Direction
-from hub.errors import BadRequest, Invalid, NotFound
+from hub.errors import Invalid, NotFound
 from hub.records.access import Action, customer_visible, require
 from hub.records.auth import Principal
 from hub.records.customers import CustomerStore
-from hub.records.identity import InvalidIdentity, normalize_email, normalize_phone
 from hub.records.schemas import ConversationPatch, TaskIn, TaskPatch
 from hub.store.models import (
     Conversation,
@@ -26,25 +24,8 @@ from hub.store.models import (
     Task,
     utcnow,
 )
-from hub.store.tables import customer_t, identity_t, interaction_t
 
 T = TypeVar("T")
-LOOKUP_RECENT = 5
-_CUSTOMER_BY_IDENTITY = (
-    core_select(customer_t)
-    .join(identity_t, identity_t.c.customer_id == customer_t.c.id)
-    .where(identity_t.c.kind == bindparam("kind"))
-    .where(identity_t.c.value == bindparam("value"))
-)
-_CUSTOMER_BY_IDENTITY_IN_TEAMS = _CUSTOMER_BY_IDENTITY.where(
-    customer_t.c.team_id.in_(bindparam("teams", expanding=True))
-)
-_RECENT = (
-    core_select(interaction_t)
-    .where(interaction_t.c.customer_id == bindparam("cid"))
-    .order_by(interaction_t.c.occurred_at.desc(), interaction_t.c.id.desc())
-    .limit(LOOKUP_RECENT)
-)
 
 
 class HistoryStore:
@@ -97,32 +78,6 @@ class HistoryStore:
         self.s.add(note)
         await self.s.flush()
         return note
-
-    async def lookup(
-        self, *, phone: str | None, email: str | None
-    ) -> tuple[Row[Any], list[Row[Any]]]:
-        """The screen-pop question: who is this number / address, and what happened lately.
-
-        Core statements built once, not the ORM: a screen pop must answer
-        while the phone still rings (goal: p99 < 2 ms at a million customers).
-        """
-        if (phone is None) == (email is None):
-            raise BadRequest("give exactly one of phone or email")
-        try:
-            ident = normalize_phone(phone, self.region) if phone else normalize_email(email or "")
-        except InvalidIdentity as exc:
-            raise Invalid(str(exc)) from exc
-        conn = await self.s.connection()
-        params: dict[str, Any] = {"kind": ident.kind.value, "value": ident.value}
-        if self.p.is_admin:
-            query = _CUSTOMER_BY_IDENTITY
-        else:
-            query, params["teams"] = _CUSTOMER_BY_IDENTITY_IN_TEAMS, sorted(self.p.team_ids)
-        customer = (await conn.execute(query, params)).first()
-        if customer is None:
-            raise NotFound(f"no customer with {ident.kind.value} {ident.value}")
-        recent = (await conn.execute(_RECENT, {"cid": customer.id})).all()
-        return customer, list(recent)
 
     # -- conversations ------------------------------------------------------
     def _conversations(self) -> SelectOfScalar[Conversation]:

@@ -22,12 +22,26 @@ def upgrade(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
 
 
+def _no_sqlite_file(url: str) -> bool:
+    from pathlib import Path
+
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    name = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or name in ("", ":memory:"):
+        return False
+    return not name.startswith("file:") and not Path(name).exists()
+
+
 async def schema_revision(url: str) -> str | None:
     """The revision the database is at; None when it was never migrated."""
     from sqlalchemy import text
     from sqlalchemy.exc import DBAPIError
     from sqlalchemy.ext.asyncio import create_async_engine
 
+    if _no_sqlite_file(url):
+        return None  # connecting would create an empty file where a typo points
     engine = create_async_engine(url)
     try:
         async with engine.connect() as conn:

@@ -30,6 +30,7 @@ from hub.store.models import (
     Task,
     Team,
     User,
+    UserTeam,
 )
 
 customer_t = cast(Table, Customer.__table__)  # type: ignore[attr-defined]
@@ -51,3 +52,4 @@ task_t = cast(Table, Task.__table__)  # type: ignore[attr-defined]
 claim_t = cast(Table, IdentityClaim.__table__)  # type: ignore[attr-defined]
 event_log_t = cast(Table, EventLogEntry.__table__)  # type: ignore[attr-defined]
 phone_call_t = cast(Table, PhoneCall.__table__)  # type: ignore[attr-defined]
+user_team_t = cast(Table, UserTeam.__table__)  # type: ignore[attr-defined]

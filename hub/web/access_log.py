@@ -8,9 +8,12 @@ the database; `server.access_log_query: true` puts them back for debugging.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+
+from hub.config import ServerConfig
 
 
 class AccessLogger(AbstractAccessLogger):
@@ -40,3 +43,11 @@ def access_logger(include_query: bool) -> type[AccessLogger]:
 
 
 LOGGER = logging.getLogger("aiohttp.access")
+
+
+def runner_options(server: ServerConfig) -> dict[str, Any]:
+    """The AppRunner's access-log arguments (`crmhub serve` and the tests use these)."""
+    return {
+        "access_log": LOGGER if server.access_log else None,
+        "access_log_class": access_logger(server.access_log_query),
+    }

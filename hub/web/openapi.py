@@ -25,6 +25,7 @@ from hub.records.schemas import (
     TaskPatch,
 )
 from hub.web.api.replies import ReplyBody
+from hub.web.params import MAX_ID
 
 PAGING = [
     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}},
@@ -35,7 +36,9 @@ PAGING = [
         "description": "next_cursor of the previous page",
     },
 ]
-ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
+# Any other id is a 400 (hub/web/params.py): the range is part of the contract.
+ID_SCHEMA = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+ID = {"name": "id", "in": "path", "required": True, "schema": ID_SCHEMA}
 
 
 def _q(name: str, kind: str = "string", desc: str = "") -> dict[str, Any]:
@@ -53,6 +56,8 @@ def _body(model: type[BaseModel]) -> dict[str, Any]:
 
 
 _OK = {"200": {"description": "OK"}}
+# Operations that need no token (hub/web/auth.py PUBLIC_PATHS).
+_PUBLIC = {("post", "/api/v1/auth/token"), ("get", "/api/v1/openapi.json")}
 _ERRORS = {
     code: {
         "description": text,
@@ -68,6 +73,8 @@ _ERRORS = {
         "415": "body is not JSON",
         "422": "body failed validation",
         "429": "too many failed logins; wait Retry-After seconds",
+        "503": "database busy or unreachable, or the ingest queue is full; retry after "
+        "Retry-After seconds",
     }.items()
 }
 
@@ -76,6 +83,7 @@ Operation = tuple[str, str, str, list[dict[str, Any]], type[BaseModel] | None, s
 OPERATIONS: list[Operation] = [
     ("get", "/healthz", "Process is up", [], None, "200"),
     ("get", "/readyz", "Database is reachable", [], None, "200"),
+    ("get", "/api/v1/openapi.json", "This document", [], None, "200"),
     (
         "post",
         "/api/v1/auth/token",
@@ -159,14 +167,14 @@ OPERATIONS: list[Operation] = [
         "post",
         "/api/v1/customers/{id}/merge/{other}",
         "Merge customer `other` into `id`",
-        [ID, {"name": "other", "in": "path", "required": True, "schema": {"type": "integer"}}],
+        [ID, {"name": "other", "in": "path", "required": True, "schema": ID_SCHEMA}],
         None,
         "200",
     ),
     (
         "get",
         "/api/v1/lookup",
-        "Who is this phone number or email address (screen pop)",
+        "The caller card for a phone number or email address (screen pop; an unencoded + works)",
         [_q("phone"), _q("email")],
         None,
         "200",
@@ -325,8 +333,28 @@ def webhook_operations(configs: ChannelConfigs) -> list[Operation]:
     ops: list[Operation] = []
     for _channel, hook in registry.webhooks(configs):
         ok = str(hook.answer([]).status)
-        ops.append(("post", hook.path, hook.summary, [], None, ok))
+        query = [
+            {"name": name, "in": "query", "schema": dict(schema)}
+            for name, schema in hook.fields.query.items()
+        ]
+        ops.append(("post", hook.path, hook.summary, query, None, ok))
     return ops
+
+
+def _webhook_forms(configs: ChannelConfigs) -> dict[str, dict[str, Any]]:
+    """path -> the form body each webhook reads (providers post form-encoded fields)."""
+    forms = {}
+    for _channel, hook in registry.webhooks(configs):
+        schema = {
+            "type": "object",
+            "properties": {name: dict(field) for name, field in hook.fields.form.items()},
+            "required": list(hook.fields.required),
+        }
+        forms[hook.path] = {
+            "required": True,
+            "content": {"application/x-www-form-urlencoded": {"schema": schema}},
+        }
+    return forms
 
 
 def build_document(version: str, configs: ChannelConfigs) -> dict[str, Any]:
@@ -338,14 +366,17 @@ def build_document(version: str, configs: ChannelConfigs) -> dict[str, Any]:
             "properties": {"error": {"type": "string"}, "detail": {}},
         }
     }
+    forms = _webhook_forms(configs)
     for method, path, summary, params, body, ok in [*OPERATIONS, *webhook_operations(configs)]:
         op: dict[str, Any] = {
             "summary": summary,
             "parameters": params,
             "responses": {ok: {"description": "success"}, **_ERRORS},
         }
-        if path.startswith("/api/v1/") and (method, path) != ("post", "/api/v1/auth/token"):
+        if path.startswith("/api/v1/") and (method, path) not in _PUBLIC:
             op["security"] = [{"bearer": []}]
+        if path in forms:
+            op["requestBody"] = forms[path]
         if body is not None:
             op["requestBody"] = _body(body)
             schemas[body.__name__] = body.model_json_schema(

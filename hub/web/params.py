@@ -18,6 +18,29 @@ M = TypeVar("M", bound=BaseModel)
 MAX_ID = 2**31 - 1
 
 
+def nul_at(value: Any, where: str = "") -> str | None:
+    """Where a NUL character sits in parsed JSON (a dotted path, "" for the top), or None.
+
+    PostgreSQL cannot store NUL in text (SQLite can): refused at the edge, the
+    same on both, instead of a database error (a 500) on one of them."""
+    if isinstance(value, str):
+        return where if "\x00" in value else None
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        path = f"{where}.{key}" if where else str(key)
+        if isinstance(key, str) and "\x00" in key:
+            return path
+        found = nul_at(item, path)
+        if found is not None:
+            return found
+    return None
+
+
 def as_id(name: str, raw: object) -> int:
     if isinstance(raw, bool) or not isinstance(raw, (int, str)):
         raise ApiError(400, f"{name} must be an integer")
@@ -117,6 +140,9 @@ async def read_body(request: web.Request, model: type[M]) -> M:
         raise ApiError(400, "body is not valid JSON: nested too deeply") from None
     if not isinstance(data, dict):
         raise ApiError(400, "body must be a JSON object")
+    field = nul_at(data)
+    if field is not None:
+        raise ApiError(422, [{"field": field, "message": "contains a NUL character"}])
     try:
         return model.model_validate(data)
     except ValidationError as exc:

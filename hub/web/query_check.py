@@ -38,6 +38,10 @@ def middleware(allowed: Allowed) -> Any:
     @web.middleware
     async def check_query(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.query:
+            nul = next((k for k, v in request.query.items() if "\x00" in k + v), None)
+            if nul is not None:
+                # PostgreSQL cannot store or compare NUL in text: a 400 on every route.
+                return error_response(400, f"query parameter {nul!r} contains a NUL character")
             route = request.match_info.route
             resource = route.resource
             key = (route.method, resource.canonical if resource is not None else "")

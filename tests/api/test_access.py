@@ -9,7 +9,7 @@ import pytest
 
 from channels.base import Channel, InboundContact
 from hub.runtime import Hub
-from tests.support.api import Api
+from tests.support.api import Api, console_route
 
 
 @pytest.fixture
@@ -35,7 +35,6 @@ def every_endpoint(ids: dict[str, int]) -> list[tuple[str, str, Any]]:
         ("GET", f"/api/v1/customers/{c}/timeline", None),
         ("POST", f"/api/v1/customers/{c}/notes", {"text": "x"}),
         ("POST", f"/api/v1/customers/{c}/merge/{c}", None),
-        ("GET", "/api/v1/lookup?phone=+491715550000", None),
         ("GET", f"/api/v1/conversations/{conv}", None),
         ("PATCH", f"/api/v1/conversations/{conv}", {"status": "closed"}),
         ("GET", f"/api/v1/tasks/{task}", None),
@@ -274,10 +273,8 @@ async def test_every_error_status_is_json(api: Api, hub: Hub) -> None:
         422,
         {
             "error": "invalid",
-            "detail": [
-                {"field": "notes", "message": "Value error, must not contain NUL characters"},
-                {"field": "custom", "message": "Value error, must not contain NUL characters"},
-            ],
+            # Refused before validation, at the first field that holds one.
+            "detail": [{"field": "notes", "message": "contains a NUL character"}],
         },
     )
     status, body = await api.call("POST", "/api/v1/customers", json={"name": "x", "colour": "red"})
@@ -297,11 +294,12 @@ async def test_health_ready_and_openapi_need_no_token(api: Api) -> None:
     assert status == 200 and doc["openapi"] == "3.1.0"
     assert set(doc["paths"]["/api/v1/customers/{id}"]) == {"get", "patch", "delete"}
     assert doc["components"]["schemas"]["CustomerIn"]["additionalProperties"] is False
-    # Every route the app serves is documented, and nothing undocumented is served.
+    # Every route the app serves is documented, and nothing undocumented is served
+    # (the console's HTML pages are not part of the API).
     served = {
         (r.method.lower(), r.resource.canonical)
         for r in api.client.app.router.routes()
-        if r.method != "HEAD" and r.resource is not None and r.resource.canonical != "/"
+        if r.method != "HEAD" and r.resource is not None and not console_route(r)
     }
     documented = {(m, p) for p, ops in doc["paths"].items() for m in ops} | {
         ("get", "/api/v1/openapi.json")

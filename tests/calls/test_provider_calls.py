@@ -133,7 +133,7 @@ async def test_sipgate_pop_goes_to_ringing_agents_and_closes_on_answer(
     assert ringing.data["customer_id"] == customer_id
     assert ringing.data["ringing_user_ids"] == [alice.id]
     assert (ringing.data["from"], ringing.data["to"]) == (CALLER[1:], SALES_LINE[1:])
-    assert calls[1].data["answered_by_user_id"] == alice.id
+    assert calls[1].data["answered_user_id"] == alice.id
 
 
 async def test_missed_call_publishes_missed_and_task_created(

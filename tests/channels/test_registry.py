@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from channels import registry
-from channels.base import Channel, WebhookAnswer, WebhookParsed, WebhookRequest
+from channels.base import (
+    Channel,
+    WebhookAnswer,
+    WebhookFields,
+    WebhookParsed,
+    WebhookRequest,
+)
 from channels.registry import CHANNELS, ChannelConfigs, ChannelEntry, RegistryError, check
 from hub.config import Settings
 from hub.runtime import Hub
@@ -21,6 +27,7 @@ from hub.web.openapi import build_document
 class FakeHook:
     path: str
     summary: str = "a test webhook"
+    fields: WebhookFields = field(default_factory=WebhookFields)
 
     def parse(self, request: WebhookRequest) -> WebhookParsed:
         return WebhookParsed()

@@ -134,3 +134,63 @@ def test_the_serving_line_comes_once_the_port_answers(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         assert proc.wait(30) == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "line"),
+    [
+        (
+            "CRMHUB_SMS__AUTH_TOKNE",
+            "x",
+            "environment variable CRMHUB_SMS__AUTH_TOKNE: sms.auth_tokne: "
+            "extra inputs are not permitted",
+        ),
+        (
+            "CRMHUB_SERVER__PORT",
+            "eighty",
+            "environment variable CRMHUB_SERVER__PORT: server.port: input should be a valid "
+            "integer, unable to parse string as an integer",
+        ),
+    ],
+)
+def test_a_bad_key_or_value_in_a_known_section_names_the_variable(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+    value: str,
+    line: str,
+) -> None:
+    cfg, _ = _config(tmp_path, migrated=False)
+    monkeypatch.setenv(name, value)
+    assert main(["-c", cfg, "migrate"]) == 1
+    assert _err(capsys) == f"crmhub: {line}\n"
+
+
+def test_an_unknown_host_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg, _ = _config(tmp_path)
+    port = _free_port()
+    assert main(["-c", cfg, "serve", "--host", "no-such-host.invalid", "--port", str(port)]) == 1
+    err = _err(capsys)
+    assert err.startswith(f"crmhub: cannot listen on no-such-host.invalid:{port}: unknown host (")
+    assert err.count("\n") == 1
+
+
+def test_serve_on_a_missing_sqlite_file_does_not_create_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg, _ = _config(tmp_path, migrated=False)
+    assert main(["-c", cfg, "serve", "--port", str(_free_port())]) == 1
+    assert "run `crmhub migrate`" in _err(capsys)
+    assert not (tmp_path / "start.db").exists()
+
+
+def test_a_database_that_cannot_be_opened_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "a-directory.db").mkdir()
+    url = f"sqlite+aiosqlite:///{tmp_path / 'a-directory.db'}"
+    path = tmp_path / "config.yaml"
+    path.write_text(f"database:\n  url: {url}\n")
+    assert main(["-c", str(path), "serve", "--port", str(_free_port())]) == 1
+    assert _err(capsys) == f"crmhub: cannot open the database {url}: unable to open database file\n"

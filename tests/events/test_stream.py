@@ -61,11 +61,54 @@ async def test_a_pop_reaches_only_the_agents_it_rings_at(api: Api, hub: Hub) -> 
     )
     hub.bus.publish(Event("test.marker", {}, team_id=None, users=frozenset(api.user_ids.values())))
     pop = await _frame(sockets["agent"])
-    assert (pop["kind"], pop["data"]) == ("call.ringing", {"call_id": "c1", "from": "+4930123"})
+    assert pop["kind"] == "call.ringing"
+    assert {k: pop["data"][k] for k in ("call_id", "from")} == {"call_id": "c1", "from": "+4930123"}
+    assert pop["data"]["caller"]["status"] == "unknown"
     assert isinstance(pop["id"], int)
     await _nothing(sockets["agent"])
     for user in ("sup", "sales_agent", "admin"):  # same team, other team, admin: no pop
         await _nothing(sockets[user])
+    for ws in sockets.values():
+        await ws.close()
+
+
+async def test_the_pop_carries_the_caller_card_built_for_each_agent(api: Api, hub: Hub) -> None:
+    """One pop, three recipients: the customer's team and an admin see the card, an
+    agent of another team (the call rings there too) sees the team and name only."""
+    known = await hub.ingestor.ingest(
+        InboundContact(Channel.SMS, "+491715551234", text="hello", provider_id="SMc1")
+    )
+    sockets = {u: await _connect(api, u) for u in ("agent", "sales_agent", "admin")}
+    for user in sockets:
+        await _online(hub, api.user_ids[user])
+    hub.bus.publish(
+        Event(
+            "call.ringing",
+            {"call_id": "c2", "from": "+491715551234", "customer_id": known.customer_id},
+            team_id=api.team_ids["Support"],
+            users=frozenset(api.user_ids[u] for u in sockets),
+        )
+    )
+    cards = {}
+    for user, ws in sockets.items():
+        frame = await _frame(ws)
+        assert frame["kind"] == "call.ringing", (user, frame)
+        cards[user] = frame["data"]["caller"]
+    for user in ("agent", "admin"):
+        assert cards[user]["status"] == "known"
+        assert cards[user]["customer"]["id"] == known.customer_id
+        assert [i["text"] for i in cards[user]["recent_interactions"]] == ["hello"]
+    assert cards["sales_agent"] == {
+        "status": "other_team",
+        "phone": "+491715551234",
+        "international": "+49 171 5551234",
+        "country": "DE",
+        "customer": {"name": ""},
+        "team": {"id": api.team_ids["Support"], "name": "Support"},
+        "open_conversations": [],
+        "recent_interactions": [],
+        "open_tasks": [],
+    }
     for ws in sockets.values():
         await ws.close()
 

@@ -237,3 +237,80 @@ def test_the_access_log_keeps_query_strings_out(caplog: pytest.LogCaptureFixture
     [line] = [r.getMessage() for r in caplog.records]
     assert '"GET /api/v1/lookup HTTP/1.1" 200' in line
     assert "4930123456" not in line
+
+
+async def test_user_token_list_and_revoke_one_by_id(api: Api, hub: Hub, tmp_path: Path) -> None:
+    second = await issue_token(hub.db, "sales_agent", name="laptop")
+    code, out, err = await _cli(hub, tmp_path, "user", "token", "list", "sales_agent")
+    assert (code, err) == (0, "")
+    async with hub.db.read() as s:
+        ids = (
+            await s.exec(
+                select(ApiToken.id)
+                .where(ApiToken.user_id == api.user_ids["sales_agent"])
+                .order_by(ApiToken.id)  # type: ignore[arg-type]
+            )
+        ).all()
+    # id, label, last use (the date columns vary): the fixture's token, then "laptop".
+    rows = [(line.split()[0], line.split()[1], line.split()[-1]) for line in out.splitlines()[1:]]
+    assert rows == [(str(ids[0]), "-", "never"), (str(ids[1]), "laptop", "never")]
+    laptop_id = ids[1]
+    assert await _cli(
+        hub, tmp_path, "user", "token", "revoke", "sales_agent", "--token-id", str(laptop_id)
+    ) == (0, "revoked 1 token(s) of sales_agent\n", "")
+    # The one revoked stops; the other keeps working.
+    assert (await api.call("GET", "/api/v1/customers", None, headers=_bearer(second)))[0] == 401
+    assert (await api.call("GET", "/api/v1/customers", "sales_agent"))[0] == 200
+    assert await _cli(hub, tmp_path, "user", "token", "revoke", "sales_agent") == (
+        0,
+        "revoked 1 token(s) of sales_agent\n",
+        "",
+    )
+    assert (await api.call("GET", "/api/v1/customers", "sales_agent"))[0] == 401
+    assert await _cli(hub, tmp_path, "user", "token", "list", "ghost") == (
+        1,
+        "",
+        "crmhub: no user 'ghost'\n",
+    )
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_login_hashes_in_a_worker_thread_for_known_and_unknown_users(
+    api: Api, hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    threads: list[bool] = []
+    real = passwords.verify_password
+
+    def recording(password: str, stored: str | None) -> bool:
+        threads.append(threading.current_thread() is threading.main_thread())
+        return real(password, stored)
+
+    monkeypatch.setattr(passwords, "verify_password", recording)
+    assert await authenticate_password(hub.db, "agent", "pw-agent", cost=12) is not None
+    assert await authenticate_password(hub.db, "nobody-here", "guess", cost=12) is None
+    # Never on the event loop's thread: a login must not stall webhooks.
+    assert threads == [False, False]
+
+
+async def test_last_use_is_written_at_most_once_a_minute(hub: Hub, api: Api) -> None:
+    token = await issue_token(hub.db, "agent")
+
+    async def last_used() -> Any:
+        async with hub.db.read() as s:
+            query = select(ApiToken.last_used_at).where(ApiToken.token_hash == token_hash(token))
+            return (await s.exec(query)).one()
+
+    start = utcnow()
+    assert await authenticate_token(hub.db, token, now=start) is not None
+    assert await last_used() == start
+    # Within the minute: no write (a write per request would cost more than the request).
+    assert await authenticate_token(hub.db, token, now=start + timedelta(seconds=59)) is not None
+    assert await last_used() == start
+    later = start + timedelta(seconds=61)
+    assert await authenticate_token(hub.db, token, now=later) is not None
+    assert await last_used() == later

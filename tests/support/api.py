@@ -59,3 +59,10 @@ async def make_users(hub: Hub) -> tuple[dict[str, str], dict[str, int]]:
         ids[name] = user.id
         tokens[name] = await issue_token(hub.db, name)
     return tokens, ids
+
+
+def console_route(route: Any) -> bool:
+    """A route of the console's pages (hub/web/console/) or its static files."""
+    module = getattr(route.handler, "__module__", "") or ""
+    canonical = route.resource.canonical if route.resource is not None else ""
+    return module.startswith("hub.web.console") or canonical == "/static"

@@ -104,3 +104,54 @@ async def test_a_signed_status_callback_with_an_outbox_id_we_never_sent_is_a_400
         "bad_request",
         f"outbox must be an id we sent, not {outbox!r}",
     )
+
+
+# PostgreSQL refuses NUL in text ("invalid byte sequence for encoding UTF8: 0x00"),
+# SQLite stores it: found by the route fuzzer on PostgreSQL, refused at the edge on both.
+
+
+async def test_a_nul_character_in_a_query_parameter_is_a_400(api: Any, db: Database) -> None:
+    status, body = await api.call("GET", "/api/v1/customers?tag=a%00b")
+    assert (status, body) == (
+        400,
+        {"error": "bad_request", "detail": "query parameter 'tag' contains a NUL character"},
+    )
+
+
+async def test_a_nul_character_in_a_json_body_is_a_422_naming_the_field(
+    api: Any, db: Database
+) -> None:
+    status, body = await api.call(
+        "POST", "/api/v1/customers", json={"name": "Ann", "tags": ["ok", "a\u0000b"]}
+    )
+    assert (status, body) == (
+        422,
+        {
+            "error": "invalid",
+            "detail": [{"field": "tags.1", "message": "contains a NUL character"}],
+        },
+    )
+    assert await count(db, Customer) == 0
+
+
+async def test_a_nul_character_at_login_is_a_422(client: TestClient[Any, Any]) -> None:
+    resp = await client.post("/api/v1/auth/token", json={"username": "\u0000", "password": "x"})
+    assert (resp.status, await resp.json()) == (
+        422,
+        {
+            "error": "invalid",
+            "detail": [{"field": "username", "message": "contains a NUL character"}],
+        },
+    )
+
+
+async def test_a_signed_sms_with_a_nul_character_is_a_400(
+    client: TestClient[Any, Any], db: Database
+) -> None:
+    resp = await post_signed(client, twilio_form("SMx", body="a\u0000b"))
+    assert await _error(resp) == (
+        400,
+        "bad_request",
+        "the form field 'Body' contains a NUL character",
+    )
+    await _nothing_stored(db)

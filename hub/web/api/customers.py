@@ -13,6 +13,7 @@ from hub.records.access import Action, require
 from hub.records.consent import consent_in_force, record_consent
 from hub.records.customers import CustomerFilter, CustomerStore
 from hub.records.history import HistoryStore
+from hub.records.lookup import caller_card, query_phone
 from hub.records.merge import merge_customers
 from hub.records.schemas import ConsentIn, CustomerIn, CustomerPatch, NoteIn
 from hub.store.models import Customer, CustomerKind
@@ -163,15 +164,16 @@ async def merge(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/lookup")
 async def lookup(request: web.Request) -> web.Response:
+    """The caller card (hub/records/lookup.py): the same shape a call.ringing pop carries."""
     async with request.app[HUB].db.read() as s:
-        history = HistoryStore(s, principal_of(request), _region(request))
-        customer, recent = await history.lookup(
-            phone=request.query.get("phone"), email=request.query.get("email")
+        card = await caller_card(
+            await s.connection(),
+            principal_of(request),
+            region=_region(request),
+            phone=query_phone(request.query.get("phone")),
+            email=request.query.get("email"),
         )
-        (item,) = await _render(history.customers, [customer])
-    return web.json_response(
-        {"customer": item, "recent_interactions": [interaction_json(i) for i in recent]}
-    )
+    return web.json_response(card)
 
 
 @routes.post("/api/v1/customers/{id}/consent")

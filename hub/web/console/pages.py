@@ -19,13 +19,14 @@ import jinja2
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from hub.errors import DomainError, Forbidden, NotFound
+from hub.errors import DomainError, Forbidden
 from hub.outbox.replies import reply
 from hub.records.auth import authenticate_password, issue_token, revoke_token
 from hub.records.consent import consent_in_force
 from hub.records.customers import CustomerFilter, CustomerStore
 from hub.records.history import HistoryStore
 from hub.records.identity import InvalidIdentity, normalize_email, normalize_phone
+from hub.records.lookup import caller_card
 from hub.records.schemas import TaskIn, TaskPatch
 from hub.store.models import Conversation, ConversationStatus, Role
 from hub.web.auth import HUB, PRINCIPAL, THROTTLE
@@ -228,14 +229,16 @@ async def _by_identity(request: web.Request, s: Any, q: str, region: str) -> lis
         return None
     if "@" not in q and sum(ch.isdigit() for ch in q) < 6:
         return None  # a postal code or a house number, not a phone number
-    history = _history(request, s)
-    try:
-        customer, _ = await history.lookup(
-            phone=None if "@" in q else ident.value, email=ident.value if "@" in q else None
-        )
-    except (NotFound, DomainError):
-        return []
-    return [customer]
+    card = await caller_card(
+        await s.connection(),
+        request[PRINCIPAL],
+        region=region,
+        phone=None if "@" in q else ident.value,
+        email=ident.value if "@" in q else None,
+    )
+    if card["status"] != "known":
+        return []  # nobody, or a customer of another team: not shown here
+    return [await _store(request, s).get(card["customer"]["id"])]
 
 
 @routes.get("/customers/{id}")

@@ -45,6 +45,10 @@ async def read_request(request: web.Request) -> WebhookRequest:
             # not know: the sender's mistake (or an attack), never a 500.
             raise WebhookRejected(400, f"the form body cannot be decoded: {exc}") from exc
         form = {k: v for k, v in posted.items() if isinstance(v, str)}
+        nul = next((k for k, v in form.items() if "\x00" in k + v), None)
+        if nul is not None:
+            # No provider sends NUL, and PostgreSQL cannot store it in text.
+            raise WebhookRejected(400, f"the form field {nul!r} contains a NUL character")
     return WebhookRequest(
         path_qs=request.path_qs,
         content_type=request.content_type,

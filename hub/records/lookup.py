@@ -1,0 +1,227 @@
+"""The caller card: everything an agent needs to greet a caller, built in one read.
+
+`GET /api/v1/lookup` answers it and the event stream adds it to each
+`call.ringing` frame (as `data["caller"]`, built for that recipient), so a
+client that polls and one that listens see the same shape:
+
+- `status: "known"`: the customer (name, company, kind, tags, owner, team),
+  their open conversations, the last five interactions across channels and
+  their open tasks;
+- `status: "unknown"`: nobody holds the number (or address); the number in
+  international format and its country, so the agent can still greet by
+  region and create the lead;
+- `status: "other_team"`: a customer of a team the asking user is not in.
+  The card names that team and the customer's name only, never an id, the
+  history, conversations or tasks: the agent can say "you are with our
+  service team" and transfer, without seeing the other team's records.
+  (Without it the agent would take the caller for unknown and try to create
+  a duplicate.)
+
+Core statements, not the ORM, and no permission re-check per part: the
+customer row decides visibility once, and every other part hangs off it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import phonenumbers
+from sqlalchemy import bindparam, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hub.errors import BadRequest, Invalid
+from hub.records.auth import Principal
+from hub.records.identity import (
+    InvalidIdentity,
+    NormalIdentity,
+    normalize_email,
+    normalize_phone,
+)
+from hub.store.models import ConversationStatus, IdentityKind
+from hub.store.tables import (
+    conversation_t,
+    customer_t,
+    identity_t,
+    interaction_t,
+    tag_t,
+    task_t,
+    team_t,
+    user_t,
+)
+
+RECENT = 5
+OPEN_LIMIT = 20  # open conversations / tasks shown on a card; a pop is not a list view
+
+_BY_IDENTITY = (
+    select(customer_t)
+    .join(identity_t, identity_t.c.customer_id == customer_t.c.id)
+    .where(identity_t.c.kind == bindparam("kind"))
+    .where(identity_t.c.value == bindparam("value"))
+)
+_BY_ID = select(customer_t).where(customer_t.c.id == bindparam("cid"))
+_TAGS = select(tag_t.c.tag).where(tag_t.c.customer_id == bindparam("cid")).order_by(tag_t.c.tag)
+_USER = select(user_t.c.id, user_t.c.username, user_t.c.display_name).where(
+    user_t.c.id == bindparam("uid")
+)
+_TEAM = select(team_t.c.id, team_t.c.name).where(team_t.c.id == bindparam("tid"))
+_RECENT = (
+    select(interaction_t)
+    .where(interaction_t.c.customer_id == bindparam("cid"))
+    .order_by(interaction_t.c.occurred_at.desc(), interaction_t.c.id.desc())
+    .limit(RECENT)
+)
+_OPEN_CONVERSATIONS = (
+    select(conversation_t)
+    .where(conversation_t.c.customer_id == bindparam("cid"))
+    .where(conversation_t.c.status != ConversationStatus.CLOSED.value)
+    .order_by(conversation_t.c.last_activity_at.desc(), conversation_t.c.id.desc())
+    .limit(OPEN_LIMIT)
+)
+_OPEN_TASKS = (
+    select(task_t)
+    .where(task_t.c.customer_id == bindparam("cid"))
+    .where(task_t.c.done.is_(False))
+    .order_by(task_t.c.due_at.is_(None), task_t.c.due_at, task_t.c.id)
+    .limit(OPEN_LIMIT)
+)
+
+
+def query_phone(raw: str | None) -> str | None:
+    """`?phone=+4930…` sent unencoded (as PBX scripts do) arrives as " 4930…": that
+    leading space was a plus sign. Nothing else in a phone number starts with a space."""
+    if raw is None:
+        return None
+    if raw.startswith(" ") and raw[1:2].isdigit():
+        return "+" + raw[1:]
+    return raw
+
+
+def _ts(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def _number(ident: NormalIdentity) -> dict[str, Any]:
+    """The asked number in international format and its country (ISO 3166 code)."""
+    if ident.kind is not IdentityKind.PHONE:
+        return {"email": ident.value}
+    if not ident.verified:
+        return {"phone": ident.value, "international": ident.value, "country": None}
+    number = phonenumbers.parse(ident.value)
+    return {
+        "phone": ident.value,
+        "international": phonenumbers.format_number(
+            number, phonenumbers.PhoneNumberFormat.INTERNATIONAL
+        ),
+        "country": phonenumbers.region_code_for_number(number),
+    }
+
+
+def _identity(phone: str | None, email: str | None, region: str) -> NormalIdentity:
+    if (phone is None) == (email is None):
+        raise BadRequest("give exactly one of phone or email")
+    try:
+        return normalize_phone(phone, region) if phone is not None else normalize_email(email or "")
+    except InvalidIdentity as exc:
+        raise Invalid(str(exc)) from exc
+
+
+def _empty(status: str, asked: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "status": status,
+        **asked,
+        "customer": None,
+        "team": None,
+        "open_conversations": [],
+        "recent_interactions": [],
+        "open_tasks": [],
+    }
+
+
+async def caller_card(
+    conn: AsyncConnection,
+    principal: Principal,
+    *,
+    region: str,
+    phone: str | None = None,
+    email: str | None = None,
+    customer_id: int | None = None,
+) -> dict[str, Any]:
+    """The card for one phone number or email address (or a customer id the caller
+    already resolved, e.g. a call's; `phone` then only fills in the number)."""
+    if customer_id is not None:
+        asked = _number(_identity(phone, None, region)) if phone else {}
+        customer = (await conn.execute(_BY_ID, {"cid": customer_id})).first()
+    else:
+        ident = _identity(phone, email, region)
+        asked = _number(ident)
+        customer = (
+            await conn.execute(_BY_IDENTITY, {"kind": ident.kind.value, "value": ident.value})
+        ).first()
+    if customer is None:
+        return _empty("unknown", asked)
+    team = None
+    if customer.team_id is not None:
+        row = (await conn.execute(_TEAM, {"tid": customer.team_id})).first()
+        team = {"id": row.id, "name": row.name} if row is not None else None
+    if not (principal.is_admin or customer.team_id in principal.team_ids):
+        card = _empty("other_team", asked)
+        card.update(customer={"name": customer.name}, team=team)
+        return card
+    cid = customer.id
+    owner = None
+    if customer.owner_id is not None:
+        row = (await conn.execute(_USER, {"uid": customer.owner_id})).first()
+        if row is not None:
+            owner = {"id": row.id, "username": row.username, "display_name": row.display_name}
+    tags = [r.tag for r in await conn.execute(_TAGS, {"cid": cid})]
+    conversations = (await conn.execute(_OPEN_CONVERSATIONS, {"cid": cid})).all()
+    recent = (await conn.execute(_RECENT, {"cid": cid})).all()
+    tasks = (await conn.execute(_OPEN_TASKS, {"cid": cid})).all()
+    return {
+        "status": "known",
+        **asked,
+        "customer": {
+            "id": cid,
+            "name": customer.name,
+            "company": customer.company,
+            "kind": customer.kind,
+            "tags": tags,
+            "owner": owner,
+            "team_id": customer.team_id,
+        },
+        "team": team,
+        "open_conversations": [
+            {
+                "id": c.id,
+                "channel": c.channel,
+                "subject": c.subject,
+                "status": c.status,
+                "assignee_id": c.assignee_id,
+                "last_activity_at": _ts(c.last_activity_at),
+            }
+            for c in conversations
+        ],
+        "recent_interactions": [
+            {
+                "id": i.id,
+                "conversation_id": i.conversation_id,
+                "channel": i.channel,
+                "direction": i.direction,
+                "occurred_at": _ts(i.occurred_at),
+                "subject": i.subject,
+                "text": i.text,
+                "sender": i.sender,
+                "recipient": i.recipient,
+                "delivery_status": i.delivery_status,
+            }
+            for i in recent
+        ],
+        "open_tasks": [
+            {"id": t.id, "title": t.title, "due_at": _ts(t.due_at), "assignee_id": t.assignee_id}
+            for t in tasks
+        ],
+    }
