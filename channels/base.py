@@ -224,43 +224,18 @@ class WebhookRequest:
     body: bytes = b""
 
 
-class CallEventKind(enum.StrEnum):
-    NEW_CALL = "newCall"
-    ANSWER = "answer"
-    HANGUP = "hangup"
-
-
-@dataclass(frozen=True, slots=True)
-class CallEvent:
-    """One thing that happened to a phone call, as a telephony provider reported it.
-
-    `users` are the PBX's own ids of the phones the call rings at and
-    `answered_by` the one that took it (usernames, extensions, numbers: the
-    hub maps them to its users). `from_number` is "" for a withheld number.
-    `cause` is the provider's hangup reason in its own words (normalised by
-    routing/calls.py). Duplicates and any order of arrival are expected.
-    """
-
-    provider: str
-    call_id: str
-    kind: CallEventKind
-    from_number: str = ""
-    to_number: str = ""
-    direction: Direction = Direction.IN
-    users: tuple[str, ...] = ()
-    answered_by: str | None = None
-    cause: str | None = None
-    occurred_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-    raw: Mapping[str, Any] = field(default_factory=dict)
-
-
 @dataclass(frozen=True, slots=True)
 class WebhookParsed:
     """What a webhook carried: contacts to ingest, delivery reports to apply, call events."""
 
     contacts: tuple[InboundContact, ...] = ()
     reports: tuple[DeliveryReport, ...] = ()
+    # Telephony events (channels/voice/); the hub's reply for each is the
+    # newline-separated dial targets it chose (used by Twilio's TwiML).
     calls: tuple[CallEvent, ...] = ()
+    # An answer already decided by the parse (a PBX reject, sipgate's callback
+    # URLs), sent after the commit instead of `Webhook.answer(...)`.
+    answer: WebhookAnswer | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,3 +287,66 @@ class Webhook(Protocol):
         """The response once everything parsed is committed; `replies` are the texts
         routing chose to answer each contact with (e.g. a STOP confirmation)."""
         ...
+
+
+# -- calls: what a telephony adapter (channels/voice/) turns a webhook into --
+
+
+class CallProvider(enum.StrEnum):
+    """Where a call event came from; with the call id it keys the call."""
+
+    TWILIO = "twilio"
+    SIPGATE = "sipgate"
+    PBX = "pbx"
+
+
+class CallEventKind(enum.StrEnum):
+    NEW_CALL = "new_call"  # the call rings (again: duplicates are normal)
+    ANSWER = "answer"  # someone took it
+    HANGUP = "hangup"  # it ended, answered or not
+
+
+class CallCause(enum.StrEnum):
+    """Why a call ended, in the hub's words; each adapter maps its provider's words.
+
+    Whether an ended call was missed is the hub's decision (was it answered?);
+    the cause only says how it ended. The provider's own word stays in metadata.
+    """
+
+    NORMAL = "normal"  # hung up after talking, or the caller gave up (provider can't tell)
+    BUSY = "busy"
+    CANCEL = "cancel"  # the caller hung up before anyone answered
+    NO_ANSWER = "no_answer"
+    CONGESTION = "congestion"  # network or provider failure
+    NOT_FOUND = "not_found"  # the number called does not exist
+    FORWARDED = "forwarded"  # diverted elsewhere (sipgate)
+    FAILED = "failed"  # could not be placed (Twilio "failed")
+    OTHER = "other"  # a word this adapter does not know yet
+
+
+@dataclass(frozen=True, slots=True)
+class CallEvent:
+    """One thing a PBX or voice provider said about a call, as plain data.
+
+    Numbers are raw as the provider sent them ("4930…", "0049…", "anonymous");
+    the hub normalises them. `users` are the provider's own ids of the agents
+    the call rings at, and `answered_by` the one who took it, mapped to crmhub
+    users by the hub.
+    """
+
+    provider: CallProvider
+    call_id: str
+    kind: CallEventKind
+    from_number: str = ""
+    to_number: str = ""
+    direction: Direction = Direction.IN
+    users: tuple[str, ...] = ()
+    answered_by: str | None = None
+    cause: CallCause | None = None  # set on HANGUP only
+    occurred_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    # Every field the provider sent, as received (lists for repeated keys).
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+# The call's length in seconds as the provider reported it (an int), in `CallEvent.metadata`.
+CALL_DURATION_KEY = "duration_seconds"

@@ -25,6 +25,9 @@ from channels.sms.config import missing_secrets as sms_secrets
 from channels.sms.outbound import TwilioSmsSender
 from channels.sms.status import SMS_STATUSES
 from channels.sms.webhooks import sms_webhooks
+from channels.voice.config import VoiceConfig
+from channels.voice.config import missing_secrets as voice_secrets
+from channels.voice.webhooks import voice_webhooks
 
 
 class ChannelConfigs(BaseModel):
@@ -36,6 +39,7 @@ class ChannelConfigs(BaseModel):
 
     sms: SmsConfig = Field(default_factory=SmsConfig)
     email: EmailConfig = Field(default_factory=EmailConfig)
+    voice: VoiceConfig = Field(default_factory=VoiceConfig)
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,12 @@ class ChannelEntry:
     webhooks: Callable[[Any], Sequence[Webhook]] = lambda config: ()
     # What the section enables but the environment lacks (secrets), one line each.
     missing_secrets: Callable[[Any], list[str]] = lambda config: []
+    # The config section's name when it is not the channel's ("voice" for phone calls).
+    section: str = ""
+
+    @property
+    def section_name(self) -> str:
+        return self.section or self.channel.value
 
 
 def _sms_sender(config: SmsConfig, timeout: float) -> Sender | None:
@@ -83,6 +93,15 @@ CHANNELS: tuple[ChannelEntry, ...] = (
         _email_sender,
         EMAIL_STATUSES,
         missing_secrets=email_secrets,
+    ),
+    # Calls are logged on the phone channel; nothing is sent through a Sender.
+    ChannelEntry(
+        Channel.PHONE,
+        lambda c: c.voice,
+        lambda config, timeout: None,
+        webhooks=voice_webhooks,
+        missing_secrets=voice_secrets,
+        section="voice",
     ),
 )
 

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from channels.base import Channel
 from channels.email.attachments import AttachmentStore
 from channels.email.inbound import MailReader
-from hub.calls.service import CallService
 from hub.config import Settings
 from hub.events.bus import EventBus
 from hub.events.presence import Presence
@@ -63,7 +62,6 @@ class Hub:
         # Built now, not in start(): an unknown step name must fail before anything runs.
         self.pipelines: dict[Channel, list[Step]] = pipelines_from(settings, extra_steps)
         self._ingestor: Ingestor | None = None
-        self._calls: CallService | None = None
         self._teams: TeamRouter | None = None
         # Outbound: the channels this node sends on, and the outbox worker.
         self.senders = senders_from(settings)
@@ -74,12 +72,6 @@ class Hub:
         if self._ingestor is None:
             raise RuntimeError("Hub.start() was not called")
         return self._ingestor
-
-    @property
-    def calls(self) -> CallService:
-        if self._calls is None:
-            raise RuntimeError("Hub.start() was not called")
-        return self._calls
 
     @property
     def quarantine(self) -> Quarantine:
@@ -112,13 +104,6 @@ class Hub:
             max_queue=self.settings.ingest.max_queue,
         )
         await self._ingestor.start()
-        self._calls = CallService(
-            self.db,
-            self._ingestor,
-            self.bus,
-            self.presence,
-            default_team_id=self._teams.default_team_id,
-        )
         await self.audit.start()
         privacy = self.settings.privacy
         if privacy.retention and self.dispatch:  # the serving node's job, not one-shot commands

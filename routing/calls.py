@@ -1,14 +1,14 @@
 """The call state machine: ringing → answered → ended, ringing → missed.
 
-Pure: the hub stores a call's `CallRecord` and asks `advance` what one more
+Pure: the hub keeps each call's `CallRecord` and asks `advance` what one more
 provider event makes of it. Providers send duplicates and out of order
-(sipgate's answer push can arrive after its hangup push), so every event
-is applied to whatever state the call is in:
+(sipgate's answer push can overtake or trail its hangup), so every event
+applies to whatever state the call is in:
 
-- a second newCall changes nothing (but may add phones it rings at);
-- an answer after the hangup leaves the state, but keeps who answered;
-- a hangup for a call never seen still makes a record (ended when it was
-  cleared normally or someone answered, else missed).
+- a second newCall changes nothing (it may add agents it rings at);
+- an answer after the hangup keeps the state but records who answered;
+- a hangup for a call never seen still makes a record (ended when the
+  hangup names who answered, else missed).
 """
 
 from __future__ import annotations
@@ -18,7 +18,10 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
-from channels.base import CallEvent, CallEventKind
+from channels.base import CallCause, CallEvent, CallEventKind
+
+# Words PBX systems send for a caller who hides the number; logged, never matched.
+ANONYMOUS = frozenset({"", "anonymous", "unknown", "restricted", "private", "withheld"})
 
 
 class CallState(enum.StrEnum):
@@ -29,28 +32,6 @@ class CallState(enum.StrEnum):
 
 
 FINAL = frozenset({CallState.ENDED, CallState.MISSED})
-
-# Provider hangup causes, in one vocabulary (sipgate, Twilio, generic PBX).
-_CAUSES = {
-    "normalclearing": "completed",
-    "completed": "completed",
-    "busy": "busy",
-    "cancel": "canceled",
-    "canceled": "canceled",
-    "cancelled": "canceled",
-    "noanswer": "no-answer",
-    "no-answer": "no-answer",
-    "congestion": "failed",
-    "failed": "failed",
-    "notfound": "failed",
-    "forwarded": "forwarded",
-}
-
-
-def normal_cause(raw: str | None) -> str | None:
-    if not raw:
-        return None
-    return _CAUSES.get(raw.strip().lower().replace("_", ""), raw.strip().lower()[:50])
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,15 +45,19 @@ class CallRecord:
     cause: str | None = None
 
     @property
-    def wait_seconds(self) -> float | None:
+    def wait_seconds(self) -> int | None:
         end = self.answered_at or self.ended_at
-        return None if end is None else max(0.0, (end - self.started_at).total_seconds())
+        return None if end is None else max(0, round((end - self.started_at).total_seconds()))
 
     @property
-    def talk_seconds(self) -> float | None:
+    def talk_seconds(self) -> int | None:
         if self.answered_at is None or self.ended_at is None:
             return None
-        return max(0.0, (self.ended_at - self.answered_at).total_seconds())
+        return max(0, round((self.ended_at - self.answered_at).total_seconds()))
+
+
+def is_anonymous(number: str) -> bool:
+    return number.strip().lower().lstrip("+") in ANONYMOUS
 
 
 def advance(record: CallRecord | None, event: CallEvent) -> CallRecord:
@@ -90,23 +75,26 @@ def advance(record: CallRecord | None, event: CallEvent) -> CallRecord:
                 record, state=CallState.ANSWERED, answered_by=event.answered_by, answered_at=at
             )
         if record.answered_by is None and event.answered_by:
-            # Late: the state stays (it ended), but who took it is worth keeping.
-            return dataclasses.replace(record, answered_by=event.answered_by, answered_at=at)
+            # Late: the state stays, but who took the call is worth keeping.
+            answered_at = record.answered_at or at
+            if record.ended_at is not None:
+                answered_at = min(answered_at, record.ended_at)
+            return dataclasses.replace(
+                record, answered_by=event.answered_by, answered_at=answered_at
+            )
         return record
     # HANGUP
     if record.state in FINAL:
         return record
-    cause = normal_cause(event.cause)
-    # A normal clearing from "ringing" means the answer push was lost or is late:
-    # someone talked, so the call ended; cancel, busy, no-answer mean missed.
-    talked = cause == "completed" or bool(event.answered_by)
-    if record.state is CallState.ANSWERED or talked:
+    cause = (event.cause or CallCause.NORMAL).value
+    answered_by = record.answered_by or event.answered_by
+    if record.state is CallState.ANSWERED or answered_by:
         return dataclasses.replace(
             record,
             state=CallState.ENDED,
             ended_at=at,
-            cause=cause or "completed",
-            answered_by=record.answered_by or event.answered_by,
-            answered_at=record.answered_at or (at if event.answered_by else None),
+            cause=cause,
+            answered_by=answered_by,
+            answered_at=record.answered_at or at,
         )
     return dataclasses.replace(record, state=CallState.MISSED, ended_at=at, cause=cause)

@@ -1,1 +1,1 @@
-"""Telephony in the hub: the call log, call-back tasks and the call events agents see."""
+"""Telephony in the hub: call state, the call log entry, call-back tasks, call events."""

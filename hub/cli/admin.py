@@ -8,6 +8,7 @@ import logging
 import os
 from typing import Any
 
+from hub.cli.calls import add_phone_commands
 from hub.cli.common import CliError
 from hub.cli.users import add_user_commands
 from hub.config import Settings
@@ -360,6 +361,7 @@ def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--token-id", type=int, help="only this token (revoke)")
     p.set_defaults(handler=_token_command)
     add_user_commands(user)
+    add_phone_commands(user)
 
     customer = sub.add_parser("customer", help="customer maintenance").add_subparsers(
         dest="customer_command", metavar="ACTION", required=True

@@ -17,6 +17,12 @@ class EventKind(enum.StrEnum):
     INTERACTION_CREATED = "interaction.created"
     INTERACTION_DELIVERY = "interaction.delivery"
     MAIL_LOOP = "mail.loop"
+    CALL_RINGING = "call.ringing"
+    CALL_ANSWERED = "call.answered"
+    CALL_ENDED = "call.ended"
+    CALL_MISSED = "call.missed"
+    TASK_CREATED = "task.created"
+    CONVERSATION_ASSIGNED = "conversation.assigned"
     BUS_OVERFLOW = OVERFLOW_KIND
 
 
@@ -90,59 +96,67 @@ def mail_loop(*, sender: str, customer_id: int, count: int | None, team_id: int 
     )
 
 
-class CallKind(enum.StrEnum):
-    RINGING = "call.ringing"
-    ANSWERED = "call.answered"
-    ENDED = "call.ended"
-    MISSED = "call.missed"
-
-
 def call_event(
-    kind: CallKind,
+    kind: EventKind,
     *,
-    provider: str,
     call_id: str,
+    provider: str,
     from_number: str,
     to_number: str,
     direction: str,
     customer_id: int | None,
     ringing_user_ids: list[int],
-    answered_user_id: int | None,
-    answered_by: str | None,
-    cause: str | None,
-    users: frozenset[int],
+    audience: frozenset[int],
     team_id: int | None,
+    answered_by_user_id: int | None = None,
+    answered_by: str | None = None,
+    cause: str | None = None,
 ) -> Event:
-    """A call's step. Sent only to `users`, the agents it rings at: a pop (ringing),
-    its close for everyone but the taker (answered), its end (ended, missed)."""
+    """A call's step, sent to `audience` only: the agents it rings at (the pop on
+    ringing; on answered the same agents, so every other pop closes)."""
     return Event(
         kind,
         {
-            "provider": provider,
             "call_id": call_id,
+            "provider": provider,
             "from": from_number,
             "to": to_number,
             "direction": direction,
             "customer_id": customer_id,
             "ringing_user_ids": ringing_user_ids,
-            "answered_user_id": answered_user_id,
+            "answered_user_id": answered_by_user_id,
             "answered_by": answered_by,
             "cause": cause,
         },
         team_id=team_id,
-        users=users,
+        users=audience,
     )
 
 
 def task_created(
-    *, task_id: int, customer_id: int, title: str, assignee_id: int | None, team_id: int | None
+    *, task_id: int, customer_id: int, assignee_id: int | None, title: str, team_id: int | None
 ) -> Event:
     return Event(
-        "task.created",
+        EventKind.TASK_CREATED,
         {
             "task_id": task_id,
             "customer_id": customer_id,
+            "assignee_id": assignee_id,
             "title": title,
+        },
+        team_id=team_id,
+    )
+
+
+def conversation_assigned(
+    *, conversation_id: int, customer_id: int, assignee_id: int | None, team_id: int | None
+) -> Event:
+    """A conversation's assignee changed (a supervisor's reassignment; None: unassigned)."""
+    return Event(
+        EventKind.CONVERSATION_ASSIGNED,
+        {
+            "conversation_id": conversation_id,
+            "customer_id": customer_id,
             "assignee_id": assignee_id,
         },
         team_id=team_id,

@@ -102,6 +102,8 @@ class User(SQLModel, table=True):
     display_name: str = ""
     role: str = Field(default=Role.AGENT, max_length=20)
     phone_extension: str | None = Field(default=None, index=True, max_length=20)
+    # The PBX's own id of this agent (sipgate "w0", a PBX user name); see hub/calls/users.py.
+    pbx_id: str | None = Field(default=None, index=True, max_length=100)
     password_hash: str | None = None
     active: bool = True
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
@@ -450,38 +452,26 @@ class EventLogEntry(SQLModel, table=True):
     users: list[int] | None = Field(default=None, sa_type=JSON)
 
 
-class Call(SQLModel, table=True):
-    """One phone call's state, keyed by (provider, call id): what routing/calls.py advances.
+class PhoneCall(SQLModel, table=True):
+    """A call's state, keyed by provider and call id (routing/calls.py advances it)."""
 
-    The call's entry in the customer's history is an interaction (channel
-    "phone"); a withheld number has none (it is never matched), only this row.
-    """
-
-    __table_args__ = (UniqueConstraint("provider", "call_id", name="uq_call_provider_id"),)
+    __tablename__ = "phone_call"
+    __table_args__ = (UniqueConstraint("provider", "call_id", name="uq_phone_call_provider_call"),)
 
     id: int | None = Field(default=None, primary_key=True)
     provider: str = Field(max_length=20)
     call_id: str = Field(max_length=200)
     direction: str = Field(max_length=3)
-    from_number: str = Field(default="", max_length=50)
-    to_number: str = Field(default="", max_length=50)
-    state: str = Field(max_length=10, index=True)
-    customer_id: int | None = Field(
-        default=None, foreign_key="customer.id", index=True, ondelete="SET NULL"
-    )
+    from_number: str = Field(default="", max_length=100)
+    to_number: str = Field(default="", max_length=100)
+    state: str = Field(max_length=10)
+    customer_id: int | None = Field(default=None, foreign_key="customer.id", ondelete="SET NULL")
     interaction_id: int | None = Field(
         default=None, foreign_key="interaction.id", ondelete="SET NULL"
     )
-    ringing: list[str] = Field(default_factory=list, sa_type=JSON)
-    ringing_user_ids: list[int] = Field(default_factory=list, sa_type=JSON)
-    answered_by: str | None = Field(default=None, max_length=100)
-    answered_user_id: int | None = Field(
-        default=None, foreign_key="app_user.id", ondelete="SET NULL"
-    )
-    cause: str | None = Field(default=None, max_length=50)
+    ringing: list[str] = _json(list)
+    answered_by: str | None = Field(default=None, max_length=200)
+    cause: str | None = Field(default=None, max_length=20)
     started_at: datetime = Field(sa_type=UTCDateTime)
     answered_at: datetime | None = _ts()
     ended_at: datetime | None = _ts()
-    # The call-back task a missed call made; a later answered call closes it.
-    callback_task_id: int | None = Field(default=None, foreign_key="task.id", ondelete="SET NULL")
-    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

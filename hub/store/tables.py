@@ -13,7 +13,6 @@ from sqlalchemy import Table
 from hub.store.models import (
     Attachment,
     AuditEvent,
-    Call,
     Consent,
     Conversation,
     Customer,
@@ -25,6 +24,7 @@ from hub.store.models import (
     Interaction,
     MailCheckpoint,
     OutboxMessage,
+    PhoneCall,
     QuarantinedMail,
     Suppression,
     Task,
@@ -51,5 +51,5 @@ suppression_t = cast(Table, Suppression.__table__)  # type: ignore[attr-defined]
 task_t = cast(Table, Task.__table__)  # type: ignore[attr-defined]
 claim_t = cast(Table, IdentityClaim.__table__)  # type: ignore[attr-defined]
 event_log_t = cast(Table, EventLogEntry.__table__)  # type: ignore[attr-defined]
-call_t = cast(Table, Call.__table__)  # type: ignore[attr-defined]
+phone_call_t = cast(Table, PhoneCall.__table__)  # type: ignore[attr-defined]
 user_team_t = cast(Table, UserTeam.__table__)  # type: ignore[attr-defined]

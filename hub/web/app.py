@@ -9,7 +9,7 @@ from aiohttp import web
 
 from hub.runtime import Hub
 from hub.web import query_check
-from hub.web.api import audit, claims, conversations, customers, events, privacy, replies
+from hub.web.api import audit, calls, claims, conversations, customers, events, privacy, replies
 from hub.web.audit import audit_middleware
 from hub.web.auth import HUB, THROTTLE, auth_middleware, login, login_throttle, logout
 from hub.web.console import pages as console_pages
@@ -74,6 +74,7 @@ def create_app(hub: Hub, *, manage_hub: bool = True) -> web.Application:
     app.router.add_routes(privacy.routes)
     app.router.add_routes(claims.routes)
     app.router.add_routes(events.routes)
+    app.router.add_routes(calls.routes)
     app.router.add_routes(console_pages.routes)
     app.router.add_routes(console_work.routes)
     app.router.add_routes(console_pages.static_routes())

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from channels import registry
 from channels.registry import ChannelConfigs
+from hub.calls.dial import CallIn
 from hub.records.schemas import (
     ConsentIn,
     ConversationPatch,
@@ -312,6 +313,18 @@ OPERATIONS: list[Operation] = [
     ("get", "/api/v1/tasks/{id}", "Read a task", [ID], None, "200"),
     ("patch", "/api/v1/tasks/{id}", "Change a task", [ID], TaskPatch, "200"),
     ("delete", "/api/v1/tasks/{id}", "Delete a task", [ID], None, "204"),
+    (
+        "post",
+        "/api/v1/calls",
+        "Click-to-dial: ring the asking agent (Twilio client or PBX extension) and bridge "
+        "them to the customer (customer_id: their first phone number) or a number; 201 "
+        "with provider and call_id, logged in the history like any call; 404 for a customer "
+        "you may not see, 409 if they opted out of phone contact or were erased after "
+        "opting out, 502 if the provider refused",
+        [],
+        CallIn,
+        "201",
+    ),
 ]
 
 

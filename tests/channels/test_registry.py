@@ -61,7 +61,7 @@ def test_the_settings_carry_every_channel_section() -> None:
     assert set(ChannelConfigs.model_fields) <= fields
     settings = Settings()
     for e in CHANNELS:
-        assert e.config(settings) is getattr(settings, e.channel.value)
+        assert e.config(settings) is getattr(settings, e.section_name)
 
 
 @pytest.mark.parametrize("e", CHANNELS, ids=lambda e: e.channel.value)
@@ -84,6 +84,10 @@ async def test_every_registered_webhook_is_mounted_and_described(settings: Setti
     assert [(c, h.path) for c, h in hooks] == [
         (Channel.SMS, "/webhooks/twilio/sms"),
         (Channel.SMS, "/webhooks/twilio/sms/status"),
+        (Channel.PHONE, "/webhooks/twilio/voice"),
+        (Channel.PHONE, "/webhooks/twilio/voice/status"),
+        (Channel.PHONE, "/webhooks/sipgate"),
+        (Channel.PHONE, "/webhooks/cti/{token}"),
     ]
     app = create_app(Hub(settings), manage_hub=False)
     routes = {(r.method, r.resource.canonical) for r in app.router.routes() if r.resource}

@@ -1,4 +1,4 @@
-"""A local aiohttp server that answers like Twilio's Messages REST API.
+"""A local aiohttp server that answers like Twilio's Messages and Calls REST APIs.
 
 The real `twilio` library talks to it (base URL pointed here), so a test sees
 exactly the form twilio sends on the wire. `fail_next` makes the next N
@@ -77,12 +77,39 @@ class TwilioFake:
         }
         return web.Response(status=201, text=json.dumps(answer), content_type="application/json")
 
+    async def calls(self, request: web.Request) -> web.Response:
+        """The Calls API: records the form (To, From, Twiml, StatusCallback...), answers 201."""
+        form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+        events = request.query.getall("StatusCallbackEvent", [])
+        posted = await request.post()
+        form["StatusCallbackEvent"] = " ".join(
+            [str(v) for v in posted.getall("StatusCallbackEvent", [])] + list(events)
+        )
+        self.requests.append(Recorded(request.path, form, request.headers.get("Authorization")))
+        if self._failures:
+            status, body = self._failures.pop(0)
+            return web.json_response(body, status=status)
+        sid = f"CA{next(self._sids):032x}"
+        account = request.match_info["account"]
+        answer = {
+            "sid": sid,
+            "account_sid": account,
+            "to": form.get("To"),
+            "from": form.get("From"),
+            "status": "queued",
+            "direction": "outbound-api",
+            "api_version": "2010-04-01",
+            "uri": f"/2010-04-01/Accounts/{account}/Calls/{sid}.json",
+        }
+        return web.Response(status=201, text=json.dumps(answer), content_type="application/json")
+
 
 @asynccontextmanager
 async def twilio_fake() -> AsyncIterator[TwilioFake]:
     fake = TwilioFake()
     app = web.Application()
     app.router.add_post("/2010-04-01/Accounts/{account}/Messages.json", fake.messages)
+    app.router.add_post("/2010-04-01/Accounts/{account}/Calls.json", fake.calls)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from hub.events.kinds import conversation_assigned
 from hub.records.history import HistoryStore
 from hub.records.schemas import ConversationPatch, TaskIn, TaskPatch
 from hub.store.models import ConversationStatus
@@ -68,8 +69,21 @@ async def get_conversation(request: web.Request) -> web.Response:
 @routes.patch("/api/v1/conversations/{id}")
 async def update_conversation(request: web.Request) -> web.Response:
     body = await read_body(request, ConversationPatch)
-    async with request.app[HUB].db.write() as s:
-        conv = await _store(request, s).update_conversation(path_int(request), body)
+    hub = request.app[HUB]
+    async with hub.db.write() as s:
+        store = _store(request, s)
+        before = (await store.conversation(path_int(request))).assignee_id
+        conv = await store.update_conversation(path_int(request), body)
+    if conv.assignee_id != before and conv.id is not None:
+        # After the commit: the new assignee's console learns of it at once.
+        hub.bus.publish(
+            conversation_assigned(
+                conversation_id=conv.id,
+                customer_id=conv.customer_id,
+                assignee_id=conv.assignee_id,
+                team_id=conv.team_id,
+            )
+        )
     return web.json_response(conversation_json(conv))
 
 

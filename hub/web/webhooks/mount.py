@@ -22,6 +22,7 @@ from channels.base import (
     WebhookRejected,
     WebhookRequest,
 )
+from hub.calls.service import CallLog
 from hub.ingest.pipeline import IngestError, IngestUnavailable
 from hub.outbox.queue import apply_status
 from hub.runtime import Hub
@@ -67,15 +68,13 @@ def handler(hook: Webhook) -> Handler:
             return error_response(exc.status, exc.detail)
         try:
             replies = await _ingest(hub, parsed)
-            for call in parsed.calls:
-                await hub.calls.handle(call)
         except IngestError as exc:
             return error_response(400, str(exc))
         except IngestUnavailable as exc:
             # Nothing stored; a 5xx makes the provider log it (and retry where configured).
             return error_response(503, str(exc), "unavailable", {"Retry-After": "1"})
         await _apply_reports(hub, parsed.reports)
-        answer = hook.answer(replies)
+        answer = parsed.answer or hook.answer(replies)
         return web.Response(
             status=answer.status,
             text=answer.body or None,
@@ -87,7 +86,9 @@ def handler(hook: Webhook) -> Handler:
 
 
 async def _ingest(hub: Hub, parsed: WebhookParsed) -> list[str | None]:
-    replies = []
+    replies: list[str | None] = []
+    for call in parsed.calls:
+        replies.append(await CallLog(hub).handle(call))
     for contact in parsed.contacts:
         result = await hub.ingestor.ingest(contact)
         replies.append(result.reply)

@@ -1,0 +1,1 @@
+"""Telephony adapters: Twilio Voice, sipgate.io and a generic PBX webhook -> `CallEvent`s."""

@@ -1,0 +1,52 @@
+"""PBX users to crmhub users: by PBX id, username or extension; unknown ones stay raw."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hub.store.models import UserTeam
+from hub.store.tables import user_t
+
+user_team_t = UserTeam.__table__  # type: ignore[attr-defined]
+
+
+async def map_users(conn: AsyncConnection, raw: Iterable[str]) -> dict[str, int]:
+    """Raw PBX id -> crmhub user id for those that match an active user.
+
+    A PBX id set per user wins over a username, which wins over an extension,
+    so one value never maps to two users.
+    """
+    wanted = {r for r in raw if r}
+    if not wanted:
+        return {}
+    rows = (
+        await conn.execute(
+            select(user_t.c.id, user_t.c.pbx_id, user_t.c.username, user_t.c.phone_extension)
+            .where(user_t.c.active.is_(True))
+            .where(
+                or_(
+                    user_t.c.pbx_id.in_(wanted),
+                    user_t.c.username.in_(wanted),
+                    user_t.c.phone_extension.in_(wanted),
+                )
+            )
+            .order_by(user_t.c.id)
+        )
+    ).all()
+    found: dict[str, int] = {}
+    for column in (1, 2, 3):
+        for row in rows:
+            value = row[column]
+            if value in wanted and value not in found:
+                found[value] = row[0]
+    return found
+
+
+async def team_members(conn: AsyncConnection, team_id: int | None) -> set[int]:
+    if team_id is None:
+        return set()
+    rows = await conn.execute(select(user_team_t.c.user_id).where(user_team_t.c.team_id == team_id))
+    return {r[0] for r in rows}
