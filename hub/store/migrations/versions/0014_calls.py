@@ -1,6 +1,6 @@
 """Calls: each phone call's state by provider and call id; a PBX id per user.
 
-Revision ID: 0006
+Revision ID: 0014
 Revises: 0013 (main's head when written; the merger re-chains)
 Create Date: 2026-12-05 10:50:00
 """
@@ -13,7 +13,7 @@ from alembic import op
 
 import hub.models
 
-revision: str = "0006"
+revision: str = "0014"
 down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
