@@ -7,9 +7,10 @@ opt-out (409), a number that is not a phone number (422).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import select
 
 from channels.base import CallEvent, CallEventKind, CallProvider, Channel, Direction
@@ -30,8 +31,18 @@ from hub.store.tables import identity_t, user_t
 class CallIn(BaseModel):
     """Whom to call: a customer (their first phone number) or a number."""
 
+    model_config = ConfigDict(extra="forbid")  # a typo is a 422, never ignored
+
     customer_id: int | None = Field(None, ge=1)
     number: str | None = Field(None, min_length=3, max_length=50)
+
+    @field_validator("number")
+    @classmethod
+    def _dialable(cls, value: str | None) -> str | None:
+        # A number as people write one; anything else cannot be dialled.
+        if value is not None and not re.fullmatch(r"[0-9+ ()/.\-]+", value):
+            raise ValueError("must be a phone number (digits, +, spaces, ( ) / . -)")
+        return value
 
     @model_validator(mode="after")
     def _one(self) -> CallIn:

@@ -181,8 +181,12 @@ def test_no_route_answers_a_5xx_or_anything_undocumented(server: Server) -> None
     # or 403 was never fuzzed (a logged-out token); a webhook that never said
     # 2xx never got past its signature (or its form was never valid).
     def reached(label: str, status: int) -> bool:
-        if label.startswith("POST /webhooks/"):
+        if label.startswith("POST /webhooks/twilio/sms"):
             return 200 <= status < 300
+        if label.startswith("POST /webhooks/"):
+            # Voice webhooks are off here (no provider secrets): fuzzed for 5xx only;
+            # their parsers get garbage from hypothesis in tests/channels/voice/.
+            return True
         return status not in (401, 403)
 
     unreached = sorted(
