@@ -33,7 +33,7 @@ class CallIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")  # a typo is a 422, never ignored
 
-    customer_id: int | None = Field(None, ge=1)
+    customer_id: int | None = Field(None, ge=1, le=2**31 - 1)  # 32-bit ids on PostgreSQL
     number: str | None = Field(None, min_length=3, max_length=50)
 
     @field_validator("number")
