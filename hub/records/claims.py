@@ -17,26 +17,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, false, literal, null, or_, select
+from sqlalchemy import and_, bindparam, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.records.auth import Principal
 from hub.store.models import utcnow
 from hub.store.tables import claim_t, customer_t, identity_t
 
-# Shaped like IDENTITIES_OF (hub/records/customers.py): a claim shows as an identity.
+# The claim's own columns; claim_view gives them the rest of an identity's shape.
 CLAIMS_OF = (
-    select(
-        claim_t.c.customer_id,
-        claim_t.c.kind,
-        claim_t.c.value,
-        claim_t.c.raw,
-        false().label("primary"),
-        false().label("verified"),
-        null().label("undeliverable_at"),
-        null().label("undeliverable_reason"),
-        literal(0).label("soft_bounces"),
-    )
+    select(claim_t.c.customer_id, claim_t.c.kind, claim_t.c.value, claim_t.c.raw)
     .where(claim_t.c.customer_id.in_(bindparam("ids", expanding=True)))
     .order_by(claim_t.c.customer_id, claim_t.c.id)
 )
