@@ -52,6 +52,9 @@ class ServerConfig(_Section):
     # Query strings carry phone numbers, emails and search terms: personal data
     # stays out of the access log unless this is true.
     access_log_query: bool = False
+    # The https URL customers reach this hub at (unsubscribe and sign-up links
+    # in mail); empty: http://host:port, which only suits a local test.
+    public_url: str = ""
 
 
 class AuthConfig(_Section):
@@ -223,6 +226,22 @@ class ApiConfig(_Section):
     max_page_size: int = Field(500, ge=1, le=10_000)
 
 
+class SubscriptionsConfig(_Section):
+    # Key of the signed unsubscribe and sign-up links (HMAC-SHA256); set
+    # CRMHUB_SUBSCRIPTIONS__TOKEN_KEY (16+ characters). Links are refused without it.
+    token_key: str = ""
+    # The address in List-Unsubscribe's mailto: (mail to it is read by a mailbox
+    # of email.mailboxes); empty: no mailto, the https link only.
+    unsubscribe_address: str = ""
+    # The mailbox (email.mailboxes name) that sends sign-up confirmations;
+    # empty: the first mailbox that can send.
+    signup_mailbox: str = ""
+    # Sign-up requests per client address per hour (each sends a mail).
+    signup_per_hour: int = Field(10, ge=1)
+    # A confirmation link works this long.
+    confirm_days: float = Field(7.0, gt=0)
+
+
 class DemoConfig(_Section):
     customers: int = Field(1000, ge=0, le=1_000_000)
     # Password of the demo users (admin, supervisor, agent1, agent2, marketing);
@@ -250,6 +269,7 @@ class Settings(BaseSettings, ChannelConfigs):
     events: EventsConfig = Field(default_factory=EventsConfig)
     demo: DemoConfig = Field(default_factory=DemoConfig)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
+    subscriptions: SubscriptionsConfig = Field(default_factory=SubscriptionsConfig)
 
     @classmethod
     def settings_customise_sources(

@@ -475,3 +475,48 @@ class PhoneCall(SQLModel, table=True):
     started_at: datetime = Field(sa_type=UTCDateTime)
     answered_at: datetime | None = _ts()
     ended_at: datetime | None = _ts()
+
+
+class Segment(SQLModel, table=True):
+    """A saved selection of customers: a structured filter (hub/segments/filters.py),
+    never SQL text. `team_id`: the team it belongs to (None: every team may use it)."""
+
+    __table_args__ = (NEVER_REUSE_IDS,)
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, max_length=100)
+    filter: dict[str, Any] = _json(dict)
+    team_id: int | None = Field(default=None, foreign_key="team.id", index=True)
+    created_by: int | None = Field(default=None, foreign_key="app_user.id", ondelete="SET NULL")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class MessageTemplate(SQLModel, table=True):
+    """A named message template; its content lives in versions, one per edit, so a
+    campaign that sent version 3 can still show what it sent after version 4."""
+
+    __tablename__ = "message_template"
+    __table_args__ = (NEVER_REUSE_IDS,)
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, max_length=100)
+    channel: str = Field(max_length=20)  # "email" or "sms"
+    locale: str = Field(default="de", max_length=10)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class MessageTemplateVersion(SQLModel, table=True):
+    __tablename__ = "message_template_version"
+
+    template_id: int = Field(
+        foreign_key="message_template.id", primary_key=True, ondelete="CASCADE"
+    )
+    version: int = Field(primary_key=True)
+    # Email: subject, html and text; SMS: body. The others stay empty.
+    subject: str = Field(default="", sa_type=Text)
+    html: str = Field(default="", sa_type=Text)
+    text: str = Field(default="", sa_type=Text)
+    body: str = Field(default="", sa_type=Text)
+    created_by: int | None = Field(default=None, foreign_key="app_user.id", ondelete="SET NULL")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -23,9 +23,12 @@ from hub.store.models import (
     IdentityClaim,
     Interaction,
     MailCheckpoint,
+    MessageTemplate,
+    MessageTemplateVersion,
     OutboxMessage,
     PhoneCall,
     QuarantinedMail,
+    Segment,
     Suppression,
     Task,
     Team,
@@ -53,3 +56,6 @@ claim_t = cast(Table, IdentityClaim.__table__)  # type: ignore[attr-defined]
 event_log_t = cast(Table, EventLogEntry.__table__)  # type: ignore[attr-defined]
 phone_call_t = cast(Table, PhoneCall.__table__)  # type: ignore[attr-defined]
 user_team_t = cast(Table, UserTeam.__table__)  # type: ignore[attr-defined]
+segment_t = cast(Table, Segment.__table__)  # type: ignore[attr-defined]
+message_template_t = cast(Table, MessageTemplate.__table__)  # type: ignore[attr-defined]
+template_version_t = cast(Table, MessageTemplateVersion.__table__)  # type: ignore[attr-defined]

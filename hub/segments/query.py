@@ -1,0 +1,204 @@
+"""A `SegmentFilter` as one SELECT of customer ids: count, preview and campaign expansion
+all run the same statement, so the count marketing sees is the audience that is mailed.
+
+The statement selects `customer.id` ordered by id, so a caller pages it by
+keyset (`.where(customer.c.id > last).limit(n)`) and never holds the whole
+audience in memory. Merged-away records (redirects) are never selected.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    String,
+    and_,
+    cast,
+    exists,
+    false,
+    func,
+    not_,
+    or_,
+    select,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from channels.base import Direction
+from hub.records.access import customer_visible
+from hub.records.auth import Principal
+from hub.records.customers import last_contact
+from hub.segments.filters import CONSENT_NONE, ConsentFilter, CustomField, SegmentFilter, TimeRange
+from hub.store.tables import consent_t, customer_t, interaction_t, outbox_t, tag_t, user_t
+
+c = customer_t.c
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _in_lower(column: Any, values: tuple[str, ...]) -> ColumnElement[bool]:
+    return func.lower(column).in_(sorted({v.lower() for v in values}))
+
+
+def _ids(column: Any, values: tuple[int | None, ...]) -> ColumnElement[bool]:
+    ids = sorted({v for v in values if v is not None})
+    parts: list[ColumnElement[bool]] = [column.in_(ids)] if ids else []
+    if None in values:
+        parts.append(column.is_(None))
+    return or_(*parts)
+
+
+def _times(column: Any, rng: TimeRange) -> list[ColumnElement[bool]]:
+    out = []
+    if rng.before is not None:
+        out.append(column < rng.before)
+    if rng.after is not None:
+        out.append(column > rng.after)
+    return out
+
+
+def _has_tag(tags: tuple[str, ...]) -> ColumnElement[bool]:
+    return exists().where(tag_t.c.customer_id == c.id).where(tag_t.c.tag.in_(sorted(set(tags))))
+
+
+def _custom(cond: CustomField) -> ColumnElement[bool]:
+    value = customer_t.c.custom[cond.name]
+    if cond.exists is not None:
+        present = and_(value.isnot(None), func.coalesce(cast(value.as_string(), String), "") != "")
+        return present if cond.exists else not_(present)
+    # as_string() unquotes a JSON string; the CAST turns a stored number into its text.
+    return cast(value.as_string(), String).in_(sorted(set(cond.equals)))
+
+
+def _consent(cond: ConsentFilter) -> ColumnElement[bool]:
+    """The newest consent row of (channel, purpose) has this state; "none": there is none."""
+    same = and_(
+        consent_t.c.customer_id == c.id,
+        consent_t.c.channel == cond.channel,
+        consent_t.c.purpose == cond.purpose,
+    )
+    if cond.state == CONSENT_NONE:
+        return not_(exists().where(same))
+    newer = consent_t.alias("newer")
+    newest = not_(
+        exists().where(
+            newer.c.customer_id == consent_t.c.customer_id,
+            newer.c.channel == consent_t.c.channel,
+            newer.c.purpose == consent_t.c.purpose,
+            or_(
+                newer.c.recorded_at > consent_t.c.recorded_at,
+                and_(newer.c.recorded_at == consent_t.c.recorded_at, newer.c.id > consent_t.c.id),
+            ),
+        )
+    )
+    return exists().where(same, consent_t.c.state == cond.state, newest)
+
+
+def _replied(campaign_id: int) -> ColumnElement[bool]:
+    """An inbound message came after a message of the campaign to this customer.
+
+    Needs the outbox's `campaign_id` (campaigns, migration 0016); until that
+    column exists no customer has replied to any campaign.
+    """
+    campaign_col = outbox_t.c.get("campaign_id")
+    if campaign_col is None:
+        return false()
+    return exists().where(
+        outbox_t.c.customer_id == c.id,
+        campaign_col == campaign_id,
+        exists().where(
+            interaction_t.c.customer_id == c.id,
+            interaction_t.c.direction == Direction.IN.value,
+            interaction_t.c.occurred_at >= outbox_t.c.created_at,
+        ),
+    )
+
+
+def conditions(flt: SegmentFilter) -> list[ColumnElement[bool]]:
+    where: list[ColumnElement[bool]] = [c.merged_into_id.is_(None)]
+    if flt.postal_code is not None:
+        pc = flt.postal_code
+        if pc.prefixes:
+            where.append(
+                or_(*(c.postal_code.like(f"{_escape_like(p)}%", escape="\\") for p in pc.prefixes))
+            )
+        if pc.low is not None:
+            where.append(c.postal_code >= pc.low)
+        if pc.high is not None:
+            # "to": "12999" includes "12999-A"-style longer codes that start with it.
+            where.append(
+                or_(
+                    c.postal_code <= pc.high,
+                    c.postal_code.like(f"{_escape_like(pc.high)}%", escape="\\"),
+                )
+            )
+    for name in ("city", "country", "industry"):
+        values: tuple[str, ...] = getattr(flt, name)
+        if values:
+            where.append(_in_lower(c[name], values))
+    if flt.tags_any:
+        where.append(_has_tag(flt.tags_any))
+    for tag in flt.tags_all:
+        where.append(_has_tag((tag,)))
+    if flt.tags_none:
+        where.append(not_(_has_tag(flt.tags_none)))
+    if flt.owner_ids is not None:
+        where.append(_ids(c.owner_id, flt.owner_ids))
+    if flt.team_ids is not None:
+        where.append(_ids(c.team_id, flt.team_ids))
+    if flt.kind is not None:
+        where.append(c.kind == flt.kind)
+    if flt.last_inbound is not None:
+        where.extend(_times(c.last_inbound_at, flt.last_inbound))
+    if flt.last_outbound is not None:
+        where.extend(_times(c.last_outbound_at, flt.last_outbound))
+    if flt.last_contact is not None:
+        where.extend(_times(last_contact(), flt.last_contact))
+    if flt.replied_to_campaign is not None:
+        where.append(_replied(flt.replied_to_campaign))
+    where.extend(_custom(cond) for cond in flt.custom)
+    where.extend(_consent(cond) for cond in flt.consent)
+    return where
+
+
+def customer_ids_query(flt: SegmentFilter, scope: Principal | None) -> Select[tuple[int]]:
+    """`SELECT customer.id ... ORDER BY id` for the filter; `scope` limits it to a
+    user's teams as the API does (None: the system, e.g. a campaign run, sees all)."""
+    query = select(c.id).where(*conditions(flt))
+    if scope is not None:
+        query = query.where(customer_visible(scope))
+    return query.order_by(c.id)
+
+
+async def count(conn: AsyncConnection, flt: SegmentFilter, scope: Principal | None) -> int:
+    inner = customer_ids_query(flt, scope).order_by(None).subquery()
+    return int((await conn.execute(select(func.count()).select_from(inner))).scalar_one())
+
+
+async def preview(
+    conn: AsyncConnection, flt: SegmentFilter, scope: Principal | None, limit: int
+) -> list[dict[str, Any]]:
+    """The first `limit` customers by id, with what marketing checks a selection by."""
+    ids = customer_ids_query(flt, scope).limit(limit).subquery()
+    rows = await conn.execute(
+        select(
+            c.id,
+            c.kind,
+            c.name,
+            c.company,
+            c.postal_code,
+            c.city,
+            c.country,
+            c.industry,
+            c.owner_id,
+            c.team_id,
+            user_t.c.display_name.label("owner_name"),
+        )
+        .join(ids, ids.c.id == c.id)
+        .outerjoin(user_t, user_t.c.id == c.owner_id)
+        .order_by(c.id)
+    )
+    return [dict(row._mapping) for row in rows]
