@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, Template, TemplateSyntaxError
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, Undefined
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.exceptions import TemplateError as JinjaError
 from jinja2.sandbox import SandboxedEnvironment
@@ -51,7 +51,7 @@ class Rendered:
 
 def _default(value: Any, fallback: Any = "", boolean: bool = True) -> Any:
     """Jinja's `default`, but an empty value counts as missing too (boolean=True)."""
-    if isinstance(value, StrictUndefined) or value is None:
+    if isinstance(value, Undefined) or value is None:
         return fallback
     if boolean and not value:
         return fallback
