@@ -23,6 +23,7 @@ class EventKind(enum.StrEnum):
     CALL_MISSED = "call.missed"
     TASK_CREATED = "task.created"
     CONVERSATION_ASSIGNED = "conversation.assigned"
+    CONSENT_CHANGED = "consent.changed"
     BUS_OVERFLOW = OVERFLOW_KIND
 
 
@@ -158,6 +159,23 @@ def conversation_assigned(
             "conversation_id": conversation_id,
             "customer_id": customer_id,
             "assignee_id": assignee_id,
+        },
+        team_id=team_id,
+    )
+
+
+def consent_changed(
+    *, customer_id: int, channel: str, purpose: str, state: str, source: str, team_id: int | None
+) -> Event:
+    """An opt-in or opt-out was recorded (an unsubscribe link, a confirmed sign-up)."""
+    return Event(
+        EventKind.CONSENT_CHANGED,
+        {
+            "customer_id": customer_id,
+            "channel": channel,
+            "purpose": purpose,
+            "state": state,
+            "source": source,
         },
         team_id=team_id,
     )

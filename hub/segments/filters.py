@@ -49,7 +49,7 @@ class TimeRange:
 @dataclass(frozen=True, slots=True)
 class PostalCode:
     prefixes: tuple[str, ...] = ()
-    # Inclusive, compared as text: right for codes of one length (German five digits).
+    # Inclusive, compared as text among codes as long as the bounds (five digits in DE).
     low: str | None = None
     high: str | None = None
 
@@ -87,6 +87,9 @@ class SegmentFilter:
     replied_to_campaign: int | None = None
     custom: tuple[CustomField, ...] = ()
     consent: tuple[ConsentFilter, ...] = field(default=())
+    # Not from the JSON: a saved segment of a team selects that team's customers
+    # only, also where no user scope applies (a campaign run). See store.segment_filter.
+    within_team: int | None = None
 
 
 def _unknown(what: str, names: set[str], known: tuple[str, ...]) -> Invalid:

@@ -125,16 +125,15 @@ def conditions(flt: SegmentFilter) -> list[ColumnElement[bool]]:
             where.append(
                 or_(*(c.postal_code.like(f"{_escape_like(p)}%", escape="\\") for p in pc.prefixes))
             )
+        bounds = [b for b in (pc.low, pc.high) if b is not None]
+        if bounds:
+            # Compared as text, so only codes as long as the bounds: "1010" (Vienna)
+            # sorts between "10000" and "14999" but is not in that range.
+            where.append(func.length(c.postal_code).in_(sorted({len(b) for b in bounds})))
         if pc.low is not None:
             where.append(c.postal_code >= pc.low)
         if pc.high is not None:
-            # "to": "12999" includes "12999-A"-style longer codes that start with it.
-            where.append(
-                or_(
-                    c.postal_code <= pc.high,
-                    c.postal_code.like(f"{_escape_like(pc.high)}%", escape="\\"),
-                )
-            )
+            where.append(c.postal_code <= pc.high)
     for name in ("city", "country", "industry"):
         values: tuple[str, ...] = getattr(flt, name)
         if values:
@@ -161,6 +160,8 @@ def conditions(flt: SegmentFilter) -> list[ColumnElement[bool]]:
         where.append(_replied(flt.replied_to_campaign))
     where.extend(_custom(cond) for cond in flt.custom)
     where.extend(_consent(cond) for cond in flt.consent)
+    if flt.within_team is not None:
+        where.append(c.team_id == flt.within_team)
     return where
 
 

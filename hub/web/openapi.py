@@ -24,6 +24,8 @@ from hub.records.schemas import (
     TaskIn,
     TaskPatch,
 )
+from hub.web.api import segments as segments_api
+from hub.web.api import templates as templates_api
 from hub.web.api.replies import ReplyBody
 from hub.web.params import MAX_ID
 
@@ -325,6 +327,8 @@ OPERATIONS: list[Operation] = [
         CallIn,
         "201",
     ),
+    *segments_api.OPERATIONS,
+    *templates_api.OPERATIONS,
 ]
 
 
