@@ -25,6 +25,7 @@ CONFIRM_SIGNUP = "s"
 PURPOSES = (UNSUBSCRIBE, CONFIRM_SIGNUP)
 MAC_BYTES = 16
 MAX_TOKEN = 200
+_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
 class InvalidToken(BadRequest):
@@ -46,11 +47,10 @@ class TokenClaims:
 def _b36(n: int | None) -> str:
     if n is None:
         return ""
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
     out = ""
     while True:
         n, r = divmod(n, 36)
-        out = digits[r] + out
+        out = _DIGITS[r] + out
         if n == 0:
             return out
 
@@ -84,13 +84,14 @@ def make_token(
     return f"{payload}.{_mac(_key(key), payload)}"
 
 
-def _int(raw: str, *, optional: bool) -> int | None:
+def _int(raw: str, *, optional: bool, least: int = 1) -> int | None:
     if raw == "" and optional:
         return None
-    if not raw or len(raw) > 8 or not raw.isalnum() or (not raw.islower() and not raw.isdigit()):
+    # Only what _b36 writes: lower-case base 36, no sign, no padding, bounded.
+    if not raw or len(raw) > 8 or not all(ch in _DIGITS for ch in raw):
         raise InvalidToken()
     value = int(raw, 36)
-    if not optional and value < 1:
+    if value < least:
         raise InvalidToken()
     return value
 
@@ -109,7 +110,7 @@ def read_token(key: str, token: str, *, purpose: str = UNSUBSCRIBE) -> TokenClai
         raise InvalidToken()
     customer = _int(parts[1], optional=False)
     assert customer is not None
-    hour = _int(parts[4], optional=False)
+    hour = _int(parts[4], optional=False, least=0)
     assert hour is not None
     return TokenClaims(
         parts[0],
