@@ -72,7 +72,8 @@ async def test_one_click_post_unsubscribes_at_once_and_is_idempotent(api: Api, h
     assert url.startswith(f"{PUBLIC_URL}/u/")
     token = url.rsplit("/", 1)[1]
     assert headers == {
-        "List-Unsubscribe": f"<{url}>, <mailto:unsubscribe@example.com?subject=unsubscribe%20{token}>",
+        "List-Unsubscribe": f"<{url}>, "
+        f"<mailto:unsubscribe@example.com?subject=unsubscribe%20{token}>",
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
     }
     async with hub.bus.subscribe() as events:
@@ -99,6 +100,7 @@ async def test_one_click_post_unsubscribes_at_once_and_is_idempotent(api: Api, h
         )
     ]
     status, body = await api.call("GET", f"/api/v1/customers/{cid}")
+    assert status == 200
     assert [(c["channel"], c["purpose"], c["state"]) for c in body["consent"]] == [
         ("email", "marketing", "opted_out")
     ]
