@@ -29,7 +29,7 @@ class DefaultTemplate:
     parts: TemplateParts
 
 
-def _read(folder: Path) -> TemplateParts:
+def read_parts(folder: Path) -> TemplateParts:
     found = {}
     for part, filename in PART_FILES.items():
         path = folder / filename
@@ -47,7 +47,7 @@ def load_defaults(root: Path = DEFAULTS_DIR, *, system: bool = False) -> list[De
         if (folder.name in SYSTEM_TEMPLATES) != system:
             continue
         for locale_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
-            parts = _read(locale_dir)
+            parts = read_parts(locale_dir)
             channel = "sms" if parts.body else "email"
             out.append(
                 DefaultTemplate(f"{folder.name}-{locale_dir.name}", channel, locale_dir.name, parts)
@@ -60,7 +60,7 @@ def system_template(name: str, locale: str, root: Path = DEFAULTS_DIR) -> Templa
     for loc in (locale, "en"):
         folder = root / name / loc
         if folder.is_dir():
-            return _read(folder)
+            return read_parts(folder)
     raise FileNotFoundError(f"no template {name} in {root}")
 
 
