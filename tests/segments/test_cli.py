@@ -105,4 +105,14 @@ async def test_template_commands(api: Api, hub: Hub, tmp_path: Path) -> None:
         hub, tmp_path, "template", "preview", "mine", "--customer", str(customer["id"])
     ) == (1, "", "crmhub: template mine v3: text: 'nope' is undefined\n")
     code, out, _ = await _cli(hub, tmp_path, "template", "list")
-    assert code == 0 and out.splitlines()[0].split() == ["7", "mine", "email", "de", "v3"]
+    assert code == 0
+    assert [line.split()[1] for line in out.splitlines()] == [  # by name
+        "follow-up-de",
+        "follow-up-en",
+        "mine",
+        "newsletter-de",
+        "newsletter-en",
+        "sms-announcement-de",
+        "sms-announcement-en",
+    ]
+    assert out.splitlines()[2].split() == ["7", "mine", "email", "de", "v3"]
