@@ -10,6 +10,7 @@ from aiohttp import web
 from hub.runtime import Hub
 from hub.web import query_check
 from hub.web.api import audit, calls, claims, conversations, customers, events, privacy, replies
+from hub.web.api import consent as consent_api
 from hub.web.api import segments as segments_api
 from hub.web.api import templates as templates_api
 from hub.web.audit import audit_middleware
@@ -78,6 +79,7 @@ def create_app(hub: Hub, *, manage_hub: bool = True) -> web.Application:
     app.router.add_routes(claims.routes)
     app.router.add_routes(events.routes)
     app.router.add_routes(calls.routes)
+    app.router.add_routes(consent_api.routes)
     app.router.add_routes(segments_api.routes)
     app.router.add_routes(templates_api.routes)
     public_subscriptions.mount(app)

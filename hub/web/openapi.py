@@ -24,6 +24,7 @@ from hub.records.schemas import (
     TaskIn,
     TaskPatch,
 )
+from hub.web.api import consent as consent_api
 from hub.web.api import segments as segments_api
 from hub.web.api import templates as templates_api
 from hub.web.api.replies import ReplyBody
@@ -327,6 +328,7 @@ OPERATIONS: list[Operation] = [
         CallIn,
         "201",
     ),
+    *consent_api.OPERATIONS,
     *segments_api.OPERATIONS,
     *templates_api.OPERATIONS,
 ]

@@ -148,3 +148,32 @@ async def test_an_erased_customer_still_gets_a_calm_answer(api: Api, hub: Hub) -
     resp = await api.client.post(f"/u/{token}", data="List-Unsubscribe=One-Click", headers=FORM)
     assert resp.status == 200
     assert await _consent(hub) == []
+
+
+async def test_consent_history_is_visible_with_source_and_time(api: Api, hub: Hub) -> None:
+    cid, _ = await _customer(api)
+    status, _ = await api.call(
+        "POST",
+        f"/api/v1/customers/{cid}/consent",
+        "agent",
+        json={"channel": "email", "purpose": "newsletter", "state": "opted_in", "source": "fair"},
+    )
+    assert status == 201
+    token = make_token(TOKEN_KEY, cid, None, 3)
+    resp = await api.client.post(f"/u/{token}", data="List-Unsubscribe=One-Click", headers=FORM)
+    assert resp.status == 200
+    status, body = await api.call("GET", f"/api/v1/customers/{cid}/consent", "agent")
+    assert status == 200
+    shown = [(c["channel"], c["purpose"], c["state"], c["source"]) for c in body["history"]]
+    # No campaign table says campaign 3's purpose: every purpose in force is opted out.
+    assert shown == [
+        ("email", "newsletter", "opted_out", "one-click unsubscribe (RFC 8058), campaign 3"),
+        ("email", "marketing", "opted_out", "one-click unsubscribe (RFC 8058), campaign 3"),
+        ("email", "newsletter", "opted_in", "fair"),
+    ]
+    assert all(c["recorded_at"].endswith("+00:00") for c in body["history"])
+    assert [(c["purpose"], c["state"]) for c in body["consent"]] == [
+        ("marketing", "opted_out"),
+        ("newsletter", "opted_out"),
+    ]
+    assert (await api.call("GET", f"/api/v1/customers/{cid}/consent", "sales_agent"))[0] == 404
