@@ -79,7 +79,10 @@ async def _check_name(conn: AsyncConnection, name: str, except_id: int | None = 
 async def _check_team(conn: AsyncConnection, principal: Principal, team_id: int | None) -> None:
     if team_id is None:
         if not principal.is_admin:
-            raise Invalid("team_id: give one of your teams (only admins make shared segments)")
+            yours = ", ".join(str(t) for t in sorted(principal.team_ids)) or "none"
+            raise Invalid(
+                f"team_id: give one of your teams ({yours}); only admins make shared segments"
+            )
         return
     if not may_use_team(principal, team_id):
         raise Forbidden(f"team_id: you are not a member of team {team_id}")
