@@ -149,6 +149,7 @@ class PipelinesConfig(_Section):
             "email_bounce",
             "email_autoreply",
             "email_loop_guard",
+            "email_unsubscribe",
             "thread_conversation",
         ]
     )

@@ -177,3 +177,37 @@ async def test_consent_history_is_visible_with_source_and_time(api: Api, hub: Hu
         ("newsletter", "opted_out"),
     ]
     assert (await api.call("GET", f"/api/v1/customers/{cid}/consent", "sales_agent"))[0] == 404
+
+
+async def test_mail_to_the_mailto_address_opts_its_sender_out(api: Api, hub: Hub) -> None:
+    from channels.base import Channel, InboundContact
+    from hub.store.tables import interaction_t
+
+    cid, _ = await _customer(api)
+    _, headers = unsubscribe_headers(hub.settings, cid, None, 4)
+    assert "<mailto:unsubscribe@example.com?subject=unsubscribe%20u." in headers["List-Unsubscribe"]
+    for n, recipient in enumerate(("Unsubscribe@Example.com", "support@example.com")):
+        result = await hub.ingestor.ingest(
+            InboundContact(
+                channel=Channel.EMAIL,
+                sender="Anna <ANNA@example.org>",
+                recipient=recipient,
+                subject="unsubscribe u.1.2.3",
+                text="",
+                provider_id=f"<unsub{n}@example.org>",
+            )
+        )
+        assert result.customer_id == cid
+    assert await _consent(hub) == [
+        (cid, "email", "marketing", "opted_out", "mailto unsubscribe (List-Unsubscribe)")
+    ]
+    async with hub.db.read() as s:
+        rows = await (await s.connection()).execute(
+            select(interaction_t.c.recipient, interaction_t.c.conversation_id).order_by(
+                interaction_t.c.id
+            )
+        )
+        stored = [tuple(r) for r in rows]
+    # Recorded in the history, but the unsubscribe opened no conversation.
+    assert stored[0] == ("Unsubscribe@Example.com", None)
+    assert stored[1][1] is not None
