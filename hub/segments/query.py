@@ -8,6 +8,8 @@ audience in memory. Merged-away records (redirects) are never selected.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 from sqlalchemy import (
@@ -174,6 +176,38 @@ def customer_ids_query(flt: SegmentFilter, scope: Principal | None) -> Select[tu
     return query.order_by(c.id)
 
 
+async def max_customer_id(conn: AsyncConnection) -> int:
+    return int((await conn.execute(select(func.max(c.id)))).scalar() or 0)
+
+
+async def stream_ids(
+    conn: AsyncConnection,
+    flt: SegmentFilter,
+    scope: Principal | None,
+    *,
+    after: int = 0,
+    span: int = 20_000,
+) -> AsyncIterator[list[int]]:
+    """The selection's ids in ascending order, one id range of `span` customers at a time
+    (empty ranges are skipped); resume after a crash with `after` = the last id handled.
+
+    Why ranges rather than `WHERE id > last LIMIT n`: with several conditions
+    PostgreSQL estimates a handful of matching rows and answers each LIMIT page
+    with a scan of the whole table (57 s for 36,000 of 1 M customers in
+    bench/segments.py); a bounded id range is one short primary-key range scan,
+    so streaming a million customers costs one pass, on both backends.
+    """
+    query = customer_ids_query(flt, scope)
+    top = await max_customer_id(conn)
+    lo = after
+    while lo < top:
+        hi = lo + span
+        ids = list((await conn.execute(query.where(c.id > lo, c.id <= hi))).scalars())
+        if ids:
+            yield ids
+        lo = hi
+
+
 async def count(conn: AsyncConnection, flt: SegmentFilter, scope: Principal | None) -> int:
     inner = customer_ids_query(flt, scope).order_by(None).subquery()
     return int((await conn.execute(select(func.count()).select_from(inner))).scalar_one())
@@ -182,8 +216,20 @@ async def count(conn: AsyncConnection, flt: SegmentFilter, scope: Principal | No
 async def preview(
     conn: AsyncConnection, flt: SegmentFilter, scope: Principal | None, limit: int
 ) -> list[dict[str, Any]]:
-    """The first `limit` customers by id, with what marketing checks a selection by."""
-    ids = customer_ids_query(flt, scope).limit(limit).subquery()
+    """The first `limit` customers by id, with what marketing checks a selection by.
+
+    The ids come from `stream_ids`, not `LIMIT`: see there why (1.3 s → ~15 ms
+    at 1 M customers on SQLite in bench/segments.py).
+    """
+    first: list[int] = []
+    async with aclosing(stream_ids(conn, flt, scope)) as chunks:
+        async for chunk in chunks:
+            first.extend(chunk[: limit - len(first)])
+            if len(first) >= limit:
+                break
+    if not first:
+        return []
+    ids = select(c.id).where(c.id.in_(first)).subquery()
     rows = await conn.execute(
         select(
             c.id,

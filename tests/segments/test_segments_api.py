@@ -247,3 +247,18 @@ async def test_team_segments_see_and_select_their_team_only(api: Api, hub: Hub) 
         "POST", "/api/v1/segments", "agent", json={"name": "A", "filter": {}}
     )
     assert status == 403
+
+
+async def test_stream_ids_walks_id_ranges_and_resumes(api: Api, hub: Hub) -> None:
+    from hub.segments import parse_filter, stream_ids
+
+    await _people(api, hub)
+    flt = parse_filter({"country": "DE"})
+    async with hub.db.read() as s:
+        conn = await s.connection()
+        chunks = [ids async for ids in stream_ids(conn, flt, None, span=2)]
+        resumed = [ids async for ids in stream_ids(conn, flt, None, after=2, span=2)]
+        one_range = [ids async for ids in stream_ids(conn, flt, None)]
+    assert chunks == [[1, 2], [3]]  # customer 4 is Austrian; its range yields nothing
+    assert resumed == [[3]]
+    assert one_range == [[1, 2, 3]]
