@@ -130,11 +130,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--customers", type=int, default=1_000_000)
     p.add_argument("--db", help="SQLite URL of a new file, or a PostgreSQL server URL")
     p.add_argument("--keep", action="store_true", help="keep the database")
-    p.add_argument("--measure", metavar="URL", help=argparse.SUPPRESS)  # the child's part
+    p.add_argument("--seed", metavar="URL", help=argparse.SUPPRESS)  # the child's part
     args = p.parse_args(argv)
-    if args.measure:
-        r = asyncio.run(measure(args.measure))
+    if args.seed:
+        seed(args.seed, args.customers, 0)
+        asyncio.run(decorate(args.seed, args.customers))
+        return 0
+    target = prepare_target(args.db, args.keep)
+    try:
+        log(f"database: {target.where}")
+        upgrade(target.url)
+        t0 = time.perf_counter()
+        # Seeded by a child process: this one's peak RSS is then the selection's alone
+        # (a forked child would start with the seeder's resident pages).
+        subprocess.run(
+            [sys.executable, __file__, "--seed", target.url, "--customers", str(args.customers)],
+            check=True,
+        )
+        log(f"seeded and tagged in {time.perf_counter() - t0:.1f} s")
+        r = asyncio.run(measure(target.url))
         print(
+            f"{args.customers:,} customers, "
             f"{int(r['count']):,} selected: "
             f"count {r['count_s'] * 1000:.0f} ms, preview(20) {r['preview_s'] * 1000:.0f} ms, "
             f"first {PAGE} ids {r['first_page_s'] * 1000:.0f} ms, "
@@ -142,23 +158,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['first_range_s'] * 1000:.0f} ms, all {r['ranges_s']:.1f} s; "
             f"peak RSS {r['peak_rss_mb']:.0f} MB"
         )
-        return 0
-    target = prepare_target(args.db, args.keep)
-    try:
-        log(f"database: {target.where}")
-        upgrade(target.url)
-        t0 = time.perf_counter()
-        seed(target.url, args.customers, 0)
-        asyncio.run(decorate(target.url, args.customers))
-        log(f"seeded and tagged in {time.perf_counter() - t0:.1f} s")
-        # Measured in a fresh process: its peak RSS is the selection's, not the seeding's.
-        child = subprocess.run(
-            [sys.executable, __file__, "--measure", target.url],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        print(f"{args.customers:,} customers, {child.stdout.strip()}")
+
     finally:
         target.cleanup()
     return 0
