@@ -22,6 +22,7 @@ class EventKind(enum.StrEnum):
     CALL_ENDED = "call.ended"
     CALL_MISSED = "call.missed"
     TASK_CREATED = "task.created"
+    TASK_DUE = "task.due"
     CONVERSATION_ASSIGNED = "conversation.assigned"
     CONSENT_CHANGED = "consent.changed"
     BUS_OVERFLOW = OVERFLOW_KIND
@@ -178,4 +179,13 @@ def consent_changed(
             "source": source,
         },
         team_id=team_id,
+    )
+
+
+def task_due(*, task_id: int, customer_id: int, assignee_id: int, title: str, due_at: str) -> Event:
+    """A task reached its due time: a reminder for its assignee only."""
+    return Event(
+        EventKind.TASK_DUE,
+        {"task_id": task_id, "customer_id": customer_id, "title": title, "due_at": due_at},
+        users=frozenset({assignee_id}),
     )

@@ -47,6 +47,7 @@ from hub.outbox.queue import (
     OutboxStatus,
     backoff,
     consent_applies,
+    is_marketing,
     opt_out_source,
     opted_out,
     record_opt_out,
@@ -55,7 +56,7 @@ from hub.outbox.queue import (
 )
 from hub.store.db import Database, is_outage
 from hub.store.models import utcnow
-from hub.store.tables import conversation_t, customer_t, outbox_t
+from hub.store.tables import campaign_t, conversation_t, customer_t, outbox_t
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +71,24 @@ def outbound_message(row: Any, sender: Sender) -> OutboundMessage:
     if channel is Channel.EMAIL:
         # No sender: From is the row's mailbox's address, which MailboxSenders
         # picks by `mailbox`; the channel-wide default could be another mailbox.
+        metadata: dict[str, Any] = {"mailbox": row.mailbox, "outbox_id": row.id}
+        if is_marketing(row):
+            # The sender refuses marketing mail without both List-Unsubscribe targets.
+            links = row.unsubscribe or {}
+            metadata.update(
+                marketing=True,
+                unsubscribe_url=links.get("url", ""),
+                unsubscribe_mailto=links.get("mailto", ""),
+            )
+        if row.html:
+            metadata["html"] = row.html
         return OutboundMessage(
             channel=channel,
             recipient=row.recipient,
             text=row.body,
             subject=row.subject,
             headers=dict(row.headers or {}),
-            metadata={"mailbox": row.mailbox, "outbox_id": row.id},
+            metadata=metadata,
         )
     return OutboundMessage(
         channel=channel,
@@ -201,6 +213,17 @@ class Dispatcher:
                     ),
                 )
             )
+            .where(
+                # A paused or cancelled campaign's messages wait (or never go).
+                or_(
+                    outbox_t.c.campaign_id.is_(None),
+                    outbox_t.c.campaign_id.not_in(
+                        select(campaign_t.c.id).where(
+                            campaign_t.c.status.in_(("paused", "cancelled"))
+                        )
+                    ),
+                )
+            )
             .order_by(outbox_t.c.next_attempt_at, outbox_t.c.id)
             .limit(self.batch_size)
         )
@@ -214,8 +237,26 @@ class Dispatcher:
             conn = await s.connection()
             ids = list((await conn.execute(query)).scalars())
             for row in await rows_by_id(conn, ids):
-                if row.status == OutboxStatus.SENDING.value:
+                uncertain = row.status == OutboxStatus.SENDING.value
+                if uncertain:
+                    # Claimed, maybe sent, never recorded: the node died in between.
+                    # SMTP and Twilio cannot be asked whether they took it.
                     log.warning("outbox %s: lease expired (node died?); taking it over", row.id)
+                    if row.campaign_id is not None and self.config.in_flight_after_crash == "skip":
+                        event = await self._finish(
+                            conn,
+                            row.id,
+                            OutboxStatus.FAILED,
+                            row.interaction_id,
+                            "failed",
+                            error="in flight at a crash; skipped (outbox.in_flight_after_crash)",
+                        )
+                        await conn.execute(
+                            update(outbox_t).where(outbox_t.c.id == row.id).values(uncertain=True)
+                        )
+                        events += [event] if event else []
+                        finished += 1
+                        continue
                 channel = Channel(row.channel)
                 if consent_applies(row) and await opted_out(conn, row.customer_id, channel):
                     event = await self._finish(
@@ -250,6 +291,7 @@ class Dispatcher:
                         claimed_at=now,
                         attempts=attempt,
                         updated_at=now,
+                        **({"uncertain": True} if uncertain else {}),
                     )
                 )
                 claims.append(Claim(row, attempt))

@@ -14,10 +14,13 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
+    Float,
     Index,
     LargeBinary,
+    Table,
     Text,
     TypeDecorator,
+    Unicode,
     UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
@@ -253,6 +256,8 @@ class Task(SQLModel, table=True):
     title: str
     due_at: datetime | None = _ts(index=True)
     done: bool = False
+    # When the scheduler sent its `task.due` reminder (once; migration 0016).
+    reminded_at: datetime | None = _ts()
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
@@ -612,3 +617,14 @@ class CampaignTaskMark(SQLModel, table=True):
 
     step_id: int = Field(foreign_key="campaign_step.id", primary_key=True, ondelete="CASCADE")
     customer_id: int = Field(foreign_key="customer.id", primary_key=True, ondelete="CASCADE")
+
+
+# APScheduler's job store (hub/campaigns/scheduler.py) on PostgreSQL: its table, in
+# APScheduler's own shape, made by our migrations so the schema has one owner.
+apscheduler_jobs = Table(
+    "apscheduler_jobs",
+    SQLModel.metadata,
+    Column("id", Unicode(191), primary_key=True),
+    Column("next_run_time", Float(25), index=True),
+    Column("job_state", LargeBinary, nullable=False),
+)

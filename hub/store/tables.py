@@ -13,6 +13,10 @@ from sqlalchemy import Table
 from hub.store.models import (
     Attachment,
     AuditEvent,
+    Campaign,
+    CampaignRun,
+    CampaignStep,
+    CampaignTaskMark,
     Consent,
     Conversation,
     Customer,
@@ -59,3 +63,7 @@ user_team_t = cast(Table, UserTeam.__table__)  # type: ignore[attr-defined]
 segment_t = cast(Table, Segment.__table__)  # type: ignore[attr-defined]
 message_template_t = cast(Table, MessageTemplate.__table__)  # type: ignore[attr-defined]
 template_version_t = cast(Table, MessageTemplateVersion.__table__)  # type: ignore[attr-defined]
+campaign_t = cast(Table, Campaign.__table__)  # type: ignore[attr-defined]
+campaign_step_t = cast(Table, CampaignStep.__table__)  # type: ignore[attr-defined]
+campaign_run_t = cast(Table, CampaignRun.__table__)  # type: ignore[attr-defined]
+campaign_task_mark_t = cast(Table, CampaignTaskMark.__table__)  # type: ignore[attr-defined]

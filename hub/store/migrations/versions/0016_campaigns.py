@@ -15,7 +15,6 @@ from alembic import op
 
 import hub.models
 
-
 revision: str = "0016"
 down_revision: str | None = "0015"
 branch_labels: str | Sequence[str] | None = None
@@ -23,6 +22,16 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    op.create_table(
+        "apscheduler_jobs",
+        sa.Column("id", sa.Unicode(length=191), nullable=False),
+        sa.Column("next_run_time", sa.Float(precision=25), nullable=True),
+        sa.Column("job_state", sa.LargeBinary(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index(
+        "ix_apscheduler_jobs_next_run_time", "apscheduler_jobs", ["next_run_time"], unique=False
+    )
     op.create_table(
         "campaign",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -108,6 +117,10 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["step_id"], ["campaign_step.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("step_id", "customer_id"),
     )
+    with op.batch_alter_table("task", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("reminded_at", hub.store.models.UTCDateTime(timezone=True), nullable=True)
+        )
     with op.batch_alter_table(
         "outbox", schema=None, table_kwargs={"sqlite_autoincrement": True}
     ) as batch_op:
@@ -147,6 +160,8 @@ def downgrade() -> None:
         batch_op.drop_column("campaign_step_id")
         batch_op.drop_column("campaign_id")
 
+    with op.batch_alter_table("task", schema=None) as batch_op:
+        batch_op.drop_column("reminded_at")
     op.drop_table("campaign_task_mark")
     with op.batch_alter_table("campaign_step", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_campaign_step_campaign_id"))
@@ -160,3 +175,5 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_campaign_status"))
 
     op.drop_table("campaign")
+    op.drop_index("ix_apscheduler_jobs_next_run_time", table_name="apscheduler_jobs")
+    op.drop_table("apscheduler_jobs")
