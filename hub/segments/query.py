@@ -112,7 +112,7 @@ def _replied(campaign_id: int) -> ColumnElement[bool]:
         outbox_t.c.customer_id == c.id,
         campaign_col == campaign_id,
         exists().where(
-            interaction_t.c.customer_id == c.id,
+            interaction_t.c.customer_id == outbox_t.c.customer_id,
             interaction_t.c.direction == Direction.IN.value,
             interaction_t.c.occurred_at >= outbox_t.c.created_at,
         ),
