@@ -8,7 +8,7 @@ audience in memory. Merged-away records (redirects) are never selected.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any
 
@@ -187,7 +187,7 @@ async def stream_ids(
     *,
     after: int = 0,
     span: int = 20_000,
-) -> AsyncIterator[list[int]]:
+) -> AsyncGenerator[list[int], None]:
     """The selection's ids in ascending order, one id range of `span` customers at a time
     (empty ranges are skipped); resume after a crash with `after` = the last id handled.
 
