@@ -112,7 +112,7 @@ def _replied(campaign_id: int) -> ColumnElement[bool]:
         outbox_t.c.customer_id == c.id,
         campaign_col == campaign_id,
         exists().where(
-            interaction_t.c.customer_id == c.id,
+            interaction_t.c.customer_id == outbox_t.c.customer_id,
             interaction_t.c.direction == Direction.IN.value,
             interaction_t.c.occurred_at >= outbox_t.c.created_at,
         ),
@@ -187,7 +187,7 @@ async def stream_ids(
     *,
     after: int = 0,
     span: int = 20_000,
-) -> AsyncGenerator[list[int]]:
+) -> AsyncGenerator[list[int], None]:
     """The selection's ids in ascending order, one id range of `span` customers at a time
     (empty ranges are skipped); resume after a crash with `after` = the last id handled.
 

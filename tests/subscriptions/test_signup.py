@@ -127,3 +127,19 @@ async def test_the_form_page_posts_back_as_a_form(api: Api, hub: Hub) -> None:
     )
     assert resp.status == 202
     assert "Bestätigungslink" in await resp.text()
+
+
+async def test_hostile_fields_are_refused_before_anything_is_stored(api: Api, hub: Hub) -> None:
+    for body in (
+        {"email": "a@example.org", "name": "x\x00y"},
+        {"email": "a\x00@example.org"},
+    ):
+        status, answer = await _sign_up(api, **body)
+        assert (status, answer["error"]) == (400, "bad_request"), answer
+    status, answer = await _sign_up(api, email="a" * 60 + "@" + "b" * 250 + ".org")
+    assert (status, answer["error"]) == (422, "invalid")
+    resp = await api.client.post(
+        "/subscribe", data="x" * 5000, headers={"Content-Type": "text/plain"}
+    )
+    assert resp.status == 413
+    assert await _rows(hub, select(customer_t.c.id)) == []

@@ -206,12 +206,18 @@ async def _signup_fields(request: web.Request) -> tuple[dict[str, str], bool]:
         extra = sorted(set(data) - {"email", "name", "locale"})
         if extra:
             raise DomainError(f"unknown field {', '.join(extra)} (known: email, name, locale)")
-        return {k: v for k, v in data.items() if isinstance(v, str)}, True
-    try:
-        fields = dict(parse_qsl(raw.decode(), keep_blank_values=True))
-    except UnicodeDecodeError:
-        raise DomainError("form is not UTF-8") from None
-    return fields, False
+        fields = {k: v for k, v in data.items() if isinstance(v, str)}
+        as_json = True
+    else:
+        try:
+            fields = dict(parse_qsl(raw.decode(), keep_blank_values=True))
+        except UnicodeDecodeError:
+            raise DomainError("form is not UTF-8") from None
+        as_json = False
+    if any("\x00" in v for v in fields.values()):
+        # PostgreSQL text cannot hold NUL: refused here, not a failed commit.
+        raise DomainError("fields must not contain NUL characters")
+    return fields, as_json
 
 
 def _answer(
