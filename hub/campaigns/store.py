@@ -25,7 +25,7 @@ from hub.outbox.queue import OutboxStatus
 from hub.records.auth import Principal
 from hub.segments.store import get_segment, require_writer
 from hub.store.models import CampaignStatus, utcnow
-from hub.store.tables import campaign_step_t, campaign_t, outbox_t
+from hub.store.tables import campaign_run_t, campaign_step_t, campaign_t, outbox_t
 from hub.templating.store import get_template
 
 c = campaign_t.c
@@ -204,7 +204,13 @@ async def set_status(
     elif action == "resume":
         if status is not CampaignStatus.PAUSED:
             raise Conflict(f"campaign {campaign_id} is {status.value}, not paused")
-        values.update(status=CampaignStatus.RUNNING.value, paused_reason=None)
+        started = (
+            await conn.execute(
+                select(campaign_run_t.c.id).where(campaign_run_t.c.campaign_id == campaign_id)
+            )
+        ).first()
+        again = CampaignStatus.RUNNING if started is not None else CampaignStatus.SCHEDULED
+        values.update(status=again.value, paused_reason=None)
     elif action == "cancel":
         if status in (CampaignStatus.DONE, CampaignStatus.CANCELLED):
             raise Conflict(f"campaign {campaign_id} is {status.value} already")

@@ -10,6 +10,7 @@ from aiohttp import web
 from hub.runtime import Hub
 from hub.web import query_check
 from hub.web.api import audit, calls, claims, conversations, customers, events, privacy, replies
+from hub.web.api import campaigns as campaigns_api
 from hub.web.api import consent as consent_api
 from hub.web.api import segments as segments_api
 from hub.web.api import templates as templates_api
@@ -81,6 +82,7 @@ def create_app(hub: Hub, *, manage_hub: bool = True) -> web.Application:
     app.router.add_routes(calls.routes)
     app.router.add_routes(consent_api.routes)
     app.router.add_routes(segments_api.routes)
+    app.router.add_routes(campaigns_api.routes)
     app.router.add_routes(templates_api.routes)
     public_subscriptions.mount(app)
     app.router.add_routes(console_pages.routes)

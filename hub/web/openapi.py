@@ -24,6 +24,7 @@ from hub.records.schemas import (
     TaskIn,
     TaskPatch,
 )
+from hub.web.api import campaigns as campaigns_api
 from hub.web.api import consent as consent_api
 from hub.web.api import segments as segments_api
 from hub.web.api import templates as templates_api
@@ -330,6 +331,7 @@ OPERATIONS: list[Operation] = [
     ),
     *consent_api.OPERATIONS,
     *segments_api.OPERATIONS,
+    *campaigns_api.OPERATIONS,
     *templates_api.OPERATIONS,
 ]
 
