@@ -57,6 +57,16 @@ async def start_run(
                 .limit(1)
             )
         ).first()
+        if run is None and campaign.schedule_kind != "cron":
+            # A one-off campaign runs once: a second firing (a re-delivered job,
+            # a resume racing the job) finds its run and queues nobody again.
+            earlier = (
+                await conn.execute(
+                    select(campaign_run_t.c.id).where(campaign_run_t.c.campaign_id == campaign_id)
+                )
+            ).first()
+            if earlier is not None:
+                return None
         if run is None:
             run_id = int(
                 (
