@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 LOCK_KEY = 0x63726D68  # "crmh": the advisory lock of the campaign scheduler
-RETRY_SECONDS = 5.0
+RETRY_SECONDS = 5.0  # how often a follower tries the lock
 JOB_PREFIX = "campaign-"
 _ACTIVE: CampaignScheduler | None = None  # the jobs' way back to the running hub
 
@@ -170,7 +170,10 @@ class CampaignScheduler:
                     await asyncio.wait_for(self._wake.wait(), tick)
         finally:
             if lock_conn is not None:
+                # Not back into the pool: the lock belongs to the session, so a pooled
+                # connection would keep it. Closing the connection itself frees it.
                 with contextlib.suppress(Exception):
+                    await lock_conn.invalidate()
                     await lock_conn.close()
 
     async def run(self, campaign_id: int) -> None:

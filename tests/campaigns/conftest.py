@@ -44,7 +44,9 @@ async def fake() -> AsyncIterator[TwilioFake]:
         yield running
 
 
-def campaign_settings(db_url: str, smtp: SmtpServer, fake: TwilioFake, **campaigns: Any) -> Settings:
+def campaign_settings(
+    db_url: str, smtp: SmtpServer, fake: TwilioFake, **campaigns: Any
+) -> Settings:
     return make_settings(
         db_url,
         server={"public_url": PUBLIC_URL},

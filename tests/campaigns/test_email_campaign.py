@@ -78,7 +78,9 @@ async def _campaign(api: Api, **extra: Any) -> int:
         **extra,
     }
     campaign = await create(api, "/api/v1/campaigns", body)
-    status, scheduled = await api.call("POST", f"/api/v1/campaigns/{campaign}/schedule", "marketing")
+    status, scheduled = await api.call(
+        "POST", f"/api/v1/campaigns/{campaign}/schedule", "marketing"
+    )
     assert (status, scheduled["status"]) == (200, "scheduled"), scheduled
     return campaign
 
@@ -132,9 +134,7 @@ async def test_a_campaign_reaches_exactly_who_may_get_it(
         "template_error": 1,
     }
     # Anna clicks one-click unsubscribe in her mail client (RFC 8058): no login, no cookie.
-    resp = await api.client.post(
-        https.removeprefix(PUBLIC_URL), data="List-Unsubscribe=One-Click"
-    )
+    resp = await api.client.post(https.removeprefix(PUBLIC_URL), data="List-Unsubscribe=One-Click")
     assert resp.status == 200
     assert (await _stats(api, campaign))["unsubscribed"] == 1
 
@@ -146,7 +146,11 @@ async def test_pause_holds_the_messages_and_resume_sends_them(
     campaign = await _campaign(api)
     await start_run(hub.db, hub.settings, campaign)
     status, paused = await api.call("POST", f"/api/v1/campaigns/{campaign}/pause", "marketing")
-    assert (status, paused["status"], paused["paused_reason"]) == (200, "paused", "paused by a user")
+    assert (status, paused["status"], paused["paused_reason"]) == (
+        200,
+        "paused",
+        "paused by a user",
+    )
     assert await send_all(hub) == 0
     assert smtp_server.received == []
     assert (await api.call("POST", f"/api/v1/campaigns/{campaign}/pause", "marketing"))[0] == 409
@@ -195,8 +199,10 @@ async def test_expansion_interrupted_mid_way_goes_on_and_queues_nobody_twice(
         conn = await s.connection()
         run = (await conn.execute(select(campaign_run_t))).one()
         rows = (
-            await conn.execute(select(outbox_t.c.recipient).order_by(outbox_t.c.recipient))
-        ).scalars().all()
+            (await conn.execute(select(outbox_t.c.recipient).order_by(outbox_t.c.recipient)))
+            .scalars()
+            .all()
+        )
     assert (run.status, run.audience, run.queued) == ("sending", 6, 2)
     assert rows == ["anna@example.org", "frida@example.org"]
     assert await send_all(hub) == 2
