@@ -81,11 +81,12 @@ async def test_the_scheduler_fires_a_campaign_and_it_finishes(
 
     async def done() -> bool:
         status, body = await api.call("GET", f"/api/v1/campaigns/{campaign}/stats", "marketing")
-        return bool(body["status"] == "done")
+        return bool(status == 200 and body["status"] == "done")
 
     await until(done, "the campaign to be done")
     assert [r.form["To"] for r in fake.requests] == ["+4917155500009"]
     status, stats = await api.call("GET", f"/api/v1/campaigns/{campaign}/stats", "marketing")
+    assert status == 200
     assert (stats["runs"], stats["sent"], stats["audience"]) == (1, 1, 1)
 
 

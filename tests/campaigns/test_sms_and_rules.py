@@ -106,6 +106,7 @@ async def test_the_weekly_cap_skips_and_counts(api: Api, hub: Hub, fake: TwilioF
     await start_run(hub.db, settings, second)
     assert await send_all(hub) == 3
     status, stats = await api.call("GET", f"/api/v1/campaigns/{second}/stats", "marketing")
+    assert status == 200
     assert (stats["audience"], stats["suppressed"], stats["sent"]) == (3, {"frequency_cap": 3}, 0)
 
 
@@ -152,6 +153,7 @@ async def test_follow_up_rules(api: Api, hub: Hub, fake: TwilioFake) -> None:
         ).all()
     assert [t.title for t in tasks] == ["Antwort auf Kampagne", "Nummer prüfen"]
     status, stats = await api.call("GET", f"/api/v1/campaigns/{campaign}/stats", "marketing")
+    assert status == 200
     assert (stats["replied"], stats["sent"]) == (1, 5)
 
 
@@ -205,6 +207,6 @@ async def test_email_campaigns_need_unsubscribe_settings(
     bare = hub.settings.model_copy(
         update={"subscriptions": hub.settings.subscriptions.model_copy(update={"token_key": ""})}
     )
-    with pytest.raises(Invalid, match="subscriptions.token_key"):
+    with pytest.raises(Invalid, match=r"subscriptions\.token_key"):
         check_sendable(bare, "email")
     check_sendable(bare, "sms")  # SMS carries STOP instead
