@@ -93,7 +93,7 @@ async def create_campaign(
                     cron=data.schedule.cron,
                     rate_per_second=data.rate_per_second,
                     failure_threshold=data.failure_threshold,
-                    created_by=principal.user_id,
+                    created_by=principal.user_id or None,  # 0: the CLI (the system)
                     created_at=now,
                     updated_at=now,
                 )

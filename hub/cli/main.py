@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hub.cli import admin as cli_admin
+from hub.cli import campaigns as cli_campaigns
 from hub.cli import data as cli_data
 from hub.cli import mail as cli_mail
 from hub.cli import privacy as cli_privacy
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_privacy.add_commands(sub)
     cli_segments.add_commands(sub)
     cli_templates.add_commands(sub)
+    cli_campaigns.add_commands(sub)
     return parser
 
 
