@@ -9,6 +9,7 @@ to the serving node's dispatcher (or `crmhub outbox` rounds).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -165,7 +166,11 @@ def _start(args: argparse.Namespace, settings: Settings) -> int:
             if row.status == "draft":
                 raise CliError(f"campaign {row.id} is a draft: `crmhub campaign schedule` first")
             with tqdm(total=total, unit="customers", desc=f"campaign {row.id}") as bar:
-                run_id = await start_run(db, settings, row.id, progress=bar.update)
+
+                def advance(n: int) -> None:
+                    bar.update(n)
+
+                run_id = await start_run(db, settings, row.id, progress=advance)
             if run_id is None:
                 raise CliError(f"campaign {row.id} is {row.status}; nothing to start")
             print(f"campaign {row.id}: run {run_id} queued; the dispatcher sends it")
@@ -190,7 +195,8 @@ def _stats(args: argparse.Namespace, settings: Settings) -> int:
             print(f"  left out: {reason:<16}{n:>6}")
         if args.svg:
             points = await sent_over_time(conn, row.id, args.bucket)
-            Path(args.svg).write_text(svg_chart(points, f"{row.name}: sent"), encoding="utf-8")
+            chart = svg_chart(points, f"{row.name}: sent")
+            await asyncio.to_thread(Path(args.svg).write_text, chart, encoding="utf-8")
             print(f"chart: {args.svg}")
         return 0
 
