@@ -270,6 +270,7 @@ class SmtpSender:
         self.config = config
         self.max_body_length = config.max_body_chars
         self.rate_per_second = config.rate_per_second
+        self.concurrency = config.pool_size  # one send per pooled connection at a time
         self.pool = SmtpPool(config)
 
     @property

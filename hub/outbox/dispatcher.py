@@ -173,15 +173,32 @@ class Dispatcher:
                     await asyncio.wait_for(self._wake.wait(), self.config.poll_seconds)
 
     async def run_once(self) -> int:
-        """One round: claim due rows, send each. Returns how many rows it handled."""
+        """One round: claim due rows, send them. Returns how many rows it handled.
+
+        Each channel sends as many at once as its sender allows (`concurrency`:
+        the SMTP pools' connections, sms.max_in_flight Twilio requests); the
+        channel's rate still paces them, and each result is recorded as soon
+        as its answer is in.
+        """
         claims, finished = await self._claim()
-        for n, claim in enumerate(claims):
-            if self._stopping:
-                await self._release(claims[n:])
-                break
-            result = await self._send(claim)
-            await self._record_durably(claim, result)
+        lanes: dict[str, list[Claim]] = {}
+        for claim in claims:
+            lanes.setdefault(claim.row.channel, []).append(claim)
+        await asyncio.gather(*(self._lane(channel, items) for channel, items in lanes.items()))
         return len(claims) + finished
+
+    async def _lane(self, channel: str, claims: list[Claim]) -> None:
+        limit = asyncio.Semaphore(max(1, int(getattr(self.senders[channel], "concurrency", 1))))
+
+        async def one(claim: Claim) -> None:
+            async with limit:
+                if self._stopping:
+                    await self._release([claim])
+                    return
+                result = await self._send(claim)
+                await self._record_durably(claim, result)
+
+        await asyncio.gather(*(one(claim) for claim in claims))
 
     async def _release(self, claims: list[Claim]) -> None:
         """Give back claims never sent (shutting down), so no node waits out their lease."""
