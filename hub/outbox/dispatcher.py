@@ -138,6 +138,11 @@ class Dispatcher:
         # that none of its claims can outlive the lease and be taken twice.
         slowest = min((x.rate_per_second for x in self.senders.values()), default=1.0)
         self.batch_size = max(1, min(config.batch_size, int(slowest * config.lease_seconds / 2)))
+        # A claimed row is marked "sending" in the claim's commit: claim no more than
+        # can be on the wire at once, so that what a crash leaves "sending" (uncertain:
+        # sent or not, nobody can tell) is only what was really in flight.
+        in_flight = sum(max(1, int(getattr(x, "concurrency", 1))) for x in self.senders.values())
+        self.claim_size = max(1, min(self.batch_size, in_flight))
 
     def wake(self) -> None:
         """Look for due rows now (a message was just queued on this node)."""
@@ -180,12 +185,18 @@ class Dispatcher:
         channel's rate still paces them, and each result is recorded as soon
         as its answer is in.
         """
-        claims, finished = await self._claim()
-        lanes: dict[str, list[Claim]] = {}
-        for claim in claims:
-            lanes.setdefault(claim.row.channel, []).append(claim)
-        await asyncio.gather(*(self._lane(channel, items) for channel, items in lanes.items()))
-        return len(claims) + finished
+        handled = 0
+        while handled < self.batch_size and not self._stopping:
+            want = min(self.claim_size, self.batch_size - handled)
+            claims, finished = await self._claim(want)
+            if not claims and not finished:
+                break
+            lanes: dict[str, list[Claim]] = {}
+            for claim in claims:
+                lanes.setdefault(claim.row.channel, []).append(claim)
+            await asyncio.gather(*(self._lane(ch, items) for ch, items in lanes.items()))
+            handled += len(claims) + finished
+        return handled
 
     async def _lane(self, channel: str, claims: list[Claim]) -> None:
         limit = asyncio.Semaphore(max(1, int(getattr(self.senders[channel], "concurrency", 1))))
@@ -211,7 +222,7 @@ class Dispatcher:
                     .values(status=OutboxStatus.QUEUED.value, attempts=claim.attempt - 1)
                 )
 
-    async def _claim(self) -> tuple[list[Claim], int]:
+    async def _claim(self, limit: int) -> tuple[list[Claim], int]:
         """Claims to send, and how many rows were settled without sending (blocked, expired)."""
         now = utcnow()
         expired = now - timedelta(seconds=self.config.lease_seconds)
@@ -242,7 +253,7 @@ class Dispatcher:
                 )
             )
             .order_by(outbox_t.c.next_attempt_at, outbox_t.c.id)
-            .limit(self.batch_size)
+            .limit(limit)
         )
         if not self.db.sqlite:
             query = query.with_for_update(skip_locked=True)
