@@ -4,6 +4,7 @@ idempotent expansion after a crash mid-way, and the statistics."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -233,3 +234,35 @@ async def test_bad_campaigns_are_refused_and_nothing_is_stored(api: Api, hub: Hu
         assert got == status and words in str(answer), (body, answer)
     assert (await api.call("POST", "/api/v1/campaigns", "agent", json=base))[0] in (403, 422)
     assert (await api.call("GET", "/api/v1/campaigns", "marketing"))[1] == {"items": []}
+
+
+async def test_two_dispatchers_send_each_message_once(
+    api: Api, hub: Hub, smtp_server: SmtpServer
+) -> None:
+    """Two nodes' dispatchers over one database: FOR UPDATE SKIP LOCKED on PostgreSQL
+    (SQLite has one writer) hands each row to one of them."""
+    from hub.outbox.dispatcher import Dispatcher
+    from hub.outbox.queue import senders_from
+
+    for n in range(30):
+        body = {
+            "name": f"Kunde {n}",
+            "team_id": api.team_ids["Support"],
+            "tags": ["newsletter"],
+            "emails": [f"k{n}@example.org"],
+            "custom": {"code": str(n)},
+        }
+        await create(api, "/api/v1/customers", body, as_="admin")
+    campaign = await _campaign(api)
+    await start_run(hub.db, hub.settings, campaign)
+    other = Dispatcher(hub.db, hub.settings.outbox, senders_from(hub.settings), hub.bus)
+    try:
+        rounds = [hub.dispatcher.run_once(), other.run_once()] * 10
+        while sum(await asyncio.gather(*rounds)):
+            rounds = [hub.dispatcher.run_once(), other.run_once()] * 10
+    finally:
+        for sender in other.senders.values():
+            await sender.close()
+    got = sorted(r for m in smtp_server.received for r in m.rcpt_tos)
+    assert got == sorted(f"k{n}@example.org" for n in range(30))
+    assert (await _stats(api, campaign))["sent"] == 30
