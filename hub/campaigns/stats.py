@@ -10,7 +10,7 @@ expansion left out, which only the runs know (`campaign_run.suppressed`).
 - uncertain: rows that were in flight at a crash (sent again or skipped,
   outbox.in_flight_after_crash) — the only ones that may have arrived twice;
 - bounced, delivered: the history entries' delivery status (DSNs for email,
-  Twilio's callbacks for SMS);
+  Twilio's callbacks for SMS; bounced includes SMS "failed" and "undelivered");
 - replied: customers who wrote in (any channel) after the message;
 - unsubscribed: opt-outs recorded from this campaign's links (or its mailto).
 """
@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import and_, distinct, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from hub.campaigns.followups import FAILED_DELIVERY
 from hub.store.tables import (
     campaign_run_t,
     campaign_step_t,
@@ -100,7 +101,9 @@ async def campaign_stats(conn: AsyncConnection, campaign_id: int) -> dict[str, A
                 "kind": step.kind,
                 **{status: by_status.get(status, 0) for status in STATUSES},
                 "uncertain": uncertain,
-                "bounced": delivery.get("bounced", 0),
+                # An SMS the carrier could not deliver counts as bounced, as the
+                # `bounced` follow-up rule sees it (followups.FAILED_DELIVERY).
+                "bounced": sum(delivery.get(d, 0) for d in FAILED_DELIVERY),
                 "delivered": delivery.get("delivered", 0),
                 "replied": replied,
             }

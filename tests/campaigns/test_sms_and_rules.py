@@ -155,6 +155,17 @@ async def test_follow_up_rules(api: Api, hub: Hub, fake: TwilioFake) -> None:
     status, stats = await api.call("GET", f"/api/v1/campaigns/{campaign}/stats", "marketing")
     assert status == 200
     assert (stats["replied"], stats["sent"]) == (1, 5)
+    # Per step: the first message to all three (Kunde 2's undelivered counts as bounced,
+    # Kunde 0's reply as replied), the nudge to the two who did not answer; the task
+    # rules send nothing.
+    keys = ("kind", "sent", "failed", "bounced", "delivered", "replied", "uncertain")
+    assert [tuple(step[k] for k in keys) for step in stats["steps"]] == [
+        ("send", 3, 0, 1, 0, 1, 0),
+        ("no_reply", 2, 0, 0, 0, 0, 0),
+        ("replied", 0, 0, 0, 0, 0, 0),
+        ("bounced", 0, 0, 0, 0, 0, 0),
+    ]
+    assert (stats["audience"], stats["suppressed"], stats["bounced"]) == (3, {}, 1)
 
 
 def test_schedules_across_the_dst_change_in_berlin() -> None:
