@@ -154,7 +154,7 @@ async def expand_chunk(
         due = start
         if step.rate_per_second:
             due = start + timedelta(seconds=(slot + len(rows)) / step.rate_per_second)
-        if r.over_cap:  # over_cap "defer": after the oldest of the week's messages ages out
+        if r.over_cap:  # over_cap "defer": a week on, when all of this week's messages aged out
             due = max(due, now + timedelta(days=7))
         phone = r.address if step.channel == "sms" else None
         due = next_allowed(
