@@ -17,7 +17,8 @@ expansion left out, which only the runs know (`campaign_run.suppressed`).
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import and_, distinct, exists, func, select
@@ -130,6 +131,11 @@ async def campaign_stats(conn: AsyncConnection, campaign_id: int) -> dict[str, A
         "replied": per_step[0]["replied"] if per_step else 0,
         "unsubscribed": unsubscribed,
         "steps": per_step,
+        # Sends per hour (UTC), for a chart; `crmhub campaign stats --bucket` for others.
+        "over_time": [
+            {"at": at.isoformat(), "sent": n}
+            for at, n in await sent_over_time(conn, campaign_id, 60)
+        ],
     }
 
 
@@ -143,10 +149,20 @@ async def sent_over_time(
         .where(outbox_t.c.status == "sent")
         .order_by(outbox_t.c.updated_at)
     )
+    return bucket_times((at for (at,) in rows), bucket_minutes)
+
+
+def bucket_times(times: Iterable[datetime], bucket_minutes: int) -> list[tuple[datetime, int]]:
+    """Count `times` per bucket of `bucket_minutes`, buckets aligned on the Unix epoch
+    (so a day is midnight to midnight UTC and 90 minutes works too); UTC, oldest first."""
+    if bucket_minutes < 1:
+        raise ValueError("bucket_minutes must be at least 1")
+    width = bucket_minutes * 60
     buckets: dict[datetime, int] = {}
-    for (at,) in rows:
-        minute = (at.minute // bucket_minutes) * bucket_minutes if bucket_minutes < 60 else 0
-        key = at.replace(minute=minute, second=0, microsecond=0)
+    for at in times:
+        aware = at if at.tzinfo else at.replace(tzinfo=UTC)  # SQLite hands back naive UTC
+        start = int(aware.timestamp()) // width * width
+        key = datetime.fromtimestamp(start, UTC)
         buckets[key] = buckets.get(key, 0) + 1
     return sorted(buckets.items())
 

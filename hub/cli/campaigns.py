@@ -181,6 +181,17 @@ def _start(args: argparse.Namespace, settings: Settings) -> int:
     return run_async(work())
 
 
+def _minutes(text: str) -> int:
+    """--bucket: whole minutes from 1 to a week (argparse prints the reason and exits 2)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of minutes: {text!r}") from None
+    if not 1 <= n <= 7 * 24 * 60:
+        raise argparse.ArgumentTypeError(f"minutes from 1 to 10080, not {n}")
+    return n
+
+
 def _stats(args: argparse.Namespace, settings: Settings) -> int:
     from hub.campaigns.stats import campaign_stats, sent_over_time, svg_chart
 
@@ -272,5 +283,7 @@ def add_commands(sub: Any) -> None:
     q = cmds.add_parser("stats", help="what it sent, to whom not, and why")
     q.add_argument("campaign", help="campaign id or name")
     q.add_argument("--svg", help="also write a chart of sends over time to this SVG file")
-    q.add_argument("--bucket", type=int, default=60, help="chart bucket in minutes (default 60)")
+    q.add_argument(
+        "--bucket", type=_minutes, default=60, help="chart bucket in minutes (default 60)"
+    )
     q.set_defaults(handler=_stats)

@@ -74,6 +74,7 @@ async def test_failures_past_the_threshold_pause_the_campaign_with_the_reason(
     status, stats = await api.call("GET", f"/api/v1/campaigns/{campaign}/stats", "marketing")
     assert status == 200, stats
     assert (stats["audience"], stats["sent"], stats["failed"]) == (12, 2, 10)
+    assert sum(point["sent"] for point in stats["over_time"]) == 2
     # A user who has looked at it resumes; the reason is cleared.
     status, resumed = await api.call("POST", f"/api/v1/campaigns/{campaign}/resume", "marketing")
     assert (status, resumed["status"], resumed["paused_reason"]) == (200, "running", None)
