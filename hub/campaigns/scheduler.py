@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
@@ -37,12 +37,35 @@ from sqlalchemy import select, text, update
 from sqlalchemy.engine import make_url
 
 from hub.campaigns.runs import start_run, watch
+from hub.config import Settings
+from hub.events.bus import Event
 from hub.events.kinds import task_due
+from hub.store.db import Database
 from hub.store.models import CampaignStatus, utcnow
 from hub.store.tables import campaign_run_t, campaign_t, task_t
 
-if TYPE_CHECKING:
-    from hub.runtime import Hub
+
+class _Wakes(Protocol):
+    def wake(self) -> None: ...
+
+
+class _Publishes(Protocol):
+    def publish(self, event: Event) -> None: ...
+
+
+class Hub(Protocol):
+    """What the scheduler uses of the running hub (hub.runtime.Hub), named here
+    because hub.runtime imports this module (tests/test_layering.py: no cycles)."""
+
+    @property
+    def db(self) -> Database: ...
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def dispatcher(self) -> _Wakes: ...
+    @property
+    def bus(self) -> _Publishes: ...
+
 
 log = logging.getLogger(__name__)
 LOCK_KEY = 0x63726D68  # "crmh": the advisory lock of the campaign scheduler
