@@ -52,6 +52,9 @@ class ServerConfig(_Section):
     # Query strings carry phone numbers, emails and search terms: personal data
     # stays out of the access log unless this is true.
     access_log_query: bool = False
+    # The https URL customers reach this hub at (unsubscribe and sign-up links
+    # in mail); empty: http://host:port, which only suits a local test.
+    public_url: str = ""
 
 
 class AuthConfig(_Section):
@@ -146,6 +149,7 @@ class PipelinesConfig(_Section):
             "email_bounce",
             "email_autoreply",
             "email_loop_guard",
+            "email_unsubscribe",
             "thread_conversation",
         ]
     )
@@ -201,6 +205,11 @@ class OutboxConfig(_Section):
     # One provider call may take this long; must stay below lease_seconds so a
     # live node's claim never expires while it waits.
     send_timeout_seconds: float = Field(30.0, gt=0)
+    # A campaign message found "sending" after a crash may have gone out already
+    # (SMTP and Twilio cannot be asked): send it again under the same Message-ID
+    # ("resend": nobody misses it, a few may get it twice) or give it up ("skip").
+    # Either way it is counted as uncertain in the campaign's statistics.
+    in_flight_after_crash: Literal["resend", "skip"] = "resend"
 
     @model_validator(mode="after")
     def _timeout_below_lease(self) -> OutboxConfig:
@@ -221,6 +230,50 @@ class EventsConfig(_Section):
 class ApiConfig(_Section):
     page_size: int = Field(50, ge=1, le=1000)
     max_page_size: int = Field(500, ge=1, le=10_000)
+
+
+class SubscriptionsConfig(_Section):
+    # Key of the signed unsubscribe and sign-up links (HMAC-SHA256); set
+    # CRMHUB_SUBSCRIPTIONS__TOKEN_KEY (16+ characters). Links are refused without it.
+    token_key: str = ""
+    # The address in List-Unsubscribe's mailto: (mail to it is read by a mailbox
+    # of email.mailboxes); empty: no mailto, the https link only.
+    unsubscribe_address: str = ""
+    # The mailbox (email.mailboxes name) that sends sign-up confirmations;
+    # empty: the first mailbox that can send.
+    signup_mailbox: str = ""
+    # Sign-up requests per client address per hour (each sends a mail).
+    signup_per_hour: int = Field(10, ge=1)
+    # A confirmation link works this long.
+    confirm_days: float = Field(7.0, gt=0)
+
+
+class QuietHours(_Section):
+    # Local time of the recipient (from the phone number's region, else the
+    # customer's country, else campaigns.default_timezone): sends wait outside it.
+    start: str = Field("08:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+    end: str = Field("20:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+
+
+def _sms_quiet_hours() -> dict[Literal["sms", "email"], QuietHours]:
+    return {"sms": QuietHours()}
+
+
+class CampaignsConfig(_Section):
+    # Run the scheduler (campaign runs, follow-ups, task reminders) in `serve`.
+    # With PostgreSQL only the node holding the advisory lock runs it.
+    scheduler: bool = True
+    # How often the leader looks at running campaigns (follow-ups, done, failure pause).
+    tick_seconds: float = Field(10.0, gt=0)
+    default_timezone: str = "Europe/Berlin"
+    # Quiet hours per channel for marketing messages; absent channel: none.
+    quiet_hours: dict[Literal["sms", "email"], QuietHours] = Field(default_factory=_sms_quiet_hours)
+    # No customer gets more than this many marketing messages per channel in 7 days.
+    max_per_week: int = Field(3, ge=1)
+    # What a frequency-capped message does: wait until the cap allows it, or be skipped.
+    over_cap: Literal["defer", "skip"] = "skip"
+    # Customers read, rendered and queued per transaction during expansion.
+    chunk: int = Field(1000, ge=10, le=20000)
 
 
 class DemoConfig(_Section):
@@ -250,6 +303,8 @@ class Settings(BaseSettings, ChannelConfigs):
     events: EventsConfig = Field(default_factory=EventsConfig)
     demo: DemoConfig = Field(default_factory=DemoConfig)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
+    subscriptions: SubscriptionsConfig = Field(default_factory=SubscriptionsConfig)
+    campaigns: CampaignsConfig = Field(default_factory=CampaignsConfig)
 
     @classmethod
     def settings_customise_sources(

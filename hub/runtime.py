@@ -13,6 +13,7 @@ from collections.abc import Callable
 from channels.base import Channel
 from channels.email.attachments import AttachmentStore
 from channels.email.inbound import MailReader
+from hub.campaigns.scheduler import CampaignScheduler
 from hub.config import Settings
 from hub.events.bus import EventBus
 from hub.events.presence import Presence
@@ -66,6 +67,8 @@ class Hub:
         # Outbound: the channels this node sends on, and the outbox worker.
         self.senders = senders_from(settings)
         self.dispatcher = Dispatcher(self.db, settings.outbox, self.senders, self.bus)
+        # Campaign runs, follow-ups and task reminders (one leading node).
+        self.campaigns = CampaignScheduler(self)
 
     @property
     def ingestor(self) -> Ingestor:
@@ -113,6 +116,8 @@ class Hub:
             )
         if self.dispatch:
             await self.dispatcher.start()
+            if self.settings.campaigns.scheduler:
+                await self.campaigns.start()
         if self.read_mail:
             for mailbox in self.settings.email.mailboxes:
                 if mailbox.imap is None:
@@ -124,6 +129,7 @@ class Hub:
                 await runner.start()
 
     async def stop(self) -> None:
+        await self.campaigns.stop()
         if self._retention is not None:
             self._retention.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -34,6 +34,8 @@ class DecisionKey(enum.StrEnum):
     # email_loop_guard: a `MailLoopReport` on the first throttled mail of a
     # window; the hub reports the loop once for it, after the commit
     MAIL_LOOP = "mail_loop"
+    # email_unsubscribe: True for mail to the List-Unsubscribe mailto: address
+    UNSUBSCRIBE = "unsubscribe"
 
 
 class MailLoopReport(TypedDict):

@@ -15,6 +15,7 @@ from routing.base import ALL_CHANNELS, Step
 from routing.keywords import SmsKeywords
 from routing.mail_steps import EmailAutoreply, EmailBounce, EmailLoopGuard
 from routing.threading import ThreadConversation
+from routing.unsubscribe_mail import EmailUnsubscribe
 
 StepFactory = Callable[[], Step]
 
@@ -43,6 +44,8 @@ STEPS: dict[str, StepKind] = {
         _kind(ThreadConversation),
         # Needs its word lists and answers: built by the hub from Settings.
         StepKind(SmsKeywords.name, SmsKeywords.channels, None),
+        # Needs subscriptions.unsubscribe_address: built by the hub.
+        StepKind(EmailUnsubscribe.name, EmailUnsubscribe.channels, None),
     )
 }
 

@@ -49,6 +49,8 @@ class MailboxSenders:
         # rate is the one every mailbox can keep to.
         self.rate_per_second = min(s.rate_per_second for s in senders)
         self.max_body_length = min(s.max_body_length for s in senders)
+        # Sends in flight: every relay's pool can be busy at once.
+        self.concurrency = sum(s.concurrency for s in senders)
 
     @property
     def sender(self) -> str:

@@ -19,6 +19,7 @@ Contract for `SmtpSender.send(message)` (an `OutboundMessage`):
   carry `metadata["unsubscribe_url"]` (https://, the RFC 8058 one-click
   endpoint) and `metadata["unsubscribe_mailto"]` (mailto:); it is FAILED
   with error_code "no_unsubscribe" without them, never sent without a way out.
+- `message.metadata["html"]`, when given, is sent as the HTML alternative of the text.
 - The result's `provider_id` is the Message-ID, on failures too, so the
   caller can store it and pass it back on a retry.
 """
@@ -269,6 +270,7 @@ class SmtpSender:
         self.config = config
         self.max_body_length = config.max_body_chars
         self.rate_per_second = config.rate_per_second
+        self.concurrency = config.pool_size  # one send per pooled connection at a time
         self.pool = SmtpPool(config)
 
     @property
@@ -307,6 +309,10 @@ class SmtpSender:
         # Quoted-printable keeps the body 7-bit: safe even through a relay
         # that does not offer 8BITMIME, and still readable in the raw source.
         msg.set_content(message.text, charset="utf-8", cte="quoted-printable")
+        html = message.metadata.get("html")
+        if html:
+            # multipart/alternative: clients show the HTML, text-only ones the text.
+            msg.add_alternative(str(html), subtype="html", charset="utf-8", cte="quoted-printable")
         return msg
 
     async def send_mime(self, msg: EmailMessage, recipients: list[str]) -> SmtpOutcome:

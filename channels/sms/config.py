@@ -49,6 +49,9 @@ class SmsConfig(BaseModel):
     api_base_url: str = "https://api.twilio.com"
     max_body_chars: int = Field(1600, ge=1, le=1600)
     rate_per_second: float = Field(1.0, gt=0)
+    # Twilio requests in flight at once (a campaign's throughput is bounded by the
+    # round trip otherwise; rate_per_second still caps the rate).
+    max_in_flight: int = Field(4, ge=1, le=100)
     # A reply within this many hours of an SMS we sent joins that message's conversation.
     reply_window_hours: int = Field(72, ge=0)
     keywords: SmsKeywords = Field(default_factory=SmsKeywords)

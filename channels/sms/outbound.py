@@ -70,6 +70,7 @@ class TwilioSmsSender:
         self.timeout = timeout
         self.max_body_length = config.max_body_chars
         self.rate_per_second = config.rate_per_second
+        self.concurrency = config.max_in_flight
         self._http: _HeaderAuthHttpClient | None = None
         self._client: Client | None = None
 

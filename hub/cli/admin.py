@@ -174,6 +174,11 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     except Exception as exc:  # alembic/driver errors: one line, not a traceback
         raise CliError(f"migration failed: {_one_line(exc)}") from exc
     print(f"database {_safe_url(settings)} is at the newest schema")
+    from hub.cli.templates import seed_defaults
+
+    created = [n for n, what in asyncio.run(seed_defaults(settings)).items() if what == "created"]
+    if created:  # the shipped templates/, once; later edits are versions of their own
+        print(f"default templates added: {', '.join(created)}")
     return 0
 
 

@@ -10,9 +10,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hub.cli import admin as cli_admin
+from hub.cli import campaigns as cli_campaigns
 from hub.cli import data as cli_data
 from hub.cli import mail as cli_mail
 from hub.cli import privacy as cli_privacy
+from hub.cli import segments as cli_segments
+from hub.cli import templates as cli_templates
 from hub.cli.common import CliError
 from hub.config import ConfigError, Settings, load_settings
 from hub.errors import DomainError
@@ -33,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     cli_data.add_commands(sub)
     cli_mail.add_commands(sub)
     cli_privacy.add_commands(sub)
+    cli_segments.add_commands(sub)
+    cli_templates.add_commands(sub)
+    cli_campaigns.add_commands(sub)
     return parser
 
 

@@ -22,7 +22,9 @@ class EventKind(enum.StrEnum):
     CALL_ENDED = "call.ended"
     CALL_MISSED = "call.missed"
     TASK_CREATED = "task.created"
+    TASK_DUE = "task.due"
     CONVERSATION_ASSIGNED = "conversation.assigned"
+    CONSENT_CHANGED = "consent.changed"
     BUS_OVERFLOW = OVERFLOW_KIND
 
 
@@ -160,4 +162,30 @@ def conversation_assigned(
             "assignee_id": assignee_id,
         },
         team_id=team_id,
+    )
+
+
+def consent_changed(
+    *, customer_id: int, channel: str, purpose: str, state: str, source: str, team_id: int | None
+) -> Event:
+    """An opt-in or opt-out was recorded (an unsubscribe link, a confirmed sign-up)."""
+    return Event(
+        EventKind.CONSENT_CHANGED,
+        {
+            "customer_id": customer_id,
+            "channel": channel,
+            "purpose": purpose,
+            "state": state,
+            "source": source,
+        },
+        team_id=team_id,
+    )
+
+
+def task_due(*, task_id: int, customer_id: int, assignee_id: int, title: str, due_at: str) -> Event:
+    """A task reached its due time: a reminder for its assignee only."""
+    return Event(
+        EventKind.TASK_DUE,
+        {"task_id": task_id, "customer_id": customer_id, "title": title, "due_at": due_at},
+        users=frozenset({assignee_id}),
     )

@@ -16,6 +16,7 @@ from routing.keywords import SmsKeywords
 from routing.mail_steps import EmailLoopGuard
 from routing.registry import StepFactory, build_pipelines
 from routing.threading import ThreadConversation
+from routing.unsubscribe_mail import EmailUnsubscribe
 
 
 def configured_steps(settings: Settings) -> dict[str, StepFactory]:
@@ -40,8 +41,12 @@ def configured_steps(settings: Settings) -> dict[str, StepFactory]:
     def email_loop_guard() -> Step:
         return EmailLoopGuard(max_messages=loop.max_messages, minutes=loop.minutes)
 
+    def email_unsubscribe() -> Step:
+        return EmailUnsubscribe(settings.subscriptions.unsubscribe_address)
+
     # email_bounce and email_autoreply need no config: routing/registry.py has them.
     return {
+        EmailUnsubscribe.name: email_unsubscribe,
         SmsKeywords.name: sms_keywords,
         EmailLoopGuard.name: email_loop_guard,
         ThreadConversation.name: thread_conversation,

@@ -47,6 +47,7 @@ from hub.outbox.queue import (
     OutboxStatus,
     backoff,
     consent_applies,
+    is_marketing,
     opt_out_source,
     opted_out,
     record_opt_out,
@@ -55,7 +56,7 @@ from hub.outbox.queue import (
 )
 from hub.store.db import Database, is_outage
 from hub.store.models import utcnow
-from hub.store.tables import conversation_t, customer_t, outbox_t
+from hub.store.tables import campaign_t, conversation_t, customer_t, outbox_t
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +71,24 @@ def outbound_message(row: Any, sender: Sender) -> OutboundMessage:
     if channel is Channel.EMAIL:
         # No sender: From is the row's mailbox's address, which MailboxSenders
         # picks by `mailbox`; the channel-wide default could be another mailbox.
+        metadata: dict[str, Any] = {"mailbox": row.mailbox, "outbox_id": row.id}
+        if is_marketing(row):
+            # The sender refuses marketing mail without both List-Unsubscribe targets.
+            links = row.unsubscribe or {}
+            metadata.update(
+                marketing=True,
+                unsubscribe_url=links.get("url", ""),
+                unsubscribe_mailto=links.get("mailto", ""),
+            )
+        if row.html:
+            metadata["html"] = row.html
         return OutboundMessage(
             channel=channel,
             recipient=row.recipient,
             text=row.body,
             subject=row.subject,
             headers=dict(row.headers or {}),
-            metadata={"mailbox": row.mailbox, "outbox_id": row.id},
+            metadata=metadata,
         )
     return OutboundMessage(
         channel=channel,
@@ -126,6 +138,11 @@ class Dispatcher:
         # that none of its claims can outlive the lease and be taken twice.
         slowest = min((x.rate_per_second for x in self.senders.values()), default=1.0)
         self.batch_size = max(1, min(config.batch_size, int(slowest * config.lease_seconds / 2)))
+        # A claimed row is marked "sending" in the claim's commit: claim no more than
+        # can be on the wire at once, so that what a crash leaves "sending" (uncertain:
+        # sent or not, nobody can tell) is only what was really in flight.
+        in_flight = sum(max(1, int(getattr(x, "concurrency", 1))) for x in self.senders.values())
+        self.claim_size = max(1, min(self.batch_size, in_flight))
 
     def wake(self) -> None:
         """Look for due rows now (a message was just queued on this node)."""
@@ -161,15 +178,38 @@ class Dispatcher:
                     await asyncio.wait_for(self._wake.wait(), self.config.poll_seconds)
 
     async def run_once(self) -> int:
-        """One round: claim due rows, send each. Returns how many rows it handled."""
-        claims, finished = await self._claim()
-        for n, claim in enumerate(claims):
-            if self._stopping:
-                await self._release(claims[n:])
+        """One round: claim due rows, send them. Returns how many rows it handled.
+
+        Each channel sends as many at once as its sender allows (`concurrency`:
+        the SMTP pools' connections, sms.max_in_flight Twilio requests); the
+        channel's rate still paces them, and each result is recorded as soon
+        as its answer is in.
+        """
+        handled = 0
+        while handled < self.batch_size and not self._stopping:
+            want = min(self.claim_size, self.batch_size - handled)
+            claims, finished = await self._claim(want)
+            if not claims and not finished:
                 break
-            result = await self._send(claim)
-            await self._record_durably(claim, result)
-        return len(claims) + finished
+            lanes: dict[str, list[Claim]] = {}
+            for claim in claims:
+                lanes.setdefault(claim.row.channel, []).append(claim)
+            await asyncio.gather(*(self._lane(ch, items) for ch, items in lanes.items()))
+            handled += len(claims) + finished
+        return handled
+
+    async def _lane(self, channel: str, claims: list[Claim]) -> None:
+        limit = asyncio.Semaphore(max(1, int(getattr(self.senders[channel], "concurrency", 1))))
+
+        async def one(claim: Claim) -> None:
+            async with limit:
+                if self._stopping:
+                    await self._release([claim])
+                    return
+                result = await self._send(claim)
+                await self._record_durably(claim, result)
+
+        await asyncio.gather(*(one(claim) for claim in claims))
 
     async def _release(self, claims: list[Claim]) -> None:
         """Give back claims never sent (shutting down), so no node waits out their lease."""
@@ -182,7 +222,7 @@ class Dispatcher:
                     .values(status=OutboxStatus.QUEUED.value, attempts=claim.attempt - 1)
                 )
 
-    async def _claim(self) -> tuple[list[Claim], int]:
+    async def _claim(self, limit: int) -> tuple[list[Claim], int]:
         """Claims to send, and how many rows were settled without sending (blocked, expired)."""
         now = utcnow()
         expired = now - timedelta(seconds=self.config.lease_seconds)
@@ -201,8 +241,19 @@ class Dispatcher:
                     ),
                 )
             )
+            .where(
+                # A paused or cancelled campaign's messages wait (or never go).
+                or_(
+                    outbox_t.c.campaign_id.is_(None),
+                    outbox_t.c.campaign_id.not_in(
+                        select(campaign_t.c.id).where(
+                            campaign_t.c.status.in_(("paused", "cancelled"))
+                        )
+                    ),
+                )
+            )
             .order_by(outbox_t.c.next_attempt_at, outbox_t.c.id)
-            .limit(self.batch_size)
+            .limit(limit)
         )
         if not self.db.sqlite:
             query = query.with_for_update(skip_locked=True)
@@ -214,8 +265,26 @@ class Dispatcher:
             conn = await s.connection()
             ids = list((await conn.execute(query)).scalars())
             for row in await rows_by_id(conn, ids):
-                if row.status == OutboxStatus.SENDING.value:
+                uncertain = row.status == OutboxStatus.SENDING.value
+                if uncertain:
+                    # Claimed, maybe sent, never recorded: the node died in between.
+                    # SMTP and Twilio cannot be asked whether they took it.
                     log.warning("outbox %s: lease expired (node died?); taking it over", row.id)
+                    if row.campaign_id is not None and self.config.in_flight_after_crash == "skip":
+                        event = await self._finish(
+                            conn,
+                            row.id,
+                            OutboxStatus.FAILED,
+                            row.interaction_id,
+                            "failed",
+                            error="in flight at a crash; skipped (outbox.in_flight_after_crash)",
+                        )
+                        await conn.execute(
+                            update(outbox_t).where(outbox_t.c.id == row.id).values(uncertain=True)
+                        )
+                        events += [event] if event else []
+                        finished += 1
+                        continue
                 channel = Channel(row.channel)
                 if consent_applies(row) and await opted_out(conn, row.customer_id, channel):
                     event = await self._finish(
@@ -250,6 +319,7 @@ class Dispatcher:
                         claimed_at=now,
                         attempts=attempt,
                         updated_at=now,
+                        **({"uncertain": True} if uncertain else {}),
                     )
                 )
                 claims.append(Claim(row, attempt))

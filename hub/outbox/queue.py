@@ -74,13 +74,9 @@ def opt_out_source(channel: Channel | str, error_code: str | None) -> str | None
 
 
 def is_marketing(row: Any) -> bool:
-    """Whether an outbox row is marketing (a campaign's) rather than a transactional reply.
-
-    No outbox row is marketing yet: only agents' replies are queued. The
-    campaign issue marks its rows (e.g. a campaign step id on the row) and
-    answers True for them here; `consent_applies` then gates its email.
-    """
-    return False
+    """Whether an outbox row is marketing (a campaign's) rather than a transactional reply:
+    campaign rows carry their campaign; `consent_applies` then gates their email."""
+    return getattr(row, "campaign_id", None) is not None
 
 
 def consent_applies(row: Any) -> bool:

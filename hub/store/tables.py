@@ -13,6 +13,10 @@ from sqlalchemy import Table
 from hub.store.models import (
     Attachment,
     AuditEvent,
+    Campaign,
+    CampaignRun,
+    CampaignStep,
+    CampaignTaskMark,
     Consent,
     Conversation,
     Customer,
@@ -23,9 +27,12 @@ from hub.store.models import (
     IdentityClaim,
     Interaction,
     MailCheckpoint,
+    MessageTemplate,
+    MessageTemplateVersion,
     OutboxMessage,
     PhoneCall,
     QuarantinedMail,
+    Segment,
     Suppression,
     Task,
     Team,
@@ -53,3 +60,10 @@ claim_t = cast(Table, IdentityClaim.__table__)  # type: ignore[attr-defined]
 event_log_t = cast(Table, EventLogEntry.__table__)  # type: ignore[attr-defined]
 phone_call_t = cast(Table, PhoneCall.__table__)  # type: ignore[attr-defined]
 user_team_t = cast(Table, UserTeam.__table__)  # type: ignore[attr-defined]
+segment_t = cast(Table, Segment.__table__)  # type: ignore[attr-defined]
+message_template_t = cast(Table, MessageTemplate.__table__)  # type: ignore[attr-defined]
+template_version_t = cast(Table, MessageTemplateVersion.__table__)  # type: ignore[attr-defined]
+campaign_t = cast(Table, Campaign.__table__)  # type: ignore[attr-defined]
+campaign_step_t = cast(Table, CampaignStep.__table__)  # type: ignore[attr-defined]
+campaign_run_t = cast(Table, CampaignRun.__table__)  # type: ignore[attr-defined]
+campaign_task_mark_t = cast(Table, CampaignTaskMark.__table__)  # type: ignore[attr-defined]

@@ -10,6 +10,10 @@ from aiohttp import web
 from hub.runtime import Hub
 from hub.web import query_check
 from hub.web.api import audit, calls, claims, conversations, customers, events, privacy, replies
+from hub.web.api import campaigns as campaigns_api
+from hub.web.api import consent as consent_api
+from hub.web.api import segments as segments_api
+from hub.web.api import templates as templates_api
 from hub.web.audit import audit_middleware
 from hub.web.auth import HUB, THROTTLE, auth_middleware, login, login_throttle, logout
 from hub.web.console import pages as console_pages
@@ -17,6 +21,7 @@ from hub.web.console import work as console_work
 from hub.web.console.pages import console_middleware
 from hub.web.errors import error_middleware, error_response
 from hub.web.openapi import build_document
+from hub.web.public import subscriptions as public_subscriptions
 from hub.web.webhooks.mount import mount as mount_webhooks
 
 
@@ -75,6 +80,11 @@ def create_app(hub: Hub, *, manage_hub: bool = True) -> web.Application:
     app.router.add_routes(claims.routes)
     app.router.add_routes(events.routes)
     app.router.add_routes(calls.routes)
+    app.router.add_routes(consent_api.routes)
+    app.router.add_routes(segments_api.routes)
+    app.router.add_routes(campaigns_api.routes)
+    app.router.add_routes(templates_api.routes)
+    public_subscriptions.mount(app)
     app.router.add_routes(console_pages.routes)
     app.router.add_routes(console_work.routes)
     app.router.add_routes(console_pages.static_routes())

@@ -24,6 +24,10 @@ from hub.records.schemas import (
     TaskIn,
     TaskPatch,
 )
+from hub.web.api import campaigns as campaigns_api
+from hub.web.api import consent as consent_api
+from hub.web.api import segments as segments_api
+from hub.web.api import templates as templates_api
 from hub.web.api.replies import ReplyBody
 from hub.web.params import MAX_ID
 
@@ -325,6 +329,10 @@ OPERATIONS: list[Operation] = [
         CallIn,
         "201",
     ),
+    *consent_api.OPERATIONS,
+    *segments_api.OPERATIONS,
+    *campaigns_api.OPERATIONS,
+    *templates_api.OPERATIONS,
 ]
 
 

@@ -81,7 +81,13 @@ def test_users_and_tokens(
     url = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
     cfg = _config(tmp_path, url)
     assert main(["-c", cfg, "migrate"]) == 0
-    assert capsys.readouterr().out == "database " + url + " is at the newest schema\n"
+    assert capsys.readouterr().out == (
+        f"database {url} is at the newest schema\n"
+        "default templates added: follow-up-de, follow-up-en, newsletter-de, newsletter-en, "
+        "sms-announcement-de, sms-announcement-en\n"
+    )
+    assert main(["-c", cfg, "migrate"]) == 0  # again: the templates exist, nothing is added
+    assert capsys.readouterr().out == f"database {url} is at the newest schema\n"
     monkeypatch.setenv("CRMHUB_NEW_USER_PASSWORD", "s3cret")
     assert (
         main(

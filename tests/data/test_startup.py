@@ -40,8 +40,8 @@ def _err(capsys: pytest.CaptureFixture[str]) -> str:
         (
             "CRMHUB_SMSS__AUTH_TOKEN",
             "environment variable CRMHUB_SMSS__AUTH_TOKEN: unknown section 'smss' (sections: "
-            "api, auth, database, demo, email, events, identity, ingest, outbox, privacy, routing, "
-            "server, sms, teams, voice)",
+            "api, auth, campaigns, database, demo, email, events, identity, ingest, outbox, "
+            "privacy, routing, server, sms, subscriptions, teams, voice)",
         ),
         (
             "CRMHUB_SMS_AUTH_TOKEN",

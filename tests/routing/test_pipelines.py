@@ -31,7 +31,13 @@ EMPTY = Path(__file__).parent.parent / "empty.yaml"
 AT = datetime(2026, 12, 2, 10, 0, tzinfo=UTC)
 
 TODAY = {
-    Channel.EMAIL: ["email_bounce", "email_autoreply", "email_loop_guard", "thread_conversation"],
+    Channel.EMAIL: [
+        "email_bounce",
+        "email_autoreply",
+        "email_loop_guard",
+        "email_unsubscribe",
+        "thread_conversation",
+    ],
     Channel.SMS: ["sms_keywords", "thread_conversation"],
     Channel.PHONE: ["thread_conversation"],
 }
@@ -83,7 +89,7 @@ def test_an_unknown_step_is_an_error_naming_the_path_and_the_known_steps() -> No
     message = routing_error({"pipelines": {"sms": ["sms_keyword"]}})
     assert message.endswith(
         "routing.pipelines.sms: unknown routing step 'sms_keyword' (known: email_autoreply, "
-        "email_bounce, email_loop_guard, sms_keywords, thread_conversation)"
+        "email_bounce, email_loop_guard, email_unsubscribe, sms_keywords, thread_conversation)"
     )
 
 
@@ -107,6 +113,7 @@ def test_every_built_in_step_declares_its_channels() -> None:
         "email_bounce": ["email"],
         "email_autoreply": ["email"],
         "email_loop_guard": ["email"],
+        "email_unsubscribe": ["email"],
         "sms_keywords": ["sms"],
         "thread_conversation": sorted(c.value for c in Channel),
     }

@@ -361,6 +361,7 @@ async def test_hub_routes_sms_keywords_by_default(hub: Hub) -> None:
             "email_bounce",
             "email_autoreply",
             "email_loop_guard",
+            "email_unsubscribe",
             "thread_conversation",
         ],
         Channel.SMS: ["sms_keywords", "thread_conversation"],

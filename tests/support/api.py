@@ -62,7 +62,8 @@ async def make_users(hub: Hub) -> tuple[dict[str, str], dict[str, int]]:
 
 
 def console_route(route: Any) -> bool:
-    """A route of the console's pages (hub/web/console/) or its static files."""
+    """A route of the console's pages (hub/web/console/), its static files, or the
+    customers' pages (hub/web/public/: unsubscribe, sign-up): HTML, not the API."""
     module = getattr(route.handler, "__module__", "") or ""
     canonical = route.resource.canonical if route.resource is not None else ""
-    return module.startswith("hub.web.console") or canonical == "/static"
+    return module.startswith(("hub.web.console", "hub.web.public")) or canonical == "/static"

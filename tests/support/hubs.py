@@ -21,6 +21,8 @@ def make_settings(db_url: str, **overrides: Any) -> Settings:
         "database": {"url": db_url},
         # scrypt at 2^12, not the default 2^17: hundreds of test users, same code.
         "auth": {"password_cost": 12},
+        # The campaign scheduler starts only where a test asks for it (tests/campaigns).
+        "campaigns": {"scheduler": False},
         "teams": {
             "default": "Support",
             "by_address": {"sales@example.com": "Sales", "+49 30 5550100": "Sales"},

@@ -50,6 +50,8 @@ CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
 )
+# Pages reached by customers from links in mail (hub/web/public/): no session, no cookies.
+CUSTOMER_PAGES = ("/u/", "/subscribe")
 PUBLIC = ("/login", "/static/", "/healthz", "/readyz", "/api/", "/webhooks/")
 routes = web.RouteTableDef()
 
@@ -70,8 +72,8 @@ def _when(value: datetime | None) -> str:
 @web.middleware
 async def console_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Pages need a session (else the login page), forms a CSRF token, answers a CSP."""
-    if request.path.startswith(("/api/", "/webhooks/")):
-        return await handler(request)
+    if request.path.startswith(("/api/", "/webhooks/", *CUSTOMER_PAGES)):
+        return await handler(request)  # customer pages (unsubscribe, sign-up) set their own CSP
     if not request.path.startswith(PUBLIC):
         principal = await session_principal(request, request.app[HUB])
         if principal is None:

@@ -1,0 +1,268 @@
+"""An email campaign through `crmhub serve` into a local SMTP sink, against a bare
+aiosmtplib loop with the same number of connections into the same sink.
+
+1. A fresh database (SQLite, or PostgreSQL with `--db`) seeded with `--recipients`
+   customers, each with an email address (bench/seed.py); a shared segment of all
+   of them, a newsletter template (subject, HTML and text, the unsubscribe link),
+   and an email campaign (a draft).
+2. `crmhub serve` in a child process (scheduler on, dispatcher on, `--connections`
+   SMTP connections, no rate limit) on that database; the counting sink
+   (bench/smtp_sink.py) in another.
+3. "start": the campaign is scheduled (`now`). The scheduler fires it, expansion
+   queues the audience in chunks, the dispatcher sends. Measured: the time from
+   start to the first message in the sink, from start to the last, the rate, and
+   the child's peak RSS (VmHWM).
+4. The bare loop: the same number of messages, built the same way (multipart text
+   + HTML, List-Unsubscribe headers), over the same number of aiosmtplib
+   connections, into the same sink; its rate.
+
+Goals (issue 12): crmhub >= 0.8x the bare loop; peak RSS < 300 MB and the first
+message < 2 s after start at 1,000,000 recipients.
+
+    .venv/bin/python bench/campaign.py                       # 100,000 recipients, SQLite
+    .venv/bin/python bench/campaign.py --recipients 1000000
+    .venv/bin/python bench/campaign.py --db postgresql+asyncpg://postgres@127.0.0.1:5432/postgres
+
+A benchmark, not a test: it asserts nothing about the figures (it does check that
+the sink got every message).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import email.utils
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from pathlib import Path
+
+if not __package__:  # run as `python bench/campaign.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.seed import customer_email, log, seed
+from bench.sms_webhook import free_port
+from bench.smtp_sink import HOST, Sink
+from bench.target import prepare_target
+from hub.store.migrate import upgrade
+
+TOKEN_KEY = "bench-campaign-key-0123456789"
+FROM = "news@example.com"
+SUBJECT = "Neuigkeiten für {{ name }}"
+HTML = (
+    "<h1>Hallo {{ name }}</h1><p>Unsere Neuigkeiten im Dezember: "
+    + "Lorem ipsum dolor sit amet, consectetur adipiscing elit. " * 8
+    + "</p><p><a href='{{ unsubscribe_url }}'>Abmelden</a></p>"
+)
+TEXT = (
+    "Hallo {{ name }},\n\nUnsere Neuigkeiten im Dezember: "
+    + "Lorem ipsum dolor sit amet, consectetur adipiscing elit. " * 8
+    + "\n\nAbmelden: {{ unsubscribe_url }}\n"
+)
+
+
+async def prepare(url: str) -> int:
+    """Segment, template and campaign (a draft) as the system; the campaign id."""
+    from hub.campaigns.schemas import CampaignIn, StepIn
+    from hub.campaigns.store import create_campaign
+    from hub.config import load_settings
+    from hub.records.auth import Principal
+    from hub.segments.store import create_segment
+    from hub.store.db import Database
+    from hub.store.models import Role
+    from hub.templating.render import TemplateParts
+    from hub.templating.store import create_template
+
+    settings = load_settings(
+        os.devnull,
+        database={"url": url},
+        server={"public_url": "https://crm.example.com"},
+        subscriptions={"token_key": TOKEN_KEY, "unsubscribe_address": "u@example.com"},
+    )
+    system = Principal(0, "bench", Role.ADMIN, frozenset())
+    db = Database(settings.database)
+    try:
+        async with db.write() as s:
+            conn = await s.connection()
+            segment = await create_segment(conn, system, name="all", filter_data={}, team_id=None)
+            template = await create_template(
+                conn, name="bench-news", channel="email", locale="de",
+                parts=TemplateParts(subject=SUBJECT, html=HTML, text=TEXT), created_by=None,
+            )  # fmt: skip
+            return await create_campaign(
+                conn, system, settings,
+                CampaignIn(name="bench", channel="email", segment_id=segment.id,
+                           steps=[StepIn(kind="send", template_id=template.id)]),
+            )  # fmt: skip
+    finally:
+        await db.close()
+
+
+async def schedule(url: str, campaign_id: int) -> None:
+    from hub.campaigns.store import set_status
+    from hub.config import DatabaseConfig
+    from hub.store.db import Database
+
+    db = Database(DatabaseConfig(url=url))
+    try:
+        async with db.write() as s:
+            await set_status(await s.connection(), None, campaign_id, "schedule")
+    finally:
+        await db.close()
+
+
+def serve(url: str, port: int, connections: int, tmp: Path) -> subprocess.Popen[str]:
+    cfg = tmp / "bench-campaign.yaml"
+    cfg.write_text(
+        f"""database:
+  url: {url}
+server:
+  access_log: false
+  public_url: https://crm.example.com
+email:
+  mailboxes:
+    - name: news
+      address: {FROM}
+      smtp: {{host: {HOST}, port: {port}, tls: none, pool_size: {connections},
+             rate_per_second: 100000, max_body_chars: 100000}}
+subscriptions:
+  unsubscribe_address: u@example.com
+outbox:
+  batch_size: 1000
+  poll_seconds: 0.05
+campaigns:
+  tick_seconds: 0.1
+  chunk: 2000
+  max_per_week: 100
+"""
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRMHUB_")}
+    env["CRMHUB_SUBSCRIPTIONS__TOKEN_KEY"] = TOKEN_KEY
+    env["CRMHUB_EMAIL__REPLY_TOKEN_SECRET"] = "bench-campaign-reply-secret-01"
+    crmhub = str(Path(sys.executable).parent / "crmhub")
+    out = tmp / "bench-campaign.log"  # a file, not a pipe: a full pipe would stall the node
+    with out.open("w") as log_file:
+        proc = subprocess.Popen(
+            [crmhub, "-c", str(cfg), "serve", "--port", str(free_port())],
+            stdout=log_file, stderr=subprocess.STDOUT, text=True, env=env,
+            start_new_session=True,
+        )  # fmt: skip
+    for _ in range(600):
+        if "crmhub serving on" in out.read_text():
+            return proc
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    raise SystemExit(f"bench: crmhub serve did not start:\n{out.read_text()}")
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def wait_count(sink: Sink, n: int, timeout: float) -> float:
+    """Poll the sink until it counted `n` messages; the moment it did."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        if int(sink.stats()["messages"]) >= n:
+            return time.perf_counter()
+        time.sleep(0.005 if n == 1 else 0.2)
+    raise SystemExit(f"bench: the sink got {sink.stats()['messages']} of {n} in {timeout} s")
+
+
+def bare_message(i: int) -> EmailMessage:
+    msg = EmailMessage()
+    msg["Message-ID"] = email.utils.make_msgid(domain="example.com")
+    msg["Date"] = email.utils.format_datetime(datetime.now(UTC))
+    msg["From"] = FROM
+    msg["To"] = customer_email(i)
+    msg["Subject"] = f"Neuigkeiten für Kunde {i}"
+    url = f"https://crm.example.com/u/token{i}"
+    msg["List-Unsubscribe"] = f"<{url}>, <mailto:u@example.com?subject=unsubscribe%20token{i}>"
+    msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    text = TEXT.replace("{{ name }}", f"Kunde {i}").replace("{{ unsubscribe_url }}", url)
+    html = HTML.replace("{{ name }}", f"Kunde {i}").replace("{{ unsubscribe_url }}", url)
+    msg.set_content(text, charset="utf-8", cte="quoted-printable")
+    msg.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
+    return msg
+
+
+async def bare(port: int, n: int, connections: int) -> float:
+    """The minimum anyone would write: C connections, each sending its share in turn."""
+    import aiosmtplib
+
+    clients = [aiosmtplib.SMTP(hostname=HOST, port=port, use_tls=False, start_tls=False)
+               for _ in range(connections)]  # fmt: skip
+    for c in clients:
+        await c.connect()
+
+    async def worker(k: int) -> None:
+        for i in range(k, n, connections):
+            await clients[k].send_message(
+                bare_message(i), sender=FROM, recipients=[customer_email(i)]
+            )
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker(k) for k in range(connections)))
+    elapsed = time.perf_counter() - t0
+    for c in clients:
+        await c.quit()
+    return n / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--db", help="database URL (default: a fresh SQLite file)")
+    parser.add_argument("--recipients", type=int, default=100_000)
+    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--keep", action="store_true")
+    args = parser.parse_args()
+    target = prepare_target(args.db, args.keep)
+    tmp = Path(os.environ.get("TMPDIR", "/tmp"))
+    sink = Sink()
+    proc = None
+    try:
+        upgrade(target.url)
+        t = time.perf_counter()
+        seed(target.url, args.recipients, 0)
+        log(f"seeded {args.recipients:,} customers in {time.perf_counter() - t:.0f} s")
+        campaign = asyncio.run(prepare(target.url))
+        log(f"campaign {campaign} made; starting crmhub serve")
+        proc = serve(target.url, sink.port, args.connections, tmp)
+        log("crmhub serve is up")
+        time.sleep(1.0)  # the scheduler's first tick and the pools' connections
+        before = int(sink.stats()["messages"])
+        t0 = time.perf_counter()
+        asyncio.run(schedule(target.url, campaign))
+        first = wait_count(sink, before + 1, 60)
+        last = wait_count(sink, before + args.recipients, 3600)
+        rss = peak_rss_mb(proc.pid)
+        crmhub_rate = args.recipients / (last - t0)
+        log("crmhub done; now the bare loop")
+        mark = int(sink.stats()["messages"])
+        bare_rate = asyncio.run(bare(sink.port, args.recipients, args.connections))
+        got = int(sink.stats()["messages"]) - mark
+        if got != args.recipients:
+            raise SystemExit(f"bench: the bare loop delivered {got} of {args.recipients}")
+        print(f"database: {target.where}; {args.recipients:,} recipients; "
+              f"{args.connections} SMTP connections each side")  # fmt: skip
+        print(f"crmhub: {crmhub_rate:,.0f} messages/s (start to last), first message "
+              f"{first - t0:.2f} s after start, peak RSS {rss:.0f} MB")  # fmt: skip
+        print(f"bare aiosmtplib loop: {bare_rate:,.0f} messages/s")
+        print(f"ratio crmhub/bare: {crmhub_rate / bare_rate:.2f} (goal >= 0.8)")
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            proc.wait(30)
+        sink.stop()
+        target.cleanup()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Pages for customers, reached from links in mail: no login, no cookies."""
