@@ -78,6 +78,7 @@ class SeedRows:
                 f"Agent {i}",
                 "agent",
                 f"{100 + i}",
+                None,  # pbx_id
                 None,
                 True,
                 self.ts(self.now),

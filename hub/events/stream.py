@@ -2,23 +2,29 @@
 exactly the users who may see it.
 
 The bus (bus.py) carries events inside a node. The stream takes them from
-the bus, stores them in `event_log` (one insert per batch; the database's
-sequence gives each its id, ordered across nodes) and hands each to the
-connected clients allowed to see it:
+the bus, numbers them (ids from the database without writing the event,
+events/ids.py: ordered across nodes and processes), hands each at once to
+the connected clients allowed to see it, and stores the batch in `event_log`
+afterwards, off the pop's path (on SQLite that write waits for the ingest
+writer's lock; before, every pop waited with it):
 
 - `Event.users` set (a screen pop): only those users;
 - else members of `Event.team_id`, and admins;
 - `bus.overflow` goes to every client it concerns (it names no data).
 
-A client that reconnects gives the last id it saw and gets the kept events
-after it (filtered the same way), then live ones: `Client` is registered
-before the replay is read, so nothing falls between the two, and ids it
-already sent are skipped.
+A client that reconnects gives the last id it saw and gets the events after
+it (filtered the same way), then live ones: `Client` is registered before
+the replay is read, so nothing falls between the two, and ids it already
+sent are skipped. The replay reads `event_log` and the node's `recent`
+frames (those sent here and not yet stored, or stored by another node a
+moment later), so an event sent a millisecond ago is replayed too.
 
-With PostgreSQL, each node NOTIFYs the ids it stored on the channel
-`crmhub_events` and LISTENs for the others' (events.pg_fanout), so a pop
-published on node A reaches an agent connected to node B. SQLite is one
-node; the in-process path is all there is.
+With PostgreSQL, each node NOTIFYs the events it numbered, with their data,
+on the channel `crmhub_events` and LISTENs for the others'
+(events.pg_fanout), so a pop published on node A reaches an agent connected
+to node B without a query. An event too big for a NOTIFY payload goes as
+its id once it is stored, and the others read it from `event_log`. SQLite
+is one node; the in-process path is all there is.
 """
 
 from __future__ import annotations
@@ -28,20 +34,27 @@ import contextlib
 import functools
 import json
 import logging
+from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import delete, insert, select
 
 from hub.events.bus import OVERFLOW_KIND, Event, EventBus
+from hub.events.ids import EventIds
 from hub.records.auth import Principal
 from hub.store.db import Database
 from hub.store.models import utcnow
 from hub.store.tables import event_log_t
 
 log = logging.getLogger(__name__)
+
+# Frames a node remembers for replays that come before (or without) the stored row.
+RECENT = 5000
+# The storer waits this long after the first unstored frame, to write more in one go.
+STORE_EVERY = 0.05
 
 
 @dataclass(frozen=True)
@@ -51,6 +64,9 @@ class Frame:
     data: dict[str, Any]
     team_id: int | None
     users: frozenset[int] | None
+    # Per-recipient-class renderings shared by every client it goes to (the pop's
+    # caller card: hub/web/api/events.py); not part of the frame's value.
+    cache: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def json(self) -> dict[str, Any]:
         return {"id": self.id, "kind": self.kind, "data": self.data}
@@ -98,28 +114,42 @@ class EventStream:
         self.keep = keep
         self.keep_hours = keep_hours
         self.clients: set[Client] = set()
+        self.ids = EventIds(db)
+        # Frames sent on this node (its own and other nodes'), oldest first, for replays.
+        self.recent: deque[Frame] = deque(maxlen=RECENT)
+        self._unstored: list[Frame] = []
+        self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._storer: asyncio.Task[None] | None = None
         self._listener: Any = None
         self.stored = 0
 
     async def start(self) -> None:
+        if not self.db.sqlite and self._listener is None:
+            await self._listen()
+        if self._storer is None:
+            self._storer = asyncio.create_task(self._store_loop(), name="event-store")
         if self._task is None:
             ready = asyncio.Event()
             self._task = asyncio.create_task(self._run(ready), name="event-stream")
             await ready.wait()  # subscribed: nothing published after start() is missed
-        if not self.db.sqlite and self._listener is None:
-            await self._listen()
 
     async def stop(self) -> None:
-        if self._listener is not None:
-            with contextlib.suppress(Exception):
-                await self._listener.close()
-            self._listener = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._storer is not None:
+            self._storer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._storer
+            self._storer = None
+        await self._flush()  # what was sent is kept, also when the node stops
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await self._listener.close()
+            self._listener = None
 
     async def _run(self, ready: asyncio.Event) -> None:
         async with self.bus.subscribe() as sub:
@@ -128,44 +158,28 @@ class EventStream:
                 batch = [await sub.get()]
                 while not sub.empty() and len(batch) < 500:
                     batch.append(sub.get_nowait())
-                try:
-                    frames = await self._store(batch)
-                except Exception:
-                    # Not kept (the database is away): still sent live, without an id.
-                    log.warning("events not stored; sent live only", exc_info=True)
-                    frames = [Frame(None, e.kind, e.data, e.team_id, e.users) for e in batch]
+                frames = await self._number(batch)
                 self.deliver(frames)
-                if self.stored % 1000 < len(batch):
-                    await self._prune()
-                await self._notify(frames)
+                numbered = [f for f in frames if f.id is not None]
+                self.recent.extend(numbered)
+                if numbered:
+                    self._unstored.extend(numbered)
+                    self._wake.set()
+                await self._notify(numbered)
 
-    async def _store(self, events: list[Event]) -> list[Frame]:
-        """Keep a batch in event_log in one statement: its ids, in the batch's order."""
-        kept = [e for e in events if e.kind != OVERFLOW_KIND]  # this node's bus only
-        now = utcnow()
-        ids: list[int] = []
-        if kept:
-            rows = [
-                {
-                    "at": now,
-                    "kind": str(e.kind),
-                    "data": e.data,
-                    "team_id": e.team_id,
-                    "users": sorted(e.users) if e.users is not None else None,
-                }
-                for e in kept
-            ]
-            async with self.db.write() as s:
-                conn = await s.connection()
-                result = await conn.execute(
-                    insert(event_log_t).returning(event_log_t.c.id, sort_by_parameter_order=True),
-                    rows,
-                )
-                ids = [int(i) for i in result.scalars()]
+    async def _number(self, events: list[Event]) -> list[Frame]:
+        """Frames in the batch's order, ids ascending; `bus.overflow` gets none (this node's
+        bus only), nor does anything while the database is away (sent live only)."""
+        kept = sum(1 for e in events if e.kind != OVERFLOW_KIND)
+        try:
+            ids = await self.ids.take(kept)
+        except Exception:
+            log.warning("events not numbered (database away?); sent live only", exc_info=True)
+            ids = []
         numbered = iter(ids)
-        frames = [
+        return [
             Frame(
-                None if e.kind == OVERFLOW_KIND else next(numbered),
+                None if e.kind == OVERFLOW_KIND else next(numbered, None),
                 str(e.kind),
                 e.data,
                 None if e.kind == OVERFLOW_KIND else e.team_id,
@@ -173,8 +187,43 @@ class EventStream:
             )
             for e in events
         ]
-        self.stored += len(events)
-        return frames
+
+    async def _store_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            await asyncio.sleep(STORE_EVERY)
+            self._wake.clear()
+            await self._flush()
+
+    async def _flush(self) -> None:
+        """Keep the unstored frames in event_log (one statement), then prune now and then."""
+        frames, self._unstored = self._unstored, []
+        if not frames:
+            return
+        rows = [
+            {
+                "id": f.id,
+                "at": utcnow(),
+                "kind": f.kind,
+                "data": f.data,
+                "team_id": f.team_id,
+                "users": sorted(f.users) if f.users is not None else None,
+            }
+            for f in frames
+        ]
+        try:
+            async with self.db.write() as s:
+                conn = await s.connection()
+                await conn.execute(insert(event_log_t), rows)
+        except Exception:
+            # Sent already; replays on this node still have them from `recent`.
+            log.warning("%d events sent but not stored", len(frames), exc_info=True)
+            return
+        self.stored += len(frames)
+        if self._listener is not None:
+            await self._listener.notify_stored([f.id for f in frames if f.id is not None])
+        if self.stored % 1000 < len(frames):
+            await self._prune()
 
     def deliver(self, frames: Iterable[Frame]) -> None:
         for frame in frames:
@@ -190,7 +239,11 @@ class EventStream:
                 .order_by(event_log_t.c.id)
                 .limit(limit)
             )
-            return [f for f in map(_frame, rows) if may_see(principal, f)]
+            stored = list(map(_frame, rows))
+        seen = {f.id for f in stored}
+        recent = [f for f in self.recent if f.id is not None and f.id > after and f.id not in seen]
+        frames = sorted([*stored, *recent], key=lambda f: f.id or 0)[:limit]
+        return [f for f in frames if may_see(principal, f)]
 
     async def _prune(self) -> None:
         try:
@@ -218,7 +271,7 @@ class EventStream:
         await self._listener.start()
 
     async def _notify(self, frames: list[Frame]) -> None:
-        if self._listener is not None:
+        if self._listener is not None and frames:
             await self._listener.notify(
                 [
                     {
@@ -229,7 +282,6 @@ class EventStream:
                         "users": sorted(f.users) if f.users is not None else None,
                     }
                     for f in frames
-                    if f.id is not None
                 ]
             )
 
@@ -246,6 +298,7 @@ class EventStream:
                     frozenset(int(u) for u in users) if users is not None else None,
                 )
             )
+        self.recent.extend(frames)
         self.deliver(frames)
 
     async def _from_other_node(self, ids: list[int]) -> None:
@@ -254,4 +307,6 @@ class EventStream:
             rows = await conn.execute(
                 select(event_log_t).where(event_log_t.c.id.in_(ids)).order_by(event_log_t.c.id)
             )
-            self.deliver(map(_frame, rows))
+            frames = list(map(_frame, rows))
+        self.recent.extend(frames)
+        self.deliver(frames)
