@@ -143,6 +143,7 @@ async def load(args: argparse.Namespace) -> dict[str, Any]:
     sent_at: dict[str, float] = {}
     latencies: list[float] = []  # (seconds) per frame, current step
     cross: list[float] = []  # frames received on another node than the webhook's
+    answers: list[float] = []  # webhook request sent -> its answer received
     received = 0
 
     async def agent(ws: Any, node: int) -> None:
@@ -180,6 +181,7 @@ async def load(args: argparse.Namespace) -> dict[str, Any]:
     for rate in [args.rates[0], *args.rates]:
         latencies.clear()
         cross.clear()
+        answers.clear()
         received = 0
         statuses: dict[int, int] = {}
         n = int(rate * args.seconds)
@@ -192,8 +194,11 @@ async def load(args: argparse.Namespace) -> dict[str, Any]:
                 headers = {"X-Twilio-Signature": validator.compute_signature(hook, form)}
                 sent_at[form["From"]] = time.perf_counter()
                 request = http.post(hook, data=form, headers=headers)
+            key = form["callId"] if pbx else form["From"]
             try:
                 async with request as resp:
+                    await resp.read()
+                    answers.append(time.perf_counter() - sent_at[key])
                     statuses[resp.status] = statuses.get(resp.status, 0) + 1
             except aiohttp.ClientError:
                 statuses[0] = statuses.get(0, 0) + 1
@@ -234,6 +239,8 @@ async def load(args: argparse.Namespace) -> dict[str, Any]:
             "p50_ms": round(pct(lat, 50) * 1000, 2) if lat else None,
             "p99_ms": round(pct(lat, 99) * 1000, 2) if lat else None,
             "max_ms": round(lat[-1] * 1000, 2) if lat else None,
+            "answer_p50_ms": round(pct(sorted(answers), 50) * 1000, 2) if answers else None,
+            "answer_p99_ms": round(pct(sorted(answers), 99) * 1000, 2) if answers else None,
         }
         if len(ports) > 1 and cross:
             c = sorted(cross)
@@ -367,7 +374,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"  {s['rate']:>6.0f}/s (sent {s['achieved_rate']}/s): frames {s['frames']}/"
                     f"{s['frames_expected']}, p50 {s['p50_ms']} ms, p99 {s['p99_ms']} ms, "
-                    f"max {s['max_ms']} ms, statuses {s['statuses']}{extra}"
+                    f"max {s['max_ms']} ms, statuses {s['statuses']}{extra}; webhook answered"
+                    f" p50 {s['answer_p50_ms']} p99 {s['answer_p99_ms']} ms"
                 )
             print(f"highest rate with p99 < {goal:.0f} ms: {result['highest_rate_p99_under_goal']}")
         return 0

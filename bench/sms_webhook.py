@@ -155,7 +155,7 @@ def profiling(children: Children, pid: int, out: str | None, tmp: Path) -> Itera
         return
     spy = children.start(
         [str(VENV_BIN / "py-spy"), "record", "--pid", str(pid), "--format", "raw",
-         "--rate", "200", "--output", out, "--nonblocking"],
+         "--rate", "200", "--output", out, "--nonblocking", *os.environ.get("PYSPY_EXTRA", "").split()],
         dict(os.environ), tmp / "py-spy.log",
     )  # fmt: skip
     time.sleep(1)  # attach

@@ -57,6 +57,7 @@ class Hub:
             self.bus,
             keep=settings.events.keep_events,
             keep_hours=settings.events.keep_hours,
+            pop_region=settings.identity.default_region,
         )
         self._retention: asyncio.Task[None] | None = None
         # Built now, not in start(): an unknown step name must fail before anything runs.
@@ -104,6 +105,7 @@ class Hub:
             max_queue=self.settings.ingest.max_queue,
         )
         await self._ingestor.start()
+        self.events.write_through = self._ingestor.write_through
         await self.audit.start()
         privacy = self.settings.privacy
         if privacy.retention and self.dispatch:  # the serving node's job, not one-shot commands

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from channels.base import (
@@ -106,6 +106,25 @@ def _summary(event: CallEvent, record: CallRecord, users: dict[str, int]) -> dic
         }
     }
 
+
+_UPDATE_CALL = (
+    update(phone_call_t)
+    .where(phone_call_t.c.provider == bindparam("k_provider"))
+    .where(phone_call_t.c.call_id == bindparam("k_call_id"))
+    .values(
+        state=bindparam("state"),
+        ringing=bindparam("ringing"),
+        answered_by=bindparam("answered_by"),
+        answered_at=bindparam("answered_at"),
+        ended_at=bindparam("ended_at"),
+        cause=bindparam("cause"),
+    )
+)
+_UPDATE_META = (
+    update(interaction_t)
+    .where(interaction_t.c.id == bindparam("k_id"))
+    .values(direction=bindparam("direction"), meta=bindparam("meta"))
+)
 
 # Each team's last round-robin pick, per running hub (a restart starts over).
 _PICKS: weakref.WeakKeyDictionary[Hub, dict[int | None, int]] = weakref.WeakKeyDictionary()
@@ -212,8 +231,7 @@ class _Batcher:
             p.outcome = _Outcome()
 
         async def extra(conn: AsyncConnection, _prepared: list[Prepared]) -> None:
-            for p in group:
-                await calls._advance(conn, p.event, p.items, p.outcome)
+            await calls._advance_group(conn, group)
 
         items = [item for p in group for item in p.items]
         await calls.hub.ingestor.ingest_unit(items, extra)
@@ -285,14 +303,121 @@ class CallLog:
             direction=Direction(row.direction),
         )
 
-    async def _advance(
-        self, conn: AsyncConnection, event: CallEvent, items: list[Prepared], out: _Outcome
-    ) -> None:
-        key = and_(
-            phone_call_t.c.provider == event.provider.value,
-            phone_call_t.c.call_id == event.call_id,
+    async def _advance_group(self, conn: AsyncConnection, group: list[_Pending]) -> None:
+        """Advance every call of a group: a few set-based reads, the state machine per
+        call, then one statement per kind of write (a group is one event per call)."""
+        keys = [p.key for p in group]
+        rows = {
+            (r.provider, r.call_id): r
+            for r in await conn.execute(
+                select(phone_call_t).where(
+                    tuple_(phone_call_t.c.provider, phone_call_t.c.call_id).in_(keys)
+                )
+            )
+        }
+        results = {id(p): (p.items[0].result if p.items else None) for p in group}
+        wanted = {r.customer_id for r in results.values() if r is not None}
+        customers = (
+            {
+                r.id: r
+                for r in await conn.execute(
+                    select(customer_t.c.id, customer_t.c.owner_id, customer_t.c.team_id).where(
+                        customer_t.c.id.in_(wanted)
+                    )
+                )
+            }
+            if wanted
+            else {}
         )
-        row = (await conn.execute(select(phone_call_t).where(key))).first()
+        owners: dict[int, int | None] = {}
+        for p in group:
+            out, result = p.outcome, results[id(p)]
+            if result is not None:
+                out.customer_id = result.customer_id
+                cust = customers.get(result.customer_id)
+                if cust is not None:
+                    owners[id(p)], out.team_id = cust.owner_id, cust.team_id
+            if out.team_id is None and p.items:
+                out.team_id = p.items[0].lead_team_id
+        members = await team_members(conn, {p.outcome.team_id for p in group})
+        for p in group:
+            await self._decide(conn, p, rows.get(p.key), owners.get(id(p)), members)
+        users = await map_users(
+            conn,
+            (
+                name
+                for p in group
+                if p.outcome.after is not None
+                for name in (*p.outcome.after.ringing, p.outcome.after.answered_by or "")
+            ),
+        )
+        online = self.hub.presence.online()
+        inserts: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
+        metas: list[dict[str, Any]] = []
+        for p in group:
+            out, result = p.outcome, results[id(p)]
+            after, before, event = out.after, out.before, out.event
+            assert after is not None and event is not None
+            out.ringing_ids = list(dict.fromkeys(users[r] for r in after.ringing if r in users))
+            out.answered_id = users.get(after.answered_by or "")
+            # The pop goes to the agents it rings at; when the PBX names nobody, to
+            # the online agents of the team it routes to.
+            out.audience = (
+                frozenset(out.ringing_ids) or frozenset(members.get(out.team_id, set())) & online
+            )
+            values = {
+                "state": after.state.value,
+                "ringing": list(after.ringing),
+                "answered_by": after.answered_by,
+                "answered_at": after.answered_at,
+                "ended_at": after.ended_at,
+                "cause": after.cause,
+            }
+            if p.key not in rows:
+                inserts.append(
+                    {
+                        "provider": event.provider.value,
+                        "call_id": event.call_id,
+                        "direction": event.direction.value,
+                        "from_number": event.from_number[:100],
+                        "to_number": event.to_number[:100],
+                        "started_at": after.started_at,
+                        "customer_id": out.customer_id,
+                        "interaction_id": result.interaction_id if result else None,
+                        **values,
+                    }
+                )
+            elif after != before:
+                updates.append({"k_provider": p.key[0], "k_call_id": p.key[1], **values})
+            if result is not None:
+                metas.append(
+                    {
+                        "k_id": result.interaction_id,
+                        "direction": event.direction.value,
+                        "meta": _summary(event, after, users),
+                    }
+                )
+        if inserts:
+            await conn.execute(insert(phone_call_t), inserts)
+        if updates:
+            await conn.execute(_UPDATE_CALL, updates)
+        if metas:
+            await conn.execute(_UPDATE_META, metas)
+        for p in group:
+            if results[id(p)] is not None:
+                await self._tasks(conn, p.outcome.event or p.event, p.outcome, owners.get(id(p)))
+
+    async def _decide(
+        self,
+        conn: AsyncConnection,
+        p: _Pending,
+        row: Any,
+        owner: int | None,
+        members: dict[int | None, set[int]],
+    ) -> None:
+        """The call's next state (and, for a new Twilio call, whom it rings)."""
+        out, event = p.outcome, p.event
         if row is not None:
             # As the first event gave them (another node may have stored it meanwhile).
             event = dataclasses.replace(
@@ -304,23 +429,6 @@ class CallLog:
         out.event = event
         before = _record(row) if row is not None else None
         after = advance(before, event)
-        out.before, out.after = before, after
-        result = items[0].result if items else None
-        owner = None
-        if result is not None:
-            out.customer_id = result.customer_id
-            cust = (
-                await conn.execute(
-                    select(customer_t.c.owner_id, customer_t.c.team_id).where(
-                        customer_t.c.id == result.customer_id
-                    )
-                )
-            ).first()
-            if cust is not None:
-                owner, out.team_id = cust.owner_id, cust.team_id
-        if out.team_id is None and items:
-            out.team_id = items[0].lead_team_id
-        members = await team_members(conn, out.team_id)
         if (
             event.provider is CallProvider.TWILIO
             and event.kind is CallEventKind.NEW_CALL
@@ -328,50 +436,12 @@ class CallLog:
             and not after.ringing
         ):
             # We decide whom Twilio rings: assignment, then <Dial><Client> each.
-            chosen = await self._assign(conn, owner, out.team_id, members)
+            chosen = await self._assign(conn, owner, out.team_id, members.get(out.team_id, set()))
             names = await conn.execute(select(user_t.c.username).where(user_t.c.id.in_(chosen)))
             ring = tuple(sorted(n[0] for n in names))
             after = dataclasses.replace(after, ringing=ring)
-            out.after = after
             out.targets = [f"client:{name}" for name in ring]
-        users = await map_users(conn, (*after.ringing, after.answered_by or ""))
-        out.ringing_ids = list(dict.fromkeys(users[r] for r in after.ringing if r in users))
-        out.answered_id = users.get(after.answered_by or "")
-        # The pop goes to the agents it rings at; when the PBX names nobody, to
-        # the online agents of the team it routes to.
-        online = self.hub.presence.online()
-        out.audience = frozenset(out.ringing_ids) or frozenset(members) & online
-        values = {
-            "state": after.state.value,
-            "ringing": list(after.ringing),
-            "answered_by": after.answered_by,
-            "answered_at": after.answered_at,
-            "ended_at": after.ended_at,
-            "cause": after.cause,
-        }
-        if row is None:
-            await conn.execute(
-                insert(phone_call_t).values(
-                    provider=event.provider.value,
-                    call_id=event.call_id,
-                    direction=event.direction.value,
-                    from_number=event.from_number[:100],
-                    to_number=event.to_number[:100],
-                    started_at=after.started_at,
-                    customer_id=out.customer_id,
-                    interaction_id=result.interaction_id if result else None,
-                    **values,
-                )
-            )
-        elif after != before:
-            await conn.execute(update(phone_call_t).where(key).values(**values))
-        if result is not None:
-            await conn.execute(
-                update(interaction_t)
-                .where(interaction_t.c.id == result.interaction_id)
-                .values(direction=event.direction.value, meta=_summary(event, after, users))
-            )
-            await self._tasks(conn, event, out, owner)
+        out.before, out.after = before, after
 
     async def _assign(
         self, conn: AsyncConnection, owner: int | None, team_id: int | None, members: set[int]

@@ -45,8 +45,18 @@ async def map_users(conn: AsyncConnection, raw: Iterable[str]) -> dict[str, int]
     return found
 
 
-async def team_members(conn: AsyncConnection, team_id: int | None) -> set[int]:
-    if team_id is None:
-        return set()
-    rows = await conn.execute(select(user_team_t.c.user_id).where(user_team_t.c.team_id == team_id))
-    return {r[0] for r in rows}
+async def team_members(
+    conn: AsyncConnection, team_ids: Iterable[int | None]
+) -> dict[int | None, set[int]]:
+    """Each team's members (every id asked for is a key; None: nobody)."""
+    members: dict[int | None, set[int]] = {t: set() for t in team_ids}
+    wanted = [t for t in members if t is not None]
+    if wanted:
+        rows = await conn.execute(
+            select(user_team_t.c.team_id, user_team_t.c.user_id).where(
+                user_team_t.c.team_id.in_(wanted)
+            )
+        )
+        for team_id, user_id in rows:
+            members[team_id].add(user_id)
+    return members

@@ -35,12 +35,13 @@ import functools
 import json
 import logging
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import delete, insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.events.bus import OVERFLOW_KIND, Event, EventBus
 from hub.events.ids import EventIds
@@ -55,6 +56,9 @@ log = logging.getLogger(__name__)
 RECENT = 5000
 # The storer waits this long after the first unstored frame, to write more in one go.
 STORE_EVERY = 0.05
+
+# Runs a write in some transaction of the node's own writer (see EventStream.write_through).
+WriteThrough = Callable[[Callable[[AsyncConnection], Awaitable[None]]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -108,8 +112,19 @@ def _frame(row: Any) -> Frame:
 
 
 class EventStream:
-    def __init__(self, db: Database, bus: EventBus, *, keep: int, keep_hours: float) -> None:
+    def __init__(
+        self,
+        db: Database,
+        bus: EventBus,
+        *,
+        keep: int,
+        keep_hours: float,
+        pop_region: str | None = None,
+    ) -> None:
+        """`pop_region`: render each batch's screen pops ahead (events/pops.py), reading
+        national numbers in this region; None: each recipient's pop is built alone."""
         self.db = db
+        self.pop_region = pop_region
         self.bus = bus
         self.keep = keep
         self.keep_hours = keep_hours
@@ -121,8 +136,16 @@ class EventStream:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._storer: asyncio.Task[None] | None = None
+        # Frames from other nodes, delivered in their order after their pops are rendered.
+        self._arrived: asyncio.Queue[list[Frame]] = asyncio.Queue()
+        self._arrivals: asyncio.Task[None] | None = None
         self._listener: Any = None
         self.stored = 0
+        # SQLite has one writer at a time: a second transaction waits for the lock in
+        # SQLite's busy handler (sleeps of 1, 2, 5, 10… ms), and the ingest writer
+        # then waits for it in turn. The hub sets this to its ingest writer, so the
+        # event rows queue there instead of contending (None: a transaction of its own).
+        self.write_through: WriteThrough | None = None
 
     async def start(self) -> None:
         if not self.db.sqlite and self._listener is None:
@@ -135,6 +158,11 @@ class EventStream:
             await ready.wait()  # subscribed: nothing published after start() is missed
 
     async def stop(self) -> None:
+        if self._arrivals is not None:
+            self._arrivals.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._arrivals
+            self._arrivals = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -159,6 +187,7 @@ class EventStream:
                 while not sub.empty() and len(batch) < 500:
                     batch.append(sub.get_nowait())
                 frames = await self._number(batch)
+                await self._render(frames)
                 self.deliver(frames)
                 numbered = [f for f in frames if f.id is not None]
                 self.recent.extend(numbered)
@@ -188,6 +217,12 @@ class EventStream:
             for e in events
         ]
 
+    async def _render(self, frames: list[Frame]) -> None:
+        if self.pop_region is not None:
+            from hub.events.pops import render_pops
+
+            await render_pops(self.db, frames, self.pop_region)
+
     async def _store_loop(self) -> None:
         while True:
             await self._wake.wait()
@@ -211,10 +246,12 @@ class EventStream:
             }
             for f in frames
         ]
+
+        async def write(conn: AsyncConnection) -> None:
+            await conn.execute(insert(event_log_t), rows)
+
         try:
-            async with self.db.write() as s:
-                conn = await s.connection()
-                await conn.execute(insert(event_log_t), rows)
+            await self._write(write)
         except Exception:
             # Sent already; replays on this node still have them from `recent`.
             log.warning("%d events sent but not stored", len(frames), exc_info=True)
@@ -224,6 +261,35 @@ class EventStream:
             await self._listener.notify_stored([f.id for f in frames if f.id is not None])
         if self.stored % 1000 < len(frames):
             await self._prune()
+
+    async def _write(self, write: Callable[[AsyncConnection], Awaitable[None]]) -> None:
+        if self.write_through is not None and self.db.sqlite:
+            try:
+                await self.write_through(write)
+                return
+            except Exception:  # the writer stopped first (shutdown) or refused: alone, then
+                log.debug("event log write through the ingest writer failed", exc_info=True)
+        async with self.db.write() as s:
+            await write(await s.connection())
+
+    async def _prune(self) -> None:
+        try:
+            await self._write(self._prune_in)
+        except Exception:
+            log.warning("event log not pruned", exc_info=True)
+
+    async def _prune_in(self, conn: AsyncConnection) -> None:
+        newest = (
+            await conn.execute(select(event_log_t.c.id).order_by(event_log_t.c.id.desc()))
+        ).scalar()
+        if newest is None:
+            return
+        cutoff = utcnow() - timedelta(hours=self.keep_hours)
+        await conn.execute(
+            delete(event_log_t).where(
+                (event_log_t.c.id <= newest - self.keep) | (event_log_t.c.at < cutoff)
+            )
+        )
 
     def deliver(self, frames: Iterable[Frame]) -> None:
         for frame in frames:
@@ -244,24 +310,6 @@ class EventStream:
         recent = [f for f in self.recent if f.id is not None and f.id > after and f.id not in seen]
         frames = sorted([*stored, *recent], key=lambda f: f.id or 0)[:limit]
         return [f for f in frames if may_see(principal, f)]
-
-    async def _prune(self) -> None:
-        try:
-            async with self.db.write() as s:
-                conn = await s.connection()
-                newest = (
-                    await conn.execute(select(event_log_t.c.id).order_by(event_log_t.c.id.desc()))
-                ).scalar()
-                if newest is None:
-                    return
-                cutoff = utcnow() - timedelta(hours=self.keep_hours)
-                await conn.execute(
-                    delete(event_log_t).where(
-                        (event_log_t.c.id <= newest - self.keep) | (event_log_t.c.at < cutoff)
-                    )
-                )
-        except Exception:
-            log.warning("event log not pruned", exc_info=True)
 
     # -- PostgreSQL: several nodes -------------------------------------------
     async def _listen(self) -> None:
@@ -298,8 +346,19 @@ class EventStream:
                     frozenset(int(u) for u in users) if users is not None else None,
                 )
             )
+        self._arrive(frames)
+
+    def _arrive(self, frames: list[Frame]) -> None:
         self.recent.extend(frames)
-        self.deliver(frames)
+        self._arrived.put_nowait(frames)
+        if self._arrivals is None or self._arrivals.done():
+            self._arrivals = asyncio.create_task(self._deliver_arrived(), name="event-arrivals")
+
+    async def _deliver_arrived(self) -> None:
+        while not self._arrived.empty():
+            frames = self._arrived.get_nowait()
+            await self._render(frames)
+            self.deliver(frames)
 
     async def _from_other_node(self, ids: list[int]) -> None:
         async with self.db.read() as s:
@@ -308,5 +367,4 @@ class EventStream:
                 select(event_log_t).where(event_log_t.c.id.in_(ids)).order_by(event_log_t.c.id)
             )
             frames = list(map(_frame, rows))
-        self.recent.extend(frames)
-        self.deliver(frames)
+        self._arrive(frames)

@@ -150,6 +150,15 @@ class Ingestor:
         self._queue.put_nowait(_Unit(list(items), extra, future))
         return await asyncio.shield(future)
 
+    async def write_through(self, write: Callable[[AsyncConnection], Awaitable[None]]) -> None:
+        """Run `write` in a transaction of this writer, after what is queued (for other
+        writes of the node, e.g. the event log's, that would contend for SQLite's lock)."""
+
+        async def extra(conn: AsyncConnection, _items: list[Prepared]) -> None:
+            await write(conn)
+
+        await self.ingest_unit([], extra)
+
     async def _run(self) -> None:
         while True:
             got = [await self._queue.get()]

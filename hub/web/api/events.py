@@ -108,12 +108,19 @@ async def events(request: web.Request) -> web.StreamResponse:
                 await ws.send_str(await _outgoing(hub, principal, frame))
                 sent = frame.id or sent
         while not ws.closed:
-            getter = asyncio.ensure_future(client.queue.get())
-            done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
-            if getter not in done:
-                getter.cancel()
+            if client.queue.empty():
+                # Wait for a frame or the client going away; only then a task per wait,
+                # since frames that are already queued need none.
+                getter = asyncio.ensure_future(client.queue.get())
+                done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+                if getter not in done:
+                    getter.cancel()
+                    break
+                frame = getter.result()
+            elif reader.done():
                 break
-            frame = getter.result()
+            else:
+                frame = client.queue.get_nowait()
             if client.dropped:
                 lost = {"id": None, "kind": "bus.overflow", "data": {"dropped": client.dropped}}
                 await ws.send_json(lost)
@@ -150,6 +157,8 @@ async def _outgoing(hub: Hub, principal: Principal, frame: Frame) -> str:
     else:
         key = (principal.is_admin, principal.team_ids)  # identity claims depend on the teams
     pending = frame.cache.get(key)
+    if isinstance(pending, str):
+        return pending  # rendered ahead by the stream (hub/events/pops.py)
     if pending is None:
         pending = frame.cache[key] = asyncio.ensure_future(
             _pop_text(hub, principal, frame, customer_id)
