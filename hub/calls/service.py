@@ -316,30 +316,43 @@ class CallLog:
             )
         }
         results = {id(p): (p.items[0].result if p.items else None) for p in group}
-        wanted = {r.customer_id for r in results.values() if r is not None}
-        customers = (
-            {
+        # The customer's team and owner: routing read them for a contact stored now;
+        # only a call's later events (duplicates of its entry) need them read here.
+        owners: dict[int, int | None] = {}
+        unread: set[int] = set()
+        for p in group:
+            out, result = p.outcome, results[id(p)]
+            if result is None:
+                if p.items:
+                    out.team_id = p.items[0].lead_team_id
+                continue
+            out.customer_id = result.customer_id
+            decision = p.items[0].decision
+            if decision is not None and not result.duplicate:
+                out.team_id = decision.customer.team_id
+                owners[id(p)] = decision.customer.owner_id
+            else:
+                unread.add(result.customer_id)
+        if unread:
+            customers = {
                 r.id: r
                 for r in await conn.execute(
                     select(customer_t.c.id, customer_t.c.owner_id, customer_t.c.team_id).where(
-                        customer_t.c.id.in_(wanted)
+                        customer_t.c.id.in_(unread)
                     )
                 )
             }
-            if wanted
-            else {}
-        )
-        owners: dict[int, int | None] = {}
+            for p in group:
+                cust = customers.get(p.outcome.customer_id or 0)
+                if p.outcome.customer_id in unread and cust is not None:
+                    owners[id(p)], p.outcome.team_id = cust.owner_id, cust.team_id
         for p in group:
-            out, result = p.outcome, results[id(p)]
-            if result is not None:
-                out.customer_id = result.customer_id
-                cust = customers.get(result.customer_id)
-                if cust is not None:
-                    owners[id(p)], out.team_id = cust.owner_id, cust.team_id
-            if out.team_id is None and p.items:
-                out.team_id = p.items[0].lead_team_id
-        members = await team_members(conn, {p.outcome.team_id for p in group})
+            if p.outcome.team_id is None and p.items:
+                p.outcome.team_id = p.items[0].lead_team_id
+        # Team members, read only for the teams that need them: whom Twilio rings
+        # (assignment), and below, pops that ring no known agent (the team's online ones).
+        twilio = {p.outcome.team_id for p in group if p.event.provider is CallProvider.TWILIO}
+        members = await team_members(conn, twilio) if twilio else {}
         for p in group:
             await self._decide(conn, p, rows.get(p.key), owners.get(id(p)), members)
         users = await map_users(
@@ -351,6 +364,15 @@ class CallLog:
                 for name in (*p.outcome.after.ringing, p.outcome.after.answered_by or "")
             ),
         )
+        unnamed = {
+            p.outcome.team_id
+            for p in group
+            if p.outcome.after is not None
+            and not any(r in users for r in p.outcome.after.ringing)
+            and p.outcome.team_id not in members
+        }
+        if unnamed:
+            members.update(await team_members(conn, unnamed))
         online = self.hub.presence.online()
         inserts: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []

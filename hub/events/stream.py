@@ -54,7 +54,8 @@ log = logging.getLogger(__name__)
 
 # Frames a node remembers for replays that come before (or without) the stored row.
 RECENT = 5000
-# The storer waits this long after the first unstored frame, to write more in one go.
+# The storer waits this long after the first unstored frame, to write more in one go
+# (replays meanwhile read `recent`).
 STORE_EVERY = 0.05
 
 # Runs a write in some transaction of the node's own writer (see EventStream.write_through).
