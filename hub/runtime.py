@@ -13,6 +13,7 @@ from collections.abc import Callable
 from channels.base import Channel
 from channels.email.attachments import AttachmentStore
 from channels.email.inbound import MailReader
+from hub.calls.assign import ConversationAssigner
 from hub.config import Settings
 from hub.events.bus import EventBus
 from hub.events.presence import Presence
@@ -106,6 +107,11 @@ class Hub:
         )
         await self._ingestor.start()
         self.events.write_through = self._ingestor.write_through
+        assignment = self.settings.routing.assignment
+        if assignment.enabled:
+            self._ingestor.assigner = ConversationAssigner(
+                self.presence, assignment.steps, assignment.max_open_conversations
+            )
         await self.audit.start()
         privacy = self.settings.privacy
         if privacy.retention and self.dispatch:  # the serving node's job, not one-shot commands

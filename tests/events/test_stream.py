@@ -140,6 +140,16 @@ async def test_history_events_reach_the_customers_team_and_admins_only(api: Api,
         frame = await _frame(sockets[user])
         assert frame["kind"] == "interaction.created"
         assert frame["data"]["customer_id"] == result.customer_id
+        # The new conversation went to the Support team's only online agent.
+        frame = await _frame(sockets[user])
+        assert (frame["kind"], frame["data"]) == (
+            "conversation.assigned",
+            {
+                "conversation_id": result.conversation_id,
+                "customer_id": result.customer_id,
+                "assignee_id": api.user_ids["agent"],
+            },
+        )
         await _nothing(sockets[user])
     await _nothing(sockets["sales_agent"])
     for ws in sockets.values():
