@@ -170,6 +170,7 @@ def parse_request(
         answered_by=answered_by,
         cause=_cause(pairs) if kind is CallEventKind.HANGUP else None,
         occurred_at=received_at or datetime.now(UTC),
+        queue=first(pairs, "queue").strip()[:100],
         metadata=metadata,
     )
 

@@ -45,6 +45,7 @@ from hub.calls.users import map_users, team_members
 from hub.events.kinds import EventKind, call_event, task_created
 from hub.ingest.context import Prepared
 from hub.ingest.pipeline import IngestError, IngestUnavailable
+from hub.records.teams import ensure_team
 from hub.runtime import Hub
 from hub.store.models import ConversationStatus, utcnow
 from hub.store.tables import conversation_t, customer_t, interaction_t, phone_call_t, task_t, user_t
@@ -71,6 +72,8 @@ class _Outcome:
     targets: list[str] = field(default_factory=list)
     task_id: int | None = None
     task_assignee: int | None = None
+    # The team a PBX queue routed the call to (its first event's, kept on the call).
+    route_team_id: int | None = None
     # The event with the numbers and direction of the call's first event.
     event: CallEvent | None = None
 
@@ -139,6 +142,7 @@ class _Pending:
     event: CallEvent
     items: list[Prepared]
     future: asyncio.Future[str]
+    route_team_id: int | None = None  # from the event's PBX queue (voice.pbx.queues)
     outcome: _Outcome = field(default_factory=_Outcome)
 
     @property
@@ -159,9 +163,11 @@ class _Batcher:
         self.pending: list[_Pending] = []
         self.running: asyncio.Task[None] | None = None
 
-    async def submit(self, event: CallEvent, items: list[Prepared]) -> str:
+    async def submit(
+        self, event: CallEvent, items: list[Prepared], route_team_id: int | None
+    ) -> str:
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self.pending.append(_Pending(event, items, future))
+        self.pending.append(_Pending(event, items, future, route_team_id))
         if self.running is None or self.running.done():
             self.running = asyncio.create_task(self._drain(), name="call-log")
         # shield: a provider that hangs up on us must not cancel the group's work.
@@ -244,6 +250,8 @@ class _Batcher:
 
 
 _BATCHERS: weakref.WeakKeyDictionary[Hub, _Batcher] = weakref.WeakKeyDictionary()
+# Team name -> id of the queues' teams, per running hub.
+_QUEUE_TEAMS: weakref.WeakKeyDictionary[Hub, dict[str, int]] = weakref.WeakKeyDictionary()
 
 
 class CallLog:
@@ -273,10 +281,30 @@ class CallLog:
                 items = [self.hub.ingestor.prepare(contact)]
             except IngestError:
                 items = []  # not a number we can match: logged on the call only
+        route_team = await self._queue_team(event.queue)
+        if route_team is not None:
+            for item in items:
+                item.lead_team_id = route_team  # an unknown caller is the queue team's lead
         batcher = _BATCHERS.get(self.hub)
         if batcher is None:
             batcher = _BATCHERS[self.hub] = _Batcher(self.hub)
-        return await batcher.submit(event, items)
+        return await batcher.submit(event, items, route_team)
+
+    async def _queue_team(self, queue: str) -> int | None:
+        """The team of a PBX queue (voice.pbx.queues, names in any case); None: not listed."""
+        if not queue:
+            return None
+        wanted = queue.casefold()
+        name = next(
+            (t for q, t in self.hub.settings.voice.pbx.queues.items() if q.casefold() == wanted),
+            None,
+        )
+        if name is None:
+            return None
+        known = _QUEUE_TEAMS.setdefault(self.hub, {})
+        if name not in known:
+            known[name] = await ensure_team(self.hub.db, name)  # named in config: it exists
+        return known[name]
 
     async def _as_first_seen(self, event: CallEvent) -> CallEvent:
         """Numbers and direction as the call's first event gave them: a click-to-dial
@@ -365,11 +393,11 @@ class CallLog:
             ),
         )
         unnamed = {
-            p.outcome.team_id
+            p.outcome.route_team_id or p.outcome.team_id
             for p in group
             if p.outcome.after is not None
             and not any(r in users for r in p.outcome.after.ringing)
-            and p.outcome.team_id not in members
+            and (p.outcome.route_team_id or p.outcome.team_id) not in members
         }
         if unnamed:
             members.update(await team_members(conn, unnamed))
@@ -384,9 +412,10 @@ class CallLog:
             out.ringing_ids = list(dict.fromkeys(users[r] for r in after.ringing if r in users))
             out.answered_id = users.get(after.answered_by or "")
             # The pop goes to the agents it rings at; when the PBX names nobody, to
-            # the online agents of the team it routes to.
+            # the online agents of the team it routes to (its queue's, else the customer's).
+            routed_to = out.route_team_id or out.team_id
             out.audience = (
-                frozenset(out.ringing_ids) or frozenset(members.get(out.team_id, set())) & online
+                frozenset(out.ringing_ids) or frozenset(members.get(routed_to, set())) & online
             )
             values = {
                 "state": after.state.value,
@@ -407,6 +436,7 @@ class CallLog:
                         "started_at": after.started_at,
                         "customer_id": out.customer_id,
                         "interaction_id": result.interaction_id if result else None,
+                        "route_team_id": out.route_team_id,
                         **values,
                     }
                 )
@@ -449,6 +479,9 @@ class CallLog:
                 direction=Direction(row.direction),
             )
         out.event = event
+        out.route_team_id = p.route_team_id
+        if row is not None and row.route_team_id is not None:
+            out.route_team_id = row.route_team_id  # the queue of the call's first event
         before = _record(row) if row is not None else None
         after = advance(before, event)
         if (

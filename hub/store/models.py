@@ -475,3 +475,6 @@ class PhoneCall(SQLModel, table=True):
     started_at: datetime = Field(sa_type=UTCDateTime)
     answered_at: datetime | None = _ts()
     ended_at: datetime | None = _ts()
+    # The team a PBX queue routed it to (voice.pbx.queues): whose online agents its
+    # pop goes to when the PBX names nobody, from ringing to the end.
+    route_team_id: int | None = Field(default=None, foreign_key="team.id", ondelete="SET NULL")
