@@ -18,6 +18,8 @@ unique and ordered however many processes publish:
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from sqlalchemy import text
 
 from hub.store.db import Database
@@ -41,6 +43,9 @@ _PG_NEXT = text(
 class EventIds:
     def __init__(self, db: Database) -> None:
         self.db = db
+        # PostgreSQL: the stream's listening connection, when it has one (a round trip
+        # there is cheaper than a pooled session's begin, query and commit).
+        self.pg_source: Callable[[int], Awaitable[list[int]]] | None = None
         self._next = 0
         self._end = 0  # the block is [_next, _end)
 
@@ -49,6 +54,11 @@ class EventIds:
         if n <= 0:
             return []
         if not self.db.sqlite:
+            if self.pg_source is not None:
+                try:
+                    return await self.pg_source(n)
+                except Exception:  # reconnecting: the pool still has the sequence
+                    pass
             async with self.db.read() as s:
                 conn = await s.connection()
                 ids = sorted(int(i) for i in (await conn.execute(_PG_NEXT, {"n": n})).scalars())

@@ -31,6 +31,9 @@ IDS_PER_NOTIFY = 500
 INLINE_BYTES = 7_500
 
 
+NEXT_IDS = "SELECT nextval(pg_get_serial_sequence('event_log', 'id')) FROM generate_series(1, $1)"
+
+
 def _dsn(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
@@ -51,6 +54,8 @@ class Listener:
         self._closing = False
         # Events too big to go inline, announced by id once stored.
         self._by_id: set[int] = set()
+        # One operation at a time on the connection (the stream and its storer share it).
+        self._lock = asyncio.Lock()
 
     async def start(self) -> None:
         await self._connect()
@@ -119,10 +124,20 @@ class Listener:
             if self._conn is None:
                 return
             try:
-                await self._conn.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
+                async with self._lock:
+                    await self._conn.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
             except Exception:
                 log.warning("could not notify other nodes of events", exc_info=True)
                 return
+
+    async def next_ids(self, n: int) -> list[int]:
+        """`n` ids from event_log's sequence in one round trip on this connection (no
+        pool, no transaction); raises when the connection is down."""
+        if self._conn is None or self._conn.is_closed():
+            raise ConnectionError("event listener not connected")
+        async with self._lock:
+            rows = await self._conn.fetch(NEXT_IDS, n)
+        return sorted(int(r[0]) for r in rows)
 
     async def _keep_open(self) -> None:
         while not self._closing:

@@ -318,6 +318,7 @@ class EventStream:
 
         self._listener = Listener(self.db.url, self._from_other_node, self._inline_from_other_node)
         await self._listener.start()
+        self.ids.pg_source = self._listener.next_ids
 
     async def _notify(self, frames: list[Frame]) -> None:
         if self._listener is not None and frames:
