@@ -7,26 +7,14 @@ that entry's duplicate. The call's state is advanced in the same
 transaction (`extra` of `ingest_unit`), so a provider gets its answer only
 after both are committed; events are published after the commit.
 
-Group commit for calls: the events that arrive while one group is being
-stored wait and go in the next group, one transaction for all of them
-(`_Batcher`), as contacts do in the pipeline. A call event cost ~10 ms
-alone (one commit, the identity match and the history insert for one
-contact), which capped a node at ~90 calls/s; in groups they share the
-commit and the batched statements. At most one event per call is in a
-group, so a call's events are applied in their order of arrival. When a
-group fails, its events are retried one by one (so only a bad one fails),
-each twice: the first event of one call arriving at two nodes at once
-collides on the call's and the history entry's unique keys, and the
-second try finds the other node's rows and merges into them.
+Call events are stored in groups, one transaction for many (hub/calls/group.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import weakref
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -41,10 +29,11 @@ from channels.base import (
     Direction,
     InboundContact,
 )
+from hub.calls.group import Outcome, Pending, batcher_of
 from hub.calls.users import map_users, team_members
 from hub.events.kinds import EventKind, call_event, task_created
 from hub.ingest.context import Prepared
-from hub.ingest.pipeline import IngestError, IngestUnavailable
+from hub.ingest.pipeline import IngestError
 from hub.records.teams import ensure_team
 from hub.runtime import Hub
 from hub.store.models import ConversationStatus, utcnow
@@ -55,27 +44,6 @@ from routing.calls import CallRecord, CallState, advance, is_anonymous
 log = logging.getLogger(__name__)
 
 CALLBACK_TITLE = "Rückruf"
-# Call events per transaction; the pipeline's own batches are larger, but each
-# call also advances its state row in the same transaction.
-GROUP_MAX = 256
-
-
-@dataclass(slots=True)
-class _Outcome:
-    before: CallRecord | None = None
-    after: CallRecord | None = None
-    customer_id: int | None = None
-    team_id: int | None = None
-    ringing_ids: list[int] = field(default_factory=list)
-    audience: frozenset[int] = frozenset()
-    answered_id: int | None = None
-    targets: list[str] = field(default_factory=list)
-    task_id: int | None = None
-    task_assignee: int | None = None
-    # The team a PBX queue routed the call to (its first event's, kept on the call).
-    route_team_id: int | None = None
-    # The event with the numbers and direction of the call's first event.
-    event: CallEvent | None = None
 
 
 def _record(row: Any) -> CallRecord:
@@ -137,119 +105,6 @@ def _last_picked(hub: Hub) -> dict[int | None, int]:
     return _PICKS.setdefault(hub, {})
 
 
-@dataclass(slots=True)
-class _Pending:
-    event: CallEvent
-    items: list[Prepared]
-    future: asyncio.Future[str]
-    route_team_id: int | None = None  # from the event's PBX queue (voice.pbx.queues)
-    outcome: _Outcome = field(default_factory=_Outcome)
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.event.provider.value, self.event.call_id)
-
-
-class _Batcher:
-    """Call events of one hub, stored in groups (see the module docstring).
-
-    No task lives longer than the work: the first event that finds nobody
-    storing starts a drain task, which ends when nothing is pending.
-    """
-
-    def __init__(self, hub: Hub) -> None:
-        # Weak: the batcher is the value of a WeakKeyDictionary keyed by this hub.
-        self._hub = weakref.ref(hub)
-        self.pending: list[_Pending] = []
-        self.running: asyncio.Task[None] | None = None
-
-    async def submit(
-        self, event: CallEvent, items: list[Prepared], route_team_id: int | None
-    ) -> str:
-        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self.pending.append(_Pending(event, items, future, route_team_id))
-        if self.running is None or self.running.done():
-            self.running = asyncio.create_task(self._drain(), name="call-log")
-        # shield: a provider that hangs up on us must not cancel the group's work.
-        return await asyncio.shield(future)
-
-    def _take(self) -> list[_Pending]:
-        group: list[_Pending] = []
-        keys: set[tuple[str, str]] = set()
-        rest: list[_Pending] = []
-        for p in self.pending:
-            if p.key in keys or len(group) >= GROUP_MAX:
-                rest.append(p)  # a call's later event waits for the next group
-            else:
-                keys.add(p.key)
-                group.append(p)
-        self.pending = rest
-        return group
-
-    async def _drain(self) -> None:
-        while self.pending:
-            group = self._take()
-            try:
-                await self._store(group)
-            except Exception as exc:  # never leave a provider waiting
-                log.exception("call events not stored")
-                for p in group:
-                    if not p.future.done():
-                        p.future.set_exception(exc)
-
-    async def _store(self, group: list[_Pending]) -> None:
-        try:
-            await self._once(group)
-        except IngestUnavailable as exc:
-            for p in group:
-                p.future.set_exception(exc)
-            return
-        except IngestError as exc:
-            if len(group) == 1:
-                await self._alone(group[0], exc)
-            else:
-                log.info("group of %d call events failed; retrying one by one", len(group))
-                for p in group:
-                    await self._alone(p, exc)
-            return
-        self._done(group)
-
-    async def _alone(self, p: _Pending, failure: Exception) -> None:
-        """Once more, alone: a row another node stored meanwhile is seen now."""
-        try:
-            await self._once([p])
-        except (IngestError, IngestUnavailable) as exc:
-            log.info("call event %s %s refused: %s", p.event.call_id, p.event.kind.value, exc)
-            p.future.set_exception(exc if isinstance(exc, IngestUnavailable) else failure)
-            return
-        self._done([p])
-
-    @property
-    def calls(self) -> CallLog:
-        hub = self._hub()
-        if hub is None:
-            raise RuntimeError("the hub of these calls is gone")
-        return CallLog(hub)
-
-    async def _once(self, group: list[_Pending]) -> None:
-        calls = self.calls
-        for p in group:
-            p.outcome = _Outcome()
-
-        async def extra(conn: AsyncConnection, _prepared: list[Prepared]) -> None:
-            await calls._advance_group(conn, group)
-
-        items = [item for p in group for item in p.items]
-        await calls.hub.ingestor.ingest_unit(items, extra)
-
-    def _done(self, group: list[_Pending]) -> None:
-        calls = self.calls
-        for p in group:
-            p.future.set_result("\n".join(p.outcome.targets))
-            calls._publish(p.outcome.event or p.event, p.outcome)
-
-
-_BATCHERS: weakref.WeakKeyDictionary[Hub, _Batcher] = weakref.WeakKeyDictionary()
 # Team name -> id of the queues' teams, per running hub.
 _QUEUE_TEAMS: weakref.WeakKeyDictionary[Hub, dict[str, int]] = weakref.WeakKeyDictionary()
 
@@ -285,10 +140,7 @@ class CallLog:
         if route_team is not None:
             for item in items:
                 item.lead_team_id = route_team  # an unknown caller is the queue team's lead
-        batcher = _BATCHERS.get(self.hub)
-        if batcher is None:
-            batcher = _BATCHERS[self.hub] = _Batcher(self.hub)
-        return await batcher.submit(event, items, route_team)
+        return await batcher_of(self.hub, CallLog).submit(event, items, route_team)
 
     async def _queue_team(self, queue: str) -> int | None:
         """The team of a PBX queue (voice.pbx.queues, names in any case); None: not listed."""
@@ -331,7 +183,7 @@ class CallLog:
             direction=Direction(row.direction),
         )
 
-    async def _advance_group(self, conn: AsyncConnection, group: list[_Pending]) -> None:
+    async def _advance_group(self, conn: AsyncConnection, group: list[Pending]) -> None:
         """Advance every call of a group: a few set-based reads, the state machine per
         call, then one statement per kind of write (a group is one event per call)."""
         keys = [p.key for p in group]
@@ -463,7 +315,7 @@ class CallLog:
     async def _decide(
         self,
         conn: AsyncConnection,
-        p: _Pending,
+        p: Pending,
         row: Any,
         owner: int | None,
         members: dict[int | None, set[int]],
@@ -526,7 +378,7 @@ class CallLog:
         return decided.users
 
     async def _tasks(
-        self, conn: AsyncConnection, event: CallEvent, out: _Outcome, owner: int | None
+        self, conn: AsyncConnection, event: CallEvent, out: Outcome, owner: int | None
     ) -> None:
         before, after = out.before, out.after
         assert after is not None and out.customer_id is not None
@@ -566,7 +418,7 @@ class CallLog:
             .values(done=True)
         )
 
-    def _publish(self, event: CallEvent, out: _Outcome) -> None:
+    def _publish(self, event: CallEvent, out: Outcome) -> None:
         after, before = out.after, out.before
         if after is None:
             return
