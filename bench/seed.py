@@ -79,6 +79,7 @@ class SeedRows:
                 "agent",
                 f"{100 + i}",
                 None,  # pbx_id
+                None,  # phone
                 None,
                 True,
                 self.ts(self.now),

@@ -243,6 +243,7 @@ class CallLog:
                 if p.outcome.after is not None
                 for name in (*p.outcome.after.ringing, p.outcome.after.answered_by or "")
             ),
+            self.hub.settings.voice.pbx.default_region,
         )
         unnamed = {
             p.outcome.route_team_id or p.outcome.team_id

@@ -104,6 +104,8 @@ class User(SQLModel, table=True):
     phone_extension: str | None = Field(default=None, index=True, max_length=20)
     # The PBX's own id of this agent (sipgate "w0", a PBX user name); see hub/calls/users.py.
     pbx_id: str | None = Field(default=None, index=True, max_length=100)
+    # The agent's own phone number (E.164): a PBX's answeringNumber names them by it.
+    phone: str | None = Field(default=None, index=True, max_length=32)
     password_hash: str | None = None
     active: bool = True
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

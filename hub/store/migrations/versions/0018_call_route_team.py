@@ -1,4 +1,5 @@
-"""Calls remember the team a PBX queue routed them to.
+"""Calls remember the team a PBX queue routed them to; users get a phone number (E.164)
+that a PBX's answeringNumber is matched against.
 
 Revision ID: 0018
 Revises: 0014 (the telephony branch's own head; the merger re-chains onto 0017)
@@ -8,6 +9,7 @@ Create Date: 2026-12-05 13:00:00
 from collections.abc import Sequence
 
 import sqlalchemy as sa
+import sqlmodel
 from alembic import op
 
 revision: str = "0018"
@@ -17,6 +19,11 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("app_user", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("phone", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True)
+        )
+        batch_op.create_index(batch_op.f("ix_app_user_phone"), ["phone"], unique=False)
     with op.batch_alter_table("phone_call", schema=None) as batch_op:
         batch_op.add_column(sa.Column("route_team_id", sa.Integer(), nullable=True))
         batch_op.create_foreign_key(
@@ -29,3 +36,6 @@ def downgrade() -> None:
     with op.batch_alter_table("phone_call", schema=None) as batch_op:
         batch_op.drop_constraint("fk_phone_call_route_team_id_team", type_="foreignkey")
         batch_op.drop_column("route_team_id")
+    with op.batch_alter_table("app_user", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_app_user_phone"))
+        batch_op.drop_column("phone")
