@@ -137,6 +137,9 @@ class EventStream:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._storer: asyncio.Task[None] | None = None
+        self._closing = False
+        self._between_batches = asyncio.Event()
+        self._between_batches.set()
         # Frames from other nodes, delivered in their order after their pops are rendered.
         self._arrived: asyncio.Queue[list[Frame]] = asyncio.Queue()
         self._arrivals: asyncio.Task[None] | None = None
@@ -152,6 +155,7 @@ class EventStream:
         if not self.db.sqlite and self._listener is None:
             await self._listen()
         if self._storer is None:
+            self._closing = False
             self._storer = asyncio.create_task(self._store_loop(), name="event-store")
         if self._task is None:
             ready = asyncio.Event()
@@ -165,13 +169,19 @@ class EventStream:
                 await self._arrivals
             self._arrivals = None
         if self._task is not None:
+            # Between batches only: a batch cancelled mid-read (its ids, its pops) would
+            # leave the driver's thread finishing the read after the loop is gone.
+            await self._between_batches.wait()
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
         if self._storer is not None:
-            self._storer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            # Not cancelled: a write cancelled mid-way would leave the driver's thread
+            # finishing it after the loop is gone. It stores what is left and ends.
+            self._closing = True
+            self._wake.set()
+            with contextlib.suppress(Exception):
                 await self._storer
             self._storer = None
         await self._flush()  # what was sent is kept, also when the node stops
@@ -187,15 +197,22 @@ class EventStream:
                 batch = [await sub.get()]
                 while not sub.empty() and len(batch) < 500:
                     batch.append(sub.get_nowait())
-                frames = await self._number(batch)
-                await self._render(frames)
-                self.deliver(frames)
-                numbered = [f for f in frames if f.id is not None]
-                self.recent.extend(numbered)
-                if numbered:
-                    self._unstored.extend(numbered)
-                    self._wake.set()
-                await self._notify(numbered)
+                self._between_batches.clear()
+                try:
+                    await self._send(batch)
+                finally:
+                    self._between_batches.set()
+
+    async def _send(self, batch: list[Event]) -> None:
+        frames = await self._number(batch)
+        await self._render(frames)
+        self.deliver(frames)
+        numbered = [f for f in frames if f.id is not None]
+        self.recent.extend(numbered)
+        if numbered:
+            self._unstored.extend(numbered)
+            self._wake.set()
+        await self._notify(numbered)
 
     async def _number(self, events: list[Event]) -> list[Frame]:
         """Frames in the batch's order, ids ascending; `bus.overflow` gets none (this node's
@@ -225,9 +242,10 @@ class EventStream:
             await render_pops(self.db, frames, self.pop_region)
 
     async def _store_loop(self) -> None:
-        while True:
+        while not self._closing:
             await self._wake.wait()
-            await asyncio.sleep(STORE_EVERY)
+            if not self._closing:
+                await asyncio.sleep(STORE_EVERY)
             self._wake.clear()
             await self._flush()
 
