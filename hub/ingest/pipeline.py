@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from channels.base import Direction, InboundContact
+from channels.base import Channel, Direction, InboundContact
 from hub.events.bus import EventBus
 from hub.events.kinds import conversation_assigned, interaction_created, mail_loop
 from hub.ingest.batch import write_batch
@@ -400,10 +400,14 @@ def _report_mail_loop(bus: EventBus, prepared: Prepared) -> None:
 
 
 def _report_assigned(bus: EventBus, prepared: Prepared) -> None:
-    """A conversation this contact opened, with an assignee: its console learns of it."""
+    """A conversation this contact opened, with an assignee: its console learns of it.
+
+    Email and SMS only (what hub/calls/assign.py assigns): a call's conversation
+    goes to the owner as before, and the call's own events tell whom it rang."""
     decision, result = prepared.decision, prepared.result
     if (
-        decision is None
+        prepared.contact.channel not in (Channel.EMAIL, Channel.SMS)
+        or decision is None
         or result is None
         or not decision.open_conversation
         or decision.conversation is None
