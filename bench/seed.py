@@ -78,8 +78,9 @@ class SeedRows:
                 f"Agent {i}",
                 "agent",
                 f"{100 + i}",
-                None,  # pbx_id (migration 0014)
-                None,  # password_hash
+                None,  # pbx_id
+                None,  # phone
+                None,
                 True,
                 self.ts(self.now),
             )

@@ -155,7 +155,9 @@ def profiling(children: Children, pid: int, out: str | None, tmp: Path) -> Itera
         return
     spy = children.start(
         [str(VENV_BIN / "py-spy"), "record", "--pid", str(pid), "--format", "raw",
-         "--rate", "200", "--output", out, "--nonblocking"],
+         "--rate", "200", "--output", out, "--nonblocking",
+         # e.g. PYSPY_EXTRA="--threads" or "--gil"
+         *os.environ.get("PYSPY_EXTRA", "").split()],
         dict(os.environ), tmp / "py-spy.log",
     )  # fmt: skip
     time.sleep(1)  # attach

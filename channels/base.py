@@ -344,6 +344,9 @@ class CallEvent:
     answered_by: str | None = None
     cause: CallCause | None = None  # set on HANGUP only
     occurred_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    # The PBX queue (hunt group) the call came through, as the PBX names it ("" none);
+    # config maps queue names to teams (whose online agents a call that names nobody pops for).
+    queue: str = ""
     # Every field the provider sent, as received (lists for repeated keys).
     metadata: Mapping[str, Any] = field(default_factory=dict)
 

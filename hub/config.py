@@ -173,8 +173,28 @@ class PipelinesConfig(_Section):
         return {Channel(name): steps for name, steps in self.model_dump().items()}
 
 
+ConversationStep = Literal["owner", "round_robin"]
+
+
+def _conversation_steps() -> list[ConversationStep]:
+    return ["owner", "round_robin"]
+
+
+class AssignmentConfig(_Section):
+    """Who gets a new email or SMS conversation (hub/calls/assign.py)."""
+
+    # Off: the customer's owner, online or not (as before assignment existed).
+    enabled: bool = True
+    # In this order, the first that finds someone: the owner if online and not at
+    # the maximum; the next online agent of the customer's team (round robin).
+    steps: list[ConversationStep] = Field(default_factory=_conversation_steps, min_length=1)
+    # Agents with this many open conversations get no new one (0: no maximum).
+    max_open_conversations: int = Field(0, ge=0)
+
+
 class RoutingConfig(_Section):
     pipelines: PipelinesConfig = Field(default_factory=PipelinesConfig)
+    assignment: AssignmentConfig = Field(default_factory=AssignmentConfig)
 
     @model_validator(mode="before")
     @classmethod

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from channels.base import Channel
 from channels.email.attachments import AttachmentStore
 from channels.email.inbound import MailReader
+from hub.calls.assign import ConversationAssigner
 from hub.campaigns.scheduler import CampaignScheduler
 from hub.config import Settings
 from hub.events.bus import EventBus
@@ -58,6 +59,7 @@ class Hub:
             self.bus,
             keep=settings.events.keep_events,
             keep_hours=settings.events.keep_hours,
+            pop_region=settings.identity.default_region,
         )
         self._retention: asyncio.Task[None] | None = None
         # Built now, not in start(): an unknown step name must fail before anything runs.
@@ -107,6 +109,12 @@ class Hub:
             max_queue=self.settings.ingest.max_queue,
         )
         await self._ingestor.start()
+        self.events.write_through = self._ingestor.write_through
+        assignment = self.settings.routing.assignment
+        if assignment.enabled:
+            self._ingestor.assigner = ConversationAssigner(
+                self.presence, assignment.steps, assignment.max_open_conversations
+            )
         await self.audit.start()
         privacy = self.settings.privacy
         if privacy.retention and self.dispatch:  # the serving node's job, not one-shot commands

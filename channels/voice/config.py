@@ -69,6 +69,10 @@ class PbxConfig(BaseModel):
     block_list: list[str] = Field(default_factory=list)
     # The region national numbers (PBX "030…", block list entries) are read in.
     default_region: str = Field("DE", pattern=r"^[A-Z]{2}$")
+    # PBX queue name (the webhook's `queue`, any case) -> crmhub team name. A call
+    # through a listed queue routes to that team: when the PBX names no agents, its
+    # online agents get the pop, and an unknown caller becomes that team's lead.
+    queues: dict[str, str] = Field(default_factory=dict)
     # Click-to-dial: the PBX URL crmhub POSTs to, with {extension}, {user} and {number}
     # (E.164, URL-quoted) filled in; empty: no click-to-dial through the PBX.
     dial_url: str = ""

@@ -170,6 +170,7 @@ def parse_request(
         answered_by=answered_by,
         cause=_cause(pairs) if kind is CallEventKind.HANGUP else None,
         occurred_at=received_at or datetime.now(UTC),
+        queue=first(pairs, "queue").strip()[:100],
         metadata=metadata,
     )
 
@@ -199,9 +200,10 @@ def _blocked_keys(block_list: tuple[str, ...], region: str) -> frozenset[str]:
 
 
 def is_blocked(number: str, block_list: Iterable[str], region: str) -> bool:
-    if not number.strip():
-        return False
-    return number_key(number, region) in _blocked_keys(tuple(block_list), region)
+    blocked = _blocked_keys(tuple(block_list), region)
+    if not blocked or not number.strip():
+        return False  # no list: no number to parse (it costs more than the rest of the check)
+    return number_key(number, region) in blocked
 
 
 def answer_json(event: CallEvent, config: PbxConfig) -> str:

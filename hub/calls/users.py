@@ -1,4 +1,5 @@
-"""PBX users to crmhub users: by PBX id, username or extension; unknown ones stay raw."""
+"""PBX users to crmhub users: by PBX id, username, extension or phone number; unknown ones
+stay raw."""
 
 from __future__ import annotations
 
@@ -7,30 +8,45 @@ from collections.abc import Iterable
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from channels.voice.pbx import number_key
 from hub.store.models import UserTeam
 from hub.store.tables import user_t
 
 user_team_t = UserTeam.__table__  # type: ignore[attr-defined]
 
 
-async def map_users(conn: AsyncConnection, raw: Iterable[str]) -> dict[str, int]:
+async def map_users(
+    conn: AsyncConnection, raw: Iterable[str], region: str = "DE"
+) -> dict[str, int]:
     """Raw PBX id -> crmhub user id for those that match an active user.
 
     A PBX id set per user wins over a username, which wins over an extension,
-    so one value never maps to two users.
+    which wins over the user's phone number (a sipgate or PBX answeringNumber,
+    in any spelling: "0171 …", "49171…", "+49 171 …"; national numbers read in
+    `region`), so one value never maps to two users.
     """
     wanted = {r for r in raw if r}
     if not wanted:
         return {}
+    # Only what could be a number is parsed (a parse costs ~25 µs; usernames are not).
+    numbers = {r: number_key(r, region) for r in wanted if sum(c.isdigit() for c in r) >= 6}
+    e164 = {n for n in numbers.values() if n.startswith("+")}
     rows = (
         await conn.execute(
-            select(user_t.c.id, user_t.c.pbx_id, user_t.c.username, user_t.c.phone_extension)
+            select(
+                user_t.c.id,
+                user_t.c.pbx_id,
+                user_t.c.username,
+                user_t.c.phone_extension,
+                user_t.c.phone,
+            )
             .where(user_t.c.active.is_(True))
             .where(
                 or_(
                     user_t.c.pbx_id.in_(wanted),
                     user_t.c.username.in_(wanted),
                     user_t.c.phone_extension.in_(wanted),
+                    user_t.c.phone.in_(e164),
                 )
             )
             .order_by(user_t.c.id)
@@ -42,11 +58,25 @@ async def map_users(conn: AsyncConnection, raw: Iterable[str]) -> dict[str, int]
             value = row[column]
             if value in wanted and value not in found:
                 found[value] = row[0]
+    by_phone = {row[4]: row[0] for row in reversed(rows) if row[4]}  # lowest id wins
+    for value, key in numbers.items():
+        if value not in found and key in by_phone:
+            found[value] = by_phone[key]
     return found
 
 
-async def team_members(conn: AsyncConnection, team_id: int | None) -> set[int]:
-    if team_id is None:
-        return set()
-    rows = await conn.execute(select(user_team_t.c.user_id).where(user_team_t.c.team_id == team_id))
-    return {r[0] for r in rows}
+async def team_members(
+    conn: AsyncConnection, team_ids: Iterable[int | None]
+) -> dict[int | None, set[int]]:
+    """Each team's members (every id asked for is a key; None: nobody)."""
+    members: dict[int | None, set[int]] = {t: set() for t in team_ids}
+    wanted = [t for t in members if t is not None]
+    if wanted:
+        rows = await conn.execute(
+            select(user_team_t.c.team_id, user_team_t.c.user_id).where(
+                user_team_t.c.team_id.in_(wanted)
+            )
+        )
+        for team_id, user_id in rows:
+            members[team_id].add(user_id)
+    return members

@@ -1,10 +1,10 @@
 """Events between `crmhub serve` nodes on one PostgreSQL: LISTEN/NOTIFY on `crmhub_events`.
 
-A node NOTIFYs the events it stored, with their ids, so the others deliver
-them without a query; a batch whose payload would pass NOTIFY's 8,000-byte
-limit goes as its ids only, and the others fetch those rows from event_log
-(the whole batch, so the order of ids is kept). Each
-payload names its node, so a node ignores its own. The listening connection
+A node NOTIFYs the events it numbered, with their ids and data, so the
+others deliver them without a query; a batch is split into payloads under
+NOTIFY's 8,000-byte limit, and an event that alone would pass it goes as its
+id once its row is stored (`notify_stored`), and the others fetch that row
+from event_log. Each payload names its node, so a node ignores its own. The listening connection
 is one asyncpg connection outside the pool; when it drops, it is opened
 again (events stored meanwhile reach reconnecting clients by replay).
 """
@@ -31,6 +31,9 @@ IDS_PER_NOTIFY = 500
 INLINE_BYTES = 7_500
 
 
+NEXT_IDS = "SELECT nextval(pg_get_serial_sequence('event_log', 'id')) FROM generate_series(1, $1)"
+
+
 def _dsn(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
@@ -49,6 +52,10 @@ class Listener:
         self._conn: Any = None
         self._watch: asyncio.Task[None] | None = None
         self._closing = False
+        # Events too big to go inline, announced by id once stored.
+        self._by_id: set[int] = set()
+        # One operation at a time on the connection (the stream and its storer share it).
+        self._lock = asyncio.Lock()
 
     async def start(self) -> None:
         await self._connect()
@@ -75,24 +82,62 @@ class Listener:
             task.add_done_callback(_log_failure)
 
     async def notify(self, events: list[dict[str, Any]]) -> None:
-        """`events`: stored events as {"id", "kind", "data", "team_id", "users"}."""
+        """`events`: numbered events as {"id", "kind", "data", "team_id", "users"}, in order."""
         if not events or self._conn is None:
             return
-        inline = json.dumps({"node": self.node, "events": events})
-        if len(inline.encode()) <= INLINE_BYTES:
-            payloads = [inline]
-        else:
-            ids = [e["id"] for e in events]
-            payloads = [
-                json.dumps({"node": self.node, "ids": ids[start : start + IDS_PER_NOTIFY]})
-                for start in range(0, len(ids), IDS_PER_NOTIFY)
+        payloads: list[str] = []
+        chunk: list[str] = []
+        size = 0
+        head = len(json.dumps({"node": self.node, "events": []}))
+        for event in events:
+            text = json.dumps(event)
+            if head + len(text.encode()) > INLINE_BYTES:
+                self._by_id.add(int(event["id"]))
+                continue
+            if chunk and head + size + len(text.encode()) + 2 > INLINE_BYTES:
+                payloads.append(self._inline(chunk))
+                chunk, size = [], 0
+            chunk.append(text)
+            size += len(text.encode()) + 2
+        if chunk:
+            payloads.append(self._inline(chunk))
+        await self._send(payloads)
+
+    def _inline(self, texts: list[str]) -> str:
+        return f'{{"node": {json.dumps(self.node)}, "events": [{", ".join(texts)}]}}'
+
+    async def notify_stored(self, ids: list[int]) -> None:
+        """Announce, by id, the stored events that were too big to go inline."""
+        big = [i for i in ids if i in self._by_id]
+        if not big:
+            return
+        self._by_id.difference_update(big)
+        await self._send(
+            [
+                json.dumps({"node": self.node, "ids": big[start : start + IDS_PER_NOTIFY]})
+                for start in range(0, len(big), IDS_PER_NOTIFY)
             ]
+        )
+
+    async def _send(self, payloads: list[str]) -> None:
         for payload in payloads:
+            if self._conn is None:
+                return
             try:
-                await self._conn.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
+                async with self._lock:
+                    await self._conn.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
             except Exception:
                 log.warning("could not notify other nodes of events", exc_info=True)
                 return
+
+    async def next_ids(self, n: int) -> list[int]:
+        """`n` ids from event_log's sequence in one round trip on this connection (no
+        pool, no transaction); raises when the connection is down."""
+        if self._conn is None or self._conn.is_closed():
+            raise ConnectionError("event listener not connected")
+        async with self._lock:
+            rows = await self._conn.fetch(NEXT_IDS, n)
+        return sorted(int(r[0]) for r in rows)
 
     async def _keep_open(self) -> None:
         while not self._closing:

@@ -2,23 +2,29 @@
 exactly the users who may see it.
 
 The bus (bus.py) carries events inside a node. The stream takes them from
-the bus, stores them in `event_log` (one insert per batch; the database's
-sequence gives each its id, ordered across nodes) and hands each to the
-connected clients allowed to see it:
+the bus, numbers them (ids from the database without writing the event,
+events/ids.py: ordered across nodes and processes), hands each at once to
+the connected clients allowed to see it, and stores the batch in `event_log`
+afterwards, off the pop's path (on SQLite that write waits for the ingest
+writer's lock; before, every pop waited with it):
 
 - `Event.users` set (a screen pop): only those users;
 - else members of `Event.team_id`, and admins;
 - `bus.overflow` goes to every client it concerns (it names no data).
 
-A client that reconnects gives the last id it saw and gets the kept events
-after it (filtered the same way), then live ones: `Client` is registered
-before the replay is read, so nothing falls between the two, and ids it
-already sent are skipped.
+A client that reconnects gives the last id it saw and gets the events after
+it (filtered the same way), then live ones: `Client` is registered before
+the replay is read, so nothing falls between the two, and ids it already
+sent are skipped. The replay reads `event_log` and the node's `recent`
+frames (those sent here and not yet stored, or stored by another node a
+moment later), so an event sent a millisecond ago is replayed too.
 
-With PostgreSQL, each node NOTIFYs the ids it stored on the channel
-`crmhub_events` and LISTENs for the others' (events.pg_fanout), so a pop
-published on node A reaches an agent connected to node B. SQLite is one
-node; the in-process path is all there is.
+With PostgreSQL, each node NOTIFYs the events it numbered, with their data,
+on the channel `crmhub_events` and LISTENs for the others'
+(events.pg_fanout), so a pop published on node A reaches an agent connected
+to node B without a query. An event too big for a NOTIFY payload goes as
+its id once it is stored, and the others read it from `event_log`. SQLite
+is one node; the in-process path is all there is.
 """
 
 from __future__ import annotations
@@ -28,20 +34,32 @@ import contextlib
 import functools
 import json
 import logging
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import delete, insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.events.bus import OVERFLOW_KIND, Event, EventBus
+from hub.events.ids import EventIds
 from hub.records.auth import Principal
 from hub.store.db import Database
 from hub.store.models import utcnow
 from hub.store.tables import event_log_t
 
 log = logging.getLogger(__name__)
+
+# Frames a node remembers for replays that come before (or without) the stored row.
+RECENT = 5000
+# The storer waits this long after the first unstored frame, to write more in one go
+# (replays meanwhile read `recent`).
+STORE_EVERY = 0.05
+
+# Runs a write in some transaction of the node's own writer (see EventStream.write_through).
+WriteThrough = Callable[[Callable[[AsyncConnection], Awaitable[None]]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -51,6 +69,9 @@ class Frame:
     data: dict[str, Any]
     team_id: int | None
     users: frozenset[int] | None
+    # Per-recipient-class renderings shared by every client it goes to (the pop's
+    # caller card: hub/web/api/events.py); not part of the frame's value.
+    cache: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def json(self) -> dict[str, Any]:
         return {"id": self.id, "kind": self.kind, "data": self.data}
@@ -92,34 +113,82 @@ def _frame(row: Any) -> Frame:
 
 
 class EventStream:
-    def __init__(self, db: Database, bus: EventBus, *, keep: int, keep_hours: float) -> None:
+    def __init__(
+        self,
+        db: Database,
+        bus: EventBus,
+        *,
+        keep: int,
+        keep_hours: float,
+        pop_region: str | None = None,
+    ) -> None:
+        """`pop_region`: render each batch's screen pops ahead (events/pops.py), reading
+        national numbers in this region; None: each recipient's pop is built alone."""
         self.db = db
+        self.pop_region = pop_region
         self.bus = bus
         self.keep = keep
         self.keep_hours = keep_hours
         self.clients: set[Client] = set()
+        self.ids = EventIds(db)
+        # Frames sent on this node (its own and other nodes'), oldest first, for replays.
+        self.recent: deque[Frame] = deque(maxlen=RECENT)
+        self._unstored: list[Frame] = []
+        self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._storer: asyncio.Task[None] | None = None
+        self._closing = False
+        self._between_batches = asyncio.Event()
+        self._between_batches.set()
+        # Frames from other nodes, delivered in their order after their pops are rendered.
+        self._arrived: asyncio.Queue[list[Frame]] = asyncio.Queue()
+        self._arrivals: asyncio.Task[None] | None = None
         self._listener: Any = None
         self.stored = 0
+        # SQLite has one writer at a time: a second transaction waits for the lock in
+        # SQLite's busy handler (sleeps of 1, 2, 5, 10… ms), and the ingest writer
+        # then waits for it in turn. The hub sets this to its ingest writer, so the
+        # event rows queue there instead of contending (None: a transaction of its own).
+        self.write_through: WriteThrough | None = None
 
     async def start(self) -> None:
+        if not self.db.sqlite and self._listener is None:
+            await self._listen()
+        if self._storer is None:
+            self._closing = False
+            self._storer = asyncio.create_task(self._store_loop(), name="event-store")
         if self._task is None:
             ready = asyncio.Event()
             self._task = asyncio.create_task(self._run(ready), name="event-stream")
             await ready.wait()  # subscribed: nothing published after start() is missed
-        if not self.db.sqlite and self._listener is None:
-            await self._listen()
 
     async def stop(self) -> None:
-        if self._listener is not None:
-            with contextlib.suppress(Exception):
-                await self._listener.close()
-            self._listener = None
+        if self._arrivals is not None:
+            self._arrivals.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._arrivals
+            self._arrivals = None
         if self._task is not None:
+            # Between batches only: a batch cancelled mid-read (its ids, its pops) would
+            # leave the driver's thread finishing the read after the loop is gone.
+            await self._between_batches.wait()
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._storer is not None:
+            # Not cancelled: a write cancelled mid-way would leave the driver's thread
+            # finishing it after the loop is gone. It stores what is left and ends.
+            self._closing = True
+            self._wake.set()
+            with contextlib.suppress(Exception):
+                await self._storer
+            self._storer = None
+        await self._flush()  # what was sent is kept, also when the node stops
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await self._listener.close()
+            self._listener = None
 
     async def _run(self, ready: asyncio.Event) -> None:
         async with self.bus.subscribe() as sub:
@@ -128,44 +197,36 @@ class EventStream:
                 batch = [await sub.get()]
                 while not sub.empty() and len(batch) < 500:
                     batch.append(sub.get_nowait())
+                self._between_batches.clear()
                 try:
-                    frames = await self._store(batch)
-                except Exception:
-                    # Not kept (the database is away): still sent live, without an id.
-                    log.warning("events not stored; sent live only", exc_info=True)
-                    frames = [Frame(None, e.kind, e.data, e.team_id, e.users) for e in batch]
-                self.deliver(frames)
-                if self.stored % 1000 < len(batch):
-                    await self._prune()
-                await self._notify(frames)
+                    await self._send(batch)
+                finally:
+                    self._between_batches.set()
 
-    async def _store(self, events: list[Event]) -> list[Frame]:
-        """Keep a batch in event_log in one statement: its ids, in the batch's order."""
-        kept = [e for e in events if e.kind != OVERFLOW_KIND]  # this node's bus only
-        now = utcnow()
-        ids: list[int] = []
-        if kept:
-            rows = [
-                {
-                    "at": now,
-                    "kind": str(e.kind),
-                    "data": e.data,
-                    "team_id": e.team_id,
-                    "users": sorted(e.users) if e.users is not None else None,
-                }
-                for e in kept
-            ]
-            async with self.db.write() as s:
-                conn = await s.connection()
-                result = await conn.execute(
-                    insert(event_log_t).returning(event_log_t.c.id, sort_by_parameter_order=True),
-                    rows,
-                )
-                ids = [int(i) for i in result.scalars()]
+    async def _send(self, batch: list[Event]) -> None:
+        frames = await self._number(batch)
+        await self._render(frames)
+        self.deliver(frames)
+        numbered = [f for f in frames if f.id is not None]
+        self.recent.extend(numbered)
+        if numbered:
+            self._unstored.extend(numbered)
+            self._wake.set()
+        await self._notify(numbered)
+
+    async def _number(self, events: list[Event]) -> list[Frame]:
+        """Frames in the batch's order, ids ascending; `bus.overflow` gets none (this node's
+        bus only), nor does anything while the database is away (sent live only)."""
+        kept = sum(1 for e in events if e.kind != OVERFLOW_KIND)
+        try:
+            ids = await self.ids.take(kept)
+        except Exception:
+            log.warning("events not numbered (database away?); sent live only", exc_info=True)
+            ids = []
         numbered = iter(ids)
-        frames = [
+        return [
             Frame(
-                None if e.kind == OVERFLOW_KIND else next(numbered),
+                None if e.kind == OVERFLOW_KIND else next(numbered, None),
                 str(e.kind),
                 e.data,
                 None if e.kind == OVERFLOW_KIND else e.team_id,
@@ -173,8 +234,81 @@ class EventStream:
             )
             for e in events
         ]
-        self.stored += len(events)
-        return frames
+
+    async def _render(self, frames: list[Frame]) -> None:
+        if self.pop_region is not None:
+            from hub.events.pops import render_pops
+
+            await render_pops(self.db, frames, self.pop_region)
+
+    async def _store_loop(self) -> None:
+        while not self._closing:
+            await self._wake.wait()
+            if not self._closing:
+                await asyncio.sleep(STORE_EVERY)
+            self._wake.clear()
+            await self._flush()
+
+    async def _flush(self) -> None:
+        """Keep the unstored frames in event_log (one statement), then prune now and then."""
+        frames, self._unstored = self._unstored, []
+        if not frames:
+            return
+        rows = [
+            {
+                "id": f.id,
+                "at": utcnow(),
+                "kind": f.kind,
+                "data": f.data,
+                "team_id": f.team_id,
+                "users": sorted(f.users) if f.users is not None else None,
+            }
+            for f in frames
+        ]
+
+        async def write(conn: AsyncConnection) -> None:
+            await conn.execute(insert(event_log_t), rows)
+
+        try:
+            await self._write(write)
+        except Exception:
+            # Sent already; replays on this node still have them from `recent`.
+            log.warning("%d events sent but not stored", len(frames), exc_info=True)
+            return
+        self.stored += len(frames)
+        if self._listener is not None:
+            await self._listener.notify_stored([f.id for f in frames if f.id is not None])
+        if self.stored % 1000 < len(frames):
+            await self._prune()
+
+    async def _write(self, write: Callable[[AsyncConnection], Awaitable[None]]) -> None:
+        if self.write_through is not None and self.db.sqlite:
+            try:
+                await self.write_through(write)
+                return
+            except Exception:  # the writer stopped first (shutdown) or refused: alone, then
+                log.debug("event log write through the ingest writer failed", exc_info=True)
+        async with self.db.write() as s:
+            await write(await s.connection())
+
+    async def _prune(self) -> None:
+        try:
+            await self._write(self._prune_in)
+        except Exception:
+            log.warning("event log not pruned", exc_info=True)
+
+    async def _prune_in(self, conn: AsyncConnection) -> None:
+        newest = (
+            await conn.execute(select(event_log_t.c.id).order_by(event_log_t.c.id.desc()))
+        ).scalar()
+        if newest is None:
+            return
+        cutoff = utcnow() - timedelta(hours=self.keep_hours)
+        await conn.execute(
+            delete(event_log_t).where(
+                (event_log_t.c.id <= newest - self.keep) | (event_log_t.c.at < cutoff)
+            )
+        )
 
     def deliver(self, frames: Iterable[Frame]) -> None:
         for frame in frames:
@@ -190,25 +324,11 @@ class EventStream:
                 .order_by(event_log_t.c.id)
                 .limit(limit)
             )
-            return [f for f in map(_frame, rows) if may_see(principal, f)]
-
-    async def _prune(self) -> None:
-        try:
-            async with self.db.write() as s:
-                conn = await s.connection()
-                newest = (
-                    await conn.execute(select(event_log_t.c.id).order_by(event_log_t.c.id.desc()))
-                ).scalar()
-                if newest is None:
-                    return
-                cutoff = utcnow() - timedelta(hours=self.keep_hours)
-                await conn.execute(
-                    delete(event_log_t).where(
-                        (event_log_t.c.id <= newest - self.keep) | (event_log_t.c.at < cutoff)
-                    )
-                )
-        except Exception:
-            log.warning("event log not pruned", exc_info=True)
+            stored = list(map(_frame, rows))
+        seen = {f.id for f in stored}
+        recent = [f for f in self.recent if f.id is not None and f.id > after and f.id not in seen]
+        frames = sorted([*stored, *recent], key=lambda f: f.id or 0)[:limit]
+        return [f for f in frames if may_see(principal, f)]
 
     # -- PostgreSQL: several nodes -------------------------------------------
     async def _listen(self) -> None:
@@ -216,9 +336,10 @@ class EventStream:
 
         self._listener = Listener(self.db.url, self._from_other_node, self._inline_from_other_node)
         await self._listener.start()
+        self.ids.pg_source = self._listener.next_ids
 
     async def _notify(self, frames: list[Frame]) -> None:
-        if self._listener is not None:
+        if self._listener is not None and frames:
             await self._listener.notify(
                 [
                     {
@@ -229,7 +350,6 @@ class EventStream:
                         "users": sorted(f.users) if f.users is not None else None,
                     }
                     for f in frames
-                    if f.id is not None
                 ]
             )
 
@@ -246,7 +366,19 @@ class EventStream:
                     frozenset(int(u) for u in users) if users is not None else None,
                 )
             )
-        self.deliver(frames)
+        self._arrive(frames)
+
+    def _arrive(self, frames: list[Frame]) -> None:
+        self.recent.extend(frames)
+        self._arrived.put_nowait(frames)
+        if self._arrivals is None or self._arrivals.done():
+            self._arrivals = asyncio.create_task(self._deliver_arrived(), name="event-arrivals")
+
+    async def _deliver_arrived(self) -> None:
+        while not self._arrived.empty():
+            frames = self._arrived.get_nowait()
+            await self._render(frames)
+            self.deliver(frames)
 
     async def _from_other_node(self, ids: list[int]) -> None:
         async with self.db.read() as s:
@@ -254,4 +386,5 @@ class EventStream:
             rows = await conn.execute(
                 select(event_log_t).where(event_log_t.c.id.in_(ids)).order_by(event_log_t.c.id)
             )
-            self.deliver(map(_frame, rows))
+            frames = list(map(_frame, rows))
+        self._arrive(frames)

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from channels.base import Direction, InboundContact
+from channels.base import Channel, Direction, InboundContact
 from hub.events.bus import EventBus
-from hub.events.kinds import interaction_created, mail_loop
+from hub.events.kinds import conversation_assigned, interaction_created, mail_loop
 from hub.ingest.batch import write_batch
 from hub.ingest.context import (
     BatchContext,
@@ -35,7 +35,7 @@ from hub.ingest.context import (
     find_existing,
     match_customers,
 )
-from hub.ingest.route import Pipelines, route_batch
+from hub.ingest.route import Assigner, Pipelines, route_batch
 from hub.records.identity import InvalidIdentity, normalize_address
 from hub.records.teams import TeamRouter
 from hub.store.db import Database, is_outage
@@ -104,6 +104,8 @@ class Ingestor:
         # number costs ~25 us and there are only a few inbound addresses; the
         # TeamRouter does not change while the hub runs.
         self._team_of_recipient: dict[str, int] = {}
+        # Who gets a new conversation (the hub sets it); None: the customer's owner.
+        self.assigner: Assigner | None = None
 
     async def start(self) -> None:
         if self._writer is None:
@@ -149,6 +151,15 @@ class Ingestor:
         future: asyncio.Future[list[IngestResult]] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Unit(list(items), extra, future))
         return await asyncio.shield(future)
+
+    async def write_through(self, write: Callable[[AsyncConnection], Awaitable[None]]) -> None:
+        """Run `write` in a transaction of this writer, after what is queued (for other
+        writes of the node, e.g. the event log's, that would contend for SQLite's lock)."""
+
+        async def extra(conn: AsyncConnection, _items: list[Prepared]) -> None:
+            await write(conn)
+
+        await self.ingest_unit([], extra)
 
     async def _run(self) -> None:
         while True:
@@ -327,7 +338,9 @@ class Ingestor:
         matched = await match_customers(
             conn, {(p.identity.kind.value, p.identity.value) for p in fresh}
         )
-        routed = await route_batch(ctx, fresh, matched, self.pipelines, strict=strict)
+        routed = await route_batch(
+            ctx, fresh, matched, self.pipelines, strict=strict, assigner=self.assigner
+        )
         if routed:
             await write_batch(conn, routed, ctx)
 
@@ -352,6 +365,7 @@ class Ingestor:
         for event in prepared.events:
             self.bus.publish(event)
         _report_mail_loop(self.bus, prepared)
+        _report_assigned(self.bus, prepared)
 
 
 def _report_mail_loop(bus: EventBus, prepared: Prepared) -> None:
@@ -381,6 +395,33 @@ def _report_mail_loop(bus: EventBus, prepared: Prepared) -> None:
             customer_id=result.customer_id,
             count=loop.get("count"),
             team_id=result.team_id,
+        )
+    )
+
+
+def _report_assigned(bus: EventBus, prepared: Prepared) -> None:
+    """A conversation this contact opened, with an assignee: its console learns of it.
+
+    Email and SMS only (what hub/calls/assign.py assigns): a call's conversation
+    goes to the owner as before, and the call's own events tell whom it rang."""
+    decision, result = prepared.decision, prepared.result
+    if (
+        prepared.contact.channel not in (Channel.EMAIL, Channel.SMS)
+        or decision is None
+        or result is None
+        or not decision.open_conversation
+        or decision.conversation is None
+        or decision.conversation.id >= 0  # joined one that existed (placeholders are < 0)
+        or result.conversation_id is None
+        or decision.assignee_id is None
+    ):
+        return
+    bus.publish(
+        conversation_assigned(
+            conversation_id=result.conversation_id,
+            customer_id=result.customer_id,
+            assignee_id=decision.assignee_id,
+            team_id=decision.team_id,
         )
     )
 

@@ -9,7 +9,10 @@ routing never queries per contact.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from channels.base import Channel
 from hub.ingest.context import BatchContext, Prepared
@@ -20,6 +23,14 @@ log = logging.getLogger(__name__)
 Pipelines = Mapping[Channel, Sequence[Step]]
 
 
+class Assigner(Protocol):
+    """Who gets a new conversation (hub/calls/assign.py); None: the customer's owner."""
+
+    async def prefetch(self, conn: AsyncConnection, team_ids: Iterable[int | None]) -> None: ...
+
+    def pick(self, channel: Channel, owner: int | None, team_id: int | None) -> int | None: ...
+
+
 async def route_batch(
     ctx: BatchContext,
     fresh: list[Prepared],
@@ -27,6 +38,7 @@ async def route_batch(
     pipelines: Pipelines,
     *,
     strict: bool,
+    assigner: Assigner | None = None,
 ) -> list[Prepared]:
     """Decide each contact (`Prepared.decision`); returns those routed.
 
@@ -43,6 +55,9 @@ async def route_batch(
         await ctx.prefetch_refs(refs)
     # Bounces: the messages they return, in one query for the batch.
     await ctx.prefetch_bounced(p.contact for p in fresh)
+    if assigner is not None:
+        teams = {ref.team_id for ref in matched.values()} | {p.lead_team_id for p in fresh}
+        await assigner.prefetch(ctx.conn, teams)
     new_leads: dict[tuple[str, str], CustomerRef] = {}
     routed: list[Prepared] = []
     for p in fresh:
@@ -66,6 +81,10 @@ async def route_batch(
             decision.conversation, decision.open_conversation = None, False
             decision.assignee_id = None
         if decision.conversation is None and decision.open_conversation:
+            if assigner is not None:
+                decision.assignee_id = assigner.pick(
+                    p.contact.channel, customer.owner_id, decision.team_id
+                )
             ref = ConversationRef(ctx.placeholder(), decision.assignee_id, decision.team_id)
             decision.conversation = ref
             ctx.open_by_customer[(customer.id, p.contact.channel.value)] = ref

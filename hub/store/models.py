@@ -107,6 +107,8 @@ class User(SQLModel, table=True):
     phone_extension: str | None = Field(default=None, index=True, max_length=20)
     # The PBX's own id of this agent (sipgate "w0", a PBX user name); see hub/calls/users.py.
     pbx_id: str | None = Field(default=None, index=True, max_length=100)
+    # The agent's own phone number (E.164): a PBX's answeringNumber names them by it.
+    phone: str | None = Field(default=None, index=True, max_length=32)
     password_hash: str | None = None
     active: bool = True
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
@@ -494,6 +496,9 @@ class PhoneCall(SQLModel, table=True):
     started_at: datetime = Field(sa_type=UTCDateTime)
     answered_at: datetime | None = _ts()
     ended_at: datetime | None = _ts()
+    # The team a PBX queue routed it to (voice.pbx.queues): whose online agents its
+    # pop goes to when the PBX names nobody, from ringing to the end.
+    route_team_id: int | None = Field(default=None, foreign_key="team.id", ondelete="SET NULL")
 
 
 class Segment(SQLModel, table=True):

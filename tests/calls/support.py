@@ -24,7 +24,12 @@ VOICE: dict[str, Any] = {
     "public_url": PUBLIC,
     "twilio": {"enabled": True, "auth_token": TWILIO_TOKEN},
     "sipgate": {"enabled": True, "user": "sipgate", "password": SIPGATE_PASSWORD},
-    "pbx": {"enabled": True, "token": PBX_TOKEN, "block_list": ["+49 30 6660000"]},
+    "pbx": {
+        "enabled": True,
+        "token": PBX_TOKEN,
+        "block_list": ["+49 30 6660000"],
+        "queues": {"Hotline-Sales": "Sales"},
+    },
 }
 CALLER = "+4917155500001"
 SALES_LINE = "+49305550100"  # teams.by_address -> Sales in tests

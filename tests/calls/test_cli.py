@@ -57,3 +57,37 @@ async def test_unknown_user_and_nothing_to_set_exit_1(hub: Hub, tmp_path: Path) 
     )
     code, _, err = await _cli(hub, tmp_path, "user", "phone", "ghost")
     assert code == 1 and "--extension" in err
+
+
+async def test_a_phone_number_is_stored_in_e164_and_names_the_answering_agent(
+    hub: Hub, tmp_path: Path
+) -> None:
+    """An answeringNumber (the agent's own phone) maps to the user whose number it is,
+    in any spelling; a number that is none is refused with exit 1 and nothing set."""
+    from channels.base import CallEvent, CallEventKind, CallProvider, Direction
+    from hub.calls.service import CallLog
+
+    user = await create_user(hub.db, "carla", role=Role.AGENT, teams=["Sales"])
+    assert await _cli(hub, tmp_path, "user", "phone", "carla", "--number", "0171 5550009") == (
+        0,
+        "user carla: phone=+491715550009\n",
+        "",
+    )
+    code, _, err = await _cli(hub, tmp_path, "user", "phone", "carla", "--number", "12")
+    assert code == 1 and err.startswith("crmhub: --number:"), err
+    assert await rows(hub.db, select(User.phone)) == [("+491715550009",)]
+
+    base = dict(provider=CallProvider.PBX, call_id="n1", from_number="+4930123456",
+                to_number="+49305550100", direction=Direction.IN)  # fmt: skip
+    async with hub.bus.subscribe() as sub:
+        await CallLog(hub).handle(CallEvent(kind=CallEventKind.NEW_CALL, **base))  # type: ignore[arg-type]
+        await CallLog(hub).handle(
+            CallEvent(kind=CallEventKind.ANSWER, answered_by="0049 171 5550009", **base)  # type: ignore[arg-type]
+        )
+        events = []
+        while not sub.empty():
+            events.append(sub.get_nowait())
+    answered = [e for e in events if e.kind == "call.answered"]
+    assert [(e.data["answered_by"], e.data["answered_user_id"]) for e in answered] == [
+        ("0049 171 5550009", user.id)
+    ]

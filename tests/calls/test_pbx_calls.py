@@ -150,3 +150,43 @@ async def test_blocked_number_is_rejected_busy(
     c, _ = client
     resp = await post_pbx(c, {**event("newCall", "b1"), "from": "030 6660000"})
     assert await resp.json() == {"action": "reject", "reason": "busy"}
+
+
+async def test_a_queue_routes_the_pop_to_its_teams_online_agents(
+    client: tuple[TestClient[Any, Any], Hub], db: Database
+) -> None:
+    """voice.pbx.queues maps "Hotline-Sales" to Sales: a call through it that names no
+    agent pops for Sales' online agents (and its unknown caller is a Sales lead); the
+    answer closes the pop for the same agents. Without a queue the number's team pops."""
+    http, hub = client
+    ids = {}
+    for name, team in (("sales1", "Sales"), ("sales2", "Sales"), ("sup1", "Support")):
+        ids[name] = (
+            await create_user(db, name, role=Role.AGENT, teams=[team], password_cost=12)
+        ).id
+    hub.presence.connected(ids["sales1"])
+    hub.presence.connected(ids["sup1"])  # sales2 is offline
+    support_line = "+49305559999"  # not in teams.by_address: the default team, Support
+    async with hub.bus.subscribe() as sub:
+        ring = event("newCall", "q1", to=support_line, queue="hotline-sales")
+        assert (await post_pbx(http, ring)).status == 200
+        answer = event("answer", "q1", to=support_line, user="sales1")
+        assert (await post_pbx(http, answer)).status == 200
+        plain = {**event("newCall", "q2", to=support_line), "from": "+4917155500002"}
+        assert (await post_pbx(http, plain)).status == 200
+        seen = []
+        while not sub.empty():
+            e = sub.get_nowait()
+            if e.kind.startswith("call."):
+                seen.append((e.kind, e.data["call_id"], e.users))
+    assert seen == [
+        ("call.ringing", "q1", frozenset({ids["sales1"]})),
+        ("call.answered", "q1", frozenset({ids["sales1"]})),
+        ("call.ringing", "q2", frozenset({ids["sup1"]})),
+    ]
+    teams = await rows(db, select(Customer.team_id).order_by(Customer.id))
+    sales = await rows(
+        db, select(PhoneCall.call_id, PhoneCall.route_team_id).order_by(PhoneCall.id)
+    )
+    assert sales[0][0] == "q1" and sales[0][1] is not None and sales[1] == ("q2", None)
+    assert teams == [(sales[0][1],), (hub.teams.default_team_id,)]

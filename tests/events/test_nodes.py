@@ -27,6 +27,7 @@ from tests.support.sms import signature_of, twilio_form
 pytestmark = pytest.mark.db
 
 TOKEN = "node-test-token"
+PBX_TOKEN = "node-pbx-token"
 
 
 def _port() -> int:
@@ -46,9 +47,11 @@ def nodes(db_url: str, db: Database, tmp_path: Path) -> Iterator[list[int]]:
         cfg.write_text(
             f"database:\n  url: {db_url}\nserver:\n  access_log: false\n"
             f"sms:\n  enabled: true\n  public_url: http://127.0.0.1:{ports[0]}\n"
+            "voice:\n  pbx:\n    enabled: true\n"
         )
         env = {k: v for k, v in os.environ.items() if not k.startswith("CRMHUB_")}
         env["CRMHUB_SMS__AUTH_TOKEN"] = TOKEN
+        env["CRMHUB_VOICE__PBX__TOKEN"] = PBX_TOKEN
         crmhub = str(Path(sys.executable).parent / "crmhub")
         proc = subprocess.Popen(
             [crmhub, "-c", str(cfg), "serve", "--port", str(port)],
@@ -89,6 +92,54 @@ async def test_a_webhook_on_node_a_reaches_a_client_of_node_b(
         assert frame["kind"] == "interaction.created"
         assert frame["data"]["sender"] == "+4917155500001"
         await ws.close()
+
+
+async def test_a_call_on_node_a_pops_at_the_ringing_agent_on_node_b_only(
+    nodes: list[int], db: Database
+) -> None:
+    """Issue 10: two `crmhub serve` processes; a PBX newCall posted to A rings agent
+    "anna" (Support), whose websocket is on B: the pop, with the caller card, arrives
+    there; "bert" (Support, connected to B, not ringing) gets no pop."""
+    await create_user(db, "anna", role=Role.AGENT, teams=["Support"], password_cost=12)
+    await create_user(db, "bert", role=Role.AGENT, teams=["Support"], password_cost=12)
+    tokens = {u: await issue_token(db, u) for u in ("anna", "bert")}
+    a, b = nodes
+    async with aiohttp.ClientSession() as http:
+        sockets = {
+            u: await http.ws_connect(
+                f"http://127.0.0.1:{b}/api/v1/events",
+                headers={"Authorization": f"Bearer {tokens[u]}"},
+            )
+            for u in tokens
+        }
+        call = {
+            "event": "newCall", "callId": "node-pop-1", "from": "+4917155500077",
+            "to": "+49305550100", "direction": "in", "user": ["anna"],
+        }  # fmt: skip
+        async with http.post(f"http://127.0.0.1:{a}/webhooks/cti/{PBX_TOKEN}", json=call) as r:
+            assert r.status == 200, await r.text()
+        seen = []
+        while True:
+            frame = (await sockets["anna"].receive(timeout=15)).json()
+            seen.append(frame["kind"])
+            if frame["kind"] == "call.ringing":
+                break
+        assert frame["data"]["call_id"] == "node-pop-1"
+        assert frame["data"]["caller"]["status"] == "known"  # the new lead, of Support
+        assert frame["data"]["caller"]["phone"] == "+4917155500077"
+        # bert gets the team's history events, never anna's pop: the first call frame
+        # he sees is the pop of a second call, which rings him.
+        marker = {**call, "callId": "node-pop-2", "from": "+4917155500078", "user": ["bert"]}
+        async with http.post(f"http://127.0.0.1:{a}/webhooks/cti/{PBX_TOKEN}", json=marker) as r:
+            assert r.status == 200, await r.text()
+        while True:
+            frame = (await sockets["bert"].receive(timeout=15)).json()
+            assert frame["kind"] in ("interaction.created", "call.ringing"), frame
+            if frame["kind"] == "call.ringing":
+                break
+        assert frame["data"]["call_id"] == "node-pop-2"
+        for ws in sockets.values():
+            await ws.close()
 
 
 async def test_small_batches_travel_inline_and_big_ones_by_id(db: Database, db_url: str) -> None:

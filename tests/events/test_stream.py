@@ -140,6 +140,16 @@ async def test_history_events_reach_the_customers_team_and_admins_only(api: Api,
         frame = await _frame(sockets[user])
         assert frame["kind"] == "interaction.created"
         assert frame["data"]["customer_id"] == result.customer_id
+        # The new conversation went to the Support team's only online agent.
+        frame = await _frame(sockets[user])
+        assert (frame["kind"], frame["data"]) == (
+            "conversation.assigned",
+            {
+                "conversation_id": result.conversation_id,
+                "customer_id": result.customer_id,
+                "assignee_id": api.user_ids["agent"],
+            },
+        )
         await _nothing(sockets[user])
     await _nothing(sockets["sales_agent"])
     for ws in sockets.values():
@@ -222,3 +232,50 @@ async def test_presence_follows_connections_and_the_status_switch(api: Api, hub:
     assert hub.presence.online() == frozenset()
     status, err = await api.call("PUT", "/api/v1/me/status", "agent", json={"status": "asleep"})
     assert (status, err["detail"][0]["field"]) == (422, "status")
+
+
+async def test_a_pop_rendered_for_a_batch_equals_the_lookup_answer(api: Api, hub: Hub) -> None:
+    """The stream renders pops for a whole batch in one read (hub/events/pops.py); each
+    card must be what GET /api/v1/lookup answers the same agent, part by part."""
+    from sqlalchemy import insert
+
+    from hub.store.tables import tag_t
+
+    numbers = ["+491715551301", "+491715551302"]
+    results = []
+    for n, number in enumerate(numbers):
+        for k in range(6 - 3 * n):  # more than the five recent ones for the first
+            results.append(
+                await hub.ingestor.ingest(
+                    InboundContact(Channel.SMS, number, text=f"m{k}", provider_id=f"SMr{n}{k}")
+                )
+            )
+    first, second = results[0].customer_id, results[-1].customer_id
+    async with hub.db.write() as s:
+        conn = await s.connection()
+        await conn.execute(
+            insert(tag_t), [{"customer_id": first, "tag": t} for t in ("vip", "b2b")]
+        )
+    headers = {"Authorization": f"Bearer {api.tokens['agent']}"}
+    made = await api.client.post(
+        "/api/v1/tasks", json={"customer_id": first, "title": "Angebot"}, headers=headers
+    )
+    assert made.status == 201, await made.text()
+    ws = await _connect(api, "agent")
+    await _online(hub, api.user_ids["agent"])
+    for call, (number, customer) in enumerate(zip(numbers, (first, second), strict=True)):
+        hub.bus.publish(
+            Event(
+                "call.ringing",
+                {"call_id": f"r{call}", "from": number, "customer_id": customer},
+                team_id=api.team_ids["Support"],
+                users=frozenset({api.user_ids["agent"]}),
+            )
+        )
+    for number in numbers:
+        card = (await _frame(ws))["data"]["caller"]
+        resp = await api.client.get("/api/v1/lookup", params={"phone": number}, headers=headers)
+        assert resp.status == 200
+        assert card == await resp.json()
+    assert [len(card["recent_interactions"]), card["customer"]["tags"]] == [3, []]
+    await ws.close()

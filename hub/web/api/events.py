@@ -108,12 +108,19 @@ async def events(request: web.Request) -> web.StreamResponse:
                 await ws.send_str(await _outgoing(hub, principal, frame))
                 sent = frame.id or sent
         while not ws.closed:
-            getter = asyncio.ensure_future(client.queue.get())
-            done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
-            if getter not in done:
-                getter.cancel()
+            if client.queue.empty():
+                # Wait for a frame or the client going away; only then a task per wait,
+                # since frames that are already queued need none.
+                getter = asyncio.ensure_future(client.queue.get())
+                done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+                if getter not in done:
+                    getter.cancel()
+                    break
+                frame = getter.result()
+            elif reader.done():
                 break
-            frame = getter.result()
+            else:
+                frame = client.queue.get_nowait()
             if client.dropped:
                 lost = {"id": None, "kind": "bus.overflow", "data": {"dropped": client.dropped}}
                 await ws.send_json(lost)
@@ -135,12 +142,33 @@ async def events(request: web.Request) -> web.StreamResponse:
 
 async def _outgoing(hub: Hub, principal: Principal, frame: Frame) -> str:
     """A `call.ringing` pop gets the caller card built for this recipient (their
-    teams decide known / other_team); every other frame goes out as stored."""
+    teams decide known / other_team); every other frame goes out as stored.
+
+    The card is built once per frame and kind of recipient, not per client: a
+    pop that rings four agents of one team reads the database once.
+    """
     if frame.kind != CALL_RINGING:
         return frame.text
+    raw_id = frame.data.get("customer_id")
+    customer_id = raw_id if isinstance(raw_id, int) else None
+    if customer_id is not None:
+        # The frame's team is the customer's: it decides known / other_team alone.
+        key: Any = principal.is_admin or frame.team_id in principal.team_ids
+    else:
+        key = (principal.is_admin, principal.team_ids)  # identity claims depend on the teams
+    pending = frame.cache.get(key)
+    if isinstance(pending, str):
+        return pending  # rendered ahead by the stream (hub/events/pops.py)
+    if pending is None:
+        pending = frame.cache[key] = asyncio.ensure_future(
+            _pop_text(hub, principal, frame, customer_id)
+        )
+    return str(await asyncio.shield(pending))
+
+
+async def _pop_text(hub: Hub, principal: Principal, frame: Frame, customer_id: int | None) -> str:
     body = frame.json()
     data = dict(frame.data)
-    raw_id = data.get("customer_id")
     number = data.get("from")
     try:
         async with hub.db.read() as s:
@@ -149,7 +177,7 @@ async def _outgoing(hub: Hub, principal: Principal, frame: Frame) -> str:
                 principal,
                 region=hub.settings.identity.default_region,
                 phone=number if isinstance(number, str) and number else None,
-                customer_id=raw_id if isinstance(raw_id, int) else None,
+                customer_id=customer_id,
             )
     except DomainError:
         # Withheld or unusable number: the pop still goes out, as an unknown caller.

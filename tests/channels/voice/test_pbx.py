@@ -49,6 +49,7 @@ def test_a_json_new_call_rings_the_listed_users() -> None:
             direction=Direction.IN,
             users=("201", "202"),
             occurred_at=AT,
+            queue="sales",
             metadata=data,
         )
     )
