@@ -12,6 +12,7 @@ from hub.web import query_check
 from hub.web.api import audit, calls, claims, conversations, customers, events, privacy, replies
 from hub.web.audit import audit_middleware
 from hub.web.auth import HUB, THROTTLE, auth_middleware, login, login_throttle, logout
+from hub.web.console import calls as console_calls
 from hub.web.console import pages as console_pages
 from hub.web.console import work as console_work
 from hub.web.console.pages import console_middleware
@@ -77,6 +78,7 @@ def create_app(hub: Hub, *, manage_hub: bool = True) -> web.Application:
     app.router.add_routes(calls.routes)
     app.router.add_routes(console_pages.routes)
     app.router.add_routes(console_work.routes)
+    app.router.add_routes(console_calls.routes)
     app.router.add_routes(console_pages.static_routes())
     mount_webhooks(app, hub)
 
