@@ -37,10 +37,16 @@ class HistoryStore:
 
     # -- timeline -----------------------------------------------------------
     async def timeline(
-        self, customer_id: int, before: tuple[datetime, int] | None, limit: int
+        self,
+        customer_id: int,
+        before: tuple[datetime, int] | None,
+        limit: int,
+        channel: str | None = None,
     ) -> tuple[Sequence[Interaction], tuple[datetime, int] | None]:
         customer = await self.customers.get(customer_id)
         query = select(Interaction).where(Interaction.customer_id == customer.id)
+        if channel is not None:
+            query = query.where(Interaction.channel == channel)
         if before is not None:
             at, iid = before
             query = query.where(

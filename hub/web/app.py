@@ -16,6 +16,7 @@ from hub.web.api import segments as segments_api
 from hub.web.api import templates as templates_api
 from hub.web.audit import audit_middleware
 from hub.web.auth import HUB, THROTTLE, auth_middleware, login, login_throttle, logout
+from hub.web.console import calls as console_calls
 from hub.web.console import pages as console_pages
 from hub.web.console import work as console_work
 from hub.web.console.pages import console_middleware
@@ -87,6 +88,7 @@ def create_app(hub: Hub, *, manage_hub: bool = True) -> web.Application:
     public_subscriptions.mount(app)
     app.router.add_routes(console_pages.routes)
     app.router.add_routes(console_work.routes)
+    app.router.add_routes(console_calls.routes)
     app.router.add_routes(console_pages.static_routes())
     mount_webhooks(app, hub)
 

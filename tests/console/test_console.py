@@ -23,13 +23,17 @@ from hub.runtime import Hub
 from hub.store.migrate import upgrade
 from hub.store.models import Role
 from hub.web.app import create_app
+from tests.support.email_outbound import SECRET, mailbox_config
 from tests.support.hubs import make_settings
 from tests.support.services import require_service
+from tests.support.smtp_server import SmtpServer
 from tests.support.twilio_fake import ACCOUNT_SID, TwilioFake, twilio_fake
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PHONE = "+49301234567"
 PASSWORD = "console-pass-1"
+PBX_TOKEN = "console-pbx-token"
+MISSED = "+491705550123"  # a customer whose call nobody took
 
 
 class Console:
@@ -42,6 +46,7 @@ class Console:
         self.ready = threading.Event()
         self.base = ""
         self.fake: TwilioFake | None = None
+        self.smtp = SmtpServer()
         self.hub: Hub | None = None
         self.ids: dict[str, int] = {}
         self._stop: asyncio.Event | None = None
@@ -61,6 +66,21 @@ class Console:
                     "from_number": "+4930555000",
                     "public_url": "http://127.0.0.1",
                     "api_base_url": fake.base_url,
+                },
+                email={
+                    "mailboxes": [mailbox_config("support", "support@example.com", self.smtp)],
+                    "reply_token_secret": SECRET,
+                },
+                voice={
+                    "public_url": "http://127.0.0.1",
+                    "pbx": {"enabled": True, "token": PBX_TOKEN},
+                    "twilio": {
+                        "enabled": True,
+                        "auth_token": "console-voice-token",
+                        "account_sid": ACCOUNT_SID,
+                        "from_number": "+4930555000",
+                        "api_base_url": fake.base_url,
+                    },
                 },
             )
             hub = self.hub = Hub(settings)
@@ -95,6 +115,22 @@ class Console:
                 )
             )
             self.ids["sales_customer"] = other.customer_id
+            mail = await hub.ingestor.ingest(
+                InboundContact(
+                    Channel.EMAIL,
+                    "Kunde <kunde@customer.example>",
+                    recipient="support@example.com",
+                    subject="Lieferung",
+                    text="Wo bleibt die Lieferung?",
+                    provider_id="<m1@customer.example>",
+                    metadata={"mailbox": "support", "folder": "INBOX", "uid": 1},
+                )
+            )
+            self.ids["email_conversation"] = mail.conversation_id or 0
+            missed = await hub.ingestor.ingest(
+                InboundContact(Channel.SMS, MISSED, text="Bitte um Rückruf", provider_id="SM9")
+            )
+            self.ids["missed_customer"] = missed.customer_id
             async with hub.db.write() as s:
                 from sqlalchemy import update
 
@@ -120,6 +156,7 @@ class Console:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
 
     def __enter__(self) -> Console:
+        self.smtp.start()
         self.thread.start()
         assert self.ready.wait(60), "the console server did not start"
         return self
@@ -128,6 +165,21 @@ class Console:
         assert self._stop is not None
         self.loop.call_soon_threadsafe(self._stop.set)
         self.thread.join(30)
+        self.smtp.stop()
+
+    def pbx(self, body: dict[str, Any]) -> None:
+        """A PBX script's webhook, authenticated by the token in the URL as configured."""
+        import json
+        import urllib.request
+
+        request = urllib.request.Request(
+            f"{self.base}/webhooks/cti/{PBX_TOKEN}",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            assert answer.status == 200, answer.read()
 
 
 @pytest.fixture(scope="module")
@@ -283,3 +335,146 @@ def test_presence_switch_and_the_supervisors_reassignment(console: Console, brow
     # An agent may not open the team view.
     resp = page.goto(console.base + "/team")
     assert resp is not None and resp.status == 403
+
+
+# Desktop notifications are recorded, not shown: the page's own code calls the API.
+RECORD_NOTIFICATIONS = """
+window.__notes = []; window.__closed = [];
+function FakeNotification(title, options) {
+  window.__notes.push(title);
+  this.close = function () { window.__closed.push(title); };
+}
+FakeNotification.permission = "granted";
+FakeNotification.requestPermission = function () { return Promise.resolve("granted"); };
+window.Notification = FakeNotification;
+"""
+
+
+def _call(call_id: str, **extra: Any) -> dict[str, Any]:
+    return {"callId": call_id, "from": PHONE, "to": "+4930555000", "direction": "in", **extra}
+
+
+def test_a_ringing_call_pops_where_it_rings_and_closes_when_taken(
+    console: Console, browser: Any, tmp_path: Path
+) -> None:
+    anna = _login(browser, console, "anna")
+    ben = _login(browser, console, "ben")
+    sven = _login(browser, console, "sven")
+    for page in (anna, ben, sven):
+        page.add_init_script(RECORD_NOTIFICATIONS)
+        page.reload()
+        page.wait_for_selector("#live.on")
+    console.pbx({"event": "newCall", **_call("pop-1"), "user": ["anna", "ben"]})
+    name = "<script>window.pwned=1</script>Paula"
+    for page in (anna, ben):
+        pop = page.locator(".pop[data-call='pop-1']")
+        pop.wait_for()
+        assert pop.locator(".pop-name").inner_text() == name
+        text = pop.inner_text()
+        assert "Paket AG" in text and "Wann kommt mein Paket?" in text, text
+        assert page.evaluate("typeof window.pwned") == "undefined"
+        assert page.title().startswith("☎ " + name)
+        assert page.evaluate("window.__notes") == ["Call: " + name]
+    ben.screenshot(path=str(tmp_path / "pop.png"), full_page=True)
+    # Anna takes it: her pop becomes the card, Ben's closes (and its notification).
+    console.pbx({"event": "answer", **_call("pop-1"), "user": "anna"})
+    anna.wait_for_url(f"{console.base}/customers/{console.ids['caller']}")
+    ben.locator(".pop[data-call='pop-1']").wait_for(state="detached")
+    assert not ben.title().startswith("☎")
+    assert ben.evaluate("window.__closed") == ["Call: " + name]
+    console.pbx({"event": "hangup", **_call("pop-1"), "cause": "normalClearing"})
+    # Sven (Sales) was not rung and may not see the caller: no pop ever reached him.
+    assert sven.locator(".pop").count() == 0
+    assert sven.evaluate("window.__notes") == []
+
+
+def test_a_missed_call_is_listed_with_a_call_back_button(console: Console, browser: Any) -> None:
+    missed = {"callId": "miss-1", "from": MISSED, "to": "+4930555000", "direction": "in"}
+    console.pbx({"event": "newCall", **missed, "user": ["anna"]})
+    console.pbx({"event": "hangup", **missed, "cause": "noAnswer"})
+    page = _login(browser, console, "anna")
+    row = page.locator("#missed li")
+    assert row.count() == 1 and MISSED in row.inner_text()
+    page.get_by_role("button", name=f"Call back {MISSED}").click()
+    page.wait_for_selector(f"text=Calling {MISSED}")
+    assert console.fake is not None
+    [placed] = [r for r in console.fake.requests if r.path.endswith("/Calls.json")]
+    assert placed.form["To"] == "client:anna"
+    assert MISSED in placed.form["Twiml"]
+    # Returned: it leaves the list (the outbound call is in the history).
+    assert page.locator("#missed").count() == 0
+    assert "No missed calls to return." in page.locator("main").inner_text()
+
+
+def test_an_email_reply_reaches_the_smtp_relay(console: Console, browser: Any) -> None:
+    page = _login(browser, console, "anna")
+    page.goto(f"{console.base}/conversations/{console.ids['email_conversation']}")
+    page.get_by_label("Reply by email").fill("Die Lieferung kommt am Montag.")
+    page.get_by_role("button", name="Send").click()
+    page.wait_for_selector("text=Sent")
+    for _ in range(200):
+        if console.smtp.received:
+            break
+        page.wait_for_timeout(100)
+    [mail] = console.smtp.received
+    assert mail.rcpt_tos == ["kunde@customer.example"]
+    message = mail.message
+    assert message["Subject"] == "Re: Lieferung"
+    assert message["In-Reply-To"] == "<m1@customer.example>"
+    assert "Die Lieferung kommt am Montag." in message.get_body(("plain",)).get_content()
+
+
+def test_tasks_move_close_and_the_history_filter(console: Console, browser: Any) -> None:
+    from sqlalchemy import select
+
+    from hub.store.tables import task_t
+
+    page = _login(browser, console, "anna")
+    page.goto(f"{console.base}/customers/{console.ids['caller']}")
+    page.get_by_label("New task").fill("Angebot schicken")
+    page.get_by_role("button", name="Add task").click()
+    page.wait_for_selector("text=Task added")
+    item = page.locator("#tasks li", has_text="Angebot schicken")
+    item.get_by_text("Move", exact=True).click()
+    item.get_by_label("Due (UTC)").fill("2030-01-02T09:30")
+    item.get_by_label("Assignee").select_option(label="ben")
+    item.get_by_role("button", name="Move task").click()
+    page.wait_for_selector("text=Task moved")
+    assert console.hub is not None
+    db = console.hub.db
+
+    async def task_row() -> Any:
+        async with db.read() as s:
+            conn = await s.connection()
+            return (
+                await conn.execute(
+                    select(task_t.c.due_at, task_t.c.assignee_id, task_t.c.done).where(
+                        task_t.c.title == "Angebot schicken"
+                    )
+                )
+            ).one()
+
+    due, assignee, done = console.run(task_row())
+    assert (due.strftime("%Y-%m-%d %H:%M"), assignee, done) == (
+        "2030-01-02 09:30",
+        console.ids["ben"],
+        False,
+    )
+    assert "2030-01-02 09:30" in page.locator("#tasks li", has_text="Angebot schicken").inner_text()
+    page.get_by_role("button", name="Close task Angebot schicken").click()
+    page.wait_for_selector("text=Task closed")
+    assert "Angebot schicken" not in page.locator("#tasks").inner_text()
+    assert console.run(task_row())[2] is True
+    # The history by channel: SMS only, then notes only.
+    page.get_by_label("Note").fill("Nur eine Notiz")
+    page.get_by_role("button", name="Add note").click()
+    page.wait_for_selector("text=Note added")
+    filters = page.get_by_role("navigation", name="History by channel")
+    filters.get_by_role("link", name="sms", exact=True).click()
+    page.wait_for_url("**channel=sms")
+    timeline = page.locator("#timeline").inner_text()
+    assert "Wann kommt mein Paket?" in timeline and "Nur eine Notiz" not in timeline
+    filters.get_by_role("link", name="note", exact=True).click()
+    page.wait_for_url("**channel=note")
+    timeline = page.locator("#timeline").inner_text()
+    assert "Nur eine Notiz" in timeline and "Wann kommt mein Paket?" not in timeline

@@ -28,8 +28,10 @@ from hub.records.history import HistoryStore
 from hub.records.identity import InvalidIdentity, normalize_email, normalize_phone
 from hub.records.lookup import caller_card
 from hub.records.schemas import TaskIn, TaskPatch
-from hub.store.models import Conversation, ConversationStatus, Role
+from hub.store.models import Conversation, ConversationStatus
 from hub.web.auth import HUB, PRINCIPAL, THROTTLE
+from hub.web.console.calls import team_members
+from hub.web.console.paths import path_id
 from hub.web.console.session import (
     CSRF_FIELD,
     clear_session,
@@ -52,6 +54,7 @@ CSP = (
 )
 # Pages reached by customers from links in mail (hub/web/public/): no session, no cookies.
 CUSTOMER_PAGES = ("/u/", "/subscribe")
+CHANNELS = ("email", "sms", "phone", "note")  # the card's history filters
 PUBLIC = ("/login", "/static/", "/healthz", "/readyz", "/api/", "/webhooks/")
 routes = web.RouteTableDef()
 
@@ -147,50 +150,6 @@ async def logout(request: web.Request) -> web.Response:
     raise response
 
 
-@routes.get("/")
-async def my_work(request: web.Request) -> web.Response:
-    principal = request[PRINCIPAL]
-    now = datetime.now(UTC)
-    async with request.app[HUB].db.read() as s:
-        history = _history(request, s)
-        tasks, _ = await history.tasks(
-            customer_id=None,
-            assignee_id=principal.user_id,
-            done=False,
-            due_before=None,
-            after_id=None,
-            limit=200,
-        )
-        conversations, _ = await history.conversations(
-            customer_id=None,
-            channel=None,
-            status=ConversationStatus.OPEN.value,
-            assignee_id=principal.user_id,
-            team_id=None,
-            after_id=None,
-            limit=100,
-        )
-    far = datetime.max.replace(tzinfo=UTC)
-    ordered = sorted(tasks, key=lambda t: (t.due_at or far, t.id or 0))  # overdue first
-    presence = request.app[HUB].presence
-    return render(
-        request,
-        "work.html",
-        presence_status=presence.status(principal.user_id).value,
-        supervisor=principal.role in (Role.ADMIN, Role.SUPERVISOR),
-        tasks=[
-            {
-                "customer_id": t.customer_id,
-                "title": t.title,
-                "due": _when(t.due_at),
-                "overdue": bool(t.due_at and t.due_at < now),
-            }
-            for t in ordered
-        ],
-        conversations=conversations,
-    )
-
-
 @routes.get("/search")
 async def search(request: web.Request) -> web.Response:
     q = request.query.get("q", "").strip()
@@ -245,7 +204,7 @@ async def _by_identity(request: web.Request, s: Any, q: str, region: str) -> lis
 
 @routes.get("/customers/{id}")
 async def customer_card(request: web.Request) -> web.Response:
-    customer_id = _id(request)
+    customer_id = path_id(request)
     before = None
     raw = request.query.get("before", "")
     if raw:
@@ -263,7 +222,10 @@ async def customer_card(request: web.Request) -> web.Response:
             customer_id, []
         )
         history = _history(request, s)
-        page, cursor = await history.timeline(customer_id, before, 50)
+        channel = request.query.get("channel") or None
+        if channel not in CHANNELS:
+            channel = None
+        page, cursor = await history.timeline(customer_id, before, 50, channel)
         tasks, _ = await history.tasks(
             customer_id=customer_id,
             assignee_id=None,
@@ -281,6 +243,7 @@ async def customer_card(request: web.Request) -> web.Response:
             after_id=None,
             limit=50,
         )
+        members = await team_members(await s.connection(), customer.team_id)
     timeline = [
         {
             "at": _when(i.occurred_at),
@@ -298,22 +261,28 @@ async def customer_card(request: web.Request) -> web.Response:
         c=card,
         timeline=timeline,
         older=quote(older) if older else None,
-        tasks=[{"id": t.id, "title": t.title, "due": _when(t.due_at)} for t in tasks],
+        tasks=[
+            {
+                "id": t.id,
+                "title": t.title,
+                "due": _when(t.due_at),
+                "due_input": _when(t.due_at).replace(" ", "T"),
+                "assignee_id": t.assignee_id,
+            }
+            for t in tasks
+        ],
+        members=members,
         conversations=conversations,
+        channel=channel,
+        channels=CHANNELS,
         message=request.query.get("done"),
+        error=request.query.get("error"),
     )
-
-
-def _id(request: web.Request, name: str = "id") -> int:
-    raw = request.match_info[name]
-    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= 2**31 - 1:
-        raise web.HTTPNotFound(text="404: no such page")
-    return int(raw)
 
 
 @routes.post("/customers/{id}/notes")
 async def add_note(request: web.Request) -> web.Response:
-    customer_id = _id(request)
+    customer_id = path_id(request)
     text = str((await request.post()).get("text", "")).strip()
     if text:
         async with request.app[HUB].db.write() as s:
@@ -323,11 +292,18 @@ async def add_note(request: web.Request) -> web.Response:
 
 @routes.post("/customers/{id}/tasks")
 async def add_task(request: web.Request) -> web.Response:
-    customer_id = _id(request)
+    customer_id = path_id(request)
     form = await request.post()
     due_raw = str(form.get("due", "")).strip()
-    due = datetime.fromisoformat(due_raw).replace(tzinfo=UTC) if due_raw else None
-    data = TaskIn(customer_id=customer_id, title=str(form.get("title", "")).strip(), due_at=due)
+    try:
+        due = datetime.fromisoformat(due_raw).replace(tzinfo=UTC) if due_raw else None
+    except ValueError:
+        error = quote(f"due: {due_raw!r} is not a date and time")
+        raise web.HTTPSeeOther(f"/customers/{customer_id}?error={error}") from None
+    title = str(form.get("title", "")).strip()[:300]
+    if not title:
+        raise web.HTTPSeeOther(f"/customers/{customer_id}?error=A+task+needs+a+title")
+    data = TaskIn(customer_id=customer_id, title=title, due_at=due)
     async with request.app[HUB].db.write() as s:
         await _history(request, s).create_task(data)
     raise web.HTTPSeeOther(f"/customers/{customer_id}?done=Task+added")
@@ -336,7 +312,7 @@ async def add_task(request: web.Request) -> web.Response:
 @routes.post("/tasks/{id}/done")
 async def task_done(request: web.Request) -> web.Response:
     async with request.app[HUB].db.write() as s:
-        task = await _history(request, s).update_task(_id(request), TaskPatch(done=True))
+        task = await _history(request, s).update_task(path_id(request), TaskPatch(done=True))
     raise web.HTTPSeeOther(f"/customers/{task.customer_id}?done=Task+closed")
 
 
@@ -344,7 +320,7 @@ async def task_done(request: web.Request) -> web.Response:
 async def conversation(request: web.Request) -> web.Response:
     async with request.app[HUB].db.read() as s:
         history = _history(request, s)
-        conv: Conversation = await history.conversation(_id(request))
+        conv: Conversation = await history.conversation(path_id(request))
         messages = await history.conversation_interactions(conv)
         customer = await _store(request, s).get(conv.customer_id)
     return render(
@@ -368,7 +344,7 @@ async def conversation(request: web.Request) -> web.Response:
 
 @routes.post("/conversations/{id}/reply")
 async def send_reply(request: web.Request) -> web.Response:
-    conversation_id = _id(request)
+    conversation_id = path_id(request)
     form = await request.post()
     text = str(form.get("text", "")).strip()
     subject = str(form.get("subject", "")).strip() or None

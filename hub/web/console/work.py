@@ -6,6 +6,7 @@ so each module stays small; both share its rendering and session handling.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -19,9 +20,59 @@ from hub.records.schemas import ConversationPatch, CustomerIn, CustomerPatch
 from hub.store.models import ConversationStatus, Role
 from hub.store.tables import user_t
 from hub.web.auth import HUB, PRINCIPAL
-from hub.web.console.pages import _id, render
+from hub.web.console.calls import missed_calls
+from hub.web.console.pages import _history, _when, render
+from hub.web.console.paths import path_id
 
 routes = web.RouteTableDef()
+
+
+@routes.get("/")
+async def my_work(request: web.Request) -> web.Response:
+    principal = request[PRINCIPAL]
+    now = datetime.now(UTC)
+    async with request.app[HUB].db.read() as s:
+        history = _history(request, s)
+        tasks, _ = await history.tasks(
+            customer_id=None,
+            assignee_id=principal.user_id,
+            done=False,
+            due_before=None,
+            after_id=None,
+            limit=200,
+        )
+        conversations, _ = await history.conversations(
+            customer_id=None,
+            channel=None,
+            status=ConversationStatus.OPEN.value,
+            assignee_id=principal.user_id,
+            team_id=None,
+            after_id=None,
+            limit=100,
+        )
+        missed = await missed_calls(await s.connection(), principal, now)
+    far = datetime.max.replace(tzinfo=UTC)
+    ordered = sorted(tasks, key=lambda t: (t.due_at or far, t.id or 0))  # overdue first
+    presence = request.app[HUB].presence
+    return render(
+        request,
+        "work.html",
+        presence_status=presence.status(principal.user_id).value,
+        supervisor=principal.role in (Role.ADMIN, Role.SUPERVISOR),
+        tasks=[
+            {
+                "customer_id": t.customer_id,
+                "title": t.title,
+                "due": _when(t.due_at),
+                "overdue": bool(t.due_at and t.due_at < now),
+            }
+            for t in ordered
+        ],
+        conversations=conversations,
+        missed=missed,
+        message=request.query.get("done"),
+        error=request.query.get("error"),
+    )
 
 
 def _stores(request: web.Request, session: Any) -> tuple[CustomerStore, HistoryStore]:
@@ -73,7 +124,7 @@ async def team(request: web.Request) -> web.Response:
 
 @routes.post("/conversations/{id}/assign")
 async def assign(request: web.Request) -> web.Response:
-    conversation_id = _id(request)
+    conversation_id = path_id(request)
     raw = str((await request.post()).get("assignee_id", ""))
     patch = ConversationPatch(assignee_id=int(raw) if raw.isdigit() else None)
     try:
@@ -87,7 +138,7 @@ async def assign(request: web.Request) -> web.Response:
 
 @routes.post("/customers/{id}/edit")
 async def edit(request: web.Request) -> web.Response:
-    customer_id = _id(request)
+    customer_id = path_id(request)
     form = await request.post()
     fields = {k: str(form.get(k, "")).strip() for k in ("name", "company", "postal_code", "city")}
     tags = [t.strip() for t in str(form.get("tags", "")).split(",") if t.strip()]
