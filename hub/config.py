@@ -230,6 +230,10 @@ class OutboxConfig(_Section):
     # ("resend": nobody misses it, a few may get it twice) or give it up ("skip").
     # Either way it is counted as uncertain in the campaign's statistics.
     in_flight_after_crash: Literal["resend", "skip"] = "resend"
+    # Sliding window per channel ("email", "sms"): at most this many rows claimed
+    # in any hour, counted from the database so it holds across nodes and
+    # restarts; the rest wait queued. Absent: no hourly limit.
+    max_per_hour: dict[str, int] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _timeout_below_lease(self) -> OutboxConfig:

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from channels.base import Channel, DeliveryResult, DeliveryState, OutboundMessage, Sender
@@ -228,7 +228,6 @@ class Dispatcher:
         expired = now - timedelta(seconds=self.config.lease_seconds)
         query = (
             select(outbox_t.c.id)
-            .where(outbox_t.c.channel.in_(sorted(self.senders)))
             .where(
                 or_(
                     and_(
@@ -253,7 +252,6 @@ class Dispatcher:
                 )
             )
             .order_by(outbox_t.c.next_attempt_at, outbox_t.c.id)
-            .limit(limit)
         )
         if not self.db.sqlite:
             query = query.with_for_update(skip_locked=True)
@@ -263,6 +261,11 @@ class Dispatcher:
         events: list[Event] = []
         async with self.db.write() as s:
             conn = await s.connection()
+            # Counted in the claim's transaction: exact under SQLite's single writer.
+            channels, limit = await self._within_hourly_limits(conn, now, limit)
+            if not channels:
+                return [], 0
+            query = query.where(outbox_t.c.channel.in_(channels)).limit(limit)
             ids = list((await conn.execute(query)).scalars())
             for row in await rows_by_id(conn, ids):
                 uncertain = row.status == OutboxStatus.SENDING.value
@@ -325,6 +328,41 @@ class Dispatcher:
                 claims.append(Claim(row, attempt))
         self._publish(events)
         return claims, finished
+
+    async def _within_hourly_limits(
+        self, conn: AsyncConnection, now: datetime, limit: int
+    ) -> tuple[list[str], int]:
+        """Channels that may still send within their hourly window, and the claim size.
+
+        The window counts rows claimed in the last hour from the database (every
+        node's, and those of before a restart) rather than a counter in memory.
+        A capped channel with little room left shrinks the whole claim; claims
+        are small, so the other channels lose at most a round. On PostgreSQL two
+        nodes counting at once may each use the same room: the window can be
+        exceeded by at most one claim per other node.
+        """
+        channels = sorted(self.senders)
+        caps = {ch: n for ch, n in self.config.max_per_hour.items() if ch in self.senders}
+        if not caps:
+            return channels, limit
+        since = now - timedelta(hours=1)
+        used = dict(
+            (
+                await conn.execute(
+                    select(outbox_t.c.channel, func.count())
+                    .where(outbox_t.c.channel.in_(sorted(caps)))
+                    .where(outbox_t.c.claimed_at >= since)
+                    .where(outbox_t.c.status != OutboxStatus.QUEUED.value)
+                    .group_by(outbox_t.c.channel)
+                )
+            )
+            .tuples()
+            .all()
+        )
+        room = {ch: cap - int(used.get(ch, 0)) for ch, cap in caps.items()}
+        open_channels = [ch for ch in channels if room.get(ch, 1) > 0]
+        capped = [room[ch] for ch in open_channels if ch in room]
+        return open_channels, min([limit, *capped])
 
     async def _pace(self, channel: str, rate: float) -> None:
         """Keep to the channel's rate per second (Twilio queues, then rejects, bursts)."""
