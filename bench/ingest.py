@@ -41,6 +41,7 @@ if not __package__:  # run as `python bench/ingest.py`: make the `bench` package
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
+from bench.floor import run_floor
 from bench.seed import log, seed
 from bench.stats import pct
 from bench.target import prepare_target
@@ -198,6 +199,11 @@ async def measure(url: str, args: argparse.Namespace, workload: Workload) -> dic
         await run_ingest(hub, warm.contacts, args.concurrency)  # compile caches, warm pages
         log(f"ingesting {len(workload.contacts):,} contacts with {args.concurrency} callers")
         ingest = await run_ingest(hub, workload.contacts, args.concurrency)
+        # The floor on the same database, same callers, same contacts (its rows
+        # go to channels "floor-sms"/"floor-email", so nothing collides).
+        log("ingesting the same contacts through the floor (Core + group commit)")
+        await run_floor(url, warm.contacts, args.concurrency)
+        floor = await run_floor(url, workload.contacts, args.concurrency)
         log(f"looking up {args.lookups:,} identities")
         # Let the ingest phase's dirty pages reach the disk first, so that the
         # kernel's write-back does not compete with the lookups being timed.
@@ -208,7 +214,10 @@ async def measure(url: str, args: argparse.Namespace, workload: Workload) -> dic
         lookup = await run_lookups(hub.db, region, targets)
     finally:
         await hub.stop()
-    return {"ingest": asdict(ingest), "lookup": asdict(lookup)}
+    ingest_d = asdict(ingest)
+    ingest_d["floor"] = floor
+    ingest_d["ratio_to_floor"] = round(ingest.per_second / floor["per_second"], 3)
+    return {"ingest": ingest_d, "lookup": asdict(lookup)}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -244,6 +253,9 @@ def report(results: dict[str, Any]) -> str:
             f" {i['per_second']:,.0f} ingests/s in {i['seconds']:.2f} s",
             f"  latency     p50 {i['p50_ms']:.1f} ms   p99 {i['p99_ms']:.1f} ms"
             f"   max {i['max_ms']:.1f} ms",
+            f"  floor       {i['floor']['per_second']:,.0f} /s  (p50 {i['floor']['p50_ms']:.1f} ms"
+            f"  p99 {i['floor']['p99_ms']:.1f} ms, {i['floor']['batches']:,} commits)"
+            f"  -> pipeline/floor = {i['ratio_to_floor']:.2f}x  (goal >= 0.7x)",
             f"  batches     {i['batches']:,}  (mean {i['mean_batch']:.1f} contacts per commit)",
             f"  outcome     {i['created_leads']:,} new leads, {i['duplicates']:,} duplicates"
             f" answered, {i['errors']:,} errors",

@@ -78,7 +78,8 @@ class SeedRows:
                 f"Agent {i}",
                 "agent",
                 f"{100 + i}",
-                None,
+                None,  # pbx_id
+                None,  # password_hash
                 True,
                 self.ts(self.now),
             )
