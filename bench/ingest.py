@@ -55,9 +55,13 @@ from hub.store.db import Database, is_sqlite
 from hub.store.migrate import upgrade
 from hub.store.models import Role
 
-# Who the timed lookups run as: an admin sees every customer (an agent's
-# lookup would add a filter on the customer's team).
-BENCH_PRINCIPAL = Principal(user_id=1, username="bench", role=Role.ADMIN, team_ids=frozenset())
+# Who the timed lookups run as: an agent of two of the four seeded teams, as
+# GET /api/v1/lookup sees it; half the customers are then another team's (an
+# "other_team" card after the claim check). `--as-admin` for the old figure.
+BENCH_PRINCIPAL = Principal(
+    user_id=1, username="agent1", role=Role.AGENT, team_ids=frozenset({1, 2})
+)
+ADMIN_PRINCIPAL = Principal(user_id=1, username="bench", role=Role.ADMIN, team_ids=frozenset())
 
 
 # --- measurement --------------------------------------------------------------------------------
@@ -132,30 +136,36 @@ class LookupFigures:
     max_ms: float
 
 
-async def screen_pop(db: Database, region: str, kind: str, raw: str) -> list[Any] | None:
+async def screen_pop(
+    db: Database, region: str, kind: str, raw: str, principal: Principal = BENCH_PRINCIPAL
+) -> list[Any] | None:
     """What GET /api/v1/lookup does (hub/web/api/customers.py `lookup`), minus HTTP and JSON:
     the caller card (hub/records/lookup.py) in one read; None for an unknown caller."""
     async with db.read() as s:
         card = await caller_card(
             await s.connection(),
-            BENCH_PRINCIPAL,
+            principal,
             region=region,
             phone=raw if kind == "phone" else None,
             email=raw if kind == "email" else None,
         )
+    if card["status"] == "other_team":
+        return []  # found, but another team's: no history shown
     if card["status"] != "known":
         return None
     recent: list[Any] = card["recent_interactions"]
     return recent
 
 
-async def run_lookups(db: Database, region: str, targets: list[tuple[str, str]]) -> LookupFigures:
+async def run_lookups(
+    db: Database, region: str, targets: list[tuple[str, str]], principal: Principal
+) -> LookupFigures:
     """One lookup at a time, each in its own read session, as a request would."""
     latencies: list[float] = []
     found = with_history = 0
     for kind, raw in targets:
         t0 = time.perf_counter()
-        recent = await screen_pop(db, region, kind, raw)
+        recent = await screen_pop(db, region, kind, raw, principal)
         latencies.append(time.perf_counter() - t0)
         if recent is not None:
             found += 1
@@ -210,8 +220,9 @@ async def measure(url: str, args: argparse.Namespace, workload: Workload) -> dic
         await asyncio.to_thread(os.sync)
         targets = lookup_targets(args.lookups, args.customers, workload.known_customers)
         region = settings.identity.default_region
-        await run_lookups(hub.db, region, targets[: min(200, len(targets))])  # warm the pool
-        lookup = await run_lookups(hub.db, region, targets)
+        who = ADMIN_PRINCIPAL if args.as_admin else BENCH_PRINCIPAL
+        await run_lookups(hub.db, region, targets[: min(200, len(targets))], who)  # warm the pool
+        lookup = await run_lookups(hub.db, region, targets, who)
     finally:
         await hub.stop()
     ingest_d = asdict(ingest)
@@ -229,6 +240,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--db", help="sqlite+aiosqlite:///file (fresh) or a postgresql+asyncpg:// server URL"
     )
+    p.add_argument("--as-admin", action="store_true", help="look up as admin, not as agent")
     p.add_argument("--keep", action="store_true", help="keep the database afterwards")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--batch-max", type=int, default=512, help="ingest.batch_max")
