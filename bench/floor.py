@@ -62,8 +62,11 @@ async def run_floor(
         insert = sqlite_insert
     else:
         insert = pg_insert  # type: ignore[assignment]
+    # kind IN (both) AND value IN (...): the unique (kind, value) index answers it;
+    # on value alone the database would scan every identity per batch.
     lookup = select(identity_t.c.value, identity_t.c.customer_id).where(
-        identity_t.c.value.in_(bindparam("values", expanding=True))
+        identity_t.c.kind.in_(["email", "phone"]),
+        identity_t.c.value.in_(bindparam("values", expanding=True)),
     )
     append = insert(interaction_t).on_conflict_do_nothing(index_elements=["channel", "provider_id"])
     queue: asyncio.Queue[tuple[InboundContact, asyncio.Future[None]]] = asyncio.Queue()
