@@ -41,6 +41,7 @@ if not __package__:  # run as `python bench/ingest.py`: make the `bench` package
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
+from bench.floor import run_floor
 from bench.seed import log, seed
 from bench.stats import pct
 from bench.target import prepare_target
@@ -54,9 +55,13 @@ from hub.store.db import Database, is_sqlite
 from hub.store.migrate import upgrade
 from hub.store.models import Role
 
-# Who the timed lookups run as: an admin sees every customer (an agent's
-# lookup would add a filter on the customer's team).
-BENCH_PRINCIPAL = Principal(user_id=1, username="bench", role=Role.ADMIN, team_ids=frozenset())
+# Who the timed lookups run as: an agent of two of the four seeded teams, as
+# GET /api/v1/lookup sees it; half the customers are then another team's (an
+# "other_team" card after the claim check). `--as-admin` for the old figure.
+BENCH_PRINCIPAL = Principal(
+    user_id=1, username="agent1", role=Role.AGENT, team_ids=frozenset({1, 2})
+)
+ADMIN_PRINCIPAL = Principal(user_id=1, username="bench", role=Role.ADMIN, team_ids=frozenset())
 
 
 # --- measurement --------------------------------------------------------------------------------
@@ -131,30 +136,36 @@ class LookupFigures:
     max_ms: float
 
 
-async def screen_pop(db: Database, region: str, kind: str, raw: str) -> list[Any] | None:
+async def screen_pop(
+    db: Database, region: str, kind: str, raw: str, principal: Principal = BENCH_PRINCIPAL
+) -> list[Any] | None:
     """What GET /api/v1/lookup does (hub/web/api/customers.py `lookup`), minus HTTP and JSON:
     the caller card (hub/records/lookup.py) in one read; None for an unknown caller."""
     async with db.read() as s:
         card = await caller_card(
             await s.connection(),
-            BENCH_PRINCIPAL,
+            principal,
             region=region,
             phone=raw if kind == "phone" else None,
             email=raw if kind == "email" else None,
         )
+    if card["status"] == "other_team":
+        return []  # found, but another team's: no history shown
     if card["status"] != "known":
         return None
     recent: list[Any] = card["recent_interactions"]
     return recent
 
 
-async def run_lookups(db: Database, region: str, targets: list[tuple[str, str]]) -> LookupFigures:
+async def run_lookups(
+    db: Database, region: str, targets: list[tuple[str, str]], principal: Principal
+) -> LookupFigures:
     """One lookup at a time, each in its own read session, as a request would."""
     latencies: list[float] = []
     found = with_history = 0
     for kind, raw in targets:
         t0 = time.perf_counter()
-        recent = await screen_pop(db, region, kind, raw)
+        recent = await screen_pop(db, region, kind, raw, principal)
         latencies.append(time.perf_counter() - t0)
         if recent is not None:
             found += 1
@@ -198,17 +209,26 @@ async def measure(url: str, args: argparse.Namespace, workload: Workload) -> dic
         await run_ingest(hub, warm.contacts, args.concurrency)  # compile caches, warm pages
         log(f"ingesting {len(workload.contacts):,} contacts with {args.concurrency} callers")
         ingest = await run_ingest(hub, workload.contacts, args.concurrency)
+        # The floor on the same database, same callers, same contacts (its rows
+        # go to channels "floor-sms"/"floor-email", so nothing collides).
+        log("ingesting the same contacts through the floor (Core + group commit)")
+        await run_floor(url, warm.contacts, args.concurrency)
+        floor = await run_floor(url, workload.contacts, args.concurrency)
         log(f"looking up {args.lookups:,} identities")
         # Let the ingest phase's dirty pages reach the disk first, so that the
         # kernel's write-back does not compete with the lookups being timed.
         await asyncio.to_thread(os.sync)
         targets = lookup_targets(args.lookups, args.customers, workload.known_customers)
         region = settings.identity.default_region
-        await run_lookups(hub.db, region, targets[: min(200, len(targets))])  # warm the pool
-        lookup = await run_lookups(hub.db, region, targets)
+        who = ADMIN_PRINCIPAL if args.as_admin else BENCH_PRINCIPAL
+        await run_lookups(hub.db, region, targets[: min(200, len(targets))], who)  # warm the pool
+        lookup = await run_lookups(hub.db, region, targets, who)
     finally:
         await hub.stop()
-    return {"ingest": asdict(ingest), "lookup": asdict(lookup)}
+    ingest_d = asdict(ingest)
+    ingest_d["floor"] = floor
+    ingest_d["ratio_to_floor"] = round(ingest.per_second / floor["per_second"], 3)
+    return {"ingest": ingest_d, "lookup": asdict(lookup)}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -220,6 +240,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--db", help="sqlite+aiosqlite:///file (fresh) or a postgresql+asyncpg:// server URL"
     )
+    p.add_argument("--as-admin", action="store_true", help="look up as admin, not as agent")
     p.add_argument("--keep", action="store_true", help="keep the database afterwards")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--batch-max", type=int, default=512, help="ingest.batch_max")
@@ -244,6 +265,9 @@ def report(results: dict[str, Any]) -> str:
             f" {i['per_second']:,.0f} ingests/s in {i['seconds']:.2f} s",
             f"  latency     p50 {i['p50_ms']:.1f} ms   p99 {i['p99_ms']:.1f} ms"
             f"   max {i['max_ms']:.1f} ms",
+            f"  floor       {i['floor']['per_second']:,.0f} /s  (p50 {i['floor']['p50_ms']:.1f} ms"
+            f"  p99 {i['floor']['p99_ms']:.1f} ms, {i['floor']['batches']:,} commits)"
+            f"  -> pipeline/floor = {i['ratio_to_floor']:.2f}x  (goal >= 0.7x)",
             f"  batches     {i['batches']:,}  (mean {i['mean_batch']:.1f} contacts per commit)",
             f"  outcome     {i['created_leads']:,} new leads, {i['duplicates']:,} duplicates"
             f" answered, {i['errors']:,} errors",

@@ -56,13 +56,23 @@ from hub.store.tables import (
 RECENT = 5
 OPEN_LIMIT = 20  # open conversations / tasks shown on a card; a pop is not a list view
 
+# The customer with its team's name and its owner in one statement (outer joins:
+# either may be missing); a screen pop's latency is mostly round trips.
+_CARD = select(
+    customer_t,
+    team_t.c.name.label("team_name"),
+    user_t.c.username.label("owner_username"),
+    user_t.c.display_name.label("owner_display_name"),
+)
+_CARD_FROM = customer_t.outerjoin(team_t, team_t.c.id == customer_t.c.team_id).outerjoin(
+    user_t, user_t.c.id == customer_t.c.owner_id
+)
 _BY_IDENTITY = (
-    select(customer_t)
-    .join(identity_t, identity_t.c.customer_id == customer_t.c.id)
+    _CARD.select_from(_CARD_FROM.join(identity_t, identity_t.c.customer_id == customer_t.c.id))
     .where(identity_t.c.kind == bindparam("kind"))
     .where(identity_t.c.value == bindparam("value"))
 )
-_BY_ID = select(customer_t).where(customer_t.c.id == bindparam("cid"))
+_BY_ID = _CARD.select_from(_CARD_FROM).where(customer_t.c.id == bindparam("cid"))
 _TAGS = select(tag_t.c.tag).where(tag_t.c.customer_id == bindparam("cid")).order_by(tag_t.c.tag)
 _USER = select(user_t.c.id, user_t.c.username, user_t.c.display_name).where(
     user_t.c.id == bindparam("uid")
@@ -163,21 +173,27 @@ async def caller_card(
             except (BadRequest, Invalid):
                 asked = {"phone": phone}  # "anonymous" and the like: the known customer still pops
         customer = (await conn.execute(_BY_ID, {"cid": customer_id})).first()
+        joined = True
     else:
         ident = _identity(phone, email, region)
         asked = _number(ident)
         customer = (
             await conn.execute(_BY_IDENTITY, {"kind": ident.kind.value, "value": ident.value})
         ).first()
+        joined = True
         if customer is None or not (principal.is_admin or customer.team_id in principal.team_ids):
             # The caller's team gave this identity to a record of its own while a hidden
             # record holds it (an identity claim, claims.py): that record is theirs to see.
             claimant = await customer_by_claim(conn, principal, ident.kind.value, ident.value)
-            customer = claimant if claimant is not None else customer
+            if claimant is not None:
+                customer, joined = claimant, False  # a bare customer row: no joined names
     if customer is None:
         return _empty("unknown", asked)
     team = None
-    if customer.team_id is not None:
+    if customer.team_id is not None and joined:
+        if customer.team_name is not None:
+            team = {"id": customer.team_id, "name": customer.team_name}
+    elif customer.team_id is not None:
         row = (await conn.execute(_TEAM, {"tid": customer.team_id})).first()
         team = {"id": row.id, "name": row.name} if row is not None else None
     if not (principal.is_admin or customer.team_id in principal.team_ids):
@@ -186,7 +202,14 @@ async def caller_card(
         return card
     cid = customer.id
     owner = None
-    if customer.owner_id is not None:
+    if customer.owner_id is not None and joined:
+        if customer.owner_username is not None:
+            owner = {
+                "id": customer.owner_id,
+                "username": customer.owner_username,
+                "display_name": customer.owner_display_name,
+            }
+    elif customer.owner_id is not None:
         row = (await conn.execute(_USER, {"uid": customer.owner_id})).first()
         if row is not None:
             owner = {"id": row.id, "username": row.username, "display_name": row.display_name}

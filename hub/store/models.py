@@ -445,7 +445,11 @@ class IdentityClaim(SQLModel, table=True):
     """
 
     __tablename__ = "identity_claim"
-    __table_args__ = (UniqueConstraint("customer_id", "kind", "value", name="uq_identity_claim"),)
+    __table_args__ = (
+        UniqueConstraint("customer_id", "kind", "value", name="uq_identity_claim"),
+        # A lookup asks "who claims this number?" (migration 0019).
+        Index("ix_identity_claim_kind_value", "kind", "value"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     customer_id: int = Field(foreign_key="customer.id", index=True, ondelete="CASCADE")
