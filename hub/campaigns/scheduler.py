@@ -192,6 +192,7 @@ class CampaignScheduler:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), tick)
         finally:
+            self.leader = False
             if lock_conn is not None:
                 # Not back into the pool: the lock belongs to the session, so a pooled
                 # connection would keep it. Closing the connection itself frees it.
