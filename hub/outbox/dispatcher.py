@@ -33,16 +33,16 @@ import contextlib
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from channels.base import Channel, DeliveryResult, DeliveryState, OutboundMessage, Sender
 from hub.config import OutboxConfig
 from hub.events.bus import Event, EventBus
+from hub.outbox.claims import Claim, due_query, hourly_room
 from hub.outbox.queue import (
     OutboxStatus,
     backoff,
@@ -56,7 +56,7 @@ from hub.outbox.queue import (
 )
 from hub.store.db import Database, is_outage
 from hub.store.models import utcnow
-from hub.store.tables import campaign_t, conversation_t, customer_t, outbox_t
+from hub.store.tables import conversation_t, customer_t, outbox_t
 
 log = logging.getLogger(__name__)
 
@@ -102,20 +102,6 @@ def outbound_message(row: Any, sender: Sender) -> OutboundMessage:
 def accepted_status(channel: str) -> str:
     """The interaction's delivery status once the provider took the message."""
     return "sent" if channel == Channel.EMAIL.value else "queued"
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    row: Any  # a Core row of the outbox table, as it was before the claim
-    attempt: int  # the attempt number this claim holds (the fence)
-
-    def fence(self) -> ColumnElement[bool]:
-        """Matches the row only while this claim holds it (not re-claimed after a lease)."""
-        return and_(
-            outbox_t.c.id == self.row.id,
-            outbox_t.c.status == OutboxStatus.SENDING.value,
-            outbox_t.c.attempts == self.attempt,
-        )
 
 
 class Dispatcher:
@@ -225,34 +211,7 @@ class Dispatcher:
     async def _claim(self, limit: int) -> tuple[list[Claim], int]:
         """Claims to send, and how many rows were settled without sending (blocked, expired)."""
         now = utcnow()
-        expired = now - timedelta(seconds=self.config.lease_seconds)
-        query = (
-            select(outbox_t.c.id)
-            .where(
-                or_(
-                    and_(
-                        outbox_t.c.status == OutboxStatus.QUEUED.value,
-                        outbox_t.c.next_attempt_at <= now,
-                    ),
-                    and_(
-                        outbox_t.c.status == OutboxStatus.SENDING.value,
-                        outbox_t.c.claimed_at < expired,
-                    ),
-                )
-            )
-            .where(
-                # A paused or cancelled campaign's messages wait (or never go).
-                or_(
-                    outbox_t.c.campaign_id.is_(None),
-                    outbox_t.c.campaign_id.not_in(
-                        select(campaign_t.c.id).where(
-                            campaign_t.c.status.in_(("paused", "cancelled"))
-                        )
-                    ),
-                )
-            )
-            .order_by(outbox_t.c.next_attempt_at, outbox_t.c.id)
-        )
+        query = due_query(now, self.config.lease_seconds)
         if not self.db.sqlite:
             query = query.with_for_update(skip_locked=True)
         claims: list[Claim] = []
@@ -262,7 +221,9 @@ class Dispatcher:
         async with self.db.write() as s:
             conn = await s.connection()
             # Counted in the claim's transaction: exact under SQLite's single writer.
-            channels, limit = await self._within_hourly_limits(conn, now, limit)
+            channels, limit = await hourly_room(
+                conn, sorted(self.senders), self.config.max_per_hour, now, limit
+            )
             if not channels:
                 return [], 0
             query = query.where(outbox_t.c.channel.in_(channels)).limit(limit)
@@ -328,41 +289,6 @@ class Dispatcher:
                 claims.append(Claim(row, attempt))
         self._publish(events)
         return claims, finished
-
-    async def _within_hourly_limits(
-        self, conn: AsyncConnection, now: datetime, limit: int
-    ) -> tuple[list[str], int]:
-        """Channels that may still send within their hourly window, and the claim size.
-
-        The window counts rows claimed in the last hour from the database (every
-        node's, and those of before a restart) rather than a counter in memory.
-        A capped channel with little room left shrinks the whole claim; claims
-        are small, so the other channels lose at most a round. On PostgreSQL two
-        nodes counting at once may each use the same room: the window can be
-        exceeded by at most one claim per other node.
-        """
-        channels = sorted(self.senders)
-        caps = {ch: n for ch, n in self.config.max_per_hour.items() if ch in self.senders}
-        if not caps:
-            return channels, limit
-        since = now - timedelta(hours=1)
-        used = dict(
-            (
-                await conn.execute(
-                    select(outbox_t.c.channel, func.count())
-                    .where(outbox_t.c.channel.in_(sorted(caps)))
-                    .where(outbox_t.c.claimed_at >= since)
-                    .where(outbox_t.c.status != OutboxStatus.QUEUED.value)
-                    .group_by(outbox_t.c.channel)
-                )
-            )
-            .tuples()
-            .all()
-        )
-        room = {ch: cap - int(used.get(ch, 0)) for ch, cap in caps.items()}
-        open_channels = [ch for ch in channels if room.get(ch, 1) > 0]
-        capped = [room[ch] for ch in open_channels if ch in room]
-        return open_channels, min([limit, *capped])
 
     async def _pace(self, channel: str, rate: float) -> None:
         """Keep to the channel's rate per second (Twilio queues, then rejects, bursts)."""

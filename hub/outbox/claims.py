@@ -1,0 +1,100 @@
+"""Which outbox rows a dispatcher round may take: due rows, rows whose lease expired
+(their node died), never a paused or cancelled campaign's; and the room each
+channel's hourly window leaves. The claiming itself is the dispatcher's."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hub.outbox.queue import OutboxStatus
+from hub.store.tables import campaign_t, outbox_t
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    row: Any  # a Core row of the outbox table, as it was before the claim
+    attempt: int  # the attempt number this claim holds (the fence)
+
+    def fence(self) -> ColumnElement[bool]:
+        """Matches the row only while this claim holds it (not re-claimed after a lease)."""
+        return and_(
+            outbox_t.c.id == self.row.id,
+            outbox_t.c.status == OutboxStatus.SENDING.value,
+            outbox_t.c.attempts == self.attempt,
+        )
+
+
+def due_query(now: datetime, lease_seconds: float) -> Select[tuple[int]]:
+    """Ids of the rows a round may claim, oldest due first (the caller adds the
+    channels, the limit and, on PostgreSQL, FOR UPDATE SKIP LOCKED)."""
+    expired = now - timedelta(seconds=lease_seconds)
+    return (
+        select(outbox_t.c.id)
+        .where(
+            or_(
+                and_(
+                    outbox_t.c.status == OutboxStatus.QUEUED.value,
+                    outbox_t.c.next_attempt_at <= now,
+                ),
+                and_(
+                    outbox_t.c.status == OutboxStatus.SENDING.value,
+                    outbox_t.c.claimed_at < expired,
+                ),
+            )
+        )
+        .where(
+            # A paused or cancelled campaign's messages wait (or never go).
+            or_(
+                outbox_t.c.campaign_id.is_(None),
+                outbox_t.c.campaign_id.not_in(
+                    select(campaign_t.c.id).where(campaign_t.c.status.in_(("paused", "cancelled")))
+                ),
+            )
+        )
+        .order_by(outbox_t.c.next_attempt_at, outbox_t.c.id)
+    )
+
+
+async def hourly_room(
+    conn: AsyncConnection,
+    channels: list[str],
+    max_per_hour: Mapping[str, int],
+    now: datetime,
+    limit: int,
+) -> tuple[list[str], int]:
+    """Channels that may still send within their hourly window, and the claim size.
+
+    The window counts rows claimed in the last hour from the database (every
+    node's, and those of before a restart) rather than a counter in memory.
+    A capped channel with little room left shrinks the whole claim; claims
+    are small, so the other channels lose at most a round. On PostgreSQL two
+    nodes counting at once may each use the same room: the window can be
+    exceeded by at most one claim per other node.
+    """
+    caps = {ch: n for ch, n in max_per_hour.items() if ch in channels}
+    if not caps:
+        return channels, limit
+    since = now - timedelta(hours=1)
+    used = dict(
+        (
+            await conn.execute(
+                select(outbox_t.c.channel, func.count())
+                .where(outbox_t.c.channel.in_(sorted(caps)))
+                .where(outbox_t.c.claimed_at >= since)
+                .where(outbox_t.c.status != OutboxStatus.QUEUED.value)
+                .group_by(outbox_t.c.channel)
+            )
+        )
+        .tuples()
+        .all()
+    )
+    room = {ch: cap - int(used.get(ch, 0)) for ch, cap in caps.items()}
+    open_channels = [ch for ch in channels if room.get(ch, 1) > 0]
+    capped = [room[ch] for ch in open_channels if ch in room]
+    return open_channels, min([limit, *capped])
