@@ -191,6 +191,11 @@ class CampaignScheduler:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), tick)
+        except Exception:
+            # Not silently: without a leader no campaign fires. The lock goes with the
+            # connection below, so another node takes over; this one does after a restart.
+            log.exception("campaign scheduler stopped on this node")
+            raise
         finally:
             self.leader = False
             if lock_conn is not None:
