@@ -249,6 +249,13 @@ class EventStream:
             self._wake.clear()
             await self._flush()
 
+    async def flush(self) -> None:
+        """Store what was sent so far now, not ~STORE_EVERY later: an erasure scrubs
+        event_log right after, and an event stored behind its back would keep the
+        person's number in the file."""
+        await self._between_batches.wait()  # a batch being numbered and sent goes first
+        await self._flush()
+
     async def _flush(self) -> None:
         """Keep the unstored frames in event_log (one statement), then prune now and then."""
         frames, self._unstored = self._unstored, []

@@ -58,6 +58,7 @@ async def erase(request: web.Request) -> web.Response:
     _admin(request)
     hub = request.app[HUB]
     await hub.audit.flush()  # queued entries about them are scrubbed with the rest
+    await hub.events.flush()  # and the events sent but not yet stored
     try:
         report = await erase_customer(
             hub.db,
