@@ -33,6 +33,7 @@ import argparse
 import asyncio
 import email.utils
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -159,6 +160,20 @@ campaigns:
     raise SystemExit(f"bench: crmhub serve did not start:\n{out.read_text()}")
 
 
+def start_profile(pid: int, out: str | None) -> subprocess.Popen[bytes] | None:
+    """py-spy (raw collapsed stacks, 200 Hz) on the node from the start to the last message."""
+    if not out:
+        return None
+    spy = subprocess.Popen(
+        [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid),
+         "--format", "raw", "--rate", "200", "--output", out, "--nonblocking",
+         *os.environ.get("PYSPY_EXTRA", "").split()],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    time.sleep(1)  # attach
+    return spy
+
+
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -222,6 +237,7 @@ def main() -> None:
     parser.add_argument("--recipients", type=int, default=100_000)
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--profile", metavar="FILE", help="py-spy raw profile of crmhub serve")
     args = parser.parse_args()
     target = prepare_target(args.db, args.keep)
     tmp = Path(os.environ.get("TMPDIR", "/tmp"))
@@ -238,10 +254,14 @@ def main() -> None:
         log("crmhub serve is up")
         time.sleep(1.0)  # the scheduler's first tick and the pools' connections
         before = int(sink.stats()["messages"])
+        spy = start_profile(proc.pid, args.profile)
         t0 = time.perf_counter()
         asyncio.run(schedule(target.url, campaign))
         first = wait_count(sink, before + 1, 60)
         last = wait_count(sink, before + args.recipients, 3600)
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)  # py-spy writes the profile on SIGINT
+            spy.wait(60)
         rss = peak_rss_mb(proc.pid)
         crmhub_rate = args.recipients / (last - t0)
         log("crmhub done; now the bare loop")

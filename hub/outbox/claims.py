@@ -20,6 +20,7 @@ from hub.store.tables import campaign_t, outbox_t
 class Claim:
     row: Any  # a Core row of the outbox table, as it was before the claim
     attempt: int  # the attempt number this claim holds (the fence)
+    uncertain: bool = False  # found "sending" after its lease expired (a node died)
 
     def fence(self) -> ColumnElement[bool]:
         """Matches the row only while this claim holds it (not re-claimed after a lease)."""
@@ -30,35 +31,32 @@ class Claim:
         )
 
 
-def due_query(now: datetime, lease_seconds: float) -> Select[tuple[int]]:
-    """Ids of the rows a round may claim, oldest due first (the caller adds the
-    channels, the limit and, on PostgreSQL, FOR UPDATE SKIP LOCKED)."""
+def due_queries(now: datetime, lease_seconds: float, channel: str) -> list[Select[Any]]:
+    """The rows of `channel` a round may claim, in the order to take them: first rows
+    whose lease expired (their node died), then queued rows oldest due first.
+    The caller adds the limit and, on PostgreSQL, FOR UPDATE SKIP LOCKED.
+
+    Two queries, not one with OR: each walks the (status, channel, next_attempt_at,
+    id) index in order and stops at the limit; the OR made SQLite scan and sort
+    every queued row for each claim.
+    """
     expired = now - timedelta(seconds=lease_seconds)
-    return (
-        select(outbox_t.c.id)
-        .where(
-            or_(
-                and_(
-                    outbox_t.c.status == OutboxStatus.QUEUED.value,
-                    outbox_t.c.next_attempt_at <= now,
-                ),
-                and_(
-                    outbox_t.c.status == OutboxStatus.SENDING.value,
-                    outbox_t.c.claimed_at < expired,
-                ),
-            )
-        )
-        .where(
-            # A paused or cancelled campaign's messages wait (or never go).
-            or_(
-                outbox_t.c.campaign_id.is_(None),
-                outbox_t.c.campaign_id.not_in(
-                    select(campaign_t.c.id).where(campaign_t.c.status.in_(("paused", "cancelled")))
-                ),
-            )
-        )
-        .order_by(outbox_t.c.next_attempt_at, outbox_t.c.id)
+    # A paused or cancelled campaign's messages wait (or never go).
+    held = or_(
+        outbox_t.c.campaign_id.is_(None),
+        outbox_t.c.campaign_id.not_in(
+            select(campaign_t.c.id).where(campaign_t.c.status.in_(("paused", "cancelled")))
+        ),
     )
+    ids = select(outbox_t).where(outbox_t.c.channel == channel).where(held)
+    return [
+        ids.where(outbox_t.c.status == OutboxStatus.SENDING.value)
+        .where(outbox_t.c.claimed_at < expired)
+        .order_by(outbox_t.c.claimed_at, outbox_t.c.id),
+        ids.where(outbox_t.c.status == OutboxStatus.QUEUED.value)
+        .where(outbox_t.c.next_attempt_at <= now)
+        .order_by(outbox_t.c.next_attempt_at, outbox_t.c.id),
+    ]
 
 
 async def hourly_room(

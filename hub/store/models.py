@@ -304,7 +304,7 @@ class OutboxMessage(SQLModel, table=True):
 
     __tablename__ = "outbox"
     __table_args__ = (
-        Index("ix_outbox_due", "status", "next_attempt_at"),
+        Index("ix_outbox_due", "status", "channel", "next_attempt_at", "id"),
         # Expansion is idempotent: a run's step reaches each customer once.
         UniqueConstraint(
             "campaign_run_id", "campaign_step_id", "customer_id", name="uq_outbox_campaign_once"
