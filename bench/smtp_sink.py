@@ -95,9 +95,11 @@ def sink_main() -> int:
 class Sink:
     """The sink process, seen from the orchestrator."""
 
+    script = Path(__file__).resolve()  # the sink's program (bench/twilio_sink.py: another)
+
     def __init__(self) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve())],
+            [sys.executable, str(self.script)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True,
         )  # fmt: skip
         hello = self._read()
