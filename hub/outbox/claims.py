@@ -13,7 +13,7 @@ from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.outbox.queue import OutboxStatus
-from hub.store.tables import campaign_t, outbox_t
+from hub.store.tables import campaign_t, customer_t, interaction_t, outbox_t
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +48,21 @@ def due_queries(now: datetime, lease_seconds: float, channel: str) -> list[Selec
             select(campaign_t.c.id).where(campaign_t.c.status.in_(("paused", "cancelled")))
         ),
     )
-    ids = select(outbox_t).where(outbox_t.c.channel == channel).where(held)
+    # Read with the row, for recording its outcome without another statement: the
+    # customer's team (whom the delivery event goes to) and the interaction's status.
+    team = select(customer_t.c.team_id).where(customer_t.c.id == outbox_t.c.customer_id)
+    shown = select(interaction_t.c.delivery_status).where(
+        interaction_t.c.id == outbox_t.c.interaction_id
+    )
+    ids = (
+        select(
+            outbox_t,
+            team.scalar_subquery().label("team_id"),
+            shown.scalar_subquery().label("delivery_status"),
+        )
+        .where(outbox_t.c.channel == channel)
+        .where(held)
+    )
     return [
         ids.where(outbox_t.c.status == OutboxStatus.SENDING.value)
         .where(outbox_t.c.claimed_at < expired)

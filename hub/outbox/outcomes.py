@@ -15,14 +15,16 @@ whose lease expired cannot overwrite a newer claim of the same row.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, case, func, literal_column, or_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from channels.base import Channel, DeliveryResult, DeliveryState
+from channels.base import HUB_RANKS, Channel, DeliveryResult, DeliveryState
+from channels.registry import statuses_of
 from hub.config import OutboxConfig
 from hub.events.bus import Event
 from hub.events.kinds import interaction_delivery
@@ -109,14 +111,7 @@ async def _record_accepted(
             len(accepted) - changed.rowcount,
             len(accepted),
         )
-    events = await set_interaction_statuses(
-        conn,
-        [
-            (c.row.interaction_id, accepted_status(c.row.channel), r.provider_id)
-            for c, r in accepted
-            if c.row.interaction_id is not None
-        ],
-    )
+    events = await _advance_interactions(conn, accepted)
     # The customers were contacted now; their conversations moved.
     customers = sorted({c.row.customer_id for c, _ in accepted})
     await conn.execute(
@@ -136,67 +131,69 @@ async def _record_accepted(
     return events
 
 
-async def set_interaction_statuses(
-    conn: AsyncConnection, items: Sequence[tuple[int, str, str | None]]
+def _blocking(channel: str, new: str) -> frozenset[str] | None:
+    """The statuses `new` may not replace (as `status_advances`), or None when it never
+    replaces any (then only the provider id is written)."""
+    statuses = statuses_of(channel)
+    if new in statuses.all_final:
+        return statuses.all_final
+    ranks = {**HUB_RANKS, **statuses.ranks}
+    if new not in ranks:
+        return None
+    return statuses.all_final | {s for s, rank in ranks.items() if rank >= ranks[new]}
+
+
+def _literals(words: frozenset[str]) -> list[Any]:
+    """Status words inlined into the statement (executemany allows no expanding IN).
+    They are the channels' own constants, never input; checked all the same."""
+    assert all(re.fullmatch(r"[a-z_-]+", w) for w in words), words
+    return [literal_column(f"'{w}'") for w in sorted(words)]
+
+
+async def _advance_interactions(
+    conn: AsyncConnection, accepted: list[tuple[Claim, DeliveryResult]]
 ) -> list[Event]:
-    """`set_interaction_status` for many (interaction id, status, provider id) at once:
-    one read, one executemany; the status only moves forward."""
-    if not items:
-        return []
-    ids = sorted({iid for iid, _, _ in items})
-    current = {
-        row.id: row
-        for row in (
-            await conn.execute(
-                select(
-                    interaction_t.c.id,
-                    interaction_t.c.delivery_status,
-                    interaction_t.c.channel,
-                    interaction_t.c.provider_id,
-                    interaction_t.c.customer_id,
-                    interaction_t.c.conversation_id,
-                    customer_t.c.team_id,
-                )
-                .join(customer_t, customer_t.c.id == interaction_t.c.customer_id)
-                .where(interaction_t.c.id.in_(ids))
-            )
-        ).all()
-    }
-    updates: list[dict[str, Any]] = []
+    """Each sent message's interaction: its status forward (only), its provider id if it
+    had none. One executemany per channel; the status read at the claim (the row's
+    `delivery_status`) decides the event, the CASE decides the row, so a provider's
+    report that overtook us is never undone."""
     events: list[Event] = []
-    for iid, status, provider_id in items:
-        row = current.get(iid)
-        if row is None:
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for claim, result in accepted:
+        row = claim.row
+        if row.interaction_id is None:
             continue
-        new_provider_id = row.provider_id or provider_id
-        changed = status_advances(row.channel, row.delivery_status, status)
-        if not changed and new_provider_id == row.provider_id:
-            continue
-        updates.append(
-            {
-                "b_id": iid,
-                "b_status": status if changed else row.delivery_status,
-                "b_provider_id": new_provider_id,
-            }
+        new = accepted_status(row.channel)
+        groups.setdefault((row.channel, new), []).append(
+            {"b_id": row.interaction_id, "b_provider_id": result.provider_id, "b_status": new}
         )
-        if changed:
+        if status_advances(row.channel, row.delivery_status, new):
             events.append(
                 interaction_delivery(
-                    interaction_id=iid,
+                    interaction_id=row.interaction_id,
                     customer_id=row.customer_id,
                     conversation_id=row.conversation_id,
-                    delivery_status=status,
+                    delivery_status=new,
                     error_code=None,
                     team_id=row.team_id,
                 )
             )
-    if updates:
-        await conn.execute(
-            update(interaction_t)
-            .where(interaction_t.c.id == bindparam("b_id"))
-            .values(delivery_status=bindparam("b_status"), provider_id=bindparam("b_provider_id")),
-            updates,
-        )
+    for (channel, new), params in groups.items():
+        values: dict[str, Any] = {
+            "provider_id": func.coalesce(interaction_t.c.provider_id, bindparam("b_provider_id"))
+        }
+        blocking = _blocking(channel, new)
+        if blocking is not None:
+            status = interaction_t.c.delivery_status
+            values["delivery_status"] = case(
+                (
+                    or_(status.is_(None), status.not_in(_literals(blocking))),
+                    bindparam("b_status"),
+                ),
+                else_=status,
+            )
+        statement = update(interaction_t).where(interaction_t.c.id == bindparam("b_id"))
+        await conn.execute(statement.values(values), params)
     return events
 
 
