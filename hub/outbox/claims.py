@@ -73,40 +73,58 @@ def due_queries(now: datetime, lease_seconds: float, channel: str) -> list[Selec
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class Window:
+    """What the hourly windows leave for one claim."""
+
+    channels: list[str]  # channels that may still send
+    limit: int  # the claim's size
+    full_mailboxes: frozenset[str] = frozenset()  # email senders whose window is used up
+
+
 async def hourly_room(
     conn: AsyncConnection,
     channels: list[str],
     max_per_hour: Mapping[str, int],
     now: datetime,
     limit: int,
-) -> tuple[list[str], int]:
-    """Channels that may still send within their hourly window, and the claim size.
+) -> Window:
+    """Channels and email senders that may still send within their hourly window.
 
-    The window counts rows claimed in the last hour from the database (every
+    `max_per_hour` keys are channels ("email", "sms") or one email sender
+    ("email:<mailbox name>"; an SMS node has one sender, its channel). The
+    window counts rows claimed in the last hour from the database (every
     node's, and those of before a restart) rather than a counter in memory.
-    A capped channel with little room left shrinks the whole claim; claims
-    are small, so the other channels lose at most a round. On PostgreSQL two
+    A capped channel or sender with little room left shrinks the whole claim;
+    claims are small, so the others lose at most a cycle. On PostgreSQL two
     nodes counting at once may each use the same room: the window can be
     exceeded by at most one claim per other node.
     """
     caps = {ch: n for ch, n in max_per_hour.items() if ch in channels}
-    if not caps:
-        return channels, limit
+    senders = {
+        key.split(":", 1)[1]: n
+        for key, n in max_per_hour.items()
+        if key.startswith("email:") and "email" in channels
+    }
+    if not caps and not senders:
+        return Window(channels, limit)
     since = now - timedelta(hours=1)
-    used = dict(
-        (
-            await conn.execute(
-                select(outbox_t.c.channel, func.count())
-                .where(outbox_t.c.channel.in_(sorted(caps)))
-                .where(outbox_t.c.claimed_at >= since)
-                .where(outbox_t.c.status != OutboxStatus.QUEUED.value)
-                .group_by(outbox_t.c.channel)
-            )
-        )
-        .tuples()
-        .all()
+    claimed = (
+        select(outbox_t.c.channel, outbox_t.c.mailbox, func.count())
+        .where(outbox_t.c.claimed_at >= since)
+        .where(outbox_t.c.status != OutboxStatus.QUEUED.value)
+        .where(outbox_t.c.channel.in_(sorted({*caps, *(["email"] if senders else [])})))
+        .group_by(outbox_t.c.channel, outbox_t.c.mailbox)
     )
-    room = {ch: cap - int(used.get(ch, 0)) for ch, cap in caps.items()}
+    used: dict[str, int] = {}
+    for channel, mailbox, count in (await conn.execute(claimed)).tuples():
+        used[channel] = used.get(channel, 0) + int(count)
+        if channel == "email" and mailbox is not None:
+            used[f"email:{mailbox}"] = int(count)
+    room = {ch: cap - used.get(ch, 0) for ch, cap in caps.items()}
     open_channels = [ch for ch in channels if room.get(ch, 1) > 0]
+    sender_room = {m: cap - used.get(f"email:{m}", 0) for m, cap in senders.items()}
+    full = frozenset(m for m, left in sender_room.items() if left <= 0)
     capped = [room[ch] for ch in open_channels if ch in room]
-    return open_channels, min([limit, *capped])
+    capped += [left for left in sender_room.values() if left > 0]
+    return Window(open_channels, min([limit, *capped]), full)

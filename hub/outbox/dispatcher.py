@@ -35,7 +35,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import bindparam, or_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from channels.base import Channel, DeliveryResult, DeliveryState, OutboundMessage, Sender
@@ -275,9 +275,10 @@ class Dispatcher:
         expired); delivery events of the settled rows go to `events`."""
         now = utcnow()
         # Counted in the claim's transaction: exact under SQLite's single writer.
-        channels, limit = await hourly_room(
+        window = await hourly_room(
             conn, sorted(room), self.config.max_per_hour, now, sum(room.values())
         )
+        channels, limit = window.channels, window.limit
         rows: list[Any] = []
         for channel in channels:
             before = len(rows)
@@ -287,6 +288,11 @@ class Dispatcher:
                 want = min(room[channel] - (len(rows) - before), limit - len(rows))
                 if want <= 0:
                     break
+                if channel == Channel.EMAIL.value and window.full_mailboxes:
+                    full = sorted(window.full_mailboxes)
+                    query = query.where(
+                        or_(outbox_t.c.mailbox.is_(None), outbox_t.c.mailbox.not_in(full))
+                    )
                 if not self.db.sqlite:
                     query = query.with_for_update(skip_locked=True)
                 rows += (await conn.execute(query.limit(want))).all()
