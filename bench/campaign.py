@@ -321,7 +321,7 @@ def main() -> None:
     args = parser.parse_args()
     target = prepare_target(args.db, args.keep)
     tmp = Path(os.environ.get("TMPDIR", "/tmp"))
-    sink = Sink() if args.channel == "email" else TwilioSink()
+    sink = Sink(args.latency) if args.channel == "email" else TwilioSink(args.latency)
     proc = None
     try:
         upgrade(target.url)
@@ -358,7 +358,8 @@ def main() -> None:
             raise SystemExit(f"bench: the bare loop delivered {got} of {measured}")
         what = "SMTP connections" if args.channel == "email" else "Twilio requests in flight"
         print(f"database: {target.where}; {args.channel}; {args.recipients:,} recipients; "
-              f"{args.connections} {what} each side")  # fmt: skip
+              f"{args.connections} {what} each side; "
+              f"sink answers after {args.latency:g} ms")  # fmt: skip
         if measured < args.recipients:
             print(f"measured: the first {measured:,} messages on both sides")
         print(f"crmhub: {crmhub_rate:,.0f} messages/s (start to last), first message "

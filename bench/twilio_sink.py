@@ -32,9 +32,12 @@ async def sink_serve(loop_name: str) -> None:
     from aiohttp import web
 
     counts = {"messages": 0, "bytes": 0}
+    latency = float(os.environ.get("BENCH_SINK_LATENCY_MS", "0")) / 1000
 
     async def messages(request: web.Request) -> web.Response:
         form = await request.post()
+        if latency:
+            await asyncio.sleep(latency)  # Twilio's API answers in ~100-300 ms
         counts["messages"] += 1
         counts["bytes"] += len(str(form.get("Body", "")))
         sid = f"SM{counts['messages']:032x}"

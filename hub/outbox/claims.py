@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.outbox.queue import OutboxStatus
-from hub.store.tables import campaign_t, customer_t, interaction_t, outbox_t
+from hub.store.models import ConsentState
+from hub.store.tables import campaign_t, consent_t, customer_t, interaction_t, outbox_t
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,26 @@ class Claim:
             outbox_t.c.status == OutboxStatus.SENDING.value,
             outbox_t.c.attempts == self.attempt,
         )
+
+
+def _opted_out() -> ColumnElement[bool]:
+    """Whether the newest consent row of some purpose on the row's channel is an opt-out
+    (as hub.outbox.queue.opted_out, read with the row instead of by another statement)."""
+    given, newer = consent_t.alias("given"), consent_t.alias("newer")
+    return exists().where(
+        given.c.customer_id == outbox_t.c.customer_id,
+        given.c.channel == outbox_t.c.channel,
+        given.c.state == ConsentState.OPTED_OUT.value,
+        ~exists().where(
+            newer.c.customer_id == given.c.customer_id,
+            newer.c.channel == given.c.channel,
+            newer.c.purpose == given.c.purpose,
+            or_(
+                newer.c.recorded_at > given.c.recorded_at,
+                and_(newer.c.recorded_at == given.c.recorded_at, newer.c.id > given.c.id),
+            ),
+        ),
+    )
 
 
 def due_queries(now: datetime, lease_seconds: float, channel: str) -> list[Select[Any]]:
@@ -59,6 +80,7 @@ def due_queries(now: datetime, lease_seconds: float, channel: str) -> list[Selec
             outbox_t,
             team.scalar_subquery().label("team_id"),
             shown.scalar_subquery().label("delivery_status"),
+            _opted_out().label("opted_out"),
         )
         .where(outbox_t.c.channel == channel)
         .where(held)

@@ -47,7 +47,6 @@ from hub.outbox.queue import (
     OutboxStatus,
     consent_applies,
     is_marketing,
-    opted_out_many,
 )
 from hub.store.db import Database, is_outage
 from hub.store.models import utcnow
@@ -296,9 +295,9 @@ class Dispatcher:
                 if not self.db.sqlite:
                     query = query.with_for_update(skip_locked=True)
                 rows += (await conn.execute(query.limit(want))).all()
-        blocked = await opted_out_many(
-            conn, [(row.customer_id, row.channel) for row in rows if consent_applies(row)]
-        )
+        blocked = {
+            (row.customer_id, row.channel) for row in rows if row.opted_out and consent_applies(row)
+        }
         claims: list[Claim] = []
         finished = 0
         for row in rows:

@@ -210,30 +210,6 @@ async def opted_out(conn: AsyncConnection, customer_id: int, channel: Channel) -
     return ConsentState.OPTED_OUT.value in newest.values()
 
 
-async def opted_out_many(
-    conn: AsyncConnection, wanted: Sequence[tuple[int, str]]
-) -> set[tuple[int, str]]:
-    """`opted_out` for many (customer id, channel) pairs in one read: those opted out."""
-    if not wanted:
-        return set()
-    customers = sorted({c for c, _ in wanted})
-    channels = sorted({ch for _, ch in wanted})
-    rows = (
-        await conn.execute(
-            select(consent_t.c.customer_id, consent_t.c.channel, consent_t.c.purpose)
-            .add_columns(consent_t.c.state)
-            .where(consent_t.c.customer_id.in_(customers))
-            .where(consent_t.c.channel.in_(channels))
-            .order_by(consent_t.c.recorded_at.desc(), consent_t.c.id.desc())
-        )
-    ).all()
-    newest: dict[tuple[int, str, str], str] = {}
-    for customer_id, channel, purpose, state in rows:
-        newest.setdefault((customer_id, channel, purpose), state)
-    out = {(c, ch) for (c, ch, _), state in newest.items() if state == ConsentState.OPTED_OUT.value}
-    return out & set(wanted)
-
-
 async def record_opt_out(
     conn: AsyncConnection, customer_id: int, channel: Channel | str, source: str
 ) -> None:
