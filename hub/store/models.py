@@ -306,6 +306,7 @@ class OutboxMessage(SQLModel, table=True):
     __table_args__ = (
         Index("ix_outbox_due", "status", "channel", "next_attempt_at", "id"),
         Index("ix_outbox_claimed", "channel", "claimed_at"),
+        Index("ix_outbox_run_status", "campaign_run_id", "status"),
         # Expansion is idempotent: a run's step reaches each customer once.
         UniqueConstraint(
             "campaign_run_id", "campaign_step_id", "customer_id", name="uq_outbox_campaign_once"
