@@ -316,6 +316,11 @@ def main() -> None:
         help="time only the first N messages (a 1,000,000 run would take hours): "
         "first message, rate and peak RSS up to then",
     )
+    parser.add_argument(
+        "--latency", type=float, default=0.0, metavar="MS",
+        help="the sink answers each message after MS milliseconds (a real relay, "
+             "Twilio's API: ~100-300 ms); default 0: at once",
+    )  # fmt: skip
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--profile", metavar="FILE", help="py-spy raw profile of crmhub serve")
     args = parser.parse_args()
