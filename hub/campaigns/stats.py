@@ -23,11 +23,12 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, distinct, exists, func, select
+from sqlalchemy import distinct, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.campaigns.audience import DEFERRED
 from hub.campaigns.followups import FAILED_DELIVERY
+from hub.campaigns.followups import replied as replied_after
 from hub.store.tables import (
     campaign_run_t,
     campaign_step_t,
@@ -91,15 +92,7 @@ async def campaign_stats(conn: AsyncConnection, campaign_id: int) -> dict[str, A
                     select(func.count(distinct(outbox_t.c.customer_id)))
                     .where(rows)
                     .where(outbox_t.c.status == "sent")
-                    .where(
-                        exists().where(
-                            and_(
-                                interaction_t.c.customer_id == outbox_t.c.customer_id,
-                                interaction_t.c.direction == "in",
-                                interaction_t.c.occurred_at >= outbox_t.c.created_at,
-                            )
-                        )
-                    )
+                    .where(replied_after())
                 )
             ).scalar_one()
         )
