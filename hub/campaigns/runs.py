@@ -24,8 +24,9 @@ from hub.campaigns.expand import Progress, Step, run_step
 from hub.campaigns.followups import fire_followups
 from hub.config import Settings
 from hub.outbox.queue import OutboxStatus
+from hub.store.campaign_models import CampaignStatus
 from hub.store.db import Database
-from hub.store.models import CampaignStatus, utcnow
+from hub.store.models import utcnow
 from hub.store.tables import campaign_run_t, campaign_step_t, campaign_t, outbox_t
 
 log = logging.getLogger(__name__)
