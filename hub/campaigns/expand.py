@@ -50,6 +50,7 @@ from hub.templating import TemplateError, recipient_contexts, render
 from hub.templating.store import get_template
 
 log = logging.getLogger(__name__)
+FIRST_CHUNK = 100
 Progress = Callable[[int], None]  # customers handled in the chunk just committed
 
 
@@ -262,7 +263,9 @@ async def run_step(
     start = utcnow()
     slot = run.queued
     after = run.expanded_through
-    span = settings.campaigns.chunk
+    # Small chunks first, doubling up to campaigns.chunk: the first messages leave
+    # after ~100 recipients are rendered and queued, not a whole chunk.
+    span = min(settings.campaigns.chunk, FIRST_CHUNK)
     while True:
         # Each chunk: a fresh read of the next id range, then its own write transaction.
         async with db.read() as s:
@@ -296,5 +299,6 @@ async def run_step(
             )
         slot += queued
         after = chunk[-1]
+        span = min(settings.campaigns.chunk, span * 2)
         if progress is not None:
             progress(len(chunk))
