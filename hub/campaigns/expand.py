@@ -17,6 +17,7 @@ mid-campaign does not change messages already queued.
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import logging
 from collections.abc import Callable, Sequence
@@ -51,6 +52,7 @@ from hub.templating.store import get_template
 
 log = logging.getLogger(__name__)
 FIRST_CHUNK = 100
+RENDER_SLICE = 50  # messages rendered between two turns of the event loop
 Progress = Callable[[int], None]  # customers handled in the chunk just committed
 
 
@@ -84,6 +86,15 @@ async def _context_extra(
     }
 
 
+@dataclass(slots=True)
+class Chunk:
+    """A chunk's rendered messages, ready to insert, and who was left out (by reason)."""
+
+    interactions: list[dict[str, Any]]
+    rows: list[dict[str, Any]]
+    left: dict[str, int]
+
+
 async def expand_chunk(
     conn: AsyncConnection,
     settings: Settings,
@@ -93,7 +104,26 @@ async def expand_chunk(
     start: datetime,
     slot: int,
 ) -> tuple[int, dict[str, int]]:
-    """Queue the step for `ids`; returns (rows queued, left out by reason)."""
+    """Queue the step for `ids` in the caller's transaction; returns (rows queued, left
+    out by reason). A run's expansion renders in a read transaction and writes in a
+    short one instead (`run_step`); follow-ups, a few rows at a time, use this."""
+    chunk = await prepare_chunk(conn, settings, step, run_id, ids, start, slot)
+    return await write_chunk(conn, step, run_id, chunk), chunk.left
+
+
+async def prepare_chunk(
+    conn: AsyncConnection,
+    settings: Settings,
+    step: Step,
+    run_id: int,
+    ids: Sequence[int],
+    start: datetime,
+    slot: int,
+) -> Chunk:
+    """Who of `ids` gets the step, rendered: reads only. Rendering is most of a
+    campaign's CPU (a million messages: minutes), so it gives the event loop back
+    every RENDER_SLICE messages and holds no write lock meanwhile: the dispatcher
+    keeps sending while the rest of the audience is expanded."""
     cfg = settings.campaigns
     now = utcnow()
     recipients, left = await sort_out(
@@ -121,7 +151,7 @@ async def expand_chunk(
     )
     recipients = [r for r in recipients if r.customer_id not in done]
     if not recipients:
-        return 0, left
+        return Chunk([], [], left)
     template = await get_template(conn, step.template_id)
     contexts = await recipient_contexts(conn, [r.customer_id for r in recipients])
     countries: dict[int, str | None] = {
@@ -141,7 +171,9 @@ async def expand_chunk(
     quiet = cfg.quiet_hours.get("sms" if step.channel == "sms" else "email")
     interactions: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
-    for r in recipients:
+    for n, r in enumerate(recipients):
+        if n % RENDER_SLICE == RENDER_SLICE - 1:
+            await asyncio.sleep(0)
         context = dict(contexts.get(r.customer_id, {}))
         url, headers = links.get(r.customer_id, ("", {}))
         context["unsubscribe_url"] = url
@@ -212,13 +244,33 @@ async def expand_chunk(
                 "updated_at": now,
             }
         )
-    if not rows:
-        return 0, left
+    return Chunk(interactions, rows, left)
+
+
+async def write_chunk(conn: AsyncConnection, step: Step, run_id: int, chunk: Chunk) -> int:
+    """Insert a prepared chunk; rows queued. Customers queued meanwhile by another
+    expansion of the same run (a resumed run racing its job) are skipped."""
+    if not chunk.rows:
+        return 0
+    done = set(
+        (
+            await conn.execute(
+                select(outbox_t.c.customer_id)
+                .where(outbox_t.c.campaign_run_id == run_id)
+                .where(outbox_t.c.campaign_step_id == step.id)
+                .where(outbox_t.c.customer_id.in_([row["customer_id"] for row in chunk.rows]))
+            )
+        ).scalars()
+    )
+    keep = [i for i, row in enumerate(chunk.rows) if row["customer_id"] not in done]
+    if not keep:
+        return 0
+    rows = [chunk.rows[i] for i in keep]
     interaction_ids = (
         (
             await conn.execute(
                 insert(interaction_t).returning(interaction_t.c.id, sort_by_parameter_order=True),
-                interactions,
+                [chunk.interactions[i] for i in keep],
             )
         )
         .scalars()
@@ -227,7 +279,7 @@ async def expand_chunk(
     for row, iid in zip(rows, interaction_ids, strict=True):
         row["interaction_id"] = iid
     await conn.execute(insert(outbox_t), rows)
-    return len(rows), left
+    return len(rows)
 
 
 def _mailto(headers: dict[str, str]) -> str:
@@ -276,9 +328,14 @@ async def run_step(
                     break
         if not chunk:
             break
+        async with db.read() as s:
+            prepared = await prepare_chunk(
+                await s.connection(), settings, step, run_id, chunk, start, slot
+            )
+        left = prepared.left
         async with db.write() as s:
             conn = await s.connection()
-            queued, left = await expand_chunk(conn, settings, step, run_id, chunk, start, slot)
+            queued = await write_chunk(conn, step, run_id, prepared)
             current = (
                 await conn.execute(
                     select(campaign_run_t.c.suppressed).where(campaign_run_t.c.id == run_id)
