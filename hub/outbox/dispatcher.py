@@ -1,13 +1,14 @@
 """The dispatcher: claims due outbox rows, sends them, records what happened.
 
-Claiming is one short transaction: on PostgreSQL `FOR UPDATE SKIP LOCKED`, so
-several `crmhub serve` nodes never take the same row; on SQLite the write
+Claiming happens in a short transaction: on PostgreSQL `FOR UPDATE SKIP LOCKED`,
+so several `crmhub serve` nodes never take the same row; on SQLite the write
 transaction (BEGIN IMMEDIATE) is the single writer, which gives the same
 guarantee within one file. The claim marks the row "sending" with
 `claimed_at` (a lease) and counts the attempt; the provider call happens
-outside any transaction; the result is written in a second one, fenced by
-the attempt number so a node whose lease expired cannot overwrite a newer
-claim.
+outside any transaction; the result is written in a later one (together with
+the other results that came in meanwhile and the next claims, see
+`run_once`), fenced by the attempt number so a node whose lease expired
+cannot overwrite a newer claim.
 
 At-least-once, deliberately: Twilio has no idempotency key, so either a
 crash during the call may lose the message (at-most-once) or may send it
