@@ -104,8 +104,8 @@ def start_nodes(
     return pids
 
 
-async def stored_sids(url: str) -> tuple[int, dict[str, int]]:
-    """Inbound SMS interactions, and how many rows each provider id has."""
+async def stored_sids(url: str) -> tuple[int, dict[str, int], int]:
+    """Inbound SMS interactions, how many rows each provider id has, deadlocks so far."""
     engine = create_async_engine(url)
     try:
         async with engine.connect() as conn:
@@ -123,7 +123,15 @@ async def stored_sids(url: str) -> tuple[int, dict[str, int]]:
                     " WHERE channel = 'sms' AND direction = 'in' GROUP BY provider_id"
                 )
             )
-            return int(total), {str(r[0]): int(r[1]) for r in rows}
+            per_sid = {str(r[0]): int(r[1]) for r in rows}
+            deadlocks = (
+                await conn.execute(
+                    text(
+                        "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()"
+                    )
+                )
+            ).scalar_one()
+            return int(total), per_sid, int(deadlocks)
     finally:
         await engine.dispose()
 
@@ -226,7 +234,7 @@ def run(args: argparse.Namespace, children: Children, tmp: Path, url: str) -> li
     cpu1, busy1 = [cpu_seconds(pid) for pid in pids], machine_busy()
     for pid_proc in list(children.procs):
         children.stop(pid_proc)
-    total, per_sid = asyncio.run(stored_sids(url))
+    total, per_sid, deadlocks = asyncio.run(stored_sids(url))
     busy = (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]) * 100
     lines = [f"load average before {[round(x, 2) for x in load]}; both cores {busy:.0f} % busy"]
     for n, (fig, warm_fig) in enumerate(zip(figs, warmed, strict=True)):
@@ -252,7 +260,10 @@ def run(args: argparse.Namespace, children: Children, tmp: Path, url: str) -> li
             f"  log: {log_findings(tmp / f'node{n}.log')}",
         ]
     rate = sum(f["answered"] for f in figs) / max(f["seconds"] for f in figs)
-    lines.append(f"both    {rate:,.0f} req/s together (answers over the longer run)")
+    lines.append(
+        f"both    {rate:,.0f} req/s together (answers over the longer run); PostgreSQL"
+        f" deadlocks in the database {deadlocks}"
+    )
     lines += correctness(total, per_sid, sent, figs)
     return lines
 
