@@ -1,5 +1,7 @@
-"""An email campaign through `crmhub serve` into a local SMTP sink, against a bare
-aiosmtplib loop with the same number of connections into the same sink.
+"""An email (or SMS) campaign through `crmhub serve` into a local SMTP sink (or a
+counting fake of Twilio's Messages API), against a bare aiosmtplib loop (or a bare
+loop of the twilio library) with the same number of connections (requests in
+flight) into the same sink.
 
 1. A fresh database (SQLite, or PostgreSQL with `--db`) seeded with `--recipients`
    customers, each with an email address (bench/seed.py); a shared segment of all
@@ -16,12 +18,21 @@ aiosmtplib loop with the same number of connections into the same sink.
    + HTML, List-Unsubscribe headers), over the same number of aiosmtplib
    connections, into the same sink; its rate.
 
+`--channel sms`: an SMS campaign (body template, `sms.max_in_flight` =
+`--connections`, no quiet hours) into bench/twilio_sink.py, and the bare loop is
+`client.messages.create_async` of the twilio library with the same requests in
+flight. `--measure N` times only the first N messages on both sides (a full
+1,000,000 run would take hours); first message and peak RSS are then up to the
+N-th message.
+
 Goals (issue 12): crmhub >= 0.8x the bare loop; peak RSS < 300 MB and the first
 message < 2 s after start at 1,000,000 recipients.
 
     .venv/bin/python bench/campaign.py                       # 100,000 recipients, SQLite
     .venv/bin/python bench/campaign.py --recipients 1000000
     .venv/bin/python bench/campaign.py --db postgresql+asyncpg://postgres@127.0.0.1:5432/postgres
+    .venv/bin/python bench/campaign.py --channel sms --recipients 100000
+    .venv/bin/python bench/campaign.py --recipients 1000000 --measure 20000
 
 A benchmark, not a test: it asserts nothing about the figures (it does check that
 the sink got every message).
@@ -33,6 +44,7 @@ import argparse
 import asyncio
 import email.utils
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -43,10 +55,12 @@ from pathlib import Path
 if not __package__:  # run as `python bench/campaign.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.seed import customer_email, log, seed
+from bench.seed import customer_email, customer_phone, log, seed
 from bench.sms_webhook import free_port
 from bench.smtp_sink import HOST, Sink
 from bench.target import prepare_target
+from bench.twilio_sink import ACCOUNT_SID as TWILIO_ACCOUNT
+from bench.twilio_sink import TwilioSink
 from hub.store.migrate import upgrade
 
 TOKEN_KEY = "bench-campaign-key-0123456789"
@@ -62,9 +76,12 @@ TEXT = (
     + "Lorem ipsum dolor sit amet, consectetur adipiscing elit. " * 8
     + "\n\nAbmelden: {{ unsubscribe_url }}\n"
 )
+SMS = "Hallo {{ name }}, heute 20 % auf alles im Laden. Abmelden: STOP"
+SMS_FROM = "+4930555000"
+SMS_TOKEN = "bench-campaign-twilio-token"
 
 
-async def prepare(url: str) -> int:
+async def prepare(url: str, channel: str) -> int:
     """Segment, template and campaign (a draft) as the system; the campaign id."""
     from hub.campaigns.schemas import CampaignIn, StepIn
     from hub.campaigns.store import create_campaign
@@ -88,13 +105,18 @@ async def prepare(url: str) -> int:
         async with db.write() as s:
             conn = await s.connection()
             segment = await create_segment(conn, system, name="all", filter_data={}, team_id=None)
+            parts = (
+                TemplateParts(subject=SUBJECT, html=HTML, text=TEXT)
+                if channel == "email"
+                else TemplateParts(body=SMS)
+            )
             template = await create_template(
-                conn, name="bench-news", channel="email", locale="de",
-                parts=TemplateParts(subject=SUBJECT, html=HTML, text=TEXT), created_by=None,
+                conn, name="bench-news", channel=channel, locale="de", parts=parts,
+                created_by=None,
             )  # fmt: skip
             return await create_campaign(
                 conn, system, settings,
-                CampaignIn(name="bench", channel="email", segment_id=segment.id,
+                CampaignIn(name="bench", channel=channel, segment_id=segment.id,
                            steps=[StepIn(kind="send", template_id=template.id)]),
             )  # fmt: skip
     finally:
@@ -114,8 +136,20 @@ async def schedule(url: str, campaign_id: int) -> None:
         await db.close()
 
 
-def serve(url: str, port: int, connections: int, tmp: Path) -> subprocess.Popen[str]:
+def serve(url: str, port: int, connections: int, tmp: Path, channel: str) -> subprocess.Popen[str]:
     cfg = tmp / "bench-campaign.yaml"
+    sms = (
+        f"""sms:
+  enabled: true
+  account_sid: {TWILIO_ACCOUNT}
+  from_number: "{SMS_FROM}"
+  api_base_url: http://{HOST}:{port}
+  rate_per_second: 100000
+  max_in_flight: {connections}
+"""
+        if channel == "sms"
+        else ""
+    )
     cfg.write_text(
         f"""database:
   url: {url}
@@ -137,11 +171,14 @@ campaigns:
   tick_seconds: 0.1
   chunk: 2000
   max_per_week: 100
+  quiet_hours: {{}}
 """
+        + sms
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRMHUB_")}
     env["CRMHUB_SUBSCRIPTIONS__TOKEN_KEY"] = TOKEN_KEY
     env["CRMHUB_EMAIL__REPLY_TOKEN_SECRET"] = "bench-campaign-reply-secret-01"
+    env["CRMHUB_SMS__AUTH_TOKEN"] = SMS_TOKEN
     crmhub = str(Path(sys.executable).parent / "crmhub")
     out = tmp / "bench-campaign.log"  # a file, not a pipe: a full pipe would stall the node
     with out.open("w") as log_file:
@@ -157,6 +194,30 @@ campaigns:
             break
         time.sleep(0.05)
     raise SystemExit(f"bench: crmhub serve did not start:\n{out.read_text()}")
+
+
+def start_profile(pid: int, out: str | None) -> subprocess.Popen[bytes] | None:
+    """py-spy (raw collapsed stacks, 200 Hz) on the node from the start to the last message."""
+    if not out:
+        return None
+    spy = subprocess.Popen(
+        [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid),
+         "--format", "raw", "--rate", "200", "--output", out, "--nonblocking",
+         *os.environ.get("PYSPY_EXTRA", "").split()],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    time.sleep(1)  # attach
+    return spy
+
+
+def memory_now(pid: int) -> str:
+    """RSS split as the kernel counts it: anonymous memory (the process's own) and
+    file pages (SQLite's mmap of the database file: page cache, shared, reclaimable)."""
+    fields = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+    )
+    anon, file = (int(fields[k].split()[0]) / 1024 for k in ("RssAnon", "RssFile"))
+    return f"now {anon:.0f} MB anonymous + {file:.0f} MB file-backed (mmap)"
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -216,45 +277,100 @@ async def bare(port: int, n: int, connections: int) -> float:
     return n / elapsed
 
 
+async def bare_sms(port: int, n: int, connections: int) -> float:
+    """The minimum with the twilio library: C requests in flight, each worker in turn."""
+    from twilio.http.async_http_client import AsyncTwilioHttpClient
+    from twilio.rest import Client
+
+    http = AsyncTwilioHttpClient()
+    client = Client(TWILIO_ACCOUNT, SMS_TOKEN, http_client=http)
+    client.api.base_url = f"http://{HOST}:{port}"
+
+    async def worker(k: int) -> None:
+        for i in range(k, n, connections):
+            body = SMS.replace("{{ name }}", f"Kunde {i}")
+            await client.messages.create_async(to=customer_phone(i), from_=SMS_FROM, body=body)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker(k) for k in range(connections)))
+    elapsed = time.perf_counter() - t0
+    await http.close()
+    return n / elapsed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--db", help="database URL (default: a fresh SQLite file)")
     parser.add_argument("--recipients", type=int, default=100_000)
-    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=4,
+        help="SMTP connections / Twilio requests in flight, each side",
+    )
+    parser.add_argument("--channel", choices=("email", "sms"), default="email")
+    parser.add_argument(
+        "--measure",
+        type=int,
+        metavar="N",
+        help="time only the first N messages (a 1,000,000 run would take hours): "
+        "first message, rate and peak RSS up to then",
+    )
+    parser.add_argument(
+        "--latency", type=float, default=0.0, metavar="MS",
+        help="the sink answers each message after MS milliseconds (a real relay, "
+             "Twilio's API: ~100-300 ms); default 0: at once",
+    )  # fmt: skip
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--profile", metavar="FILE", help="py-spy raw profile of crmhub serve")
     args = parser.parse_args()
     target = prepare_target(args.db, args.keep)
     tmp = Path(os.environ.get("TMPDIR", "/tmp"))
-    sink = Sink()
+    sink = Sink(args.latency) if args.channel == "email" else TwilioSink(args.latency)
     proc = None
     try:
         upgrade(target.url)
         t = time.perf_counter()
         seed(target.url, args.recipients, 0)
         log(f"seeded {args.recipients:,} customers in {time.perf_counter() - t:.0f} s")
-        campaign = asyncio.run(prepare(target.url))
+        campaign = asyncio.run(prepare(target.url, args.channel))
         log(f"campaign {campaign} made; starting crmhub serve")
-        proc = serve(target.url, sink.port, args.connections, tmp)
+        proc = serve(target.url, sink.port, args.connections, tmp, args.channel)
         log("crmhub serve is up")
         time.sleep(1.0)  # the scheduler's first tick and the pools' connections
         before = int(sink.stats()["messages"])
+        spy = start_profile(proc.pid, args.profile)
         t0 = time.perf_counter()
         asyncio.run(schedule(target.url, campaign))
+        measured = min(args.measure or args.recipients, args.recipients)
         first = wait_count(sink, before + 1, 60)
-        last = wait_count(sink, before + args.recipients, 3600)
+        last = wait_count(sink, before + measured, 4 * 3600)
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)  # py-spy writes the profile on SIGINT
+            spy.wait(60)
         rss = peak_rss_mb(proc.pid)
-        crmhub_rate = args.recipients / (last - t0)
+        split = memory_now(proc.pid)
+        crmhub_rate = measured / (last - t0)
+        if measured < args.recipients:
+            proc.terminate()  # the rest would only take time
+            proc.wait(60)
         log("crmhub done; now the bare loop")
         mark = int(sink.stats()["messages"])
-        bare_rate = asyncio.run(bare(sink.port, args.recipients, args.connections))
+        loop = bare if args.channel == "email" else bare_sms
+        bare_rate = asyncio.run(loop(sink.port, measured, args.connections))
         got = int(sink.stats()["messages"]) - mark
-        if got != args.recipients:
-            raise SystemExit(f"bench: the bare loop delivered {got} of {args.recipients}")
-        print(f"database: {target.where}; {args.recipients:,} recipients; "
-              f"{args.connections} SMTP connections each side")  # fmt: skip
+        if got != measured:
+            raise SystemExit(f"bench: the bare loop delivered {got} of {measured}")
+        what = "SMTP connections" if args.channel == "email" else "Twilio requests in flight"
+        print(f"database: {target.where}; {args.channel}; {args.recipients:,} recipients; "
+              f"{args.connections} {what} each side; "
+              f"sink answers after {args.latency:g} ms")  # fmt: skip
+        if measured < args.recipients:
+            print(f"measured: the first {measured:,} messages on both sides")
         print(f"crmhub: {crmhub_rate:,.0f} messages/s (start to last), first message "
-              f"{first - t0:.2f} s after start, peak RSS {rss:.0f} MB")  # fmt: skip
-        print(f"bare aiosmtplib loop: {bare_rate:,.0f} messages/s")
+              f"{first - t0:.2f} s after start, peak RSS {rss:.0f} MB ({split})")  # fmt: skip
+        bare_name = "aiosmtplib" if args.channel == "email" else "twilio client"
+        print(f"bare {bare_name} loop: {bare_rate:,.0f} messages/s")
         print(f"ratio crmhub/bare: {crmhub_rate / bare_rate:.2f} (goal >= 0.8)")
     finally:
         if proc is not None and proc.poll() is None:

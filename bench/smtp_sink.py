@@ -38,15 +38,18 @@ def install_uvloop() -> str:
 class CountingHandler:
     """aiosmtpd handler: count the message, drop it, answer 250."""
 
-    def __init__(self) -> None:
+    def __init__(self, latency: float = 0.0) -> None:
         self.messages = 0
         self.bytes = 0
         self.recipients = 0
+        self.latency = latency  # seconds before the answer, as a real relay takes
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.messages += 1
         self.bytes += len(envelope.content)
         self.recipients += len(envelope.rcpt_tos)
+        if self.latency:
+            await asyncio.sleep(self.latency)
         return "250 OK"
 
 
@@ -54,7 +57,7 @@ async def sink_serve(loop_name: str) -> None:
     from aiosmtpd.smtp import SMTP
 
     loop = asyncio.get_running_loop()
-    handler = CountingHandler()
+    handler = CountingHandler(float(os.environ.get("BENCH_SINK_LATENCY_MS", "0")) / 1000)
     connections = 0
 
     def factory() -> SMTP:
@@ -95,10 +98,15 @@ def sink_main() -> int:
 class Sink:
     """The sink process, seen from the orchestrator."""
 
-    def __init__(self) -> None:
+    script = Path(__file__).resolve()  # the sink's program (bench/twilio_sink.py: another)
+
+    def __init__(self, latency_ms: float = 0.0) -> None:
+        """`latency_ms`: the sink waits this long before each answer (a real relay's,
+        or Twilio's API's, answer time); 0 answers at once."""
+        env = {**os.environ, "BENCH_SINK_LATENCY_MS": str(latency_ms)}
         self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve())],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True,
+            [sys.executable, str(self.script)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True, env=env,
         )  # fmt: skip
         hello = self._read()
         self.port = int(hello["port"])

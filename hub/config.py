@@ -9,6 +9,7 @@ Secrets never live in the file; they come from the environment
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -230,10 +231,20 @@ class OutboxConfig(_Section):
     # ("resend": nobody misses it, a few may get it twice) or give it up ("skip").
     # Either way it is counted as uncertain in the campaign's statistics.
     in_flight_after_crash: Literal["resend", "skip"] = "resend"
-    # Sliding window per channel ("email", "sms"): at most this many rows claimed
-    # in any hour, counted from the database so it holds across nodes and
-    # restarts; the rest wait queued. Absent: no hourly limit.
+    # Sliding window per channel ("email", "sms") or email sender ("email:<mailbox
+    # name>"): at most this many rows claimed in any hour, counted from the database
+    # so it holds across nodes and restarts; the rest wait queued. Absent: no limit.
     max_per_hour: dict[str, int] = Field(default_factory=dict)
+
+    @field_validator("max_per_hour")
+    @classmethod
+    def _window_keys(cls, value: dict[str, int]) -> dict[str, int]:
+        for key, n in value.items():
+            if key not in ("email", "sms") and not re.fullmatch(r"email:.+", key):
+                raise ValueError(f"{key!r}: a key is 'email', 'sms' or 'email:<mailbox name>'")
+            if n < 1:
+                raise ValueError(f"{key!r}: at least 1 per hour")
+        return value
 
     @model_validator(mode="after")
     def _timeout_below_lease(self) -> OutboxConfig:
@@ -329,6 +340,16 @@ class Settings(BaseSettings, ChannelConfigs):
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     subscriptions: SubscriptionsConfig = Field(default_factory=SubscriptionsConfig)
     campaigns: CampaignsConfig = Field(default_factory=CampaignsConfig)
+
+    @model_validator(mode="after")
+    def _windows_name_mailboxes(self) -> Settings:
+        names = {m.name for m in getattr(getattr(self, "email", None), "mailboxes", [])}
+        for key in self.outbox.max_per_hour:
+            if key.startswith("email:") and key[len("email:") :] not in names:
+                raise ValueError(
+                    f"outbox.max_per_hour: {key!r} names no mailbox of email.mailboxes"
+                )
+        return self
 
     @classmethod
     def settings_customise_sources(

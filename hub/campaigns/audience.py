@@ -31,6 +31,11 @@ from hub.store.tables import consent_t, identity_t, outbox_t, suppression_t
 WEEK = timedelta(days=7)
 
 
+# Runs count what expansion held back for later beside what it left out:
+# "deferred:<reason>" keys in campaign_run.suppressed (over_cap "defer").
+DEFERRED = "deferred:"
+
+
 @dataclass(frozen=True, slots=True)
 class Recipient:
     customer_id: int

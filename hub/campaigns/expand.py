@@ -29,7 +29,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from channels.email.senders import message_id_domain
-from hub.campaigns.audience import Recipient, sort_out
+from hub.campaigns.audience import DEFERRED, Recipient, sort_out
 from hub.campaigns.timing import next_allowed, zone_for
 from hub.config import Settings
 from hub.outbox.queue import MESSAGE_ID, OutboxStatus
@@ -156,6 +156,7 @@ async def expand_chunk(
             due = start + timedelta(seconds=(slot + len(rows)) / step.rate_per_second)
         if r.over_cap:  # over_cap "defer": a week on, when all of this week's messages aged out
             due = max(due, now + timedelta(days=7))
+            left[DEFERRED + "frequency_cap"] = left.get(DEFERRED + "frequency_cap", 0) + 1
         phone = r.address if step.channel == "sms" else None
         due = next_allowed(
             due, zone_for(phone, countries.get(r.customer_id), cfg.default_timezone), quiet

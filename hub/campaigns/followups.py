@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, select
+from sqlalchemy import and_, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.campaigns.expand import Step, expand_chunk
@@ -39,12 +39,16 @@ BATCH = 1000
 FAILED_DELIVERY = ("bounced", "failed", "undelivered")
 
 
-def _replied() -> Any:
+def replied() -> Any:
+    """The customer wrote in (any channel) after the message went out: after its last
+    claim (the send), not its queueing, which may be a week earlier (quiet hours,
+    frequency cap, rate limits)."""
+    sent_at = func.coalesce(outbox_t.c.claimed_at, outbox_t.c.created_at)
     return exists().where(
         and_(
             interaction_t.c.customer_id == outbox_t.c.customer_id,
             interaction_t.c.direction == "in",
-            interaction_t.c.occurred_at >= outbox_t.c.created_at,
+            interaction_t.c.occurred_at >= sent_at,
         )
     )
 
@@ -119,7 +123,7 @@ async def fire_followups(db: Database, settings: Settings, campaign_id: int, run
                         await conn.execute(
                             sent.where(outbox_t.c.status == OutboxStatus.SENT.value)
                             .where(outbox_t.c.updated_at <= cutoff)
-                            .where(~_replied())
+                            .where(~replied())
                             .where(~marked)
                             .order_by(outbox_t.c.customer_id)
                             .limit(BATCH)
@@ -152,7 +156,7 @@ async def fire_followups(db: Database, settings: Settings, campaign_id: int, run
             elif step.kind == "replied":
                 ids = list(
                     (
-                        await conn.execute(sent.where(_replied()).where(~marked).limit(BATCH))
+                        await conn.execute(sent.where(replied()).where(~marked).limit(BATCH))
                     ).scalars()
                 )
                 await _tasks(conn, step, ids, step.task_title)

@@ -24,8 +24,9 @@ from hub.campaigns.expand import Progress, Step, run_step
 from hub.campaigns.followups import fire_followups
 from hub.config import Settings
 from hub.outbox.queue import OutboxStatus
+from hub.store.campaign_models import CampaignStatus
 from hub.store.db import Database
-from hub.store.models import CampaignStatus, utcnow
+from hub.store.models import utcnow
 from hub.store.tables import campaign_run_t, campaign_step_t, campaign_t, outbox_t
 
 log = logging.getLogger(__name__)
@@ -112,13 +113,26 @@ async def start_run(
     return run_id
 
 
-async def _outcomes(conn: Any, run_id: int) -> dict[str, int]:
-    rows = await conn.execute(
-        select(outbox_t.c.status, func.count())
+async def _count(conn: Any, run_id: int, status: str) -> int:
+    """Rows of the run in one status: a range of the (campaign_run_id, status) index."""
+    query = (
+        select(func.count())
+        .select_from(outbox_t)
         .where(outbox_t.c.campaign_run_id == run_id)
-        .group_by(outbox_t.c.status)
+        .where(outbox_t.c.status == status)
     )
-    return {status: int(n) for status, n in rows}
+    return int((await conn.execute(query)).scalar_one())
+
+
+async def _active(conn: Any, run_id: int) -> bool:
+    """Whether any of the run's rows still waits or is being sent (the first one found)."""
+    query = (
+        select(outbox_t.c.id)
+        .where(outbox_t.c.campaign_run_id == run_id)
+        .where(outbox_t.c.status.in_(ACTIVE))
+        .limit(1)
+    )
+    return (await conn.execute(query)).first() is not None
 
 
 async def watch(db: Database, settings: Settings) -> None:
@@ -133,29 +147,39 @@ async def watch(db: Database, settings: Settings) -> None:
                 .where(campaign_run_t.c.status == "sending")
             )
         ).all()
+    # Every tick, so the counts must stay cheap at a million rows: read-only (no
+    # write lock held while counting), index ranges, and the sent rows (the big
+    # range) counted only once enough failures make the threshold worth checking.
     for run in runs:
-        async with db.write() as s:
+        async with db.read() as s:
             conn = await s.connection()
-            counts = await _outcomes(conn, run.id)
-            failed = counts.get(OutboxStatus.FAILED.value, 0)
-            tried = failed + counts.get(OutboxStatus.SENT.value, 0)
-            if failed >= MIN_FAILURES and failed / max(tried, 1) > run.failure_threshold:
-                reason = (
-                    f"paused by itself: {failed} of {tried} sends failed "
-                    f"(threshold {run.failure_threshold:.0%})"
-                )
-                await conn.execute(
+            failed = await _count(conn, run.id, OutboxStatus.FAILED.value)
+            tried = failed
+            if failed >= MIN_FAILURES:
+                tried += await _count(conn, run.id, OutboxStatus.SENT.value)
+        if failed >= MIN_FAILURES and failed / max(tried, 1) > run.failure_threshold:
+            reason = (
+                f"paused by itself: {failed} of {tried} sends failed "
+                f"(threshold {run.failure_threshold:.0%})"
+            )
+            async with db.write() as s:
+                await (await s.connection()).execute(
                     update(campaign_t)
                     .where(campaign_t.c.id == run.campaign_id)
+                    .where(campaign_t.c.status == CampaignStatus.RUNNING.value)
                     .values(status=CampaignStatus.PAUSED.value, paused_reason=reason)
                 )
-                log.warning("campaign %s: %s", run.campaign_id, reason)
-                continue
+            log.warning("campaign %s: %s", run.campaign_id, reason)
+            continue
         pending = await fire_followups(db, settings, run.campaign_id, run.id)
-        async with db.write() as s:
+        if pending:
+            continue
+        async with db.read() as s:
+            if await _active(await s.connection(), run.id):
+                continue
+        async with db.write() as s:  # done, unless a row came back meanwhile (a retry)
             conn = await s.connection()
-            counts = await _outcomes(conn, run.id)
-            if pending or any(counts.get(a, 0) for a in ACTIVE):
+            if await _active(conn, run.id):
                 continue
             await conn.execute(
                 update(campaign_run_t)

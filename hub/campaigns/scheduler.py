@@ -40,8 +40,9 @@ from hub.campaigns.runs import start_run, watch
 from hub.config import Settings
 from hub.events.bus import Event
 from hub.events.kinds import task_due
+from hub.store.campaign_models import CampaignStatus
 from hub.store.db import Database
-from hub.store.models import CampaignStatus, utcnow
+from hub.store.models import utcnow
 from hub.store.tables import campaign_run_t, campaign_t, task_t
 
 

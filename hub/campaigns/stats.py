@@ -3,7 +3,9 @@
 Nothing is counted twice or kept in counters that could drift: every figure
 is a query over the rows themselves (the outbox rows of the campaign, their
 history entries, the consent rows an unsubscribe link wrote), except what
-expansion left out, which only the runs know (`campaign_run.suppressed`).
+expansion left out or held back, which only the runs know (`campaign_run.suppressed`;
+its "deferred:<reason>" keys are messages queued for later, e.g. a week on for
+the frequency cap with over_cap "defer": they are in `deferred`, not `suppressed`).
 
 - queued / sending / sent / failed / blocked: the outbox rows' status
   (blocked: opted out between queueing and sending, or the campaign cancelled);
@@ -21,10 +23,12 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, distinct, exists, func, select
+from sqlalchemy import distinct, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from hub.campaigns.audience import DEFERRED
 from hub.campaigns.followups import FAILED_DELIVERY
+from hub.campaigns.followups import replied as replied_after
 from hub.store.tables import (
     campaign_run_t,
     campaign_step_t,
@@ -45,9 +49,13 @@ async def campaign_stats(conn: AsyncConnection, campaign_id: int) -> dict[str, A
         )
     )
     suppressed: dict[str, int] = {}
+    deferred: dict[str, int] = {}
     for run in runs:
-        for reason, n in (run.suppressed or {}).items():
-            suppressed[reason] = suppressed.get(reason, 0) + int(n)
+        for key, n in (run.suppressed or {}).items():
+            into, reason = (
+                (deferred, key[len(DEFERRED) :]) if key.startswith(DEFERRED) else (suppressed, key)
+            )
+            into[reason] = into.get(reason, 0) + int(n)
     steps = list(
         await conn.execute(
             select(campaign_step_t.c.id, campaign_step_t.c.kind)
@@ -84,15 +92,7 @@ async def campaign_stats(conn: AsyncConnection, campaign_id: int) -> dict[str, A
                     select(func.count(distinct(outbox_t.c.customer_id)))
                     .where(rows)
                     .where(outbox_t.c.status == "sent")
-                    .where(
-                        exists().where(
-                            and_(
-                                interaction_t.c.customer_id == outbox_t.c.customer_id,
-                                interaction_t.c.direction == "in",
-                                interaction_t.c.occurred_at >= outbox_t.c.created_at,
-                            )
-                        )
-                    )
+                    .where(replied_after())
                 )
             ).scalar_one()
         )
@@ -127,6 +127,7 @@ async def campaign_stats(conn: AsyncConnection, campaign_id: int) -> dict[str, A
         "runs": len(runs),
         "audience": sum(r.audience for r in runs),
         "suppressed": dict(sorted(suppressed.items())),
+        "deferred": dict(sorted(deferred.items())),
         **totals,
         "replied": per_step[0]["replied"] if per_step else 0,
         "unsubscribed": unsubscribed,

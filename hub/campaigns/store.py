@@ -24,7 +24,8 @@ from hub.errors import Conflict, Invalid, NotFound
 from hub.outbox.queue import OutboxStatus
 from hub.records.auth import Principal
 from hub.segments.store import get_segment, require_writer
-from hub.store.models import CampaignStatus, utcnow
+from hub.store.campaign_models import CampaignStatus
+from hub.store.models import utcnow
 from hub.store.tables import campaign_run_t, campaign_step_t, campaign_t, outbox_t
 from hub.templating.store import get_template
 

@@ -204,6 +204,8 @@ def _stats(args: argparse.Namespace, settings: Settings) -> int:
             print(f"  {key:<13}{figures[key]:>10}")
         for reason, n in figures["suppressed"].items():
             print(f"  left out: {reason:<16}{n:>6}")
+        for reason, n in figures["deferred"].items():
+            print(f"  deferred: {reason:<16}{n:>6}")
         if args.svg:
             points = await sent_over_time(conn, row.id, args.bucket)
             chart = svg_chart(points, f"{row.name}: sent")

@@ -248,13 +248,15 @@ async def write_batch(conn: AsyncConnection, items: list[Prepared], ctx: BatchCo
     # 4. Email identities: what bounces say about an address, and what mail from it says.
     await apply_bounces(conn, items, bounces, now)
 
-    # 5. Last-contact times of rows that existed before the batch.
+    # 5. Last-contact times of rows that existed before the batch. In id order:
+    # two nodes' batches touching the same customers then lock them in the same
+    # order (in arrival order, PostgreSQL found deadlocks between two nodes).
     customer_updates = [
-        {"cid": k, "at": v} for k, v in latest_customer.items() if k not in new_leads
+        {"cid": k, "at": v} for k, v in sorted(latest_customer.items()) if k not in new_leads
     ]
     await execute_many(conn, _UPDATE_CUSTOMER_LAST_INBOUND, customer_updates)
     conversation_updates = [
-        {"conv": k, "at": v} for k, v in latest_conv.items() if k not in new_convs
+        {"conv": k, "at": v} for k, v in sorted(latest_conv.items()) if k not in new_convs
     ]
     await execute_many(conn, _UPDATE_CONVERSATION_ACTIVITY, conversation_updates)
 

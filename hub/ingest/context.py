@@ -308,7 +308,7 @@ def _sent_query(channel: str, provider_ids: list[str]) -> Select[Any]:
         .where(interaction_t.c.direction == "out")
         # Held like the customers match_customers found, so a merge waits for
         # this batch and then moves the bounce along.
-        .with_for_update(read=True, of=customer_t)
+        .with_for_update(key_share=True, of=customer_t)
     )
 
 
@@ -370,8 +370,11 @@ async def match_customers(
         # PostgreSQL: hold the matched customers until this batch commits, so a
         # merge (which locks both records FOR UPDATE, in id order too) waits and
         # then moves what the batch stored. SQLite runs one writer at a time.
+        # FOR NO KEY UPDATE, not FOR SHARE: the batch updates these customers'
+        # last contact later, and two nodes' batches that each held a share lock
+        # on a common customer deadlocked upgrading it (bench/webhook_nodes.py).
         .order_by(customer_t.c.id)
-        .with_for_update(read=True, of=customer_t)
+        .with_for_update(key_share=True, of=customer_t)
     )
     for row in rows:
         if row.merged_into_id is not None:
@@ -384,7 +387,7 @@ async def match_customers(
             select(customer_t.c.id, customer_t.c.team_id, customer_t.c.owner_id)
             .where(customer_t.c.id.in_(sorted(set(merged.values()))))
             .order_by(customer_t.c.id)
-            .with_for_update(read=True)
+            .with_for_update(key_share=True)
         )
         by_id = {r.id: r for r in survivors}
         for key, target in merged.items():

@@ -38,12 +38,14 @@ from hub.ingest.context import (
 from hub.ingest.route import Assigner, Pipelines, route_batch
 from hub.records.identity import InvalidIdentity, normalize_address
 from hub.records.teams import TeamRouter
-from hub.store.db import Database, is_outage
+from hub.store.db import Database, is_outage, is_transient
 from routing.base import DecisionKey, MailLoopReport
 
 log = logging.getLogger(__name__)
 
 MAX_PROVIDER_ID = 500
+# Tries of a transaction PostgreSQL aborted for a deadlock or serialization failure.
+TRANSIENT_TRIES = 3
 MAX_TEXT = 1_000_000
 
 
@@ -189,7 +191,7 @@ class Ingestor:
         try:
             await self._store(unit.items, extra=unit.extra, strict=True)
         except Exception as exc:
-            if is_outage(exc):
+            if is_outage(exc) or is_transient(exc):
                 log.warning("ingest unit of %d not stored: %s", len(unit.items), exc)
                 unit.future.set_exception(IngestUnavailable("database unavailable; retry"))
             else:
@@ -260,7 +262,7 @@ class Ingestor:
             return
         failures: dict[int, Exception] = {}
         try:
-            await self._store([p for p, _ in groups])
+            await self._store_batch([p for p, _ in groups])
         except Exception as exc:
             if is_outage(exc):
                 # The database itself is away or locked: nothing of the batch is stored.
@@ -291,25 +293,49 @@ class Ingestor:
             if prepared.result is not None and not prepared.result.duplicate:
                 self._publish(prepared)
 
+    async def _store_batch(self, items: list[Prepared]) -> None:
+        """`_store`, again when PostgreSQL aborted it for a deadlock with another node's
+        batch (the other one committed meanwhile), before splitting it up."""
+        for attempt in range(TRANSIENT_TRIES):
+            try:
+                await self._store(items)
+                return
+            except Exception as exc:
+                if not is_transient(exc) or attempt == TRANSIENT_TRIES - 1:
+                    raise
+                log.info("ingest batch of %d aborted by a deadlock; again", len(items))
+                for p in items:
+                    p.result = p.decision = None
+
     async def _store_alone(self, prepared: Prepared) -> Exception | None:
         """Store one contact in its own transaction; the reason when it cannot be."""
         # Twice: a unique key raced by another node is visible on the second try.
-        for attempt in (1, 2):
+        # A deadlock or serialization failure is no fault of the contact: tried
+        # again, and at worst answered "unavailable" (retry), never "refused".
+        raced = conflicts = 0
+        while True:
             try:
                 await self._store([prepared])
                 return None
             except IntegrityError:
                 prepared.result = prepared.decision = None
-                if attempt == 2:
+                raced += 1
+                if raced == 2:
                     log.exception("contact from %r failed twice", prepared.contact.sender)
+                    return IngestError("conflicts with data stored at the same time")
             except Exception as exc:
                 prepared.result = prepared.decision = None
+                if is_transient(exc):
+                    conflicts += 1
+                    if conflicts < TRANSIENT_TRIES:
+                        continue
+                    log.warning("contact from %r not stored: %s", prepared.contact.sender, exc)
+                    return IngestUnavailable("conflicting writes; retry")
                 if is_outage(exc):
                     log.warning("contact from %r not stored: %s", prepared.contact.sender, exc)
                     return IngestUnavailable("database unavailable; retry")
                 log.exception("contact from %r refused", prepared.contact.sender)
                 return IngestError(f"refused by the database: {type(exc).__name__}")
-        return IngestError("conflicts with data stored at the same time")
 
     async def _store(
         self, items: list[Prepared], *, extra: UnitWrite | None = None, strict: bool = False

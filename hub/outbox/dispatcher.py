@@ -33,35 +33,28 @@ import contextlib
 import logging
 import time
 from collections.abc import Mapping
-from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, or_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from channels.base import Channel, DeliveryResult, DeliveryState, OutboundMessage, Sender
 from hub.config import OutboxConfig
 from hub.events.bus import Event, EventBus
-from hub.outbox.claims import Claim, due_query, hourly_room
+from hub.outbox.claims import Claim, due_queries, hourly_room
+from hub.outbox.outcomes import Outcome, finish, record_outcomes
 from hub.outbox.queue import (
     OutboxStatus,
-    backoff,
     consent_applies,
     is_marketing,
-    opt_out_source,
-    opted_out,
-    record_opt_out,
-    rows_by_id,
-    set_interaction_status,
 )
 from hub.store.db import Database, is_outage
 from hub.store.models import utcnow
-from hub.store.tables import conversation_t, customer_t, outbox_t
+from hub.store.tables import outbox_t
 
 log = logging.getLogger(__name__)
 
 RECORD_TRIES = 5
-_ACCEPTED = (DeliveryState.QUEUED, DeliveryState.SENT, DeliveryState.DELIVERED)
 _CHANNEL_NAMES = {Channel.SMS: "SMS", Channel.EMAIL: "email"}
 
 
@@ -99,11 +92,6 @@ def outbound_message(row: Any, sender: Sender) -> OutboundMessage:
     )
 
 
-def accepted_status(channel: str) -> str:
-    """The interaction's delivery status once the provider took the message."""
-    return "sent" if channel == Channel.EMAIL.value else "queued"
-
-
 class Dispatcher:
     def __init__(
         self,
@@ -124,11 +112,6 @@ class Dispatcher:
         # that none of its claims can outlive the lease and be taken twice.
         slowest = min((x.rate_per_second for x in self.senders.values()), default=1.0)
         self.batch_size = max(1, min(config.batch_size, int(slowest * config.lease_seconds / 2)))
-        # A claimed row is marked "sending" in the claim's commit: claim no more than
-        # can be on the wire at once, so that what a crash leaves "sending" (uncertain:
-        # sent or not, nobody can tell) is only what was really in flight.
-        in_flight = sum(max(1, int(getattr(x, "concurrency", 1))) for x in self.senders.values())
-        self.claim_size = max(1, min(self.batch_size, in_flight))
 
     def wake(self) -> None:
         """Look for due rows now (a message was just queued on this node)."""
@@ -164,131 +147,216 @@ class Dispatcher:
                     await asyncio.wait_for(self._wake.wait(), self.config.poll_seconds)
 
     async def run_once(self) -> int:
-        """One round: claim due rows, send them. Returns how many rows it handled.
+        """Send due rows, up to `batch_size`; returns how many rows it handled.
 
-        Each channel sends as many at once as its sender allows (`concurrency`:
-        the SMTP pools' connections, sms.max_in_flight Twilio requests); the
-        channel's rate still paces them, and each result is recorded as soon
-        as its answer is in.
+        A pipeline, not rounds: each channel keeps as many sends going as its
+        sender allows (`concurrency`: the SMTP pools' connections,
+        sms.max_in_flight Twilio requests), and whenever sends finish, one
+        transaction records all their outcomes and claims as many new rows
+        as slots came free. A row is marked "sending" in a commit before its
+        send; a connection sends its next row only once the outcome of its last
+        one is committed (so a crash leaves at most one sent-but-unrecorded
+        message per connection); each commit serves a whole group of sends.
         """
         handled = 0
-        while handled < self.batch_size and not self._stopping:
-            want = min(self.claim_size, self.batch_size - handled)
-            claims, finished = await self._claim(want)
-            if not claims and not finished:
-                break
-            lanes: dict[str, list[Claim]] = {}
-            for claim in claims:
-                lanes.setdefault(claim.row.channel, []).append(claim)
-            await asyncio.gather(*(self._lane(ch, items) for ch, items in lanes.items()))
-            handled += len(claims) + finished
-        return handled
+        slots = {ch: asyncio.Semaphore(self._concurrency(ch)) for ch in self.senders}
+        in_flight: dict[asyncio.Task[DeliveryResult | None], Claim] = {}
+        done: list[Outcome] = []
+        drained = False  # the queue had less than we asked for: stop asking
+        try:
+            while True:
+                room = {} if drained or self._stopping else self._room(in_flight, handled)
+                if done or room:
+                    claims, finished = await self._cycle(done, room, takeover=not handled)
+                    for claim, result in done:
+                        if result is not None:  # recorded: its connection may send again
+                            slots[claim.row.channel].release()
+                    done = []
+                    handled += len(claims) + finished
+                    if len(claims) + finished < sum(room.values()):
+                        drained = True
+                    for claim in claims:
+                        slot = slots[claim.row.channel]
+                        task = asyncio.create_task(self._send_or_release(claim, slot))
+                        in_flight[task] = claim
+                if not in_flight:
+                    return handled
+                finished_sends, _ = await asyncio.wait(
+                    in_flight, return_when=asyncio.FIRST_COMPLETED
+                )
+                for task in finished_sends:
+                    done.append((in_flight.pop(task), task.result()))
+        finally:
+            if in_flight or done:
+                await self._settle(in_flight, done)
 
-    async def _lane(self, channel: str, claims: list[Claim]) -> None:
-        limit = asyncio.Semaphore(max(1, int(getattr(self.senders[channel], "concurrency", 1))))
+    def _room(self, in_flight: Mapping[Any, Claim], handled: int) -> dict[str, int]:
+        """Free send slots per channel, within what is left of this call's batch."""
+        budget = self.batch_size - handled
+        busy: dict[str, int] = {}
+        for claim in in_flight.values():
+            busy[claim.row.channel] = busy.get(claim.row.channel, 0) + 1
+        room: dict[str, int] = {}
+        for channel in sorted(self.senders):
+            free = min(budget, self._concurrency(channel) - busy.get(channel, 0))
+            if free > 0:
+                room[channel] = free
+                budget -= free
+        return room
 
-        async def one(claim: Claim) -> None:
-            async with limit:
-                if self._stopping:
-                    await self._release([claim])
-                    return
-                result = await self._send(claim)
-                await self._record_durably(claim, result)
+    def _concurrency(self, channel: str) -> int:
+        return max(1, int(getattr(self.senders[channel], "concurrency", 1)))
 
-        await asyncio.gather(*(one(claim) for claim in claims))
+    async def _send_or_release(
+        self, claim: Claim, slot: asyncio.Semaphore
+    ) -> DeliveryResult | None:
+        # One of the channel's connections / requests in flight. It stays taken
+        # until the outcome is committed (run_once releases it): a crash can then
+        # leave at most one sent-but-unrecorded message per connection.
+        await slot.acquire()
+        if self._stopping:
+            slot.release()
+            return None  # given back unsent: no node waits out its lease
+        try:
+            return await self._send(claim)
+        except BaseException:
+            slot.release()
+            raise
 
-    async def _release(self, claims: list[Claim]) -> None:
-        """Give back claims never sent (shutting down), so no node waits out their lease."""
-        async with self.db.write() as s:
-            conn = await s.connection()
-            for claim in claims:
-                await conn.execute(
-                    update(outbox_t)
-                    .where(claim.fence())
-                    .values(status=OutboxStatus.QUEUED.value, attempts=claim.attempt - 1)
+    async def _settle(
+        self, in_flight: dict[asyncio.Task[DeliveryResult | None], Claim], done: list[Outcome]
+    ) -> None:
+        """After an error: let the sends already out finish and record them, so a
+        message that went out is not sent again when its lease expires."""
+        if in_flight:
+            results = await asyncio.gather(*in_flight, return_exceptions=True)
+            for claim, result in zip(in_flight.values(), results, strict=True):
+                if not isinstance(result, BaseException):
+                    done.append((claim, result))
+        if done:
+            try:
+                await self._cycle(done, {})
+            except Exception:
+                log.exception(
+                    "outbox: recording %s outcome(s) failed; leases will expire", len(done)
                 )
 
-    async def _claim(self, limit: int) -> tuple[list[Claim], int]:
-        """Claims to send, and how many rows were settled without sending (blocked, expired)."""
+    async def _cycle(
+        self, done: list[Outcome], room: Mapping[str, int], takeover: bool = False
+    ) -> tuple[list[Claim], int]:
+        """One transaction: the outcomes of finished sends, then new claims. Retried
+        while the database is briefly unreachable when it holds outcomes: a message
+        that went out but was never recorded would be sent again."""
+        for attempt in range(RECORD_TRIES):
+            events: list[Event] = []
+            try:
+                async with self.db.write() as s:
+                    conn = await s.connection()
+                    if done:
+                        events += await record_outcomes(conn, done, self.config)
+                    claims, finished = (
+                        await self._claim(conn, room, events, takeover) if room else ([], 0)
+                    )
+            except Exception as exc:
+                if not done or not is_outage(exc) or attempt == RECORD_TRIES - 1:
+                    raise
+                log.warning("outbox: recording %s outcome(s) failed; retrying", len(done))
+                await asyncio.sleep(0.5 * 2**attempt)
+                continue
+            self._publish(events)
+            return claims, finished
+        raise AssertionError("unreachable")
+
+    async def _claim(
+        self, conn: AsyncConnection, room: Mapping[str, int], events: list[Event], takeover: bool
+    ) -> tuple[list[Claim], int]:
+        """Claims to send, and how many rows were settled without sending (blocked,
+        expired); delivery events of the settled rows go to `events`."""
         now = utcnow()
-        query = due_query(now, self.config.lease_seconds)
-        if not self.db.sqlite:
-            query = query.with_for_update(skip_locked=True)
+        # Counted in the claim's transaction: exact under SQLite's single writer.
+        window = await hourly_room(
+            conn, sorted(room), self.config.max_per_hour, now, sum(room.values())
+        )
+        channels, limit = window.channels, window.limit
+        rows: list[Any] = []
+        for channel in channels:
+            before = len(rows)
+            expired, queued = due_queries(now, self.config.lease_seconds, channel)
+            # Expired leases (a node died) are rare: looked for once per run_once.
+            for query in (expired, queued) if takeover else (queued,):
+                want = min(room[channel] - (len(rows) - before), limit - len(rows))
+                if want <= 0:
+                    break
+                if channel == Channel.EMAIL.value and window.full_mailboxes:
+                    full = sorted(window.full_mailboxes)
+                    query = query.where(
+                        or_(outbox_t.c.mailbox.is_(None), outbox_t.c.mailbox.not_in(full))
+                    )
+                if not self.db.sqlite:
+                    query = query.with_for_update(skip_locked=True)
+                rows += (await conn.execute(query.limit(want))).all()
+        blocked = {
+            (row.customer_id, row.channel) for row in rows if row.opted_out and consent_applies(row)
+        }
         claims: list[Claim] = []
         finished = 0
-        # Delivery events of this transaction; published after its commit.
-        events: list[Event] = []
-        async with self.db.write() as s:
-            conn = await s.connection()
-            # Counted in the claim's transaction: exact under SQLite's single writer.
-            channels, limit = await hourly_room(
-                conn, sorted(self.senders), self.config.max_per_hour, now, limit
-            )
-            if not channels:
-                return [], 0
-            query = query.where(outbox_t.c.channel.in_(channels)).limit(limit)
-            ids = list((await conn.execute(query)).scalars())
-            for row in await rows_by_id(conn, ids):
-                uncertain = row.status == OutboxStatus.SENDING.value
-                if uncertain:
-                    # Claimed, maybe sent, never recorded: the node died in between.
-                    # SMTP and Twilio cannot be asked whether they took it.
-                    log.warning("outbox %s: lease expired (node died?); taking it over", row.id)
-                    if row.campaign_id is not None and self.config.in_flight_after_crash == "skip":
-                        event = await self._finish(
-                            conn,
-                            row.id,
-                            OutboxStatus.FAILED,
-                            row.interaction_id,
-                            "failed",
-                            error="in flight at a crash; skipped (outbox.in_flight_after_crash)",
-                        )
-                        await conn.execute(
-                            update(outbox_t).where(outbox_t.c.id == row.id).values(uncertain=True)
-                        )
-                        events += [event] if event else []
-                        finished += 1
-                        continue
-                channel = Channel(row.channel)
-                if consent_applies(row) and await opted_out(conn, row.customer_id, channel):
-                    event = await self._finish(
-                        conn,
-                        row.id,
-                        OutboxStatus.BLOCKED,
-                        row.interaction_id,
-                        "blocked",
-                        error=f"recipient opted out of {_CHANNEL_NAMES.get(channel, channel)}",
-                    )
-                    events += [event] if event else []
-                    finished += 1
-                    continue
-                if row.attempts >= self.config.max_attempts:
-                    event = await self._finish(
-                        conn,
-                        row.id,
-                        OutboxStatus.FAILED,
-                        row.interaction_id,
-                        "failed",
-                        error="lease expired after the last attempt; outcome unknown",
-                    )
-                    events += [event] if event else []
-                    finished += 1
-                    continue
-                attempt = row.attempts + 1
-                await conn.execute(
-                    update(outbox_t)
-                    .where(outbox_t.c.id == row.id)
-                    .values(
-                        status=OutboxStatus.SENDING.value,
-                        claimed_at=now,
-                        attempts=attempt,
-                        updated_at=now,
-                        **({"uncertain": True} if uncertain else {}),
-                    )
+        for row in rows:
+            uncertain = row.status == OutboxStatus.SENDING.value
+            if uncertain:
+                # Claimed, maybe sent, never recorded: the node died in between.
+                # SMTP and Twilio cannot be asked whether they took it.
+                log.warning("outbox %s: lease expired (node died?); taking it over", row.id)
+            settled = self._settle_unsent(row, uncertain, blocked)
+            if settled is not None:
+                status, error = settled
+                event = await finish(
+                    conn, row.id, status, row.interaction_id, status.value, error=error
                 )
-                claims.append(Claim(row, attempt))
-        self._publish(events)
+                if uncertain:
+                    await conn.execute(
+                        update(outbox_t).where(outbox_t.c.id == row.id).values(uncertain=True)
+                    )
+                events += [event] if event else []
+                finished += 1
+                continue
+            claims.append(Claim(row, row.attempts + 1, uncertain))
+        if claims:
+            await conn.execute(
+                update(outbox_t)
+                .where(outbox_t.c.id == bindparam("b_id"))
+                .values(
+                    status=OutboxStatus.SENDING.value,
+                    claimed_at=now,
+                    attempts=bindparam("b_attempt"),
+                    updated_at=now,
+                    uncertain=outbox_t.c.uncertain | bindparam("b_uncertain"),
+                ),
+                [
+                    {"b_id": c.row.id, "b_attempt": c.attempt, "b_uncertain": c.uncertain}
+                    for c in claims
+                ],
+            )
         return claims, finished
+
+    def _settle_unsent(
+        self, row: Any, uncertain: bool, blocked: set[tuple[int, str]]
+    ) -> tuple[OutboxStatus, str] | None:
+        """Why a due row is closed instead of sent, if it is."""
+        if (
+            uncertain
+            and row.campaign_id is not None
+            and self.config.in_flight_after_crash == "skip"
+        ):
+            return (
+                OutboxStatus.FAILED,
+                "in flight at a crash; skipped (outbox.in_flight_after_crash)",
+            )
+        if (row.customer_id, row.channel) in blocked:
+            name = _CHANNEL_NAMES.get(Channel(row.channel), row.channel)
+            return OutboxStatus.BLOCKED, f"recipient opted out of {name}"
+        if row.attempts >= self.config.max_attempts:
+            return OutboxStatus.FAILED, "lease expired after the last attempt; outcome unknown"
+        return None
 
     async def _pace(self, channel: str, rate: float) -> None:
         """Keep to the channel's rate per second (Twilio queues, then rejects, bursts)."""
@@ -318,137 +386,7 @@ class Dispatcher:
                 DeliveryState.TEMPORARY_FAILURE, error_code="error", error=repr(exc)[:500]
             )
 
-    async def _record_durably(self, claim: Claim, result: DeliveryResult) -> None:
-        """Write the outcome, retrying a busy or briefly unreachable database.
-
-        A message that went out but was never recorded would be sent again when
-        its lease expires, so the write is worth a few tries before giving up.
-        """
-        for attempt in range(RECORD_TRIES):
-            try:
-                events = await self._record(claim, result)
-                self._publish(events)
-                return
-            except Exception as exc:
-                if not is_outage(exc) or attempt == RECORD_TRIES - 1:
-                    raise
-                log.warning("outbox %s: recording the result failed; retrying", claim.row.id)
-                await asyncio.sleep(0.5 * 2**attempt)
-
-    async def _record(self, claim: Claim, result: DeliveryResult) -> list[Event]:
-        """Write one send's outcome; returns the events to publish after the commit."""
-        row, now = claim.row, utcnow()
-        fence = claim.fence()
-        error = f"{result.error_code}: {result.error}" if result.error_code else result.error
-        events: list[Event] = []
-        async with self.db.write() as s:
-            conn = await s.connection()
-            if result.state in _ACCEPTED:
-                changed = await conn.execute(
-                    update(outbox_t)
-                    .where(fence)
-                    .values(
-                        status=OutboxStatus.SENT.value,
-                        provider_id=result.provider_id,
-                        last_error=None,
-                        updated_at=now,
-                    )
-                )
-                if changed.rowcount == 0:
-                    log.warning("outbox %s: sent, but the claim was taken over", row.id)
-                if row.interaction_id is not None:
-                    event = await set_interaction_status(
-                        conn,
-                        row.interaction_id,
-                        accepted_status(row.channel),
-                        provider_id=result.provider_id,
-                    )
-                    if event is not None:
-                        events.append(event)
-                await self._touch(conn, row, now)
-                return events
-            retry = (
-                result.state == DeliveryState.TEMPORARY_FAILURE
-                and claim.attempt < self.config.max_attempts
-            )
-            if retry:
-                delay = backoff(
-                    claim.attempt, self.config.retry_base_seconds, self.config.retry_max_seconds
-                )
-                log.info(
-                    "outbox %s: attempt %s failed (%s); retry in %.2fs",
-                    row.id,
-                    claim.attempt,
-                    error,
-                    delay,
-                )
-                await conn.execute(
-                    update(outbox_t)
-                    .where(fence)
-                    .values(
-                        status=OutboxStatus.QUEUED.value,
-                        last_error=error,
-                        updated_at=now,
-                        next_attempt_at=now + timedelta(seconds=delay),
-                    )
-                )
-                return events
-            log.warning("outbox %s: failed after %s attempt(s): %s", row.id, claim.attempt, error)
-            event = await self._finish(
-                conn,
-                row.id,
-                OutboxStatus.FAILED,
-                row.interaction_id,
-                "failed",
-                error=error,
-                error_code=result.error_code,
-                fence=fence,
-            )
-            source = opt_out_source(row.channel, result.error_code)
-            if source is not None:
-                await record_opt_out(conn, row.customer_id, row.channel, source)
-        return [event] if event else []
-
-    async def _finish(
-        self,
-        conn: AsyncConnection,
-        outbox_id: int,
-        status: OutboxStatus,
-        interaction_id: int | None,
-        delivery_status: str,
-        *,
-        error: str | None,
-        error_code: str | None = None,
-        fence: Any = None,
-    ) -> Event | None:
-        """Close the row; the interaction's delivery event, if it changed, is returned."""
-        where = fence if fence is not None else outbox_t.c.id == outbox_id
-        await conn.execute(
-            update(outbox_t)
-            .where(where)
-            .values(status=status.value, last_error=error, updated_at=utcnow())
-        )
-        if interaction_id is None:
-            return None
-        return await set_interaction_status(
-            conn, interaction_id, delivery_status, error_code=error_code, error=error
-        )
-
     def _publish(self, events: list[Event]) -> None:
         if self.bus is not None:
             for event in events:
                 self.bus.publish(event)
-
-    async def _touch(self, conn: AsyncConnection, row: Any, now: datetime) -> None:
-        """The customer was contacted now; the conversation moved."""
-        await conn.execute(
-            update(customer_t)
-            .where(customer_t.c.id == row.customer_id)
-            .values(last_outbound_at=now)
-        )
-        if row.conversation_id is not None:
-            await conn.execute(
-                update(conversation_t)
-                .where(conversation_t.c.id == row.conversation_id)
-                .values(last_activity_at=now)
-            )

@@ -227,6 +227,13 @@ def is_outage(exc: BaseException) -> bool:
     return False
 
 
+def is_transient(exc: BaseException) -> bool:
+    """A conflict between concurrent transactions that a retry resolves: PostgreSQL's
+    deadlock_detected (40P01) and serialization_failure (40001). The database chose
+    this transaction to abort; nothing is wrong with the data."""
+    return any(getattr(err, "sqlstate", None) in _PG_TRANSIENT_STATES for err in _chain(exc))
+
+
 def _chain(exc: BaseException) -> list[BaseException]:
     """`exc`, the driver error SQLAlchemy wrapped (`orig`), and their causes."""
     out: list[BaseException] = []
@@ -243,5 +250,6 @@ def _chain(exc: BaseException) -> list[BaseException]:
 # 53300 too_many_connections; 57P01 admin_shutdown, 57P02 crash_shutdown,
 # 57P03 cannot_connect_now (starting up).
 _PG_OUTAGE_STATES = frozenset({"53300", "57P01", "57P02", "57P03"})
+_PG_TRANSIENT_STATES = frozenset({"40P01", "40001"})
 # SQLITE_BUSY, SQLITE_LOCKED, SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN, SQLITE_PROTOCOL.
 _SQLITE_OUTAGE_CODES = frozenset({5, 6, 10, 13, 14, 15})

@@ -1,66 +1,30 @@
-"""The storage model. Later features add their tables through new migrations.
-
-Times are stored as UTC and always come back timezone-aware (SQLite keeps no
-zone, so `UTCDateTime` restores it); comparing an aware with a naive datetime
-would otherwise fail at run time on one backend only.
+"""The storage model. Later features add their tables through new migrations; the
+campaign tables are in hub/store/campaign_models.py, the column types both share
+in hub/store/columns.py.
 """
 
 import enum
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Column,
-    DateTime,
-    Float,
     Index,
     LargeBinary,
-    Table,
     Text,
-    TypeDecorator,
-    Unicode,
     UniqueConstraint,
 )
-from sqlalchemy.engine import Dialect
 from sqlmodel import Field, SQLModel
 
-# SQLite hands a deleted row's id to the next insert unless the table is
-# AUTOINCREMENT; an id that a client, an export or an audit event holds must
-# never come to mean another person. (PostgreSQL sequences never reuse ids.)
-NEVER_REUSE_IDS = {"sqlite_autoincrement": True}
+from hub.store import campaign_models as campaign_models  # registers the campaign tables too
+from hub.store import columns
+from hub.store.columns import NEVER_REUSE_IDS, json_column, timestamp
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        value = value.astimezone(UTC)
-        # SQLite compares these as text: drop the zone so every row has one form.
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _ts(*, index: bool = False, nullable: bool = True) -> Any:
-    return Field(default=None, sa_type=UTCDateTime, index=index, nullable=nullable)
-
-
-def _json(default: Any) -> Any:
-    return Field(default_factory=default, sa_column=Column(JSON, nullable=False))
+# Re-exported: most modules import these two from here.
+utcnow = columns.utcnow
+UTCDateTime = columns.UTCDateTime
 
 
 class CustomerKind(enum.StrEnum):
@@ -131,7 +95,7 @@ class ApiToken(SQLModel, table=True):
     token_hash: str = Field(unique=True, max_length=64)
     name: str = ""
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
-    last_used_at: datetime | None = _ts()
+    last_used_at: datetime | None = timestamp()
 
 
 class Customer(SQLModel, table=True):
@@ -150,7 +114,7 @@ class Customer(SQLModel, table=True):
     city: str = ""
     country: str = ""
     notes: str = Field(default="", sa_type=Text)
-    custom: dict[str, Any] = _json(dict)
+    custom: dict[str, Any] = json_column(dict)
     owner_id: int | None = Field(default=None, foreign_key="app_user.id", index=True)
     team_id: int | None = Field(default=None, foreign_key="team.id")
     # Set when this record was merged into another; the row stays as a redirect.
@@ -159,8 +123,8 @@ class Customer(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     # Not indexed: every contact moves these, and the "last contact" filter
     # compares the later of the two, which no single-column index serves.
-    last_inbound_at: datetime | None = _ts()
-    last_outbound_at: datetime | None = _ts()
+    last_inbound_at: datetime | None = timestamp()
+    last_outbound_at: datetime | None = timestamp()
 
 
 class CustomerTag(SQLModel, table=True):
@@ -186,7 +150,7 @@ class Identity(SQLModel, table=True):
     verified: bool = True
     # Email: a permanent bounce (5.x.x) marks the address undeliverable until
     # the customer writes from it again; temporary bounces (4.x.x) are counted.
-    undeliverable_at: datetime | None = _ts()
+    undeliverable_at: datetime | None = timestamp()
     undeliverable_reason: str | None = Field(default=None, max_length=500)
     soft_bounces: int = 0
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
@@ -232,7 +196,7 @@ class Interaction(SQLModel, table=True):
     sender: str = ""
     recipient: str = ""
     delivery_status: str | None = Field(default=None, max_length=30)
-    meta: dict[str, Any] = _json(dict)
+    meta: dict[str, Any] = json_column(dict)
     author_id: int | None = Field(default=None, foreign_key="app_user.id")
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
@@ -256,10 +220,10 @@ class Task(SQLModel, table=True):
     customer_id: int = Field(foreign_key="customer.id", index=True, ondelete="CASCADE")
     assignee_id: int | None = Field(default=None, foreign_key="app_user.id", index=True)
     title: str
-    due_at: datetime | None = _ts(index=True)
+    due_at: datetime | None = timestamp(index=True)
     done: bool = False
     # When the scheduler sent its `task.due` reminder (once; migration 0016).
-    reminded_at: datetime | None = _ts()
+    reminded_at: datetime | None = timestamp()
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
@@ -286,7 +250,7 @@ class AuditEvent(SQLModel, table=True):
     action: str = Field(max_length=50)
     entity: str = Field(max_length=50)
     entity_id: int | None = None
-    detail: dict[str, Any] = _json(dict)
+    detail: dict[str, Any] = json_column(dict)
     # The client address the request came from (None: the CLI or the hub itself).
     client: str | None = Field(default=None, max_length=64)
     # The customer the entry is about, for "everything about this person".
@@ -304,7 +268,9 @@ class OutboxMessage(SQLModel, table=True):
 
     __tablename__ = "outbox"
     __table_args__ = (
-        Index("ix_outbox_due", "status", "next_attempt_at"),
+        Index("ix_outbox_due", "status", "channel", "next_attempt_at", "id"),
+        Index("ix_outbox_claimed", "channel", "claimed_at"),
+        Index("ix_outbox_run_status", "campaign_run_id", "status"),
         # Expansion is idempotent: a run's step reaches each customer once.
         UniqueConstraint(
             "campaign_run_id", "campaign_step_id", "customer_id", name="uq_outbox_campaign_once"
@@ -328,14 +294,14 @@ class OutboxMessage(SQLModel, table=True):
     status: str = Field(default="queued", max_length=20)
     attempts: int = 0
     next_attempt_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
-    claimed_at: datetime | None = _ts()
+    claimed_at: datetime | None = timestamp()
     last_error: str | None = Field(default=None, sa_type=Text)
     provider_id: str | None = Field(default=None, max_length=500)
     provider_status: str | None = Field(default=None, max_length=30)
     # Email: subject, extra headers (Message-ID, In-Reply-To, References,
     # Reply-To) and the configured mailbox whose SMTP relay sends it.
     subject: str = ""
-    headers: dict[str, str] = _json(dict)
+    headers: dict[str, str] = json_column(dict)
     mailbox: str | None = Field(default=None, max_length=50)
     author_id: int | None = Field(default=None, foreign_key="app_user.id")
     # Campaign rows (migration 0016): which run and step made it; one per customer.
@@ -471,7 +437,7 @@ class EventLogEntry(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
     kind: str = Field(max_length=50)
-    data: dict[str, Any] = _json(dict)
+    data: dict[str, Any] = json_column(dict)
     team_id: int | None = None
     # The only users who receive it (a screen pop); None: by team.
     users: list[int] | None = Field(default=None, sa_type=JSON)
@@ -494,146 +460,12 @@ class PhoneCall(SQLModel, table=True):
     interaction_id: int | None = Field(
         default=None, foreign_key="interaction.id", ondelete="SET NULL"
     )
-    ringing: list[str] = _json(list)
+    ringing: list[str] = json_column(list)
     answered_by: str | None = Field(default=None, max_length=200)
     cause: str | None = Field(default=None, max_length=20)
     started_at: datetime = Field(sa_type=UTCDateTime)
-    answered_at: datetime | None = _ts()
-    ended_at: datetime | None = _ts()
+    answered_at: datetime | None = timestamp()
+    ended_at: datetime | None = timestamp()
     # The team a PBX queue routed it to (voice.pbx.queues): whose online agents its
     # pop goes to when the PBX names nobody, from ringing to the end.
     route_team_id: int | None = Field(default=None, foreign_key="team.id", ondelete="SET NULL")
-
-
-class Segment(SQLModel, table=True):
-    """A saved selection of customers: a structured filter (hub/segments/filters.py),
-    never SQL text. `team_id`: the team it belongs to (None: every team may use it)."""
-
-    __table_args__ = (NEVER_REUSE_IDS,)
-
-    id: int | None = Field(default=None, primary_key=True)
-    name: str = Field(unique=True, max_length=100)
-    filter: dict[str, Any] = _json(dict)
-    team_id: int | None = Field(default=None, foreign_key="team.id", index=True)
-    created_by: int | None = Field(default=None, foreign_key="app_user.id", ondelete="SET NULL")
-    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
-    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
-
-
-class MessageTemplate(SQLModel, table=True):
-    """A named message template; its content lives in versions, one per edit, so a
-    campaign that sent version 3 can still show what it sent after version 4."""
-
-    __tablename__ = "message_template"
-    __table_args__ = (NEVER_REUSE_IDS,)
-
-    id: int | None = Field(default=None, primary_key=True)
-    name: str = Field(unique=True, max_length=100)
-    channel: str = Field(max_length=20)  # "email" or "sms"
-    locale: str = Field(default="de", max_length=10)
-    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
-
-
-class MessageTemplateVersion(SQLModel, table=True):
-    __tablename__ = "message_template_version"
-
-    template_id: int = Field(
-        foreign_key="message_template.id", primary_key=True, ondelete="CASCADE"
-    )
-    version: int = Field(primary_key=True)
-    # Email: subject, html and text; SMS: body. The others stay empty.
-    subject: str = Field(default="", sa_type=Text)
-    html: str = Field(default="", sa_type=Text)
-    text: str = Field(default="", sa_type=Text)
-    body: str = Field(default="", sa_type=Text)
-    created_by: int | None = Field(default=None, foreign_key="app_user.id", ondelete="SET NULL")
-    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
-
-
-class CampaignStatus(enum.StrEnum):
-    DRAFT = "draft"  # made, not scheduled
-    SCHEDULED = "scheduled"  # waiting for its time (or its next cron time)
-    RUNNING = "running"  # expanding or sending
-    PAUSED = "paused"  # by a user, or by itself (failure threshold): paused_reason
-    DONE = "done"
-    CANCELLED = "cancelled"
-
-
-class Campaign(SQLModel, table=True):
-    """Segment + steps (template, channel) + schedule + sender + rate + follow-ups."""
-
-    __tablename__ = "campaign"
-    __table_args__ = (NEVER_REUSE_IDS,)
-
-    id: int | None = Field(default=None, primary_key=True)
-    name: str = Field(unique=True, max_length=200)
-    channel: str = Field(max_length=20)  # "email" or "sms"
-    segment_id: int = Field(foreign_key="segment.id")
-    team_id: int | None = Field(default=None, foreign_key="team.id")
-    mailbox: str | None = Field(default=None, max_length=50)  # email: which mailbox sends
-    status: str = Field(default=CampaignStatus.DRAFT, max_length=20, index=True)
-    paused_reason: str | None = Field(default=None, sa_type=Text)
-    schedule_kind: str = Field(default="now", max_length=10)  # now | at | cron
-    schedule_at: datetime | None = _ts()
-    timezone: str = Field(default="Europe/Berlin", max_length=60)
-    cron: str | None = Field(default=None, max_length=100)
-    rate_per_second: float | None = None
-    failure_threshold: float = 0.2  # pause when this share of a run's sends failed
-    created_by: int | None = Field(default=None, foreign_key="app_user.id", ondelete="SET NULL")
-    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
-    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
-
-
-class CampaignStep(SQLModel, table=True):
-    """One message of a campaign: the first ("send"), or a follow-up rule:
-    "no_reply" (send after `delay_days` without a reply), "replied" (a task for the
-    owner), "bounced" (a task for the owner)."""
-
-    __tablename__ = "campaign_step"
-    __table_args__ = (NEVER_REUSE_IDS,)
-
-    id: int | None = Field(default=None, primary_key=True)
-    campaign_id: int = Field(foreign_key="campaign.id", index=True, ondelete="CASCADE")
-    position: int = 0
-    kind: str = Field(default="send", max_length=20)
-    template_id: int | None = Field(default=None, foreign_key="message_template.id")
-    delay_days: float = 0
-    task_title: str = Field(default="", max_length=300)
-
-
-class CampaignRun(SQLModel, table=True):
-    """One firing of a campaign (one for "now"/"at", one per cron time), with how far
-    its expansion got (resume point after a crash) and what it left out, by reason."""
-
-    __tablename__ = "campaign_run"
-    __table_args__ = (NEVER_REUSE_IDS,)
-
-    id: int | None = Field(default=None, primary_key=True)
-    campaign_id: int = Field(foreign_key="campaign.id", index=True, ondelete="CASCADE")
-    status: str = Field(default="expanding", max_length=20)  # expanding | sending | done
-    expanded_through: int = 0  # the last customer id expanded
-    audience: int = 0
-    queued: int = 0
-    suppressed: dict[str, int] = _json(dict)
-    started_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
-    finished_at: datetime | None = _ts()
-
-
-class CampaignTaskMark(SQLModel, table=True):
-    """A follow-up task already made for (step, customer): rules fire once each."""
-
-    __tablename__ = "campaign_task_mark"
-
-    step_id: int = Field(foreign_key="campaign_step.id", primary_key=True, ondelete="CASCADE")
-    customer_id: int = Field(foreign_key="customer.id", primary_key=True, ondelete="CASCADE")
-
-
-# APScheduler's job store (hub/campaigns/scheduler.py) on PostgreSQL: its table, in
-# APScheduler's own shape, made by our migrations so the schema has one owner.
-apscheduler_jobs = Table(
-    "apscheduler_jobs",
-    SQLModel.metadata,
-    Column("id", Unicode(191), primary_key=True),
-    Column("next_run_time", Float(25), index=True),
-    Column("job_state", LargeBinary, nullable=False),
-)

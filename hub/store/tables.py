@@ -10,13 +10,18 @@ from typing import cast
 
 from sqlalchemy import Table
 
-from hub.store.models import (
-    Attachment,
-    AuditEvent,
+from hub.store.campaign_models import (
     Campaign,
     CampaignRun,
     CampaignStep,
     CampaignTaskMark,
+    MessageTemplate,
+    MessageTemplateVersion,
+    Segment,
+)
+from hub.store.models import (
+    Attachment,
+    AuditEvent,
     Consent,
     Conversation,
     Customer,
@@ -27,12 +32,9 @@ from hub.store.models import (
     IdentityClaim,
     Interaction,
     MailCheckpoint,
-    MessageTemplate,
-    MessageTemplateVersion,
     OutboxMessage,
     PhoneCall,
     QuarantinedMail,
-    Segment,
     Suppression,
     Task,
     Team,

@@ -52,9 +52,10 @@ async def test_over_the_cap_waits_a_week_instead_of_being_skipped(
         assert before + timedelta(days=7) <= due <= after + timedelta(days=7, minutes=1)
     status, stats = await api.call("GET", f"/api/v1/campaigns/{second}/stats", "marketing")
     assert status == 200
-    assert (stats["audience"], stats["suppressed"], stats["queued"], stats["sent"]) == (
-        3,
-        {},
-        3,
-        0,
-    )
+    assert (
+        stats["audience"],
+        stats["suppressed"],
+        stats["deferred"],
+        stats["queued"],
+        stats["sent"],
+    ) == (3, {}, {"frequency_cap": 3}, 3, 0)

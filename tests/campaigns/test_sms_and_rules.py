@@ -168,6 +168,30 @@ async def test_follow_up_rules(api: Api, hub: Hub, fake: TwilioFake) -> None:
     assert (stats["audience"], stats["suppressed"], stats["bounced"]) == (3, {}, 1)
 
 
+async def test_a_message_sent_after_the_customer_wrote_is_not_answered_by_it(
+    api: Api, hub: Hub, fake: TwilioFake
+) -> None:
+    """Replied counts what came in after the send, not after the queueing (a message
+    may wait a week for quiet hours or the frequency cap)."""
+    campaign = await _sms_campaign(api, "order")
+    await start_run(hub.db, hub.settings, campaign)  # queued, not sent yet
+    await hub.ingestor.ingest(
+        InboundContact(Channel.SMS, PHONES[0], text="Hallo?", provider_id="SMbefore")
+    )
+    assert await send_all(hub) == 3
+
+    async def replied() -> int:
+        status, stats = await api.call("GET", f"/api/v1/campaigns/{campaign}/stats", "marketing")
+        assert status == 200
+        return int(stats["replied"])
+
+    assert await replied() == 0
+    await hub.ingestor.ingest(
+        InboundContact(Channel.SMS, PHONES[0], text="Ja bitte", provider_id="SMafter")
+    )
+    assert await replied() == 1
+
+
 def test_schedules_across_the_dst_change_in_berlin() -> None:
     daily = SimpleNamespace(schedule_kind="cron", cron="0 9 * * *", timezone="Europe/Berlin")
     fires = next_fire_times(daily, datetime(2026, 3, 27, 12, 0, tzinfo=UTC), 4)

@@ -102,7 +102,7 @@ async def test_stopping_gives_back_claims_it_did_not_send(
         """The real sender; the node is told to stop while the first message is out."""
 
         channel, max_body_length, rate_per_second = real.channel, 1600, 1000.0
-        sender = real.sender
+        sender, concurrency = real.sender, 4  # all three claimed at once
         close = real.close
 
         async def send(self, message: OutboundMessage) -> DeliveryResult:
