@@ -12,6 +12,15 @@ messages/s. It prints figures and asserts nothing about them.
     .venv/bin/python bench/email_ingest.py                       # 5,000 messages, SQLite
     .venv/bin/python bench/email_ingest.py --messages 20000 --batch-size 500
     .venv/bin/python bench/email_ingest.py --db postgresql+asyncpg://postgres@127.0.0.1:5432/postgres
+    .venv/bin/python bench/email_ingest.py --bare                # and the bare loop, ratio
+
+With `--bare` the same run also times a bare loop over the same mailbox, once
+before crmhub's sync (Dovecot's first read of the maildir) and once after:
+imapclient LOGIN, SELECT, UID SEARCH, FETCH BODY.PEEK[] INTERNALDATE in
+chunks of the same size, stdlib `email.message_from_bytes(...,
+policy=email.policy.default)` and the body (`get_body()`, plain before
+HTML, `get_content()`), no database, no flags; it prints messages/s of each
+pass and the ratio crmhub / bare (the pass after, both on a warm Dovecot).
 
 The mix: 1,000 senders (below the mail-loop threshold), a third of the
 messages are replies (In-Reply-To, a quoted part), a fifth are HTML only,
@@ -22,6 +31,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import email
+import email.policy
 import os
 import shutil
 import sys
@@ -77,7 +88,36 @@ def make_message(n: int) -> bytes:
     return bytes(mail)
 
 
-async def run(url: str, port: int, tmp: Path, n: int, batch_size: int) -> None:
+def bare_loop(port: int, n: int, batch_size: int) -> float:
+    """The floor: fetch and parse every message like the sync, nothing else; messages/s."""
+    from imapclient import IMAPClient
+
+    started = time.perf_counter()
+    parsed = chars = 0
+    with IMAPClient("127.0.0.1", port=port, ssl=False) as imap:
+        imap.login(USER, PASSWORD)
+        imap.select_folder("INBOX")
+        uids = sorted(imap.search(["UID", "1:*"]))
+        for start in range(0, len(uids), batch_size):
+            data = imap.fetch(uids[start : start + batch_size], ["BODY.PEEK[]", "INTERNALDATE"])
+            for uid in uids[start : start + batch_size]:
+                raw = data[uid][b"BODY[]"]
+                msg = email.message_from_bytes(raw, policy=email.policy.default)
+                body = msg.get_body(preferencelist=("plain", "html"))
+                chars += len(body.get_content()) if body is not None else 0
+                parsed += 1
+        imap.logout()
+    seconds = time.perf_counter() - started
+    if parsed != n:
+        print(f"bare loop: MISMATCH: expected {n} messages, parsed {parsed}")
+    print(
+        f"bare loop: {parsed} messages, batch {batch_size}: {seconds:.2f} s, "
+        f"{parsed / seconds:,.0f} messages/s ({chars:,} body characters)"
+    )
+    return parsed / seconds
+
+
+async def run(url: str, port: int, tmp: Path, n: int, batch_size: int) -> float:
     os.environ[PASSWORD_ENV] = PASSWORD
     settings = load_settings(
         Path(__file__).parent.parent / "tests" / "empty.yaml",
@@ -127,6 +167,7 @@ async def run(url: str, port: int, tmp: Path, n: int, batch_size: int) -> None:
     )
     if in_history != n:
         print(f"email ingest: MISMATCH: expected {n} interactions, found {in_history}")
+    return n / seconds
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--batch-size", type=int, default=200)
     parser.add_argument("--db", help="database URL (PostgreSQL: the server; default SQLite)")
+    parser.add_argument("--bare", action="store_true", help="also the bare imapclient loop")
     args = parser.parse_args(argv)
     if not os.access(DOVECOT, os.X_OK):
         raise SystemExit("bench: Dovecot is not installed (apt-get install dovecot-imapd)")
@@ -146,7 +188,13 @@ def main(argv: list[str] | None = None) -> int:
         append(server, USER, "INBOX", *messages)
         print(f"appended {len(messages)} messages in {time.perf_counter() - t:.1f} s (not timed)")
         upgrade(target.url)
-        asyncio.run(run(target.url, server.port, tmp, args.messages, args.batch_size))
+        print(f"load average before {[round(x, 2) for x in os.getloadavg()]}")
+        if args.bare:
+            bare_loop(server.port, args.messages, args.batch_size)  # Dovecot's first read
+        rate = asyncio.run(run(target.url, server.port, tmp, args.messages, args.batch_size))
+        if args.bare:
+            bare = bare_loop(server.port, args.messages, args.batch_size)
+            print(f"ratio crmhub/bare {rate / bare:.2f}x (bare pass after crmhub's sync)")
     finally:
         target.cleanup()
         server.stop()
