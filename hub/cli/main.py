@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     if not args.verbose:
         logging.getLogger("alembic").setLevel(logging.WARNING)
+        # The twilio library logs every request and response (headers included) at
+        # INFO: two lines per SMS sent, most of a campaign's log and a share of its CPU.
+        logging.getLogger("twilio").setLevel(logging.WARNING)
     try:
         settings = load_settings(args.config)
         handler: Handler = args.handler
