@@ -10,9 +10,12 @@ a failure.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +25,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlmodel import SQLModel
 
 import hub.store.models
+from hub.campaigns.scheduler import jobstore_url
 from hub.config import Settings
 from hub.runtime import Hub
 from hub.store.db import Database
@@ -79,7 +83,26 @@ async def _clean(db: Database) -> None:
             # Restart AUTOINCREMENT ids, like RESTART IDENTITY below.
             await conn.execute(text("DELETE FROM sqlite_sequence"))
         else:
-            await conn.execute(text(f"TRUNCATE {', '.join(tables())} RESTART IDENTITY CASCADE"))
+            # APScheduler's job store too: a job left by another test names a campaign
+            # id the next test reuses, and would keep that campaign from being scheduled.
+            everything = ", ".join([*tables(), "apscheduler_jobs"])
+            await conn.execute(text(f"TRUNCATE {everything} RESTART IDENTITY CASCADE"))
+    if db.sqlite:
+        _clean_sqlite_jobs(db.url)
+
+
+def _clean_sqlite_jobs(url: str) -> None:
+    """The job store's file beside the database (hub/campaigns/scheduler.py: jobstore_url)."""
+    path = make_url(jobstore_url(url)).database
+    if not path or not Path(path).exists():
+        return
+    # No job stored yet: no table (OperationalError).
+    with (
+        contextlib.closing(sqlite3.connect(path)) as jobs,
+        contextlib.suppress(sqlite3.OperationalError),
+    ):
+        jobs.execute("DELETE FROM apscheduler_jobs")
+        jobs.commit()
 
 
 @pytest.fixture

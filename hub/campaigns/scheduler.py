@@ -132,6 +132,9 @@ class CampaignScheduler:
         self.scheduler: AsyncIOScheduler | None = None
         self._task: asyncio.Task[None] | None = None
         self._running: set[int] = set()
+        # Expansions in progress (APScheduler's jobs and resumes): cancelled at stop,
+        # before the database closes under them; each resumes from its last chunk.
+        self._runs: set[asyncio.Task[Any]] = set()
         self._resuming: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
 
@@ -154,6 +157,14 @@ class CampaignScheduler:
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
             self.scheduler = None
+        # An expansion left running would outlive the database it writes to (and hold
+        # up the process's exit); it goes on from its last committed chunk next time.
+        runs = [*self._runs, *self._resuming]
+        for run in runs:
+            run.cancel()
+        for run in runs:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await run
         self.leader = False
         if _ACTIVE is self:
             _ACTIVE = None
@@ -210,6 +221,9 @@ class CampaignScheduler:
         if campaign_id in self._running:
             return
         self._running.add(campaign_id)
+        task = asyncio.current_task()
+        if task is not None:
+            self._runs.add(task)
         try:
             await start_run(self.hub.db, self.hub.settings, campaign_id)
             self.hub.dispatcher.wake()
@@ -217,6 +231,8 @@ class CampaignScheduler:
             log.exception("campaign %s: run failed; the next tick resumes it", campaign_id)
         finally:
             self._running.discard(campaign_id)
+            if task is not None:
+                self._runs.discard(task)
 
     async def tick(self) -> None:
         await self._sync_jobs()

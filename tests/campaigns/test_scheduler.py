@@ -157,3 +157,38 @@ async def test_one_node_leads_and_another_takes_over(settings: Settings, db: Any
             await first.campaigns.stop()  # the leader goes: its connection and lock go too
             await until(lambda: second.campaigns.leader, "the second node to take over")
             assert second.campaigns.scheduler is not None
+
+
+async def test_stopping_the_node_cancels_an_expansion_and_the_next_node_finishes_it(
+    api: Api, hub: Hub, settings: Settings, fake: TwilioFake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An expansion in progress must not outlive the node's database (it held up the
+    process's exit); the run stays "expanding" and the next leader resumes it."""
+    import hub.campaigns.runs as runs
+
+    real_step = runs.run_step
+    entered = asyncio.Event()
+
+    async def stuck_step(*args: Any, **kw: Any) -> None:
+        entered.set()
+        await asyncio.Event().wait()  # mid-expansion, until cancelled
+
+    monkeypatch.setattr(runs, "run_step", stuck_step)
+    campaign = await _campaign(api, {"kind": "now"})
+    await asyncio.wait_for(entered.wait(), 20)
+    await asyncio.wait_for(hub.campaigns.stop(), 5)  # promptly, the run cancelled
+    assert hub.campaigns._runs == set()
+
+    monkeypatch.setattr(runs, "run_step", real_step)
+    again = Hub(settings, dispatch=True)
+    await again.start()
+    try:
+
+        async def done() -> bool:
+            status, body = await api.call("GET", f"/api/v1/campaigns/{campaign}/stats", "marketing")
+            return bool(status == 200 and body["status"] == "done")
+
+        await until(done, "the resumed campaign to be done")
+    finally:
+        await again.stop()
+    assert [r.form["To"] for r in fake.requests] == ["+4917155500009"]
