@@ -41,6 +41,10 @@ class Outcome:
     before: CallRecord | None = None
     after: CallRecord | None = None
     customer_id: int | None = None
+    # The call's history entry (None: a withheld number, logged on the call only).
+    interaction_id: int | None = None
+    conversation_id: int | None = None
+    created_customer: bool = False
     team_id: int | None = None
     ringing_ids: list[int] = field(default_factory=list)
     audience: frozenset[int] = frozenset()

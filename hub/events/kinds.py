@@ -113,9 +113,17 @@ def call_event(
     answered_by_user_id: int | None = None,
     answered_by: str | None = None,
     cause: str | None = None,
+    interaction_id: int | None = None,
+    conversation_id: int | None = None,
+    created_customer: bool = False,
 ) -> Event:
     """A call's step, sent to `audience` only: the agents it rings at (the pop on
-    ringing; on answered the same agents, so every other pop closes)."""
+    ringing; on answered the same agents, so every other pop closes).
+
+    A call's history entry is announced by these events, not by an
+    `interaction.created` to the whole team: `interaction_id` and
+    `conversation_id` name it (None for a withheld number, logged on the call
+    only), `created_customer` says the call made a new lead."""
     return Event(
         kind,
         {
@@ -129,6 +137,9 @@ def call_event(
             "answered_user_id": answered_by_user_id,
             "answered_by": answered_by,
             "cause": cause,
+            "interaction_id": interaction_id,
+            "conversation_id": conversation_id,
+            "created_customer": created_customer,
         },
         team_id=team_id,
         users=audience,

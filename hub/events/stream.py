@@ -31,12 +31,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import json
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -44,6 +41,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.events.bus import OVERFLOW_KIND, Event, EventBus
+from hub.events.clients import Client, Clients, Frame, may_see
 from hub.events.ids import EventIds
 from hub.records.auth import Principal
 from hub.store.db import Database
@@ -51,6 +49,8 @@ from hub.store.models import utcnow
 from hub.store.tables import event_log_t
 
 log = logging.getLogger(__name__)
+
+__all__ = ["Client", "Clients", "EventStream", "Frame", "may_see"]
 
 # Frames a node remembers for replays that come before (or without) the stored row.
 RECENT = 5000
@@ -60,51 +60,6 @@ STORE_EVERY = 0.05
 
 # Runs a write in some transaction of the node's own writer (see EventStream.write_through).
 WriteThrough = Callable[[Callable[[AsyncConnection], Awaitable[None]]], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class Frame:
-    id: int | None
-    kind: str
-    data: dict[str, Any]
-    team_id: int | None
-    users: frozenset[int] | None
-    # Per-recipient-class renderings shared by every client it goes to (the pop's
-    # caller card: hub/web/api/events.py); not part of the frame's value.
-    cache: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
-
-    def json(self) -> dict[str, Any]:
-        return {"id": self.id, "kind": self.kind, "data": self.data}
-
-    @functools.cached_property
-    def text(self) -> str:
-        """Encoded once, however many clients it goes to (a team event reaches dozens)."""
-        return json.dumps(self.json())
-
-
-def may_see(principal: Principal, frame: Frame) -> bool:
-    if frame.kind == OVERFLOW_KIND:
-        return True
-    if frame.users is not None:
-        return principal.user_id in frame.users
-    return principal.is_admin or (frame.team_id is not None and frame.team_id in principal.team_ids)
-
-
-class Client:
-    """One connection's queue; bounded, oldest dropped first, like the bus."""
-
-    def __init__(self, principal: Principal, size: int) -> None:
-        self.principal = principal
-        self.queue: asyncio.Queue[Frame] = asyncio.Queue(size)
-        self.dropped = 0
-
-    def offer(self, frame: Frame) -> None:
-        if not may_see(self.principal, frame):
-            return
-        if self.queue.full():
-            self.queue.get_nowait()
-            self.dropped += 1
-        self.queue.put_nowait(frame)
 
 
 def _frame(row: Any) -> Frame:
@@ -129,7 +84,7 @@ class EventStream:
         self.bus = bus
         self.keep = keep
         self.keep_hours = keep_hours
-        self.clients: set[Client] = set()
+        self.clients = Clients()
         self.ids = EventIds(db)
         # Frames sent on this node (its own and other nodes'), oldest first, for replays.
         self.recent: deque[Frame] = deque(maxlen=RECENT)
@@ -319,8 +274,7 @@ class EventStream:
 
     def deliver(self, frames: Iterable[Frame]) -> None:
         for frame in frames:
-            for client in self.clients:
-                client.offer(frame)
+            self.clients.deliver(frame)
 
     async def replay(self, principal: Principal, after: int, limit: int = 5000) -> list[Frame]:
         async with self.db.read() as s:

@@ -134,6 +134,20 @@ async def test_sipgate_pop_goes_to_ringing_agents_and_closes_on_answer(
     assert ringing.data["ringing_user_ids"] == [alice.id]
     assert (ringing.data["from"], ringing.data["to"]) == (CALLER[1:], SALES_LINE[1:])
     assert calls[1].data["answered_user_id"] == alice.id
+    # The call's history entry is announced by its call events, to the agents it
+    # concerns, not by an interaction.created to bob and the rest of the team.
+    [(interaction_id, conversation_id)] = await rows(
+        db, select(Interaction.id, Interaction.conversation_id)
+    )
+    assert [e.kind for e in seen if e.kind.startswith("interaction.")] == []
+    assert [
+        (e.data["interaction_id"], e.data["conversation_id"], e.data["created_customer"])
+        for e in calls
+    ] == [
+        (interaction_id, conversation_id, True),  # the unknown caller became a lead
+        (interaction_id, conversation_id, False),
+        (interaction_id, conversation_id, False),
+    ]
 
 
 async def test_missed_call_publishes_missed_and_task_created(

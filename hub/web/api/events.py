@@ -21,8 +21,8 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from hub.errors import DomainError
+from hub.events.clients import Client, Frame
 from hub.events.presence import Status
-from hub.events.stream import Client, Frame
 from hub.records.auth import Principal, authenticate_token
 from hub.records.lookup import caller_card
 from hub.records.schemas import StatusIn
