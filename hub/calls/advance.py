@@ -140,10 +140,10 @@ class GroupAdvance:
         for p in group:
             for item in p.items:
                 # The call's events announce its history entry (they carry its ids) to
-                # the agents the call concerns; without a result the ingest writer does
-                # not send `interaction.created` to the whole team as well (bench/README.md,
+                # the agents the call concerns; the ingest writer does not send
+                # `interaction.created` to the whole team as well (bench/README.md,
                 # "screen pop": ~50 frames per call, which cost more than the pop).
-                item.result = None
+                item.announce = False
 
     async def _customers(self) -> None:
         """The customer, team and owner of each call: routing read them for a contact

@@ -65,6 +65,10 @@ class Prepared:
     # message's new delivery status), published after the commit. Reset by
     # every write, so a rolled-back attempt leaves none behind.
     events: list[Event] = field(default_factory=list)
+    # Whether the writer announces the stored contact (interaction.created to its
+    # team). A call's entry is announced by the call's own events instead, to the
+    # agents the call concerns (hub/calls/advance.py).
+    announce: bool = True
 
 
 @dataclass

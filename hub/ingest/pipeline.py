@@ -200,7 +200,7 @@ class Ingestor:
         results = [p.result for p in unit.items]
         unit.future.set_result([r for r in results if r is not None])
         for p in unit.items:
-            if p.result is not None and not p.result.duplicate:
+            if p.result is not None and not p.result.duplicate and p.announce:
                 self._publish(p)
 
     def prepare(self, contact: InboundContact) -> Prepared:
@@ -290,7 +290,7 @@ class Ingestor:
                 else:
                     job.future.set_result(_as_duplicate(result))
         for prepared, _ in groups:
-            if prepared.result is not None and not prepared.result.duplicate:
+            if prepared.result is not None and not prepared.result.duplicate and prepared.announce:
                 self._publish(prepared)
 
     async def _store_batch(self, items: list[Prepared]) -> None:
