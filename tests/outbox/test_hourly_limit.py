@@ -14,6 +14,7 @@ from hub.store.db import Database
 from hub.store.models import OutboxMessage, utcnow
 from hub.store.tables import outbox_t
 from tests.support.api import Api
+from tests.support.hubs import drain_outbox
 from tests.support.sms_outbound import queue, sms_conversation
 from tests.support.twilio_fake import TwilioFake
 
@@ -25,17 +26,7 @@ async def _statuses(hub: Hub) -> list[tuple[str, str]]:
 
 
 async def _drain(settings: Settings) -> int:
-    """A fresh node (as after a restart) runs rounds until it finds nothing to do."""
-    config = settings.outbox.model_copy(update={"max_per_hour": {"sms": 3}})
-    node = Dispatcher(Database(settings.database), config, senders_from(settings))
-    handled = 0
-    try:
-        while done := await node.run_once():
-            handled += done
-    finally:
-        await node.stop()
-        await node.db.close()
-    return handled
+    return await drain_outbox(settings, {"sms": 3})
 
 
 async def test_a_window_of_three_per_hour_sends_three_and_keeps_the_rest_queued(

@@ -67,3 +67,22 @@ async def manual_dispatch(settings: Settings) -> AsyncIterator[Hub]:
         yield running
     finally:
         await running.stop()  # closes the senders (SMTP pools)
+
+
+async def drain_outbox(settings: Settings, max_per_hour: dict[str, int]) -> int:
+    """A fresh dispatcher node (as after a restart) with these hourly windows runs until
+    it finds nothing to do; how many rows it handled."""
+    from hub.outbox.dispatcher import Dispatcher
+    from hub.outbox.queue import senders_from
+    from hub.store.db import Database
+
+    config = settings.outbox.model_copy(update={"max_per_hour": max_per_hour})
+    node = Dispatcher(Database(settings.database), config, senders_from(settings))
+    handled = 0
+    try:
+        while done := await node.run_once():
+            handled += done
+    finally:
+        await node.stop()
+        await node.db.close()
+    return handled

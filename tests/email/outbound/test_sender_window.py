@@ -8,27 +8,11 @@ from pathlib import Path
 import pytest
 
 from hub.config import ConfigError, Settings, load_settings
-from hub.outbox.dispatcher import Dispatcher
-from hub.outbox.queue import senders_from
 from hub.runtime import Hub
-from hub.store.db import Database
 from tests.support.api import Api
 from tests.support.email_outbound import inbound_email, reply_as
+from tests.support.hubs import drain_outbox
 from tests.support.smtp_server import SmtpServer
-
-
-async def _drain(settings: Settings, window: dict[str, int]) -> int:
-    """A fresh node (as after a restart) runs until it finds nothing to do."""
-    config = settings.outbox.model_copy(update={"max_per_hour": window})
-    node = Dispatcher(Database(settings.database), config, senders_from(settings))
-    handled = 0
-    try:
-        while done := await node.run_once():
-            handled += done
-    finally:
-        await node.stop()
-        await node.db.close()
-    return handled
 
 
 async def test_a_full_sender_window_holds_that_mailbox_only(
@@ -43,7 +27,7 @@ async def test_a_full_sender_window_holds_that_mailbox_only(
                                       mailbox="support")  # fmt: skip
         assert (await reply_as(api, conv, as_="admin"))[0] == 202
 
-    assert await _drain(settings, {"email:sales": 2}) == 5
+    assert await drain_outbox(settings, {"email:sales": 2}) == 5
     assert sorted(r.rcpt_tos[0] for r in sales_smtp.received) == ["s0@c.example", "s1@c.example"]
     assert sorted(r.rcpt_tos[0] for r in smtp_server.received) == [
         "u0@c.example",
@@ -51,10 +35,10 @@ async def test_a_full_sender_window_holds_that_mailbox_only(
         "u2@c.example",
     ]
     # The window is read from the database: a restarted node still holds the third.
-    assert await _drain(settings, {"email:sales": 2}) == 0
+    assert await drain_outbox(settings, {"email:sales": 2}) == 0
     assert len(sales_smtp.received) == 2
     # A wider window lets it go.
-    assert await _drain(settings, {"email:sales": 3}) == 1
+    assert await drain_outbox(settings, {"email:sales": 3}) == 1
     assert [r.rcpt_tos[0] for r in sales_smtp.received][-1] == "s2@c.example"
 
 
