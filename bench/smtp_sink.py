@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +67,24 @@ async def sink_serve(loop_name: str) -> None:
         return SMTP(handler, hostname="sink.bench", ident="bench-sink")
 
     server = await loop.create_server(factory, HOST, 0)
-    port = server.sockets[0].getsockname()[1]
+    await answer_stats(
+        server.sockets[0].getsockname()[1],
+        loop_name,
+        lambda: {
+            "messages": handler.messages,
+            "bytes": handler.bytes,
+            "recipients": handler.recipients,
+            "connections": connections,
+        },
+    )
+    server.close()
+
+
+async def answer_stats(port: int, loop_name: str, stats: Callable[[], dict[str, Any]]) -> None:
+    """The sinks' side of the pipe: say the port, then `stats()` and the CPU time for
+    every "stats" line on stdin; return at EOF (the orchestrator is done)."""
     reader = asyncio.StreamReader()
+    loop = asyncio.get_running_loop()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
 
     def say(obj: dict[str, Any]) -> None:
@@ -75,18 +92,9 @@ async def sink_serve(loop_name: str) -> None:
         sys.stdout.flush()
 
     say({"port": port, "loop": loop_name, "pid": os.getpid()})
-    while line := await reader.readline():  # "stats" per line; EOF ends the sink
+    while line := await reader.readline():
         if line.strip() == b"stats":
-            say(
-                {
-                    "messages": handler.messages,
-                    "bytes": handler.bytes,
-                    "recipients": handler.recipients,
-                    "connections": connections,
-                    "cpu": time.process_time(),
-                }
-            )
-    server.close()
+            say({**stats(), "cpu": time.process_time()})
 
 
 def sink_main() -> int:

@@ -16,14 +16,12 @@ import asyncio
 import json
 import os
 import sys
-import time
 from pathlib import Path
-from typing import Any
 
 if not __package__:  # run as `python bench/twilio_sink.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.smtp_sink import HOST, Sink, install_uvloop
+from bench.smtp_sink import HOST, Sink, answer_stats, install_uvloop
 
 ACCOUNT_SID = "AC" + "b" * 32
 
@@ -62,19 +60,7 @@ async def sink_serve(loop_name: str) -> None:
     await runner.setup()
     site = web.TCPSite(runner, HOST, 0)
     await site.start()
-    port = runner.addresses[0][1]
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-
-    def say(obj: dict[str, Any]) -> None:
-        sys.stdout.write(json.dumps(obj) + "\n")
-        sys.stdout.flush()
-
-    say({"port": port, "loop": loop_name, "pid": os.getpid()})
-    while line := await reader.readline():  # "stats" per line; EOF ends the sink
-        if line.strip() == b"stats":
-            say({**counts, "cpu": time.process_time()})
+    await answer_stats(runner.addresses[0][1], loop_name, lambda: dict(counts))
     await runner.cleanup()
 
 
