@@ -39,6 +39,7 @@ CHANNELS = frozenset({Channel.EMAIL, Channel.SMS})
 class ConversationAssigner:
     def __init__(self, presence: Presence, steps: Iterable[Step], max_open: int) -> None:
         self.presence = presence
+        self.channels = CHANNELS
         self.steps = tuple(s for s in steps if s != "named")  # nobody names a mail's agents
         self.max_open = max_open
         self._members: dict[int, tuple[int, ...]] = {}

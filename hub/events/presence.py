@@ -22,17 +22,23 @@ class Presence:
     def __init__(self) -> None:
         self._connections: Counter[int] = Counter()
         self._status: dict[int, Status] = {}
+        # `online()` is asked for every group of calls and batch of contacts, and
+        # changes only when someone connects, leaves or sets a status.
+        self._online: frozenset[int] | None = None
 
     def connected(self, user_id: int) -> None:
         self._connections[user_id] += 1
+        self._online = None
 
     def disconnected(self, user_id: int) -> None:
         self._connections[user_id] -= 1
         if self._connections[user_id] <= 0:
             del self._connections[user_id]
+        self._online = None
 
     def set_status(self, user_id: int, status: Status) -> None:
         self._status[user_id] = status
+        self._online = None
 
     def status(self, user_id: int) -> Status:
         # A newly connected agent is available until they say otherwise.
@@ -42,4 +48,8 @@ class Presence:
         return self._connections[user_id] > 0 and self.status(user_id) is Status.AVAILABLE
 
     def online(self) -> frozenset[int]:
-        return frozenset(u for u in self._connections if self.status(u) is Status.AVAILABLE)
+        if self._online is None:
+            self._online = frozenset(
+                u for u in self._connections if self.status(u) is Status.AVAILABLE
+            )
+        return self._online

@@ -26,6 +26,10 @@ Pipelines = Mapping[Channel, Sequence[Step]]
 class Assigner(Protocol):
     """Who gets a new conversation (hub/calls/assign.py); None: the customer's owner."""
 
+    # The channels whose new conversations it assigns; a batch of others (a group of
+    # call events) skips `prefetch`, whose reads would then serve nothing.
+    channels: frozenset[Channel]
+
     async def prefetch(self, conn: AsyncConnection, team_ids: Iterable[int | None]) -> None: ...
 
     def pick(self, channel: Channel, owner: int | None, team_id: int | None) -> int | None: ...
@@ -55,7 +59,7 @@ async def route_batch(
         await ctx.prefetch_refs(refs)
     # Bounces: the messages they return, in one query for the batch.
     await ctx.prefetch_bounced(p.contact for p in fresh)
-    if assigner is not None:
+    if assigner is not None and any(p.contact.channel in assigner.channels for p in fresh):
         teams = {ref.team_id for ref in matched.values()} | {p.lead_team_id for p in fresh}
         await assigner.prefetch(ctx.conn, teams)
     new_leads: dict[tuple[str, str], CustomerRef] = {}

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Insert, Table, func, select, text
+from sqlalchemy import ColumnElement, Insert, Select, Table, column, func, select
+from sqlalchemy import table as table_clause
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.store.sqlite_driver import execute_many
@@ -17,6 +18,28 @@ def insert_of(table: Table) -> Insert:
     if table.name not in _INSERTS:
         _INSERTS[table.name] = table.insert()
     return _INSERTS[table.name]
+
+
+_TOPS: dict[str, Select[Any]] = {}
+_SQLITE_SEQUENCE = table_clause("sqlite_sequence", column("name"), column("seq"))
+
+
+def _top_id(table: Table) -> Select[Any]:
+    """The largest id of `table` in one statement (one worker-thread round trip).
+
+    AUTOINCREMENT tables (hub.store.models.NEVER_REUSE_IDS) continue after the
+    largest id ever used, deleted ones included, which SQLite keeps in
+    sqlite_sequence: the larger of the two, read together (two statements cost
+    one more round trip per table in every ingest batch).
+    """
+    if table.name not in _TOPS:
+        top: ColumnElement[Any] = func.coalesce(select(func.max(table.c.id)).scalar_subquery(), 0)
+        if table.kwargs.get("sqlite_autoincrement"):
+            used = select(_SQLITE_SEQUENCE.c.seq).where(_SQLITE_SEQUENCE.c.name == table.name)
+            # SQLite's max() of two arguments is the larger one (a scalar function).
+            top = func.max(top, func.coalesce(used.scalar_subquery(), 0))
+        _TOPS[table.name] = select(top)
+    return _TOPS[table.name]
 
 
 async def insert_returning_ids(
@@ -41,14 +64,7 @@ async def insert_returning_ids(
             table.insert().returning(table.c.id, sort_by_parameter_order=True), rows
         )
         return [r.id for r in result]
-    top = (await conn.execute(select(func.max(table.c.id)))).scalar() or 0
-    # AUTOINCREMENT tables (hub.store.models.NEVER_REUSE_IDS) continue after the
-    # largest id ever used, deleted ones included; SQLite keeps it here.
-    if table.kwargs.get("sqlite_autoincrement"):
-        used = await conn.execute(
-            text("SELECT seq FROM sqlite_sequence WHERE name = :name"), {"name": table.name}
-        )
-        top = max(top, used.scalar() or 0)
+    top = (await conn.execute(_top_id(table))).scalar() or 0
     first = top + 1
     ids = list(range(first, first + len(rows)))
     for row, new_id in zip(rows, ids, strict=True):
