@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from hub.ingest.bounces import apply_bounces, vet_bounce
 from hub.ingest.context import REPLY_KEY, BatchContext, IngestResult, Prepared
 from hub.records.identity import display_name
-from hub.store.bulk import insert_of, insert_returning_ids
+from hub.store.bulk import first_ids, insert_of, insert_returning_ids
 from hub.store.models import ConversationStatus, CustomerKind, UTCDateTime, utcnow
 from hub.store.sqlite_driver import execute_many
 from hub.store.tables import (
@@ -125,6 +125,19 @@ async def write_batch(conn: AsyncConnection, items: list[Prepared], ctx: BatchCo
         assert item.decision is not None
         if item.decision.customer.is_new:
             new_leads.setdefault(item.decision.customer.id, item)
+    # Conversations the batch opens (placeholder ids < 0 from routing).
+    new_convs: dict[int, Prepared] = {}
+    for item in items:
+        assert item.decision is not None
+        conv = item.decision.conversation
+        if conv is not None and conv.id < 0:
+            new_convs.setdefault(conv.id, item)
+    # SQLite: the first new id of every table written below, in one statement.
+    first = await first_ids(
+        conn,
+        [t for t, new in ((customer_t, new_leads), (conversation_t, new_convs)) if new]
+        + [interaction_t],
+    )
     real_customer: dict[int, int] = {}
     if new_leads:
         placeholders = list(new_leads)
@@ -132,6 +145,7 @@ async def write_batch(conn: AsyncConnection, items: list[Prepared], ctx: BatchCo
             conn,
             customer_t,
             [_lead_row(new_leads[p], now, latest_customer.get(p)) for p in placeholders],
+            first.get(customer_t.name),
         )
         real_customer = dict(zip(placeholders, ids, strict=True))
         await execute_many(
@@ -156,13 +170,7 @@ async def write_batch(conn: AsyncConnection, items: list[Prepared], ctx: BatchCo
         cid = item.decision.customer.id
         return real_customer.get(cid, cid)
 
-    # 2. Conversations the batch opens (placeholder ids < 0 from routing).
-    new_convs: dict[int, Prepared] = {}
-    for item in items:
-        assert item.decision is not None
-        conv = item.decision.conversation
-        if conv is not None and conv.id < 0:
-            new_convs.setdefault(conv.id, item)
+    # 2. The conversations the batch opens.
     real_conv: dict[int, int] = {}
     if new_convs:
         placeholders = list(new_convs)
@@ -182,6 +190,7 @@ async def write_batch(conn: AsyncConnection, items: list[Prepared], ctx: BatchCo
                 }
                 for p in placeholders
             ],
+            first.get(conversation_t.name),
         )
         real_conv = dict(zip(placeholders, ids, strict=True))
 
@@ -217,6 +226,7 @@ async def write_batch(conn: AsyncConnection, items: list[Prepared], ctx: BatchCo
             }
             for item in items
         ],
+        first.get(interaction_t.name),
     )
     attachments = [
         {

@@ -42,8 +42,20 @@ def _top_id(table: Table) -> Select[Any]:
     return _TOPS[table.name]
 
 
+async def first_ids(conn: AsyncConnection, tables: list[Table]) -> dict[str, int]:
+    """SQLite: the id `insert_returning_ids` would give each table's first new row, read
+    for all of them in one statement (an ingest batch inserts into up to three tables;
+    a statement each was a round trip each). Empty on other databases, which return ids.
+    The caller's transaction must hold the write lock (see insert_returning_ids)."""
+    if conn.dialect.name != "sqlite" or not tables:
+        return {}
+    tops = [_top_id(t).scalar_subquery() for t in tables]
+    row = (await conn.execute(select(*tops))).one()
+    return {t.name: int(top or 0) + 1 for t, top in zip(tables, row, strict=True)}
+
+
 async def insert_returning_ids(
-    conn: AsyncConnection, table: Table, rows: list[dict[str, Any]]
+    conn: AsyncConnection, table: Table, rows: list[dict[str, Any]], first: int | None = None
 ) -> list[int]:
     """Insert `rows` in one round trip where possible; their new ids, in row order.
 
@@ -55,7 +67,8 @@ async def insert_returning_ids(
     begins IMMEDIATE), so no other connection can insert before it commits,
     and max(id)+1, +2, ... are exactly the ids SQLite would have given (rowid
     tables without AUTOINCREMENT). Were that ever wrong, the primary key would
-    refuse the row, not overwrite one.
+    refuse the row, not overwrite one. `first`: from `first_ids`, read earlier in the
+    same transaction.
     """
     if not rows:
         return []
@@ -64,8 +77,8 @@ async def insert_returning_ids(
             table.insert().returning(table.c.id, sort_by_parameter_order=True), rows
         )
         return [r.id for r in result]
-    top = (await conn.execute(_top_id(table))).scalar() or 0
-    first = top + 1
+    if first is None:
+        first = ((await conn.execute(_top_id(table))).scalar() or 0) + 1
     ids = list(range(first, first + len(rows)))
     for row, new_id in zip(rows, ids, strict=True):
         row["id"] = new_id
