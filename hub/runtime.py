@@ -28,6 +28,7 @@ from hub.outbox.queue import senders_from
 from hub.privacy.audit import AuditLog
 from hub.privacy.retention import run_periodically
 from hub.records.teams import TeamRouter
+from hub.store.checkpoint import WalCheckpointer
 from hub.store.db import Database
 from routing.base import Step
 
@@ -62,6 +63,7 @@ class Hub:
             pop_region=settings.identity.default_region,
         )
         self._retention: asyncio.Task[None] | None = None
+        self.checkpoints = WalCheckpointer(self.db)
         # Built now, not in start(): an unknown step name must fail before anything runs.
         self.pipelines: dict[Channel, list[Step]] = pipelines_from(settings, extra_steps)
         self._ingestor: Ingestor | None = None
@@ -91,6 +93,7 @@ class Hub:
         return self._teams
 
     async def start(self) -> None:
+        await self.checkpoints.start()  # before any write: commits never checkpoint
         await self.events.start()  # first: every event published from here on is kept
         region = self.settings.identity.default_region
         reply_addresses = {
@@ -151,4 +154,5 @@ class Hub:
         if self._ingestor is not None:
             await self._ingestor.stop()
         await self.events.stop()
+        await self.checkpoints.stop()
         await self.db.close()

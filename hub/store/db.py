@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,7 +48,11 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def _sqlite_engine(url: str, echo: bool, immediate: bool) -> AsyncEngine:
+def _sqlite_engine(
+    url: str, echo: bool, immediate: bool, autocheckpoint: Callable[[], int] | None = None
+) -> AsyncEngine:
+    """`autocheckpoint`: asked at each new connection (0 while hub/store/checkpoint.py
+    checkpoints in the background); None: SQLITE_WAL_AUTOCHECKPOINT."""
     path = make_url(url).database
     if path and path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -95,7 +99,8 @@ def _sqlite_engine(url: str, echo: bool, immediate: bool) -> AsyncEngine:
         # gave ~1.5x the throughput. (A background checkpointing thread was
         # tried: on 2 cores it competed with the writer and won nothing.)
         # Durability is unchanged: the WAL is fsynced at every commit.
-        cur.execute(f"PRAGMA wal_autocheckpoint={SQLITE_WAL_AUTOCHECKPOINT}")
+        pages = SQLITE_WAL_AUTOCHECKPOINT if autocheckpoint is None else autocheckpoint()
+        cur.execute(f"PRAGMA wal_autocheckpoint={int(pages)}")
         cur.close()
         dbapi_conn.create_function("lower", 1, _lower, deterministic=True)
 
@@ -115,9 +120,12 @@ class Database:
     def __init__(self, config: DatabaseConfig) -> None:
         self.url = config.url
         self.sqlite = is_sqlite(config.url)
+        self._autocheckpoint = SQLITE_WAL_AUTOCHECKPOINT
         if self.sqlite:
             self.engine = _sqlite_engine(config.url, config.echo, immediate=False)
-            self.write_engine = _sqlite_engine(config.url, config.echo, immediate=True)
+            self.write_engine = _sqlite_engine(
+                config.url, config.echo, immediate=True, autocheckpoint=self._wal_pages
+            )
         else:
             self.engine = create_async_engine(
                 config.url,
@@ -143,6 +151,24 @@ class Database:
         """A session whose transaction commits on success and rolls back on error."""
         async with self._write() as session, session.begin():
             yield session
+
+    @property
+    def sqlite_path(self) -> str | None:
+        """The SQLite database file; None for PostgreSQL and in-memory databases."""
+        if not self.sqlite:
+            return None
+        path = make_url(self.url).database
+        return path if path and path != ":memory:" else None
+
+    def _wal_pages(self) -> int:
+        return self._autocheckpoint
+
+    async def set_autocheckpoint(self, pages: int | None) -> None:
+        """SQLite: the write connections' `wal_autocheckpoint` (0: none; None: the default).
+        Pooled connections are closed so the next ones are opened with it."""
+        self._autocheckpoint = SQLITE_WAL_AUTOCHECKPOINT if pages is None else pages
+        if self.sqlite:
+            await self.write_engine.dispose()
 
     async def ping(self) -> bool:
         try:

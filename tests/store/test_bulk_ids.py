@@ -31,8 +31,10 @@ async def _customers(db: Database, *names: str) -> list[int]:
 async def test_ids_follow_the_largest_and_are_returned_in_row_order(db: Database) -> None:
     first = await _insert(db, "A", "B", "C")
     assert first == [first[0], first[0] + 1, first[0] + 2]
-    async with db.read() as s:
-        stored = (await s.execute(select(team_t.c.id, team_t.c.name).order_by(team_t.c.id))).all()
+    async with db.engine.connect() as conn:
+        stored = (
+            await conn.execute(select(team_t.c.id, team_t.c.name).order_by(team_t.c.id))
+        ).all()
     assert [tuple(r) for r in stored] == list(zip(first, ["A", "B", "C"], strict=True))
 
 
