@@ -4,7 +4,7 @@ A `call.ringing` frame goes out with the caller card (hub/records/lookup.py)
 built for its recipient: the full card for users who may see the customer,
 the name and team only for the others. Both depend only on whether the
 recipient may see the customer, so the stream renders both for every pop of
-a batch in one read (seven statements for all of them) and keeps them on the
+a batch in one read (five statements for all of them) and keeps them on the
 frame (`Frame.cache`, keyed by that yes/no); the websocket handler
 (hub/web/api/events.py) sends the right one. A pop without a customer (a
 withheld number) is left to the handler, which builds its card per recipient.

@@ -190,9 +190,8 @@ async def caller_card(
     if customer is None:
         return _empty("unknown", asked)
     team = None
-    if customer.team_id is not None and joined:
-        if customer.team_name is not None:
-            team = {"id": customer.team_id, "name": customer.team_name}
+    if joined:
+        team = _team_of(customer)
     elif customer.team_id is not None:
         row = (await conn.execute(_TEAM, {"tid": customer.team_id})).first()
         team = {"id": row.id, "name": row.name} if row is not None else None
@@ -202,13 +201,8 @@ async def caller_card(
         return card
     cid = customer.id
     owner = None
-    if customer.owner_id is not None and joined:
-        if customer.owner_username is not None:
-            owner = {
-                "id": customer.owner_id,
-                "username": customer.owner_username,
-                "display_name": customer.owner_display_name,
-            }
+    if joined:
+        owner = _owner_of(customer)
     elif customer.owner_id is not None:
         row = (await conn.execute(_USER, {"uid": customer.owner_id})).first()
         if row is not None:
@@ -218,6 +212,24 @@ async def caller_card(
     recent = (await conn.execute(_RECENT, {"cid": cid})).all()
     tasks = (await conn.execute(_OPEN_TASKS, {"cid": cid})).all()
     return _known(asked, customer, team, owner, tags, conversations, recent, tasks)
+
+
+def _team_of(customer: Any) -> dict[str, Any] | None:
+    """The team part of a card from a row of _CARD (None: no team, or it is gone)."""
+    if customer.team_id is None or customer.team_name is None:
+        return None
+    return {"id": customer.team_id, "name": customer.team_name}
+
+
+def _owner_of(customer: Any) -> dict[str, Any] | None:
+    """The owner part of a card from a row of _CARD (None: no owner, or it is gone)."""
+    if customer.owner_id is None or customer.owner_username is None:
+        return None
+    return {
+        "id": customer.owner_id,
+        "username": customer.owner_username,
+        "display_name": customer.owner_display_name,
+    }
 
 
 def _known(
@@ -309,11 +321,8 @@ def _top(table: Table, order: list[Any], limit: int, *where: Any) -> Any:
 
 # Built once: building and keying these per pop cost more than SQLite's answers.
 _IDS: Any = bindparam("ids", expanding=True)
-_MANY_CUSTOMERS = select(customer_t).where(customer_t.c.id.in_(_IDS))
-_MANY_TEAMS = select(team_t.c.id, team_t.c.name).where(team_t.c.id.in_(_IDS))
-_MANY_USERS = select(user_t.c.id, user_t.c.username, user_t.c.display_name).where(
-    user_t.c.id.in_(_IDS)
-)
+# With the team's name and the owner, as _BY_ID: two round trips fewer than reading them apart.
+_MANY_CUSTOMERS = _CARD.select_from(_CARD_FROM).where(customer_t.c.id.in_(_IDS))
 _MANY_TAGS = (
     select(tag_t.c.customer_id, tag_t.c.tag)
     .where(tag_t.c.customer_id.in_(_IDS))
@@ -342,21 +351,11 @@ async def pop_cards(
     conn: AsyncConnection, wanted: Sequence[tuple[int, dict[str, Any]]]
 ) -> dict[tuple[int, int], PopCards]:
     """Cards for (customer id, asked number) pairs, keyed by (index in `wanted`, customer id):
-    the same shapes as `caller_card` gives by customer id, in seven statements for all."""
+    the same shapes as `caller_card` gives by customer id, in five statements for all."""
     ids = sorted({cid for cid, _ in wanted})
     if not ids:
         return {}
     customers = {r.id: r for r in await conn.execute(_MANY_CUSTOMERS, {"ids": ids})}
-    team_ids = sorted({c.team_id for c in customers.values() if c.team_id is not None})
-    owner_ids = sorted({c.owner_id for c in customers.values() if c.owner_id is not None})
-    teams: dict[int, dict[str, Any]] = {}
-    if team_ids:
-        for r in await conn.execute(_MANY_TEAMS, {"ids": team_ids}):
-            teams[r.id] = {"id": r.id, "name": r.name}
-    owners: dict[int, dict[str, Any]] = {}
-    if owner_ids:
-        for r in await conn.execute(_MANY_USERS, {"ids": owner_ids}):
-            owners[r.id] = {"id": r.id, "username": r.username, "display_name": r.display_name}
     tags: dict[int, list[str]] = {}
     for r in await conn.execute(_MANY_TAGS, {"ids": ids}):
         tags.setdefault(r.customer_id, []).append(r.tag)
@@ -369,8 +368,8 @@ async def pop_cards(
         customer = customers.get(cid)
         if customer is None:
             continue
-        team = teams.get(customer.team_id) if customer.team_id is not None else None
-        owner = owners.get(customer.owner_id) if customer.owner_id is not None else None
+        team = _team_of(customer)
+        owner = _owner_of(customer)
         other = _empty("other_team", asked)
         other.update(customer={"name": customer.name}, team=team)
         known = _known(
