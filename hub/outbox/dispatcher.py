@@ -52,6 +52,7 @@ from hub.outbox.queue import (
 )
 from hub.store.db import Database, is_outage
 from hub.store.models import utcnow
+from hub.store.sqlite_driver import defer_many
 from hub.store.tables import outbox_t
 
 log = logging.getLogger(__name__)
@@ -334,7 +335,9 @@ class Dispatcher:
                 continue
             claims.append(Claim(row, row.attempts + 1, uncertain))
         if claims:
-            await conn.execute(
+            # Deferred (SQLite): sent with the COMMIT, in the same trip to SQLite's thread.
+            await defer_many(
+                conn,
                 _CLAIM,
                 [
                     {"b_id": c.row.id, "b_attempt": c.attempt, "b_uncertain": c.uncertain,

@@ -39,6 +39,7 @@ from hub.outbox.queue import (
     status_advances,
 )
 from hub.store.models import utcnow
+from hub.store.sqlite_driver import defer_many
 from hub.store.tables import conversation_t, customer_t, interaction_t, outbox_t
 
 log = logging.getLogger(__name__)
@@ -117,28 +118,37 @@ async def record_outcomes(
 async def _record_accepted(
     conn: AsyncConnection, accepted: list[tuple[Claim, DeliveryResult]], now: datetime
 ) -> list[Event]:
-    changed = await conn.execute(
+
+    def check(rowcount: int) -> None:
+        if rowcount not in (-1, len(accepted)):
+            log.warning(
+                "outbox: %s of %s sent rows had their claim taken over meanwhile",
+                len(accepted) - rowcount,
+                len(accepted),
+            )
+
+    # Deferred (SQLite): these writes ride along with the cycle's next statement, the
+    # claim query, instead of a trip to SQLite's thread each (see defer_many).
+    await defer_many(
+        conn,
         _SENT,
         [
             {"b_id": c.row.id, "b_attempt": c.attempt, "b_provider_id": r.provider_id, "b_now": now}
             for c, r in accepted
         ],
+        check,
     )
-    if changed.rowcount not in (-1, len(accepted)):
-        log.warning(
-            "outbox: %s of %s sent rows had their claim taken over meanwhile",
-            len(accepted) - changed.rowcount,
-            len(accepted),
-        )
     events = await _advance_interactions(conn, accepted)
     # The customers were contacted now; their conversations moved.
     customers = sorted({c.row.customer_id for c, _ in accepted})
-    await conn.execute(_CONTACTED, [{"b_id": i, "b_now": now} for i in customers])
+    await defer_many(conn, _CONTACTED, [{"b_id": i, "b_now": now} for i in customers])
     conversations = sorted(
         {c.row.conversation_id for c, _ in accepted if c.row.conversation_id is not None}
     )
     if conversations:
-        await conn.execute(_CONVERSATION_MOVED, [{"b_id": i, "b_now": now} for i in conversations])
+        await defer_many(
+            conn, _CONVERSATION_MOVED, [{"b_id": i, "b_now": now} for i in conversations]
+        )
     return events
 
 
@@ -210,7 +220,7 @@ async def _advance_interactions(
                 )
             )
     for (channel, new), params in groups.items():
-        await conn.execute(_advance_statement(channel, new), params)
+        await defer_many(conn, _advance_statement(channel, new), params)
     return events
 
 
