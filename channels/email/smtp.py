@@ -39,6 +39,7 @@ from email.message import EmailMessage
 import aiosmtplib
 
 from channels.base import Channel, DeliveryResult, DeliveryState, OutboundMessage
+from channels.email.compose import compose
 from channels.email.smtp_config import SmtpConfig
 
 log = logging.getLogger(__name__)
@@ -186,7 +187,9 @@ class SmtpPool:
             slot.smtp.close()
         slot.smtp = None
 
-    async def send(self, msg: EmailMessage, recipients: Sequence[str], sender: str) -> SmtpOutcome:
+    async def send(
+        self, msg: EmailMessage | bytes, recipients: Sequence[str], sender: str
+    ) -> SmtpOutcome:
         if self._closed:
             raise RuntimeError("smtp: the pool is closed")
         slot = await self._slots.get()
@@ -203,7 +206,7 @@ class SmtpPool:
             self._slots.put_nowait(slot)
 
     async def _send_on(
-        self, slot: _Slot, msg: EmailMessage, recipients: Sequence[str], sender: str
+        self, slot: _Slot, msg: EmailMessage | bytes, recipients: Sequence[str], sender: str
     ) -> SmtpOutcome:
         """One transaction; a kept connection the server closed meanwhile gets one fresh retry.
 
@@ -215,7 +218,10 @@ class SmtpPool:
         reused = slot.smtp is not None
         try:
             smtp = await self._ready(slot)
-            errors, _reply = await smtp.send_message(msg, sender=sender, recipients=recipients)
+            if isinstance(msg, bytes):
+                errors, _reply = await smtp.sendmail(sender, recipients, msg)
+            else:
+                errors, _reply = await smtp.send_message(msg, sender=sender, recipients=recipients)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             refused = {r.recipient: RecipientRefusal(r.code, r.message) for r in exc.recipients}
             log.info("smtp: all recipients refused: %s", refused)
@@ -278,34 +284,49 @@ class SmtpSender:
         """What the history shows as the sender."""
         return self.config.from_address
 
+    def _unsubscribe(self, message: OutboundMessage) -> list[tuple[str, str]]:
+        """The List-Unsubscribe headers marketing mail must carry; [] for other mail."""
+        if not message.metadata.get("marketing"):
+            return []
+        url = str(message.metadata.get("unsubscribe_url") or "")
+        mailto = str(message.metadata.get("unsubscribe_mailto") or "")
+        if not url.startswith("https://") or not mailto.startswith("mailto:"):
+            raise MissingUnsubscribe(
+                "marketing mail needs metadata unsubscribe_url (https://) "
+                "and unsubscribe_mailto (mailto:)"
+            )
+        return [
+            ("List-Unsubscribe", f"<{url}>, <{mailto}>"),
+            ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+        ]
+
+    def _headers(self, message: OutboundMessage) -> list[tuple[str, str]]:
+        """Every header but the MIME ones, in the order they are written."""
+        given = {name.lower(): value for name, value in message.headers.items()}
+        message_id = given.get("message-id") or email.utils.make_msgid(domain=self.config.domain)
+        headers = [
+            ("Message-ID", message_id),
+            ("Date", email.utils.format_datetime(datetime.now(UTC))),
+            ("From", message.sender or self.config.from_address),
+            ("To", message.recipient),
+            ("Subject", message.subject),
+        ]
+        headers += [(n, v) for n, v in message.headers.items() if n.lower() not in _OWN_HEADERS]
+        return headers + self._unsubscribe(message)
+
     def build_message(self, message: OutboundMessage) -> EmailMessage:
         """The MIME message for `message` (see the module docstring for the contract).
 
         Raises ValueError (a header with a line break, a bad address) or
         MissingUnsubscribe; both are the caller's bug, never worth a retry.
         """
+        return self._build(message, self._headers(message))
+
+    @staticmethod
+    def _build(message: OutboundMessage, headers: list[tuple[str, str]]) -> EmailMessage:
         msg = EmailMessage()
-        given = {name.lower(): value for name, value in message.headers.items()}
-        msg["Message-ID"] = given.get("message-id") or email.utils.make_msgid(
-            domain=self.config.domain
-        )
-        msg["Date"] = email.utils.format_datetime(datetime.now(UTC))
-        msg["From"] = message.sender or self.config.from_address
-        msg["To"] = message.recipient
-        msg["Subject"] = message.subject
-        for name, value in message.headers.items():
-            if name.lower() not in _OWN_HEADERS:
-                msg[name] = value
-        if message.metadata.get("marketing"):
-            url = str(message.metadata.get("unsubscribe_url") or "")
-            mailto = str(message.metadata.get("unsubscribe_mailto") or "")
-            if not url.startswith("https://") or not mailto.startswith("mailto:"):
-                raise MissingUnsubscribe(
-                    "marketing mail needs metadata unsubscribe_url (https://) "
-                    "and unsubscribe_mailto (mailto:)"
-                )
-            msg["List-Unsubscribe"] = f"<{url}>, <{mailto}>"
-            msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        for name, value in headers:
+            msg[name] = value
         # Quoted-printable keeps the body 7-bit: safe even through a relay
         # that does not offer 8BITMIME, and still readable in the raw source.
         msg.set_content(message.text, charset="utf-8", cte="quoted-printable")
@@ -315,8 +336,22 @@ class SmtpSender:
             msg.add_alternative(str(html), subtype="html", charset="utf-8", cte="quoted-printable")
         return msg
 
-    async def send_mime(self, msg: EmailMessage, recipients: list[str]) -> SmtpOutcome:
-        """Send a ready MIME message to `recipients`; refusals are reported per recipient."""
+    def wire_message(self, message: OutboundMessage) -> tuple[bytes | EmailMessage, str]:
+        """What `send` hands to the pool, and its Message-ID: the bytes written by
+        `compose` (channels/email/compose.py), or, for what compose leaves to the
+        email package, the `EmailMessage`. Raises as `build_message`."""
+        headers = self._headers(message)
+        html = message.metadata.get("html")
+        if message.recipient.isascii():  # else SMTPUTF8: aiosmtplib flattens for that
+            raw = compose(headers, message.text, str(html) if html else None)
+            if raw is not None:
+                return raw, headers[0][1]
+        msg = self._build(message, headers)
+        return msg, str(msg["Message-ID"])
+
+    async def send_mime(self, msg: EmailMessage | bytes, recipients: list[str]) -> SmtpOutcome:
+        """Send a ready MIME message (or its bytes) to `recipients`; refusals are
+        reported per recipient."""
         return await self.pool.send(msg, recipients, self.config.from_address)
 
     async def send(self, message: OutboundMessage) -> DeliveryResult:
@@ -328,7 +363,7 @@ class SmtpSender:
                 f"{self.max_body_length} are allowed",
             )
         try:
-            msg = self.build_message(message)
+            msg, message_id = self.wire_message(message)
         except MissingUnsubscribe as exc:
             return DeliveryResult(
                 DeliveryState.FAILED, error_code=ERROR_NO_UNSUBSCRIBE, error=str(exc)
@@ -338,7 +373,7 @@ class SmtpSender:
                 DeliveryState.FAILED, error_code=ERROR_BAD_MESSAGE, error=str(exc)
             )
         outcome = await self.send_mime(msg, [message.recipient])
-        return outcome.result(provider_id=str(msg["Message-ID"]))
+        return outcome.result(provider_id=message_id)
 
     async def close(self) -> None:
         await self.pool.close()

@@ -4,15 +4,17 @@ channel's hourly window leaves. The claiming itself is the dispatcher's."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select
+from sqlalchemy import ColumnElement, Integer, Select, and_, bindparam, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.outbox.queue import OutboxStatus
+from hub.store.columns import UTCDateTime
 from hub.store.models import ConsentState
 from hub.store.tables import campaign_t, consent_t, customer_t, interaction_t, outbox_t
 
@@ -52,16 +54,22 @@ def _opted_out() -> ColumnElement[bool]:
     )
 
 
-def due_queries(now: datetime, lease_seconds: float, channel: str) -> list[Select[Any]]:
-    """The rows of `channel` a round may claim, in the order to take them: first rows
-    whose lease expired (their node died), then queued rows oldest due first.
-    The caller adds the limit and, on PostgreSQL, FOR UPDATE SKIP LOCKED.
+@functools.lru_cache(maxsize=256)
+def due_query(
+    channel: str, expired: bool, full_mailboxes: frozenset[str] = frozenset(), locked: bool = False
+) -> Select[Any]:
+    """The rows of `channel` a round may claim, in the order to take them: with
+    `expired`, rows whose lease ran out before `b_expired` (their node died); else
+    queued rows due by `b_now`, oldest due first; at most `b_limit`. Email rows of
+    `full_mailboxes` (hourly window used up) are left out; `locked` adds FOR UPDATE
+    SKIP LOCKED (PostgreSQL).
 
     Two queries, not one with OR: each walks the (status, channel, next_attempt_at,
     id) index in order and stops at the limit; the OR made SQLite scan and sort
-    every queued row for each claim.
+    every queued row for each claim. Built once per shape, with the moments and the
+    limit as binds: a statement SQLAlchemy has seen is not walked again for its
+    cache key, which cost more than the query itself every dispatcher cycle.
     """
-    expired = now - timedelta(seconds=lease_seconds)
     # A paused or cancelled campaign's messages wait (or never go).
     held = or_(
         outbox_t.c.campaign_id.is_(None),
@@ -75,7 +83,7 @@ def due_queries(now: datetime, lease_seconds: float, channel: str) -> list[Selec
     shown = select(interaction_t.c.delivery_status).where(
         interaction_t.c.id == outbox_t.c.interaction_id
     )
-    ids = (
+    query = (
         select(
             outbox_t,
             team.scalar_subquery().label("team_id"),
@@ -85,14 +93,24 @@ def due_queries(now: datetime, lease_seconds: float, channel: str) -> list[Selec
         .where(outbox_t.c.channel == channel)
         .where(held)
     )
-    return [
-        ids.where(outbox_t.c.status == OutboxStatus.SENDING.value)
-        .where(outbox_t.c.claimed_at < expired)
-        .order_by(outbox_t.c.claimed_at, outbox_t.c.id),
-        ids.where(outbox_t.c.status == OutboxStatus.QUEUED.value)
-        .where(outbox_t.c.next_attempt_at <= now)
-        .order_by(outbox_t.c.next_attempt_at, outbox_t.c.id),
-    ]
+    if expired:
+        query = (
+            query.where(outbox_t.c.status == OutboxStatus.SENDING.value)
+            .where(outbox_t.c.claimed_at < bindparam("b_expired", type_=UTCDateTime))
+            .order_by(outbox_t.c.claimed_at, outbox_t.c.id)
+        )
+    else:
+        query = (
+            query.where(outbox_t.c.status == OutboxStatus.QUEUED.value)
+            .where(outbox_t.c.next_attempt_at <= bindparam("b_now", type_=UTCDateTime))
+            .order_by(outbox_t.c.next_attempt_at, outbox_t.c.id)
+        )
+    if full_mailboxes:
+        query = query.where(
+            or_(outbox_t.c.mailbox.is_(None), outbox_t.c.mailbox.not_in(sorted(full_mailboxes)))
+        )
+    query = query.limit(bindparam("b_limit", type_=Integer))
+    return query.with_for_update(skip_locked=True) if locked else query
 
 
 @dataclass(frozen=True, slots=True)

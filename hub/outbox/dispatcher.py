@@ -34,15 +34,16 @@ import contextlib
 import logging
 import time
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, or_, update
+from sqlalchemy import bindparam, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from channels.base import Channel, DeliveryResult, DeliveryState, OutboundMessage, Sender
 from hub.config import OutboxConfig
 from hub.events.bus import Event, EventBus
-from hub.outbox.claims import Claim, due_queries, hourly_room
+from hub.outbox.claims import Claim, due_query, hourly_room
 from hub.outbox.outcomes import Outcome, finish, record_outcomes
 from hub.outbox.queue import (
     OutboxStatus,
@@ -51,12 +52,26 @@ from hub.outbox.queue import (
 )
 from hub.store.db import Database, is_outage
 from hub.store.models import utcnow
+from hub.store.sqlite_driver import defer_many
 from hub.store.tables import outbox_t
 
 log = logging.getLogger(__name__)
 
 RECORD_TRIES = 5
 _CHANNEL_NAMES = {Channel.SMS: "SMS", Channel.EMAIL: "email"}
+
+# Built once: SQLAlchemy then finds it in its compiled cache without walking it.
+_CLAIM = (
+    update(outbox_t)
+    .where(outbox_t.c.id == bindparam("b_id"))
+    .values(
+        status=OutboxStatus.SENDING.value,
+        claimed_at=bindparam("b_now"),
+        attempts=bindparam("b_attempt"),
+        updated_at=bindparam("b_now"),
+        uncertain=outbox_t.c.uncertain | bindparam("b_uncertain"),
+    )
+)
 
 
 def outbound_message(row: Any, sender: Sender) -> OutboundMessage:
@@ -251,8 +266,8 @@ class Dispatcher:
         for attempt in range(RECORD_TRIES):
             events: list[Event] = []
             try:
-                async with self.db.write() as s:
-                    conn = await s.connection()
+                # A bare connection: no ORM session on the path of every message.
+                async with self.db.write_engine.begin() as conn:
                     if done:
                         events += await record_outcomes(conn, done, self.config)
                     claims, finished = (
@@ -280,22 +295,20 @@ class Dispatcher:
         )
         channels, limit = window.channels, window.limit
         rows: list[Any] = []
+        binds = {"b_now": now, "b_expired": now - timedelta(seconds=self.config.lease_seconds)}
+        full = window.full_mailboxes
         for channel in channels:
             before = len(rows)
-            expired, queued = due_queries(now, self.config.lease_seconds, channel)
             # Expired leases (a node died) are rare: looked for once per run_once.
-            for query in (expired, queued) if takeover else (queued,):
+            for expired in (True, False) if takeover else (False,):
                 want = min(room[channel] - (len(rows) - before), limit - len(rows))
                 if want <= 0:
                     break
-                if channel == Channel.EMAIL.value and window.full_mailboxes:
-                    full = sorted(window.full_mailboxes)
-                    query = query.where(
-                        or_(outbox_t.c.mailbox.is_(None), outbox_t.c.mailbox.not_in(full))
-                    )
-                if not self.db.sqlite:
-                    query = query.with_for_update(skip_locked=True)
-                rows += (await conn.execute(query.limit(want))).all()
+                query = due_query(
+                    channel, expired, full if channel == Channel.EMAIL.value else frozenset(),
+                    locked=not self.db.sqlite,
+                )  # fmt: skip
+                rows += (await conn.execute(query, {**binds, "b_limit": want})).all()
         blocked = {
             (row.customer_id, row.channel) for row in rows if row.opted_out and consent_applies(row)
         }
@@ -322,21 +335,16 @@ class Dispatcher:
                 continue
             claims.append(Claim(row, row.attempts + 1, uncertain))
         if claims:
-            await conn.execute(
-                update(outbox_t)
-                .where(outbox_t.c.id == bindparam("b_id"))
-                .values(
-                    status=OutboxStatus.SENDING.value,
-                    claimed_at=now,
-                    attempts=bindparam("b_attempt"),
-                    updated_at=now,
-                    uncertain=outbox_t.c.uncertain | bindparam("b_uncertain"),
-                ),
+            # Deferred (SQLite): sent with the COMMIT, in the same trip to SQLite's thread.
+            await defer_many(
+                conn,
+                _CLAIM,
                 [
-                    {"b_id": c.row.id, "b_attempt": c.attempt, "b_uncertain": c.uncertain}
+                    {"b_id": c.row.id, "b_attempt": c.attempt, "b_uncertain": c.uncertain,
+                     "b_now": now}
                     for c in claims
                 ],
-            )
+            )  # fmt: skip
         return claims, finished
 
     def _settle_unsent(

@@ -14,6 +14,7 @@ whose lease expired cannot overwrite a newer claim of the same row.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Sequence
@@ -38,6 +39,7 @@ from hub.outbox.queue import (
     status_advances,
 )
 from hub.store.models import utcnow
+from hub.store.sqlite_driver import defer_many
 from hub.store.tables import conversation_t, customer_t, interaction_t, outbox_t
 
 log = logging.getLogger(__name__)
@@ -54,12 +56,39 @@ def accepted_status(channel: str) -> str:
     return "sent" if channel == Channel.EMAIL.value else "queued"
 
 
-def _fence_by_binds() -> Any:
-    return (
-        (outbox_t.c.id == bindparam("b_id"))
-        & (outbox_t.c.status == OutboxStatus.SENDING.value)
-        & (outbox_t.c.attempts == bindparam("b_attempt"))
+# The statements of every cycle, built once: SQLAlchemy finds a statement it has
+# seen in its compiled cache without walking it again for its cache key, which
+# cost more than running it. Every write is fenced by the claim (b_id, b_attempt).
+_FENCE = (
+    (outbox_t.c.id == bindparam("b_id"))
+    & (outbox_t.c.status == OutboxStatus.SENDING.value)
+    & (outbox_t.c.attempts == bindparam("b_attempt"))
+)
+_RELEASE = (
+    update(outbox_t)
+    .where(_FENCE)
+    .values(status=OutboxStatus.QUEUED.value, attempts=bindparam("b_before"))
+)
+_SENT = (
+    update(outbox_t)
+    .where(_FENCE)
+    .values(
+        status=OutboxStatus.SENT.value,
+        provider_id=bindparam("b_provider_id"),
+        last_error=None,
+        updated_at=bindparam("b_now"),
     )
+)
+_CONTACTED = (
+    update(customer_t)
+    .where(customer_t.c.id == bindparam("b_id"))
+    .values(last_outbound_at=bindparam("b_now"))
+)
+_CONVERSATION_MOVED = (
+    update(conversation_t)
+    .where(conversation_t.c.id == bindparam("b_id"))
+    .values(last_activity_at=bindparam("b_now"))
+)
 
 
 async def record_outcomes(
@@ -74,9 +103,7 @@ async def record_outcomes(
         events += await _record_accepted(conn, accepted, now)
     if released:
         await conn.execute(
-            update(outbox_t)
-            .where(_fence_by_binds())
-            .values(status=OutboxStatus.QUEUED.value, attempts=bindparam("b_before")),
+            _RELEASE,
             [
                 {"b_id": c.row.id, "b_attempt": c.attempt, "b_before": c.attempt - 1}
                 for c in released
@@ -91,42 +118,36 @@ async def record_outcomes(
 async def _record_accepted(
     conn: AsyncConnection, accepted: list[tuple[Claim, DeliveryResult]], now: datetime
 ) -> list[Event]:
-    changed = await conn.execute(
-        update(outbox_t)
-        .where(_fence_by_binds())
-        .values(
-            status=OutboxStatus.SENT.value,
-            provider_id=bindparam("b_provider_id"),
-            last_error=None,
-            updated_at=now,
-        ),
+
+    def check(rowcount: int) -> None:
+        if rowcount not in (-1, len(accepted)):
+            log.warning(
+                "outbox: %s of %s sent rows had their claim taken over meanwhile",
+                len(accepted) - rowcount,
+                len(accepted),
+            )
+
+    # Deferred (SQLite): these writes ride along with the cycle's next statement, the
+    # claim query, instead of a trip to SQLite's thread each (see defer_many).
+    await defer_many(
+        conn,
+        _SENT,
         [
-            {"b_id": c.row.id, "b_attempt": c.attempt, "b_provider_id": r.provider_id}
+            {"b_id": c.row.id, "b_attempt": c.attempt, "b_provider_id": r.provider_id, "b_now": now}
             for c, r in accepted
         ],
+        check,
     )
-    if changed.rowcount not in (-1, len(accepted)):
-        log.warning(
-            "outbox: %s of %s sent rows had their claim taken over meanwhile",
-            len(accepted) - changed.rowcount,
-            len(accepted),
-        )
     events = await _advance_interactions(conn, accepted)
     # The customers were contacted now; their conversations moved.
     customers = sorted({c.row.customer_id for c, _ in accepted})
-    await conn.execute(
-        update(customer_t).where(customer_t.c.id == bindparam("b_id")).values(last_outbound_at=now),
-        [{"b_id": i} for i in customers],
-    )
+    await defer_many(conn, _CONTACTED, [{"b_id": i, "b_now": now} for i in customers])
     conversations = sorted(
         {c.row.conversation_id for c, _ in accepted if c.row.conversation_id is not None}
     )
     if conversations:
-        await conn.execute(
-            update(conversation_t)
-            .where(conversation_t.c.id == bindparam("b_id"))
-            .values(last_activity_at=now),
-            [{"b_id": i} for i in conversations],
+        await defer_many(
+            conn, _CONVERSATION_MOVED, [{"b_id": i, "b_now": now} for i in conversations]
         )
     return events
 
@@ -148,6 +169,26 @@ def _literals(words: frozenset[str]) -> list[Any]:
     They are the channels' own constants, never input; checked all the same."""
     assert all(re.fullmatch(r"[a-z_-]+", w) for w in words), words
     return [literal_column(f"'{w}'") for w in sorted(words)]
+
+
+@functools.cache
+def _advance_statement(channel: str, new: str) -> Any:
+    """Per channel and status: the interaction's status forward (only), its provider
+    id if it had none. Built once per pair, as the statements above."""
+    values: dict[str, Any] = {
+        "provider_id": func.coalesce(interaction_t.c.provider_id, bindparam("b_provider_id"))
+    }
+    blocking = _blocking(channel, new)
+    if blocking is not None:
+        status = interaction_t.c.delivery_status
+        values["delivery_status"] = case(
+            (
+                or_(status.is_(None), status.not_in(_literals(blocking))),
+                bindparam("b_status"),
+            ),
+            else_=status,
+        )
+    return update(interaction_t).where(interaction_t.c.id == bindparam("b_id")).values(values)
 
 
 async def _advance_interactions(
@@ -179,21 +220,7 @@ async def _advance_interactions(
                 )
             )
     for (channel, new), params in groups.items():
-        values: dict[str, Any] = {
-            "provider_id": func.coalesce(interaction_t.c.provider_id, bindparam("b_provider_id"))
-        }
-        blocking = _blocking(channel, new)
-        if blocking is not None:
-            status = interaction_t.c.delivery_status
-            values["delivery_status"] = case(
-                (
-                    or_(status.is_(None), status.not_in(_literals(blocking))),
-                    bindparam("b_status"),
-                ),
-                else_=status,
-            )
-        statement = update(interaction_t).where(interaction_t.c.id == bindparam("b_id"))
-        await conn.execute(statement.values(values), params)
+        await defer_many(conn, _advance_statement(channel, new), params)
     return events
 
 

@@ -32,14 +32,37 @@ from sqlalchemy.sql.dml import UpdateBase
 log = logging.getLogger(__name__)
 
 
+@dataclass(slots=True)
+class _Deferred:
+    """A write whose result nobody waits for, run in the trip of the next statement."""
+
+    sql: str
+    params: list[Any]
+    on_rowcount: Callable[[int], None] | None = None
+    rowcount: int = -1
+
+
+def _run_deferred(cursor: sqlite3.Cursor, begin: str | None, deferred: list[_Deferred]) -> None:
+    if begin is not None:
+        cursor.execute(begin)
+    for write in deferred:
+        cursor.executemany(write.sql, write.params)
+        write.rowcount = cursor.rowcount
+
+
 def _run_in_worker(
-    conn: aiosqlite.Connection, begin: str | None, operation: str, parameters: Any, many: bool
+    conn: aiosqlite.Connection,
+    begin: str | None,
+    operation: str,
+    parameters: Any,
+    many: bool,
+    deferred: list[_Deferred] = [],  # noqa: B006 (never changed)
 ) -> tuple[Any, list[Any] | None, int | None, int]:
-    """Runs on aiosqlite's worker thread: the whole statement, results included."""
+    """Runs on aiosqlite's worker thread: the whole statement, results included,
+    after the BEGIN and the deferred writes it carries."""
     cursor = conn._conn.cursor()
     try:
-        if begin is not None:
-            cursor.execute(begin)
+        _run_deferred(cursor, begin, deferred)
         if many:
             cursor.executemany(operation, parameters)
         else:
@@ -49,6 +72,28 @@ def _run_in_worker(
         return description, rows, cursor.lastrowid, cursor.rowcount
     finally:
         cursor.close()
+
+
+def _commit_in_worker(
+    conn: aiosqlite.Connection, begin: str | None, deferred: list[_Deferred]
+) -> None:
+    """Runs on aiosqlite's worker thread: the deferred writes, then COMMIT; on an
+    error in a write, ROLLBACK (the caller's commit fails, nothing is half-kept)."""
+    cursor = conn._conn.cursor()
+    try:
+        _run_deferred(cursor, begin, deferred)
+    except BaseException:
+        conn._conn.rollback()
+        raise
+    finally:
+        cursor.close()
+    conn._conn.commit()
+
+
+def _report(deferred: list[_Deferred]) -> None:
+    for write in deferred:
+        if write.on_rowcount is not None:
+            write.on_rowcount(write.rowcount)
 
 
 class _OneHopCursor(AsyncAdapt_aiosqlite_cursor):
@@ -67,12 +112,14 @@ class _OneHopCursor(AsyncAdapt_aiosqlite_cursor):
         conn: aiosqlite.Connection = self._connection  # type: ignore[assignment]
         adapted: OneHopConnection = self._adapt_connection  # type: ignore[assignment]
         begin, adapted.pending_begin = adapted.pending_begin, None
+        deferred, adapted.deferred = adapted.deferred, []
         try:
             description, rows, lastrowid, rowcount = self.await_(
-                conn._execute(_run_in_worker, conn, begin, operation, parameters, many)  # type: ignore[no-untyped-call]
+                conn._execute(_run_in_worker, conn, begin, operation, parameters, many, deferred)  # type: ignore[no-untyped-call]
             )
         except Exception as error:
             self._adapt_connection._handle_exception(error)
+        _report(deferred)
         self.description = description
         if description:
             self.lastrowid = self.rowcount = -1
@@ -97,13 +144,18 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
     transaction is the same, one round trip cheaper (a screen-pop lookup is
     five trips in all). A transaction that runs no statement never begins,
     and its COMMIT/ROLLBACK are then no-ops in sqlite3, as they should be.
+
+    Writes whose outcome the caller does not wait for can be deferred the same
+    way (`defer_many`): they run, in order, in the trip of the next statement
+    or of the COMMIT, within the same transaction.
     """
 
-    __slots__ = ("pending_begin",)
+    __slots__ = ("deferred", "pending_begin")
 
     def __init__(self, dbapi: Any, connection: Any) -> None:
         super().__init__(dbapi, connection)
         self.pending_begin: str | None = None
+        self.deferred: list[_Deferred] = []
 
     def cursor(self, server_side: bool = False) -> AsyncAdapt_aiosqlite_cursor:
         if server_side:  # streaming results: keep the stock, row-by-row cursor
@@ -113,7 +165,12 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
 
     def _flush_begin(self) -> None:
         begin, self.pending_begin = self.pending_begin, None
-        if begin is not None:
+        deferred, self.deferred = self.deferred, []
+        if deferred:
+            conn: aiosqlite.Connection = self._connection
+            self.await_(conn._execute(_run_deferred_trip, conn, begin, deferred))  # type: ignore[no-untyped-call]
+            _report(deferred)
+        elif begin is not None:
             super().execute(begin)
 
     def execute(self, *args: Any, **kw: Any) -> Any:
@@ -121,12 +178,37 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
         return super().execute(*args, **kw)
 
     def commit(self) -> None:
-        self.pending_begin = None
-        super().commit()
+        begin, self.pending_begin = self.pending_begin, None
+        deferred, self.deferred = self.deferred, []
+        if not deferred:
+            super().commit()
+            return
+        conn: aiosqlite.Connection = self._connection
+        try:
+            self.await_(conn._execute(_commit_in_worker, conn, begin, deferred))  # type: ignore[no-untyped-call]
+        except Exception as error:
+            self._handle_exception(error)
+        _report(deferred)
 
     def rollback(self) -> None:
         self.pending_begin = None
+        self.deferred = []
+        # The pool rolls back every connection it gets back, after a commit too:
+        # a trip to the worker thread for nothing when no transaction is open.
+        # (sqlite3 reads the flag without touching the database.)
+        if self._connection._conn is not None and not self._connection._conn.in_transaction:
+            return
         super().rollback()
+
+
+def _run_deferred_trip(
+    conn: aiosqlite.Connection, begin: str | None, deferred: list[_Deferred]
+) -> None:
+    cursor = conn._conn.cursor()
+    try:
+        _run_deferred(cursor, begin, deferred)
+    finally:
+        cursor.close()
 
 
 class _OneHopDbapi(AsyncAdapt_aiosqlite_dbapi):
@@ -226,8 +308,13 @@ async def execute_many(
     if plan is None:
         await conn.execute(statement, rows)
         return
+    await conn.exec_driver_sql(plan.sql, _bulk_params(plan, rows))
+
+
+def _bulk_params(plan: _BulkPlan, rows: list[dict[str, Any]]) -> list[Any]:
+    """The rows as the positional parameters of `plan`, through its bind processors."""
     params = []
-    processors, constants, order = plan.processors, plan.constants, plan.order
+    keys, processors, constants, order = plan.keys, plan.processors, plan.constants, plan.order
     # The same object in every row (a batch's `now`) is converted once.
     last: dict[int, tuple[Any, Any]] = {}
     for row in rows:
@@ -242,4 +329,44 @@ async def execute_many(
                 last[i] = (value, converted)
         values.extend(constants)
         params.append(order(values))
-    await conn.exec_driver_sql(plan.sql, params)
+    return params
+
+
+async def defer_many(
+    conn: AsyncConnection,
+    statement: UpdateBase,
+    rows: list[dict[str, Any]],
+    on_rowcount: Callable[[int], None] | None = None,
+) -> None:
+    """As `execute_many`, but on SQLite the write waits for the connection's next
+    trip (its next statement, or the COMMIT) instead of taking one of its own.
+
+    For writes in a transaction whose result nobody needs before the commit:
+    several of them then cost one trip to SQLite's worker thread instead of one
+    each. An error surfaces at that next statement or commit, which fails the
+    transaction as the write itself would have. `on_rowcount` gets the rows
+    changed once it ran (`-1` when unknown). Other backends, and statements
+    that need more than plain binds, run at once through Core.
+    """
+    if not rows:
+        return
+    adapted = None
+    if conn.dialect.name == "sqlite":
+        fairy = conn.sync_connection.connection if conn.sync_connection else None
+        adapted = getattr(fairy, "dbapi_connection", None)
+    if not isinstance(adapted, OneHopConnection):
+        result = await conn.execute(statement, rows)
+        if on_rowcount is not None:
+            on_rowcount(result.rowcount)
+        return
+    keys = tuple(rows[0])
+    cache_key = (id(statement), keys)
+    if cache_key not in _bulk_plans:
+        _bulk_plans[cache_key] = _bulk_plan(statement, conn.dialect, keys)
+    plan = _bulk_plans[cache_key]
+    if plan is None:
+        result = await conn.execute(statement, rows)
+        if on_rowcount is not None:
+            on_rowcount(result.rowcount)
+        return
+    adapted.deferred.append(_Deferred(plan.sql, _bulk_params(plan, rows), on_rowcount))
