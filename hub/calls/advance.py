@@ -23,6 +23,7 @@ from hub.calls.users import map_users, team_members
 from hub.ingest.context import IngestResult
 from hub.runtime import Hub
 from hub.store.models import ConversationStatus
+from hub.store.sqlite_driver import defer_many
 from hub.store.tables import conversation_t, customer_t, interaction_t, phone_call_t, user_t
 from routing.assignment import Situation, assign
 from routing.calls import CallRecord, CallState, advance
@@ -40,6 +41,9 @@ _UPDATE_CALL = (
         cause=bindparam("cause"),
     )
 )
+# Their results are not needed before the commit: on SQLite they ride along with the
+# transaction's next statement or its COMMIT (defer_many), not a round trip each.
+_INSERT_CALL = insert(phone_call_t)
 _UPDATE_META = (
     update(interaction_t)
     .where(interaction_t.c.id == bindparam("k_id"))
@@ -238,11 +242,11 @@ class GroupAdvance:
                     }
                 )
         if inserts:
-            await self.conn.execute(insert(phone_call_t), inserts)
+            await defer_many(self.conn, _INSERT_CALL, inserts)
         if updates:
-            await self.conn.execute(_UPDATE_CALL, updates)
+            await defer_many(self.conn, _UPDATE_CALL, updates)
         if metas:
-            await self.conn.execute(_UPDATE_META, metas)
+            await defer_many(self.conn, _UPDATE_META, metas)
 
     async def _decide(
         self, p: Pending, row: Any, owner: int | None, members: dict[int | None, set[int]]

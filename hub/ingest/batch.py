@@ -20,7 +20,7 @@ from hub.ingest.context import REPLY_KEY, BatchContext, IngestResult, Prepared
 from hub.records.identity import display_name
 from hub.store.bulk import first_ids, insert_of, insert_returning_ids
 from hub.store.models import ConversationStatus, CustomerKind, UTCDateTime, utcnow
-from hub.store.sqlite_driver import execute_many
+from hub.store.sqlite_driver import defer_many
 from hub.store.tables import (
     attachment_t,
     consent_t,
@@ -37,7 +37,7 @@ def _bind(name: str, type_: Any = None) -> Any:
     return bindparam(name, type_=type_)
 
 
-# Built once: `execute_many` caches its compiled form per statement object.
+# Built once: `defer_many` caches its compiled form per statement object.
 _UPDATE_CUSTOMER_LAST_INBOUND = (
     update(customer_t)
     .where(customer_t.c.id == _bind("cid"))
@@ -148,7 +148,7 @@ async def write_batch(conn: AsyncConnection, items: list[Prepared], ctx: BatchCo
             first.get(customer_t.name),
         )
         real_customer = dict(zip(placeholders, ids, strict=True))
-        await execute_many(
+        await defer_many(
             conn,
             insert_of(identity_t),
             [
@@ -240,7 +240,7 @@ async def write_batch(conn: AsyncConnection, items: list[Prepared], ctx: BatchCo
         for item, iid in zip(items, interaction_ids, strict=True)
         for a in item.contact.attachments
     ]
-    await execute_many(conn, insert_of(attachment_t), attachments)
+    await defer_many(conn, insert_of(attachment_t), attachments)
     consents = [
         {
             "customer_id": customer_id(item),
@@ -253,7 +253,7 @@ async def write_batch(conn: AsyncConnection, items: list[Prepared], ctx: BatchCo
         for item in items
         if item.decision is not None and item.decision.consent is not None
     ]
-    await execute_many(conn, insert_of(consent_t), consents)
+    await defer_many(conn, insert_of(consent_t), consents)
 
     # 4. Email identities: what bounces say about an address, and what mail from it says.
     await apply_bounces(conn, items, bounces, now)
@@ -264,11 +264,11 @@ async def write_batch(conn: AsyncConnection, items: list[Prepared], ctx: BatchCo
     customer_updates = [
         {"cid": k, "at": v} for k, v in sorted(latest_customer.items()) if k not in new_leads
     ]
-    await execute_many(conn, _UPDATE_CUSTOMER_LAST_INBOUND, customer_updates)
+    await defer_many(conn, _UPDATE_CUSTOMER_LAST_INBOUND, customer_updates)
     conversation_updates = [
         {"conv": k, "at": v} for k, v in sorted(latest_conv.items()) if k not in new_convs
     ]
-    await execute_many(conn, _UPDATE_CONVERSATION_ACTIVITY, conversation_updates)
+    await defer_many(conn, _UPDATE_CONVERSATION_ACTIVITY, conversation_updates)
 
     for item, iid in zip(items, interaction_ids, strict=True):
         assert item.decision is not None

@@ -8,9 +8,9 @@ from sqlalchemy import ColumnElement, Insert, Select, Table, column, func, selec
 from sqlalchemy import table as table_clause
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hub.store.sqlite_driver import execute_many
+from hub.store.sqlite_driver import defer_many
 
-# Built once per table: `execute_many` caches its compiled form per statement object.
+# Built once per table: `defer_many` caches its compiled form per statement object.
 _INSERTS: dict[str, Insert] = {}
 
 
@@ -82,5 +82,6 @@ async def insert_returning_ids(
     ids = list(range(first, first + len(rows)))
     for row, new_id in zip(rows, ids, strict=True):
         row["id"] = new_id
-    await execute_many(conn, insert_of(table), rows)
+    # The ids are known: the insert rides along with the transaction's next statement.
+    await defer_many(conn, insert_of(table), rows)
     return ids
