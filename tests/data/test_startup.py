@@ -194,3 +194,18 @@ def test_a_database_that_cannot_be_opened_is_one_line(
     path.write_text(f"database:\n  url: {url}\n")
     assert main(["-c", str(path), "serve", "--port", str(_free_port())]) == 1
     assert _err(capsys) == f"crmhub: cannot open the database {url}: unable to open database file\n"
+
+
+def test_a_serving_process_freezes_its_startup_objects_and_collects_less_often() -> None:
+    import gc
+
+    from hub.cli.admin import GC_THRESHOLD, settle_gc
+
+    before = gc.get_threshold()
+    try:
+        settle_gc()
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold() == GC_THRESHOLD
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
