@@ -57,8 +57,21 @@ def pinned(argv: list[str], cpu: str | None) -> list[str]:
     return ["taskset", "-c", cpu, *argv] if cpu is not None else argv
 
 
+def profiler(prefix: str | None, pid: int, name: str) -> subprocess.Popen[bytes] | None:
+    """py-spy sampling the server during the measured replay (its figures then include
+    py-spy's cost: for finding where the time goes, not for the headline)."""
+    if prefix is None:
+        return None
+    spy = shutil.which("py-spy") or str(VENV_BIN / "py-spy")
+    out = f"{prefix}-{name}.txt"
+    argv = [spy, "record", "--pid", str(pid), "--rate", "250", "--nonblocking"]
+    argv += ["--format", "raw", "--output", out]
+    log(f"py-spy: {name}'s collapsed stacks to {out}")
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def replay(
-    args: argparse.Namespace, port: int, pid: int, tmp: Path, script: Path
+    args: argparse.Namespace, name: str, port: int, pid: int, tmp: Path, script: Path
 ) -> dict[str, Any]:
     """Warm-up, then the measured file, against the server on `port` (process `pid`)."""
     url = f"http://{HOST}:{port}{PATH}"
@@ -69,10 +82,14 @@ def replay(
 
     warm = run_wrk(wrk("warmup.req", args.warmup, 120))
     load = os.getloadavg()
+    spy = profiler(args.profile, pid, name)
     cpu0 = cpu_seconds(pid)
     run = wrk("measured.req", args.requests, args.duration)
     fig = run_wrk(run)
     cpu1 = cpu_seconds(pid)
+    if spy is not None:
+        spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+        spy.wait(timeout=60)
     fig["warmup_ok"] = warm["ok"]
     fig["warmup_errors"] = warm["errors"] + warm["unanswered"]
     fig["loadavg_before"] = [round(x, 2) for x in load]
@@ -116,7 +133,7 @@ def bench_crmhub(
     server = children.start(pinned(argv, None if args.no_pin else "0"), env, log_path)
     wait_ready(server, port, log_path, "crmhub serve")
     log(f"crmhub serve (pid {server.pid}) on port {port}; wrk replaying")
-    fig = replay(args, port, server.pid, tmp, tmp / "replay.lua")
+    fig = replay(args, "crmhub", port, server.pid, tmp, tmp / "replay.lua")
     children.stop(server)
     fig["stored"] = count(db, INBOUND_SMS)
     fig["customers"] = count(db, "SELECT count(*) FROM customer")
@@ -132,7 +149,7 @@ def bench_bare(
     server = children.start(pinned(argv, None if args.no_pin else "0"), env, log_path)
     wait_ready(server, port, log_path, "bare handler")
     log(f"bare handler (pid {server.pid}) on port {port}; wrk replaying")
-    fig = replay(args, port, server.pid, tmp, tmp / "replay.lua")
+    fig = replay(args, "bare", port, server.pid, tmp, tmp / "replay.lua")
     children.stop(server)
     fig["stored"] = count(db, "SELECT count(*) FROM sms")
     return fig
@@ -154,6 +171,8 @@ def check(fig: dict[str, Any]) -> str:
 def report(results: dict[str, Any]) -> str:
     lines = []
     for name in ("crmhub", "bare"):
+        if name not in results:
+            continue
         r = results[name]
         lines += [
             f"{name:<7} {r['answered']:,} signed webhooks by wrk, {results['connections']} "
@@ -169,6 +188,8 @@ def report(results: dict[str, Any]) -> str:
             f"{r.get('wrk_cpu_percent', '?')} %; load average before {r['loadavg_before']}",
             f"  {check(r)}" + (f", customers {r['customers']:,}" if "customers" in r else ""),
         ]
+    if "ratio" not in results:
+        return "\n".join(lines)
     ratio = results["ratio"]
     met = ratio >= 0.5 and results["crmhub"]["p99_ms"] < 50
     lines.append(
@@ -187,6 +208,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--senders", type=int, default=5_000, help="distinct From numbers")
     p.add_argument("--seed", type=int, default=7, help="random seed of the workload")
     p.add_argument("--no-pin", action="store_true", help="no taskset for server and wrk")
+    p.add_argument("--side", choices=("both", "crmhub", "bare"), default="both",
+                   help="which servers to run (the ratio needs both)")  # fmt: skip
+    p.add_argument("--profile", metavar="PREFIX",
+                   help="py-spy the measured replay: PREFIX-<side>.txt, collapsed")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--keep", action="store_true", help="keep the temp directory")
     args = p.parse_args(argv)
@@ -224,19 +249,21 @@ def main(argv: list[str] | None = None) -> int:
         del items
         write_script(tmp)
         log(f"signed {args.warmup + args.requests:,} requests in {time.perf_counter() - t:.1f} s")
-        crmhub = bench_crmhub(children, args, env, port, tmp)
-        bare = bench_bare(children, args, env, port, tmp)
-        results = {
-            "crmhub": crmhub,
-            "bare": bare,
-            "ratio": round(crmhub["per_second"] / bare["per_second"], 3),
-            "connections": args.connections,
-            "cpus": os.cpu_count(),
-        }
+        results: dict[str, Any] = {"connections": args.connections, "cpus": os.cpu_count()}
+        if args.side in ("both", "crmhub"):
+            results["crmhub"] = bench_crmhub(children, args, env, port, tmp)
+        if args.side in ("both", "bare"):
+            results["bare"] = bench_bare(children, args, env, port, tmp)
+        if args.side == "both":
+            results["ratio"] = round(
+                results["crmhub"]["per_second"] / results["bare"]["per_second"], 3
+            )
         if args.json:
             print(json.dumps(results, indent=2))
         else:
             for name in ("crmhub", "bare"):
+                if name not in results:
+                    continue
                 print(f"--- wrk against {name}:")
                 out = results[name]["wrk_output"]
                 print("\n".join(x for x in out if x.strip() and not x.startswith(JSON_MARK)))

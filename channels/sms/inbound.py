@@ -63,7 +63,11 @@ def _filename(url: str, content_type: str) -> str:
 
 
 def _is_media_param(name: str) -> bool:
-    return any(name.startswith(p) and name[len(p) :].isdigit() for p in _MEDIA_PREFIXES)
+    # The startswith with a tuple first: most parameters are not media (this runs
+    # for every parameter of every inbound SMS).
+    return name.startswith(_MEDIA_PREFIXES) and any(
+        name.startswith(p) and name[len(p) :].isdigit() for p in _MEDIA_PREFIXES
+    )
 
 
 def parse_inbound(

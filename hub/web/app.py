@@ -23,6 +23,7 @@ from hub.web.console.pages import console_middleware
 from hub.web.errors import error_middleware, error_response
 from hub.web.openapi import build_document
 from hub.web.public import subscriptions as public_subscriptions
+from hub.web.webhooks.mount import direct as webhooks_direct
 from hub.web.webhooks.mount import mount as mount_webhooks
 
 
@@ -52,9 +53,11 @@ async def readyz(request: web.Request) -> web.Response:
 def create_app(hub: Hub, *, manage_hub: bool = True) -> web.Application:
     """`manage_hub`: start and stop the hub with the app (False when the caller owns it)."""
     document = build_document(_version(), hub.settings)
+    webhook_routes: set[web.AbstractRoute] = set()  # filled by mount_webhooks below
     app = web.Application(
         middlewares=[
             error_middleware,
+            webhooks_direct(webhook_routes),
             console_middleware,
             auth_middleware,
             audit_middleware,
@@ -90,7 +93,7 @@ def create_app(hub: Hub, *, manage_hub: bool = True) -> web.Application:
     app.router.add_routes(console_work.routes)
     app.router.add_routes(console_calls.routes)
     app.router.add_routes(console_pages.static_routes())
-    mount_webhooks(app, hub)
+    webhook_routes.update(mount_webhooks(app, hub))
 
     if manage_hub:
 

@@ -34,14 +34,22 @@ def allowed_from(document: dict[str, Any]) -> Allowed:
     return allowed
 
 
+def nul_refusal(request: web.Request) -> web.Response | None:
+    """A 400 when a query parameter holds NUL, which PostgreSQL cannot store or
+    compare in text: on every route, webhooks included (hub/web/webhooks/mount.py)."""
+    nul = next((k for k, v in request.query.items() if "\x00" in k + v), None)
+    if nul is None:
+        return None
+    return error_response(400, f"query parameter {nul!r} contains a NUL character")
+
+
 def middleware(allowed: Allowed) -> Any:
     @web.middleware
     async def check_query(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.query:
-            nul = next((k for k, v in request.query.items() if "\x00" in k + v), None)
-            if nul is not None:
-                # PostgreSQL cannot store or compare NUL in text: a 400 on every route.
-                return error_response(400, f"query parameter {nul!r} contains a NUL character")
+            refused = nul_refusal(request)
+            if refused is not None:
+                return refused
             route = request.match_info.route
             resource = route.resource
             key = (route.method, resource.canonical if resource is not None else "")

@@ -120,6 +120,32 @@ async def test_a_nul_character_in_a_query_parameter_is_a_400(api: Any, db: Datab
     )
 
 
+@pytest.mark.parametrize("path", [PATH, STATUS_PATH])
+async def test_a_nul_character_in_a_webhooks_query_is_a_400(
+    client: TestClient[Any, Any], db: Database, path: str
+) -> None:
+    """Webhooks skip the API's middlewares (hub/web/webhooks/mount.py), not this check."""
+    signed = f"{path}?outbox=1%00"
+    resp = await post_signed(client, twilio_form("SMq"), url=PUBLIC + signed, path=signed)
+    assert await _error(resp) == (
+        400,
+        "bad_request",
+        "query parameter 'outbox' contains a NUL character",
+    )
+    await _nothing_stored(db)
+
+
+async def test_a_webhook_path_with_another_method_is_a_405(
+    client: TestClient[Any, Any], db: Database
+) -> None:
+    resp = await client.get(PATH)
+    assert (resp.status, (await resp.json())["error"], resp.headers["Allow"]) == (
+        405,
+        "method_not_allowed",
+        "POST",
+    )
+
+
 async def test_a_signed_sms_with_a_nul_character_is_a_400(
     client: TestClient[Any, Any], db: Database
 ) -> None:
