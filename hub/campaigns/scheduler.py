@@ -33,7 +33,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
-from sqlalchemy import select, text, update
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.engine import make_url
 
 from hub.campaigns.runs import start_run, watch
@@ -123,6 +123,17 @@ async def fire_campaign(campaign_id: int) -> None:
         log.warning("campaign %s is due but no scheduler runs here", campaign_id)
         return
     await _ACTIVE.run(campaign_id)
+
+
+# Tasks whose reminder is due (the partial index of migration 0021 holds just these).
+_DUE_TASKS = (
+    select(task_t.c.id, task_t.c.customer_id, task_t.c.assignee_id)
+    .add_columns(task_t.c.title, task_t.c.due_at)
+    .where(task_t.c.due_at <= bindparam("now"))
+    .where(task_t.c.done.is_(False))
+    .where(task_t.c.reminded_at.is_(None))
+    .limit(500)
+)
 
 
 class CampaignScheduler:
@@ -281,16 +292,21 @@ class CampaignScheduler:
 
     async def _remind(self) -> None:
         now = utcnow()
+        # Looked for in a read transaction: a write transaction takes SQLite's write lock
+        # at its start, and every tick would queue behind (and hold up) the ingest
+        # writer even when nothing is due, which is nearly always.
+        async with self.hub.db.read() as s:
+            conn = await s.connection()
+            candidates = (await conn.execute(_DUE_TASKS, {"now": now})).all()
+        if not candidates:
+            return
         async with self.hub.db.write() as s:
             conn = await s.connection()
+            # Again under the lock: a task done or reminded since is not reminded (again).
             due = (
                 await conn.execute(
-                    select(task_t.c.id, task_t.c.customer_id, task_t.c.assignee_id)
-                    .add_columns(task_t.c.title, task_t.c.due_at)
-                    .where(task_t.c.due_at <= now)
-                    .where(task_t.c.done.is_(False))
-                    .where(task_t.c.reminded_at.is_(None))
-                    .limit(500)
+                    _DUE_TASKS.where(task_t.c.id.in_([t.id for t in candidates])),
+                    {"now": now},
                 )
             ).all()
             if not due:

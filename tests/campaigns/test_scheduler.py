@@ -136,6 +136,53 @@ async def test_a_due_task_reminds_its_assignee(api: Api, hub: Hub) -> None:
     assert reminded is not None
 
 
+async def test_a_task_is_reminded_once_and_a_done_one_never(api: Api, hub: Hub) -> None:
+    customer = await create(
+        api, "/api/v1/customers", {"name": "Ute", "team_id": api.team_ids["Support"]}, "admin"
+    )
+    past = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+    future = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    async with hub.bus.subscribe() as events:
+        ids = []
+        for title, due in (("offen", past), ("erledigt", future)):
+            status, task = await api.call(
+                "POST",
+                "/api/v1/tasks",
+                "agent",
+                json={
+                    "customer_id": customer,
+                    "title": title,
+                    "due_at": due,
+                    "assignee_id": api.user_ids["agent"],
+                },
+            )
+            assert status == 201, task
+            ids.append(task["id"])
+        # Done, then overdue: never reminded.
+        status, task = await api.call(
+            "PATCH", f"/api/v1/tasks/{ids[1]}", "agent", json={"done": True, "due_at": past}
+        )
+        assert status == 200, task
+        while True:
+            event = await asyncio.wait_for(events.get(), 20)
+            if event.kind == EventKind.TASK_DUE:
+                break
+        await hub.campaigns._remind()  # the tick's step, twice more
+        await hub.campaigns._remind()
+        later = []
+        while not events.empty():
+            later.append(events.get_nowait().kind)
+    assert event.data["task_id"] == ids[0]
+    assert EventKind.TASK_DUE not in later
+    async with hub.db.read() as s:
+        rows = (
+            await (await s.connection()).execute(
+                select(task_t.c.id, task_t.c.reminded_at.is_not(None)).order_by(task_t.c.id)
+            )
+        ).all()
+    assert [tuple(r) for r in rows] == [(ids[0], True), (ids[1], False)]
+
+
 @asynccontextmanager
 async def node(settings: Settings) -> AsyncIterator[Hub]:
     running = Hub(settings, dispatch=True)
