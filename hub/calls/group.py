@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from channels.base import CallEvent
 from hub.ingest.context import Prepared
 from hub.ingest.pipeline import IngestError, IngestUnavailable
+from hub.records.lookup import PopCards
 from hub.runtime import Hub
 from routing.calls import CallRecord
 
@@ -56,6 +57,8 @@ class Outcome:
     route_team_id: int | None = None
     # The event with the numbers and direction of the call's first event.
     event: CallEvent | None = None
+    # A new pop's caller cards, read in the group's transaction (advance.py).
+    cards: PopCards | None = None
 
 
 class CallWriter(Protocol):

@@ -13,6 +13,7 @@ from hub.calls.callbacks import CALLBACK_TITLE
 from hub.calls.group import Outcome
 from hub.events.bus import EventBus
 from hub.events.kinds import EventKind, call_event, task_created
+from hub.events.pops import CARDS
 from routing.calls import CallState
 
 KINDS = {
@@ -28,26 +29,27 @@ def publish_step(bus: EventBus, event: CallEvent, out: Outcome) -> None:
     if after is None:
         return
     if before is None or after.state is not before.state:
-        bus.publish(
-            call_event(
-                KINDS[after.state],
-                call_id=event.call_id,
-                provider=event.provider.value,
-                from_number=event.from_number,
-                to_number=event.to_number,
-                direction=event.direction.value,
-                customer_id=out.customer_id,
-                ringing_user_ids=out.ringing_ids,
-                audience=out.audience,
-                team_id=out.team_id,
-                answered_by_user_id=out.answered_id,
-                answered_by=after.answered_by,
-                cause=after.cause,
-                interaction_id=out.interaction_id,
-                conversation_id=out.conversation_id,
-                created_customer=out.created_customer,
-            )
+        step = call_event(
+            KINDS[after.state],
+            call_id=event.call_id,
+            provider=event.provider.value,
+            from_number=event.from_number,
+            to_number=event.to_number,
+            direction=event.direction.value,
+            customer_id=out.customer_id,
+            ringing_user_ids=out.ringing_ids,
+            audience=out.audience,
+            team_id=out.team_id,
+            answered_by_user_id=out.answered_id,
+            answered_by=after.answered_by,
+            cause=after.cause,
+            interaction_id=out.interaction_id,
+            conversation_id=out.conversation_id,
+            created_customer=out.created_customer,
         )
+        if out.cards is not None and after.state is CallState.RINGING:
+            step.cache[CARDS] = out.cards
+        bus.publish(step)
     if out.task_id is not None and out.customer_id is not None:
         bus.publish(
             task_created(

@@ -31,6 +31,9 @@ class Event:
     # When set, only these users receive it (a screen pop goes to the agents a
     # call rings at, not to their whole team); team_id still names the owner.
     users: frozenset[int] | None = None
+    # Renderings its publisher already has (a pop's caller cards read in the call's own
+    # transaction, hub/calls/advance.py); handed to the frame, not part of the event's value.
+    cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 class Subscription:

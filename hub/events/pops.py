@@ -17,12 +17,15 @@ import logging
 from typing import Any
 
 from hub.events.kinds import EventKind
-from hub.records.lookup import asked_number, pop_cards
+from hub.records.lookup import PopCards, asked_number, pop_cards
 from hub.store.db import Database
 
 log = logging.getLogger(__name__)
 
 VISIBLE, HIDDEN = True, False  # Frame.cache keys: may the recipient see the customer?
+# Frame.cache key: the PopCards a call's group read in its own transaction, before the
+# commit (hub/calls/advance.py), so the pop need not wait for a read of its own.
+CARDS = "pop_cards"
 
 
 def is_pop(frame: Any) -> bool:
@@ -40,6 +43,12 @@ def pop_text(frame: Any, card: dict[str, Any]) -> str:
 async def render_pops(db: Database, frames: list[Any], region: str) -> None:
     """Fill `Frame.cache` of the batch's pops; on a database error leave them to the handler."""
     pops = [f for f in frames if is_pop(f) and VISIBLE not in f.cache]
+    for f in pops:
+        ready = f.cache.pop(CARDS, None)
+        if isinstance(ready, PopCards):
+            f.cache[VISIBLE] = pop_text(f, ready.known)
+            f.cache[HIDDEN] = pop_text(f, ready.other_team)
+    pops = [f for f in pops if VISIBLE not in f.cache]
     if not pops:
         return
     wanted = []

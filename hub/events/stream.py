@@ -186,6 +186,7 @@ class EventStream:
                 e.data,
                 None if e.kind == OVERFLOW_KIND else e.team_id,
                 None if e.kind == OVERFLOW_KIND else e.users,
+                dict(e.cache),
             )
             for e in events
         ]

@@ -10,7 +10,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
+from hub.events.pops import CARDS
 from hub.records.auth import create_user
+from hub.records.lookup import asked_number, pop_cards
 from hub.runtime import Hub
 from hub.store.db import Database
 from hub.store.models import Customer, Interaction, PhoneCall, Role, Task
@@ -190,3 +192,33 @@ async def test_a_queue_routes_the_pop_to_its_teams_online_agents(
     )
     assert sales[0][0] == "q1" and sales[0][1] is not None and sales[1] == ("q2", None)
     assert teams == [(sales[0][1],), (hub.teams.default_team_id,)]
+
+
+async def test_a_pop_carries_cards_read_in_its_calls_transaction(
+    client: tuple[TestClient[Any, Any], Hub], db: Database
+) -> None:
+    """The ringing event brings its caller cards (read with the call's own writes, so the
+    stream sends the pop without a read of its own), and they are what a read after the
+    commit gives: the customer with this call in the history and its open conversation."""
+    http, hub = client
+    alice = await create_user(db, "alice", role=Role.AGENT, teams=["Sales"], password_cost=12)
+    async with hub.bus.subscribe() as sub:
+        assert (await post_pbx(http, event("newCall", "p1", user="alice"))).status == 200
+        assert (await post_pbx(http, event("newCall", "p1", user="alice"))).status == 200
+        ringing = []
+        while not sub.empty():
+            e = sub.get_nowait()
+            if e.kind == "call.ringing":
+                ringing.append(e)
+    assert [(e.data["call_id"], e.users) for e in ringing] == [("p1", frozenset({alice.id}))]
+    cards = ringing[0].cache[CARDS]
+    customer = ringing[0].data["customer_id"]
+    async with db.read() as s:
+        after = await pop_cards(
+            await s.connection(),
+            [(customer, asked_number(CALLER, hub.settings.identity.default_region))],
+        )
+    assert cards == after[(0, customer)]
+    assert [i["text"] for i in cards.known["recent_interactions"]] == ["Incoming call"]
+    assert [c["channel"] for c in cards.known["open_conversations"]] == ["phone"]
+    assert cards.other_team["status"] == "other_team"
