@@ -155,15 +155,9 @@ class GroupAdvance:
         """The caller cards of the group's new pops, read here, in the transaction that
         stores them (after its writes: the card shows this call too), not by the stream
         after the commit: a separate read of its own cost each pop ~8 ms at 200 calls/s
-        (bench/README.md, screen pop). The stream renders frames that come without.
-
-        SQLite only: there the reads are a few trips to the writer's own thread. On
-        PostgreSQL each is a network round trip inside the transaction that every
-        webhook of the group waits for (p50 25 -> 33 ms at 200 calls/s), and the
-        stream's read after the commit runs on another connection beside the next group.
-        """
+        (bench/README.md, screen pop). The stream renders frames that come without."""
         region = self.hub.events.pop_region
-        if region is None or not self.hub.db.sqlite:
+        if region is None:
             return
         wanted: list[tuple[Pending, int, dict[str, Any]]] = []
         for p in self.group:

@@ -197,10 +197,9 @@ async def test_a_queue_routes_the_pop_to_its_teams_online_agents(
 async def test_a_pop_carries_cards_read_in_its_calls_transaction(
     client: tuple[TestClient[Any, Any], Hub], db: Database
 ) -> None:
-    """On SQLite the ringing event brings its caller cards (read with the call's own
-    writes, so the stream sends the pop without a read of its own), and they are what a
-    read after the commit gives: the customer with this call in the history and its open
-    conversation."""
+    """The ringing event brings its caller cards (read with the call's own writes, so the
+    stream sends the pop without a read of its own), and they are what a read after the
+    commit gives: the customer with this call in the history and its open conversation."""
     http, hub = client
     alice = await create_user(db, "alice", role=Role.AGENT, teams=["Sales"], password_cost=12)
     async with hub.bus.subscribe() as sub:
@@ -212,9 +211,6 @@ async def test_a_pop_carries_cards_read_in_its_calls_transaction(
             if e.kind == "call.ringing":
                 ringing.append(e)
     assert [(e.data["call_id"], e.users) for e in ringing] == [("p1", frozenset({alice.id}))]
-    if not db.sqlite:  # PostgreSQL: the stream reads them after the commit, as before
-        assert CARDS not in ringing[0].cache
-        return
     cards = ringing[0].cache[CARDS]
     customer = ringing[0].data["customer_id"]
     async with db.read() as s:
