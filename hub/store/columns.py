@@ -23,6 +23,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+# Datetime -> its SQLite text, shared by every UTCDateTime bind processor: a batch
+# binds a contact's time to several statements (each has its own processor).
+_SQLITE_TEXT: dict[datetime, str] = {}
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     impl = DateTime(timezone=True)
     cache_ok = True
@@ -38,7 +43,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 
     def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
         """On SQLite, `process_bind_param` and the dialect's text formatting in one step,
-        remembering the last few thousand values' text.
+        remembering the last few thousand values' text (for all of them together).
 
         The stock pair (a TypeDecorator call, then DATETIME's `%`-formatting of a
         dict, ~2 us on our VM) was ~12 % of the ingest writer's time, and a
@@ -54,8 +59,7 @@ class UTCDateTime(TypeDecorator[datetime]):
         if dialect.name != "sqlite" or stock is None:
             return stock
         fmt = "%04d-%02d-%02d %02d:%02d:%02d.%06d"
-
-        memo: dict[datetime, str] = {}
+        memo = _SQLITE_TEXT
 
         def process(value: Any) -> Any:
             if type(value) is not datetime:
