@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from email.utils import parseaddr
+from functools import lru_cache
 from typing import Any
 
 from channels.base import Channel, InboundContact, MetaKey
@@ -34,6 +35,7 @@ def _header(contact: InboundContact, key: MetaKey) -> str | None:
     return text or None
 
 
+@lru_cache(maxsize=65536)  # pure; parseaddr costs ~20 us, and each email asks up to 3 times
 def sender_address(raw: str) -> str:
     """The bare, lower-case address of a From value ("Jane <J@x>" -> "j@x")."""
     return parseaddr(raw)[1].strip().lower() or raw.strip().lower()

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from itertools import count
 from typing import Any
 
-from sqlalchemy import Select, and_, or_, select
+from sqlalchemy import Select, and_, bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from channels.base import InboundContact
@@ -108,21 +108,12 @@ class BatchContext:
         ids = [i for i in customer_ids if i > 0]
         if not ids:
             return
-        rows = await self.conn.execute(
-            select(
-                conversation_t.c.id,
-                conversation_t.c.customer_id,
-                conversation_t.c.channel,
-                conversation_t.c.assignee_id,
-                conversation_t.c.team_id,
-            )
-            .where(conversation_t.c.customer_id.in_(ids))
-            .where(conversation_t.c.status.in_(ACTIVE_STATUSES))
-            .order_by(conversation_t.c.last_activity_at, conversation_t.c.id)
-        )
-        for row in rows:  # ascending, so the most recent one wins
-            self.open_by_customer[(row.customer_id, row.channel)] = ConversationRef(
-                row.id, row.assignee_id, row.team_id
+        rows = await self.conn.execute(_OPEN_OF_CUSTOMERS, {"ids": ids})
+        open_by_customer = self.open_by_customer
+        for conv_id, customer_id, channel, assignee_id, team_id in rows:
+            # ascending, so the most recent one wins
+            open_by_customer[(customer_id, channel)] = ConversationRef(
+                conv_id, assignee_id, team_id
             )
 
     async def open_conversation_of(self, customer_id: int, channel: str) -> ConversationRef | None:
@@ -316,25 +307,79 @@ def _sent_query(channel: str, provider_ids: list[str]) -> Select[Any]:
     )
 
 
+# Built once (the IN lists are expanding binds): building a statement per batch, and
+# its cache key, was a visible part of the writer's time.
+_OPEN_OF_CUSTOMERS = (
+    select(
+        conversation_t.c.id,
+        conversation_t.c.customer_id,
+        conversation_t.c.channel,
+        conversation_t.c.assignee_id,
+        conversation_t.c.team_id,
+    )
+    .where(conversation_t.c.customer_id.in_(bindparam("ids", expanding=True)))
+    .where(conversation_t.c.status.in_(ACTIVE_STATUSES))
+    .order_by(conversation_t.c.last_activity_at, conversation_t.c.id)
+)
+_EXISTING = (
+    select(
+        interaction_t.c.id,
+        interaction_t.c.customer_id,
+        interaction_t.c.conversation_id,
+        interaction_t.c.provider_id,
+        interaction_t.c.meta,
+        customer_t.c.team_id,
+    )
+    .join(customer_t, customer_t.c.id == interaction_t.c.customer_id)
+    .where(interaction_t.c.channel == bindparam("channel"))
+    .where(interaction_t.c.provider_id.in_(bindparam("pids", expanding=True)))
+)
+_MATCH: dict[int, Select[Any]] = {}
+
+
+def _match_statement(kinds: int) -> Select[Any]:
+    """Identities of `kinds` kinds (each `kind{i}` with its `values{i}`) with their customers."""
+    if kinds not in _MATCH:
+        _MATCH[kinds] = (
+            select(
+                identity_t.c.kind,
+                identity_t.c.value,
+                customer_t.c.id,
+                customer_t.c.team_id,
+                customer_t.c.owner_id,
+                customer_t.c.merged_into_id,
+            )
+            .join(customer_t, customer_t.c.id == identity_t.c.customer_id)
+            .where(
+                or_(
+                    *[
+                        and_(
+                            identity_t.c.kind == bindparam(f"kind{i}"),
+                            identity_t.c.value.in_(bindparam(f"values{i}", expanding=True)),
+                        )
+                        for i in range(kinds)
+                    ]
+                )
+            )
+            # PostgreSQL: hold the matched customers until this batch commits, so a
+            # merge (which locks both records FOR UPDATE, in id order too) waits and
+            # then moves what the batch stored. SQLite runs one writer at a time.
+            # FOR NO KEY UPDATE, not FOR SHARE: the batch updates these customers'
+            # last contact later, and two nodes' batches that each held a share lock
+            # on a common customer deadlocked upgrading it (bench/webhook_nodes.py).
+            .order_by(customer_t.c.id)
+            .with_for_update(key_share=True, of=customer_t)
+        )
+    return _MATCH[kinds]
+
+
 async def find_existing(
     conn: AsyncConnection, keys: set[tuple[str, str]]
 ) -> dict[tuple[str, str], IngestResult]:
     """Interactions already stored for these (channel, provider id) keys."""
     found: dict[tuple[str, str], IngestResult] = {}
     for channel, pids in grouped(keys).items():
-        rows = await conn.execute(
-            select(
-                interaction_t.c.id,
-                interaction_t.c.customer_id,
-                interaction_t.c.conversation_id,
-                interaction_t.c.provider_id,
-                interaction_t.c.meta,
-                customer_t.c.team_id,
-            )
-            .join(customer_t, customer_t.c.id == interaction_t.c.customer_id)
-            .where(interaction_t.c.channel == channel)
-            .where(interaction_t.c.provider_id.in_(pids))
-        )
+        rows = await conn.execute(_EXISTING, {"channel": channel, "pids": pids})
         for row in rows:
             found[(channel, row.provider_id)] = IngestResult(
                 row.id,
@@ -353,39 +398,16 @@ async def match_customers(
     by_kind = grouped(identities)
     found: dict[tuple[str, str], CustomerRef] = {}
     merged: dict[tuple[str, str], int] = {}
-    rows = await conn.execute(
-        select(
-            identity_t.c.kind,
-            identity_t.c.value,
-            customer_t.c.id,
-            customer_t.c.team_id,
-            customer_t.c.owner_id,
-            customer_t.c.merged_into_id,
-        )
-        .join(customer_t, customer_t.c.id == identity_t.c.customer_id)
-        .where(
-            or_(
-                *[
-                    and_(identity_t.c.kind == kind, identity_t.c.value.in_(values))
-                    for kind, values in by_kind.items()
-                ]
-            )
-        )
-        # PostgreSQL: hold the matched customers until this batch commits, so a
-        # merge (which locks both records FOR UPDATE, in id order too) waits and
-        # then moves what the batch stored. SQLite runs one writer at a time.
-        # FOR NO KEY UPDATE, not FOR SHARE: the batch updates these customers'
-        # last contact later, and two nodes' batches that each held a share lock
-        # on a common customer deadlocked upgrading it (bench/webhook_nodes.py).
-        .order_by(customer_t.c.id)
-        .with_for_update(key_share=True, of=customer_t)
-    )
-    for row in rows:
-        if row.merged_into_id is not None:
+    params: dict[str, Any] = {}
+    for i, (kind, values) in enumerate(by_kind.items()):
+        params[f"kind{i}"], params[f"values{i}"] = kind, values
+    rows = await conn.execute(_match_statement(len(by_kind)), params)
+    for kind, value, cid, team_id, owner_id, merged_into_id in rows:
+        if merged_into_id is not None:
             # Merged while we waited for the lock: the survivor has the identity now.
-            merged[(row.kind, row.value)] = row.merged_into_id
+            merged[(kind, value)] = merged_into_id
         else:
-            found[(row.kind, row.value)] = CustomerRef(row.id, row.team_id, row.owner_id, False)
+            found[(kind, value)] = CustomerRef(cid, team_id, owner_id, False)
     if merged:
         survivors = await conn.execute(
             select(customer_t.c.id, customer_t.c.team_id, customer_t.c.owner_id)

@@ -211,10 +211,11 @@ class Ingestor:
             raise IngestError(f"provider id must be 1 to {MAX_PROVIDER_ID} characters")
         if "\x00" in contact.sender or "\x00" in (contact.provider_id or ""):
             raise IngestError("sender and provider id must not contain NUL characters")
-        try:
-            json.dumps(contact.metadata)
-        except (TypeError, ValueError) as exc:
-            raise IngestError(f"metadata is not JSON: {exc}") from exc
+        if not _plain_json(contact.metadata):
+            try:  # what is not plainly JSON may still encode (a tuple, an int key)
+                json.dumps(contact.metadata)
+            except (TypeError, ValueError) as exc:
+                raise IngestError(f"metadata is not JSON: {exc}") from exc
         if any("\x00" in t for t in (contact.text, contact.subject, contact.sender_name)):
             # PostgreSQL text cannot hold NUL; a stray one must not lose the message.
             contact = dataclasses.replace(
@@ -450,6 +451,25 @@ def _report_assigned(bus: EventBus, prepared: Prepared) -> None:
             team_id=decision.team_id,
         )
     )
+
+
+def _plain_json(value: object, depth: int = 0) -> bool:
+    """Whether `value` is made of dicts with str keys, lists, str, int, float, bool and
+    None only: then json.dumps cannot fail on it, and `prepare` need not encode it
+    just to find out (the JSON column encodes it again when it is stored)."""
+    t = type(value)
+    if t is str or t is int or t is float or t is bool or value is None:
+        return True
+    if depth >= 32:  # deep (or circular): let json.dumps judge
+        return False
+    if t is dict:
+        return all(
+            type(k) is str and _plain_json(v, depth + 1)
+            for k, v in value.items()  # type: ignore[attr-defined]
+        )
+    if t is list:
+        return all(_plain_json(v, depth + 1) for v in value)  # type: ignore[attr-defined]
+    return False
 
 
 def _as_duplicate(result: IngestResult) -> IngestResult:

@@ -42,6 +42,9 @@ def _top_id(table: Table) -> Select[Any]:
     return _TOPS[table.name]
 
 
+_FIRSTS: dict[tuple[str, ...], Select[Any]] = {}
+
+
 async def first_ids(conn: AsyncConnection, tables: list[Table]) -> dict[str, int]:
     """SQLite: the id `insert_returning_ids` would give each table's first new row, read
     for all of them in one statement (an ingest batch inserts into up to three tables;
@@ -49,8 +52,10 @@ async def first_ids(conn: AsyncConnection, tables: list[Table]) -> dict[str, int
     The caller's transaction must hold the write lock (see insert_returning_ids)."""
     if conn.dialect.name != "sqlite" or not tables:
         return {}
-    tops = [_top_id(t).scalar_subquery() for t in tables]
-    row = (await conn.execute(select(*tops))).one()
+    names = tuple(t.name for t in tables)
+    if names not in _FIRSTS:  # built once: a new statement per batch costs its cache key
+        _FIRSTS[names] = select(*[_top_id(t).scalar_subquery() for t in tables])
+    row = (await conn.execute(_FIRSTS[names])).one()
     return {t.name: int(top or 0) + 1 for t, top in zip(tables, row, strict=True)}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -94,3 +95,31 @@ async def test_an_unreachable_database_is_reported_as_retryable() -> None:
     finally:
         await ingestor.stop()
         await db.close()
+
+
+def test_metadata_check_accepts_what_json_encodes_and_nothing_else() -> None:
+    """`prepare` skips json.dumps for plainly JSON metadata; the verdict must not change."""
+    from hub.ingest.pipeline import _plain_json
+
+    circular: list[object] = []
+    circular.append(circular)
+    cases: list[object] = [
+        {"a": "x", "b": 1, "c": 1.5, "d": True, "e": None, "f": [1, {"g": []}]},
+        {"nan": float("nan")},
+        {1: "int key"},  # json.dumps accepts it: the slow path decides
+        {"t": (1, 2)},
+        {"at": datetime.now(UTC)},
+        {"s": {1, 2}},
+        {"deep": circular},
+        {"b": b"bytes"},
+    ]
+    for value in cases:
+        try:
+            json.dumps(value)
+            encodes = True
+        except (TypeError, ValueError):
+            encodes = False
+        if _plain_json(value):
+            assert encodes, value
+    assert _plain_json(cases[0]) and _plain_json(cases[1])
+    assert not _plain_json(cases[2]) and not _plain_json(cases[6])
