@@ -35,7 +35,7 @@ def _header(contact: InboundContact, key: MetaKey) -> str | None:
     return text or None
 
 
-@lru_cache(maxsize=65536)  # pure; parseaddr costs ~20 us, and each email asks up to 3 times
+@lru_cache(maxsize=4096)  # pure; parseaddr costs ~20 us, and each email of a batch asks up to 3 times
 def sender_address(raw: str) -> str:
     """The bare, lower-case address of a From value ("Jane <J@x>" -> "j@x")."""
     return parseaddr(raw)[1].strip().lower() or raw.strip().lower()
