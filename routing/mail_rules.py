@@ -35,7 +35,8 @@ def _header(contact: InboundContact, key: MetaKey) -> str | None:
     return text or None
 
 
-@lru_cache(maxsize=4096)  # pure; parseaddr costs ~20 us, and each email of a batch asks up to 3 times
+# Pure; parseaddr costs ~20 us, and each email of a batch asks up to 3 times.
+@lru_cache(maxsize=4096)
 def sender_address(raw: str) -> str:
     """The bare, lower-case address of a From value ("Jane <J@x>" -> "j@x")."""
     return parseaddr(raw)[1].strip().lower() or raw.strip().lower()
