@@ -167,8 +167,11 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
         begin, self.pending_begin = self.pending_begin, None
         deferred, self.deferred = self.deferred, []
         if deferred:
-            conn: aiosqlite.Connection = self._connection
-            self.await_(conn._execute(_run_deferred_trip, conn, begin, deferred))  # type: ignore[no-untyped-call]
+            conn: aiosqlite.Connection = self._connection  # type: ignore[assignment]
+            try:
+                self.await_(conn._execute(_run_deferred_trip, conn, begin, deferred))  # type: ignore[no-untyped-call]
+            except Exception as error:
+                self._handle_exception(error)
             _report(deferred)
         elif begin is not None:
             super().execute(begin)
@@ -183,7 +186,7 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
         if not deferred:
             super().commit()
             return
-        conn: aiosqlite.Connection = self._connection
+        conn: aiosqlite.Connection = self._connection  # type: ignore[assignment]
         try:
             self.await_(conn._execute(_commit_in_worker, conn, begin, deferred))  # type: ignore[no-untyped-call]
         except Exception as error:
