@@ -168,7 +168,10 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
         deferred, self.deferred = self.deferred, []
         if deferred:
             conn: aiosqlite.Connection = self._connection  # type: ignore[assignment]
-            self.await_(conn._execute(_run_deferred_trip, conn, begin, deferred))  # type: ignore[no-untyped-call]
+            try:
+                self.await_(conn._execute(_run_deferred_trip, conn, begin, deferred))  # type: ignore[no-untyped-call]
+            except Exception as error:
+                self._handle_exception(error)
             _report(deferred)
         elif begin is not None:
             super().execute(begin)
