@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import selectors
 import signal
 import subprocess
 import sys
@@ -84,10 +85,14 @@ campaigns:
     return cfg
 
 
+START_SECONDS = 60
+
+
 def _serve(cfg: Path) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRMHUB_")}
     env["CRMHUB_SUBSCRIPTIONS__TOKEN_KEY"] = TOKEN_KEY
     env["CRMHUB_EMAIL__REPLY_TOKEN_SECRET"] = "crash-test-reply-secret-0123"
+    env["PYTHONFAULTHANDLER"] = "1"
     crmhub = str(Path(sys.executable).parent / "crmhub")
     proc = subprocess.Popen(
         [crmhub, "-c", str(cfg), "serve", "--port", str(free_port())],
@@ -97,6 +102,18 @@ def _serve(cfg: Path) -> subprocess.Popen[str]:
         env=env,
     )
     assert proc.stdout is not None
+    # Bounded: a node that never says it serves fails the test with its output (a
+    # restarted node was seen to hang in start-up now and then), instead of hanging CI.
+    with selectors.DefaultSelector() as ready:
+        ready.register(proc.stdout, selectors.EVENT_READ)
+        if not ready.select(timeout=START_SECONDS):
+            proc.send_signal(signal.SIGABRT)  # faulthandler prints where every thread is
+            try:
+                out, _ = proc.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out, _ = proc.communicate()
+            pytest.fail(f"crmhub serve printed nothing within {START_SECONDS} s:\n{out}")
     line = proc.stdout.readline()
     assert line.startswith("crmhub serving on"), line + proc.stdout.read()
     return proc
