@@ -303,15 +303,22 @@ async def execute_many(
     if conn.dialect.name != "sqlite":
         await conn.execute(statement, rows)
         return
-    keys = tuple(rows[0])
-    cache_key = (id(statement), keys)
-    if cache_key not in _bulk_plans:
-        _bulk_plans[cache_key] = _bulk_plan(statement, conn.dialect, keys)
-    plan = _bulk_plans[cache_key]
+    plan = _plan_for(statement, conn.dialect, rows)
     if plan is None:
         await conn.execute(statement, rows)
         return
     await conn.exec_driver_sql(plan.sql, _bulk_params(plan, rows))
+
+
+def _plan_for(
+    statement: UpdateBase, dialect: Dialect, rows: list[dict[str, Any]]
+) -> _BulkPlan | None:
+    """The cached plan for `statement` with the keys of `rows` (None: Core must run it)."""
+    keys = tuple(rows[0])
+    cache_key = (id(statement), keys)
+    if cache_key not in _bulk_plans:
+        _bulk_plans[cache_key] = _bulk_plan(statement, dialect, keys)
+    return _bulk_plans[cache_key]
 
 
 def _bulk_params(plan: _BulkPlan, rows: list[dict[str, Any]]) -> list[Any]:
@@ -357,19 +364,11 @@ async def defer_many(
     if conn.dialect.name == "sqlite":
         fairy = conn.sync_connection.connection if conn.sync_connection else None
         adapted = getattr(fairy, "dbapi_connection", None)
-    if not isinstance(adapted, OneHopConnection):
-        result = await conn.execute(statement, rows)
-        if on_rowcount is not None:
-            on_rowcount(result.rowcount)
-        return
-    keys = tuple(rows[0])
-    cache_key = (id(statement), keys)
-    if cache_key not in _bulk_plans:
-        _bulk_plans[cache_key] = _bulk_plan(statement, conn.dialect, keys)
-    plan = _bulk_plans[cache_key]
-    if plan is None:
-        result = await conn.execute(statement, rows)
-        if on_rowcount is not None:
-            on_rowcount(result.rowcount)
-        return
-    adapted.deferred.append(_Deferred(plan.sql, _bulk_params(plan, rows), on_rowcount))
+    if isinstance(adapted, OneHopConnection):
+        plan = _plan_for(statement, conn.dialect, rows)
+        if plan is not None:
+            adapted.deferred.append(_Deferred(plan.sql, _bulk_params(plan, rows), on_rowcount))
+            return
+    result = await conn.execute(statement, rows)
+    if on_rowcount is not None:
+        on_rowcount(result.rowcount)
