@@ -14,7 +14,6 @@ retried alone, so one bad contact fails alone and the rest still land.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import json
 import logging
@@ -69,6 +68,10 @@ class _Job:
 UnitWrite = Callable[[AsyncConnection, list[Prepared]], Awaitable[None]]
 
 
+class _Stop:
+    """Queued by `Ingestor.stop`: the writer ends when it takes this."""
+
+
 @dataclass(slots=True)
 class _Unit:
     """Contacts stored all together or not at all, with `extra` in the same transaction."""
@@ -99,7 +102,7 @@ class Ingestor:
         self.region = region
         self.batch_max = batch_max
         self.max_queue = max_queue
-        self._queue: asyncio.Queue[_Job | _Unit] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Job | _Unit | _Stop] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self.batches = 0  # for /metrics-style introspection and tests
         # Recipient address as received -> team of a new lead. Parsing a phone
@@ -117,11 +120,13 @@ class Ingestor:
         """Finish what is queued, then stop the writer."""
         if self._writer is None:
             return
-        await self._queue.join()
-        self._writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._writer
-        self._writer = None
+        # New work is refused from here (RuntimeError; the event log then writes alone).
+        # What was queued before is stored, then the writer ends at the marker: not
+        # cancelled, which left work queued in between waiting forever (the event
+        # store's last write did, and Hub.stop with it).
+        writer, self._writer = self._writer, None
+        self._queue.put_nowait(_Stop())
+        await writer
 
     async def ingest(self, contact: InboundContact) -> IngestResult:
         """Store one contact; returns after its commit. Raises IngestError for bad input."""
@@ -165,9 +170,17 @@ class Ingestor:
 
     async def _run(self) -> None:
         while True:
-            got = [await self._queue.get()]
-            while len(got) < self.batch_max and not self._queue.empty():
-                got.append(self._queue.get_nowait())
+            taken = [await self._queue.get()]
+            while (
+                len(taken) < self.batch_max
+                and not self._queue.empty()
+                and not isinstance(taken[-1], _Stop)
+            ):
+                taken.append(self._queue.get_nowait())
+            stopping = isinstance(taken[-1], _Stop)
+            if stopping:
+                self._queue.task_done()
+            got = [j for j in taken if not isinstance(j, _Stop)]
             jobs = [j for j in got if isinstance(j, _Job)]
             try:
                 if jobs:
@@ -183,6 +196,8 @@ class Ingestor:
             finally:
                 for _ in got:
                     self._queue.task_done()
+            if stopping:
+                return
 
     async def _process_unit(self, unit: _Unit) -> None:
         self.batches += 1
