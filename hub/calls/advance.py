@@ -19,7 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from channels.base import CallEvent, CallEventKind, CallProvider, Direction
 from hub.calls.callbacks import update_callbacks
 from hub.calls.group import Pending
-from hub.calls.users import map_users, team_members
+from hub.calls.pg import is_postgres, pop_cards_pg, read_calls, write_calls
+from hub.calls.users import map_users, phone_keys, resolve_users, team_members
 from hub.ingest.context import IngestResult
 from hub.records.lookup import asked_number, pop_cards
 from hub.runtime import Hub
@@ -41,6 +42,11 @@ _UPDATE_CALL = (
         ended_at=bindparam("ended_at"),
         cause=bindparam("cause"),
     )
+)
+# Built once (an expanding IN of (provider, call id) pairs): building it per group cost
+# its construction and its cache key every time.
+_CALLS = select(phone_call_t).where(
+    tuple_(phone_call_t.c.provider, phone_call_t.c.call_id).in_(bindparam("keys", expanding=True))
 )
 # Their results are not needed before the commit: on SQLite they ride along with the
 # transaction's next statement or its COMMIT (defer_many), not a round trip each.
@@ -98,18 +104,21 @@ class GroupAdvance:
             id(p): (p.items[0].result if p.items else None) for p in group
         }
         self.owners: dict[int, int | None] = {}
+        self.pg = is_postgres(conn)  # fewer, combined statements there (hub/calls/pg.py)
 
     async def run(self) -> None:
         conn, group = self.conn, self.group
         keys = [p.key for p in group]
-        rows = {
-            (r.provider, r.call_id): r
-            for r in await conn.execute(
-                select(phone_call_t).where(
-                    tuple_(phone_call_t.c.provider, phone_call_t.c.call_id).in_(keys)
-                )
-            )
-        }
+        region = self.hub.settings.voice.pbx.default_region
+        rows: dict[tuple[str, str], Any]
+        if self.pg:
+            # The PBX users the events name come with the calls' rows (one trip, not two).
+            asked = {n for p in group for n in (*p.event.users, p.event.answered_by) if n}
+            numbers = phone_keys(asked, region)
+            phones = sorted({n for n in numbers.values() if n.startswith("+")})
+            rows, user_rows = await read_calls(conn, keys, sorted(asked), phones)
+        else:
+            rows = {(r.provider, r.call_id): r for r in await conn.execute(_CALLS, {"keys": keys})}
         await self._customers()
         # Team members, read only for the teams that need them: whom Twilio rings
         # (assignment), and below, pops that ring no known agent (the team's online ones).
@@ -117,16 +126,17 @@ class GroupAdvance:
         members = await team_members(conn, twilio) if twilio else {}
         for p in group:
             await self._decide(p, rows.get(p.key), self.owners.get(id(p)), members)
-        users = await map_users(
-            conn,
-            (
-                name
-                for p in group
-                if p.outcome.after is not None
-                for name in (*p.outcome.after.ringing, p.outcome.after.answered_by or "")
-            ),
-            self.hub.settings.voice.pbx.default_region,
-        )
+        names = {
+            name
+            for p in group
+            if p.outcome.after is not None
+            for name in (*p.outcome.after.ringing, p.outcome.after.answered_by)
+            if name
+        }
+        if self.pg and names <= asked:
+            users = resolve_users(names, numbers, user_rows)
+        else:  # names from the calls' rows or from assignment (a later event, Twilio)
+            users = await map_users(conn, names, region)
         unnamed = {
             p.outcome.route_team_id or p.outcome.team_id
             for p in group
@@ -173,7 +183,8 @@ class GroupAdvance:
                 wanted.append((p, out.customer_id, asked_number(number, region)))
         if not wanted:
             return
-        cards = await pop_cards(self.conn, [(cid, asked) for _, cid, asked in wanted])
+        read = pop_cards_pg if self.pg else pop_cards
+        cards = await read(self.conn, [(cid, asked) for _, cid, asked in wanted])
         for index, (p, cid, _) in enumerate(wanted):
             p.outcome.cards = cards.get((index, cid))
 
@@ -269,6 +280,9 @@ class GroupAdvance:
                         "meta": _summary(event, after, users),
                     }
                 )
+        if self.pg:
+            await write_calls(self.conn, inserts, updates, metas)
+            return
         if inserts:
             await defer_many(self.conn, _INSERT_CALL, inserts)
         if updates:

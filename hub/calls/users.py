@@ -3,7 +3,8 @@ stay raw."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -28,9 +29,7 @@ async def map_users(
     wanted = {r for r in raw if r}
     if not wanted:
         return {}
-    # Only what could be a number is parsed (a parse costs ~25 µs; usernames are not).
-    numbers = {r: number_key(r, region) for r in wanted if sum(c.isdigit() for c in r) >= 6}
-    e164 = {n for n in numbers.values() if n.startswith("+")}
+    numbers = phone_keys(wanted, region)
     rows = (
         await conn.execute(
             select(
@@ -46,12 +45,24 @@ async def map_users(
                     user_t.c.pbx_id.in_(wanted),
                     user_t.c.username.in_(wanted),
                     user_t.c.phone_extension.in_(wanted),
-                    user_t.c.phone.in_(e164),
+                    user_t.c.phone.in_({n for n in numbers.values() if n.startswith("+")}),
                 )
             )
             .order_by(user_t.c.id)
         )
     ).all()
+    return resolve_users(wanted, numbers, rows)
+
+
+def phone_keys(wanted: Iterable[str], region: str) -> dict[str, str]:
+    """The values that could be a phone number, with their number keys (E.164 when
+    they parse). Only these are parsed (a parse costs ~25 µs; usernames are not)."""
+    return {r: number_key(r, region) for r in wanted if sum(c.isdigit() for c in r) >= 6}
+
+
+def resolve_users(wanted: set[str], numbers: dict[str, str], rows: Sequence[Any]) -> dict[str, int]:
+    """`map_users`' answer from the candidate rows (id, pbx id, username, extension,
+    phone; by id), which may hold more users than `wanted` asks for."""
     found: dict[str, int] = {}
     for column in (1, 2, 3):
         for row in rows:
@@ -60,7 +71,7 @@ async def map_users(
                 found[value] = row[0]
     by_phone = {row[4]: row[0] for row in reversed(rows) if row[4]}  # lowest id wins
     for value, key in numbers.items():
-        if value not in found and key in by_phone:
+        if value in wanted and value not in found and key in by_phone:
             found[value] = by_phone[key]
     return found
 
