@@ -17,9 +17,15 @@ from sqlalchemy import bindparam, func, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from channels.base import CallEvent, CallEventKind, CallProvider, Direction
-from hub.calls.callbacks import update_callbacks
+from hub.calls.callbacks import callback_step, update_callbacks
 from hub.calls.group import Pending
-from hub.calls.pg import is_postgres, pop_cards_pg, read_calls, write_calls
+from hub.calls.pg import (
+    is_postgres,
+    pop_cards_pg,
+    read_calls,
+    write_calls,
+    write_calls_and_cards,
+)
 from hub.calls.users import map_users, phone_keys, resolve_users, team_members
 from hub.ingest.context import IngestResult
 from hub.records.lookup import asked_number, pop_cards
@@ -146,13 +152,29 @@ class GroupAdvance:
         }
         if unnamed:
             members.update(await team_members(conn, unnamed))
-        await self._write(rows, users, members)
-        due = self.hub.settings.voice.callback_due_minutes
-        for p in group:
-            if self.results[id(p)] is not None:
+        inserts, updates, metas = self._rows(rows, users, members)
+        wanted = self._wanted_pops()
+        callbacks = [
+            p
+            for p in group
+            if self.results[id(p)] is not None
+            and callback_step(p.outcome.event or p.event, p.outcome) is not None
+        ]
+        asks = [(cid, asked) for _, cid, asked in wanted]
+        if self.pg and wanted and not callbacks:
+            # One trip for the writes and the cards read after them (no call-back
+            # task is written in between, which the cards would have to show).
+            cards = await write_calls_and_cards(conn, inserts, updates, metas, asks)
+        else:
+            await self._write(inserts, updates, metas)
+            due = self.hub.settings.voice.callback_due_minutes
+            for p in callbacks:
                 event = p.outcome.event or p.event
                 await update_callbacks(conn, event, p.outcome, self.owners.get(id(p)), due)
-        await self._pop_cards()
+            read = pop_cards_pg if self.pg else pop_cards
+            cards = await read(conn, asks) if wanted else {}
+        for index, (p, cid, _) in enumerate(wanted):
+            p.outcome.cards = cards.get((index, cid))
         for p in group:
             for item in p.items:
                 # The call's events announce its history entry (they carry its ids) to
@@ -161,14 +183,15 @@ class GroupAdvance:
                 # "screen pop": ~50 frames per call, which cost more than the pop).
                 item.announce = False
 
-    async def _pop_cards(self) -> None:
-        """The caller cards of the group's new pops, read here, in the transaction that
-        stores them (after its writes: the card shows this call too), not by the stream
-        after the commit: a separate read of its own cost each pop ~8 ms at 200 calls/s
-        (bench/README.md, screen pop). The stream renders frames that come without."""
+    def _wanted_pops(self) -> list[tuple[Pending, int, dict[str, Any]]]:
+        """The group's new pops with a known caller, whose cards `run` reads in the
+        transaction that stores them (after its writes: the card shows this call too),
+        not the stream after the commit: a separate read of its own cost each pop ~8 ms
+        at 200 calls/s (bench/README.md, screen pop). The stream renders frames that
+        come without."""
         region = self.hub.events.pop_region
         if region is None:
-            return
+            return []
         wanted: list[tuple[Pending, int, dict[str, Any]]] = []
         for p in self.group:
             out = p.outcome
@@ -181,12 +204,7 @@ class GroupAdvance:
             ):
                 number = (out.event or p.event).from_number
                 wanted.append((p, out.customer_id, asked_number(number, region)))
-        if not wanted:
-            return
-        read = pop_cards_pg if self.pg else pop_cards
-        cards = await read(self.conn, [(cid, asked) for _, cid, asked in wanted])
-        for index, (p, cid, _) in enumerate(wanted):
-            p.outcome.cards = cards.get((index, cid))
+        return wanted
 
     async def _customers(self) -> None:
         """The customer, team and owner of each call: routing read them for a contact
@@ -225,12 +243,14 @@ class GroupAdvance:
             if p.outcome.team_id is None and p.items:
                 p.outcome.team_id = p.items[0].lead_team_id
 
-    async def _write(
+    def _rows(
         self,
         rows: dict[tuple[str, str], Any],
         users: dict[str, int],
         members: dict[int | None, set[int]],
-    ) -> None:
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+        """Each call's audience, and the group's call rows to insert and update and its
+        history entries' summaries."""
         online = self.hub.presence.online()
         inserts: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
@@ -280,6 +300,14 @@ class GroupAdvance:
                         "meta": _summary(event, after, users),
                     }
                 )
+        return inserts, updates, metas
+
+    async def _write(
+        self,
+        inserts: list[dict[str, Any]],
+        updates: list[dict[str, Any]],
+        metas: list[dict[str, Any]],
+    ) -> None:
         if self.pg:
             await write_calls(self.conn, inserts, updates, metas)
             return

@@ -136,8 +136,7 @@ def _aware(value: datetime | None) -> datetime | None:
 
 # The inserts, the updates and the summaries are different rows: one snapshot serves
 # them all (PostgreSQL runs every data-modifying CTE, referenced or not).
-_WRITE = text(
-    """
+_WRITES = """
     WITH inserted AS (
       INSERT INTO phone_call (provider, call_id, direction, from_number, to_number, state,
                               customer_id, interaction_id, ringing, answered_by, cause,
@@ -164,41 +163,39 @@ _WRITE = text(
       FROM unnest(:m_id, :m_direction, :m_meta) AS m(id, direction, meta)
       WHERE interaction.id = m.id
     )
-    SELECT 1
-    """
-).bindparams(
-    *(
-        bindparam(name, type_=ARRAY(type_))
-        for name, type_ in (
-            ("i_provider", String()),
-            ("i_call_id", String()),
-            ("i_direction", String()),
-            ("i_from", String()),
-            ("i_to", String()),
-            ("i_state", String()),
-            ("i_customer", Integer()),
-            ("i_interaction", Integer()),
-            ("i_ringing", Text()),
-            ("i_answered_by", String()),
-            ("i_cause", String()),
-            ("i_started", DateTime(timezone=True)),
-            ("i_answered_at", DateTime(timezone=True)),
-            ("i_ended", DateTime(timezone=True)),
-            ("i_route_team", Integer()),
-            ("u_provider", String()),
-            ("u_call_id", String()),
-            ("u_state", String()),
-            ("u_ringing", Text()),
-            ("u_answered_by", String()),
-            ("u_answered_at", DateTime(timezone=True)),
-            ("u_ended", DateTime(timezone=True)),
-            ("u_cause", String()),
-            ("m_id", Integer()),
-            ("m_direction", String()),
-            ("m_meta", Text()),
-        )
+"""
+_WRITE_BINDS = [
+    bindparam(name, type_=ARRAY(type_))
+    for name, type_ in (
+        ("i_provider", String()),
+        ("i_call_id", String()),
+        ("i_direction", String()),
+        ("i_from", String()),
+        ("i_to", String()),
+        ("i_state", String()),
+        ("i_customer", Integer()),
+        ("i_interaction", Integer()),
+        ("i_ringing", Text()),
+        ("i_answered_by", String()),
+        ("i_cause", String()),
+        ("i_started", DateTime(timezone=True)),
+        ("i_answered_at", DateTime(timezone=True)),
+        ("i_ended", DateTime(timezone=True)),
+        ("i_route_team", Integer()),
+        ("u_provider", String()),
+        ("u_call_id", String()),
+        ("u_state", String()),
+        ("u_ringing", Text()),
+        ("u_answered_by", String()),
+        ("u_answered_at", DateTime(timezone=True)),
+        ("u_ended", DateTime(timezone=True)),
+        ("u_cause", String()),
+        ("m_id", Integer()),
+        ("m_direction", String()),
+        ("m_meta", Text()),
     )
-)
+]
+_WRITE = text(_WRITES + "SELECT 1").bindparams(*_WRITE_BINDS)
 
 
 async def write_calls(
@@ -208,9 +205,13 @@ async def write_calls(
     metas: list[dict[str, Any]],
 ) -> None:
     """advance.py's `_INSERT_CALL`, `_UPDATE_CALL` and `_UPDATE_META` rows, in one statement."""
-    if not (inserts or updates or metas):
-        return
+    if inserts or updates or metas:
+        await conn.execute(_WRITE, _write_params(inserts, updates, metas))
 
+
+def _write_params(
+    inserts: list[dict[str, Any]], updates: list[dict[str, Any]], metas: list[dict[str, Any]]
+) -> dict[str, Any]:
     def col(rows: list[dict[str, Any]], key: str) -> list[Any]:
         return [r[key] for r in rows]
 
@@ -222,37 +223,34 @@ async def write_calls(
     def times(rows: list[dict[str, Any]], key: str) -> list[Any]:
         return [_aware(r[key]) for r in rows]
 
-    await conn.execute(
-        _WRITE,
-        {
-            "i_provider": col(inserts, "provider"),
-            "i_call_id": col(inserts, "call_id"),
-            "i_direction": col(inserts, "direction"),
-            "i_from": col(inserts, "from_number"),
-            "i_to": col(inserts, "to_number"),
-            "i_state": col(inserts, "state"),
-            "i_customer": col(inserts, "customer_id"),
-            "i_interaction": col(inserts, "interaction_id"),
-            "i_ringing": dumped(inserts, "ringing"),
-            "i_answered_by": col(inserts, "answered_by"),
-            "i_cause": col(inserts, "cause"),
-            "i_started": times(inserts, "started_at"),
-            "i_answered_at": times(inserts, "answered_at"),
-            "i_ended": times(inserts, "ended_at"),
-            "i_route_team": col(inserts, "route_team_id"),
-            "u_provider": col(updates, "k_provider"),
-            "u_call_id": col(updates, "k_call_id"),
-            "u_state": col(updates, "state"),
-            "u_ringing": dumped(updates, "ringing"),
-            "u_answered_by": col(updates, "answered_by"),
-            "u_answered_at": times(updates, "answered_at"),
-            "u_ended": times(updates, "ended_at"),
-            "u_cause": col(updates, "cause"),
-            "m_id": col(metas, "k_id"),
-            "m_direction": col(metas, "direction"),
-            "m_meta": dumped(metas, "meta"),
-        },
-    )
+    return {
+        "i_provider": col(inserts, "provider"),
+        "i_call_id": col(inserts, "call_id"),
+        "i_direction": col(inserts, "direction"),
+        "i_from": col(inserts, "from_number"),
+        "i_to": col(inserts, "to_number"),
+        "i_state": col(inserts, "state"),
+        "i_customer": col(inserts, "customer_id"),
+        "i_interaction": col(inserts, "interaction_id"),
+        "i_ringing": dumped(inserts, "ringing"),
+        "i_answered_by": col(inserts, "answered_by"),
+        "i_cause": col(inserts, "cause"),
+        "i_started": times(inserts, "started_at"),
+        "i_answered_at": times(inserts, "answered_at"),
+        "i_ended": times(inserts, "ended_at"),
+        "i_route_team": col(inserts, "route_team_id"),
+        "u_provider": col(updates, "k_provider"),
+        "u_call_id": col(updates, "k_call_id"),
+        "u_state": col(updates, "state"),
+        "u_ringing": dumped(updates, "ringing"),
+        "u_answered_by": col(updates, "answered_by"),
+        "u_answered_at": times(updates, "answered_at"),
+        "u_ended": times(updates, "ended_at"),
+        "u_cause": col(updates, "cause"),
+        "m_id": col(metas, "k_id"),
+        "m_direction": col(metas, "direction"),
+        "m_meta": dumped(metas, "meta"),
+    }
 
 
 class _Customer(NamedTuple):
@@ -298,8 +296,7 @@ class _Task(NamedTuple):
 
 # The orders and limits of hub/records/lookup.py's `_MANY_PARTS` and `_MANY_TAGS`, per
 # customer through its indexes (customer_id first), so the cards are the same.
-_CARDS = text(
-    f"""
+_CARDS_SQL = f"""
     SELECT c.id, c.name, c.company, c.kind, c.team_id, c.owner_id,
            t.name AS team_name, u.username AS owner_username,
            u.display_name AS owner_display_name,
@@ -322,8 +319,13 @@ _CARDS = text(
     LEFT OUTER JOIN team t ON t.id = c.team_id
     LEFT OUTER JOIN app_user u ON u.id = c.owner_id
     WHERE c.id = ANY(:ids)
-    """
-).bindparams(bindparam("ids", type_=ARRAY(Integer)))
+"""
+_IDS = bindparam("ids", type_=ARRAY(Integer))
+_CARDS = text(_CARDS_SQL).bindparams(_IDS)
+# The writes and the cards in one statement: the cards' read sees the database as it
+# was before the statement (one snapshot), so it sees the history entries (stored by
+# an earlier statement) but not the direction the summaries set (fixed in Python).
+_WRITE_AND_CARDS = text(_WRITES + _CARDS_SQL).bindparams(*_WRITE_BINDS, _IDS)
 
 
 async def pop_cards_pg(
@@ -334,7 +336,35 @@ async def pop_cards_pg(
     ids = sorted({cid for cid, _ in wanted})
     if not ids:
         return {}
-    rows = {r.id: r for r in await conn.execute(_CARDS, {"ids": ids})}
+    return _cards(wanted, await conn.execute(_CARDS, {"ids": ids}), {})
+
+
+async def write_calls_and_cards(
+    conn: AsyncConnection,
+    inserts: list[dict[str, Any]],
+    updates: list[dict[str, Any]],
+    metas: list[dict[str, Any]],
+    wanted: Sequence[tuple[int, dict[str, Any]]],
+) -> dict[tuple[int, int], PopCards]:
+    """`write_calls`, then `pop_cards_pg`, in one statement: the cards are those a read
+    after the writes gives (nothing else the cards show may change in between: the
+    caller runs no other write, e.g. a call-back task's, between the two)."""
+    ids = sorted({cid for cid, _ in wanted})
+    if not ids:
+        await write_calls(conn, inserts, updates, metas)
+        return {}
+    params = _write_params(inserts, updates, metas)
+    params["ids"] = ids
+    directions = {m["k_id"]: m["direction"] for m in metas}
+    return _cards(wanted, await conn.execute(_WRITE_AND_CARDS, params), directions)
+
+
+def _cards(
+    wanted: Sequence[tuple[int, dict[str, Any]]], result: Any, directions: dict[int, str]
+) -> dict[tuple[int, int], PopCards]:
+    """The cards from the rows of `_CARDS_SQL`; `directions`: the history entries whose
+    direction the same statement set (its read saw them before)."""
+    rows = {r.id: r for r in result}
     cards: dict[tuple[int, int], PopCards] = {}
     for index, (cid, asked) in enumerate(wanted):
         r = rows.get(cid)
@@ -344,10 +374,14 @@ async def pop_cards_pg(
         team = _team_of(customer)
         other = _empty("other_team", asked)
         other.update(customer={"name": customer.name}, team=team)
+        recent = [_Interaction(*i) for i in r.recent]
+        if directions:
+            recent = [
+                i._replace(direction=directions[i.id]) if i.id in directions else i for i in recent
+            ]
         known = _known(
             asked, customer, team, _owner_of(customer), list(r.tags),
-            [_Conversation(*v) for v in r.conversations],
-            [_Interaction(*i) for i in r.recent],
+            [_Conversation(*v) for v in r.conversations], recent,
             [_Task(*k) for k in r.tasks],
         )  # fmt: skip
         cards[(index, cid)] = PopCards(known, other)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlmodel import select
 
-from hub.calls.pg import pop_cards_pg, read_calls, write_calls
+from hub.calls.pg import pop_cards_pg, read_calls, write_calls, write_calls_and_cards
 from hub.calls.users import map_users, phone_keys, resolve_users
 from hub.records.auth import create_user
 from hub.records.lookup import asked_number, pop_cards
@@ -57,7 +57,7 @@ async def test_pop_cards_in_one_statement_are_the_portable_ones(db: Database) ->
                 status=st,
                 assignee_id=anna.id if i % 2 else None,
                 last_activity_at=T0 + timedelta(hours=i % 3),
-            )  # fmt: skip
+            )
             for i, (ch, st) in enumerate(
                 [("phone", "open"), ("sms", "pending"), ("email", "closed")] * 9
             )
@@ -77,7 +77,7 @@ async def test_pop_cards_in_one_statement_are_the_portable_ones(db: Database) ->
                     sender="+49301234567",
                     recipient="+49305550100",
                     delivery_status="delivered" if i % 4 == 0 else None,
-                )  # fmt: skip
+                )
                 for i in range(9)
             ]
         )
@@ -89,7 +89,7 @@ async def test_pop_cards_in_one_statement_are_the_portable_ones(db: Database) ->
                     done=i % 5 == 4,
                     due_at=None if i % 3 == 0 else T0 + timedelta(days=i % 2),
                     assignee_id=anna.id if i % 2 else None,
-                )  # fmt: skip
+                )
                 for i in range(25)
             ]
         )
@@ -158,7 +158,7 @@ async def test_calls_written_and_read_back_in_one_statement_each(db: Database) -
                 state="ringing",
                 ringing=["w1"],
                 started_at=T0,
-            )  # fmt: skip
+            )
         )
     async with db.write() as s:
         conn = await s.connection()
@@ -198,3 +198,46 @@ async def test_calls_written_and_read_back_in_one_statement_each(db: Database) -
     )  # fmt: skip
     assert stored is not None
     assert (stored.direction, stored.meta) == ("out", {"call": {"state": "ringing"}})
+
+
+async def test_writes_and_cards_in_one_statement_give_the_cards_read_after(db: Database) -> None:
+    """The cards read in the statement that writes are those a read after the writes
+    gives, the direction the summary sets on the call's own entry included."""
+    alice = await add_customer(db, ("phone", "+49301234567"), name="Alice")
+    async with db.write() as s:
+        entries = [
+            Interaction(
+                customer_id=alice,
+                channel="phone",
+                direction="in",
+                occurred_at=T0 + timedelta(minutes=i),
+            )
+            for i in range(2)
+        ]
+        s.add_all(entries)
+    own = entries[1].id
+    asked = asked_number("+49301234567", "DE")
+    async with db.write() as s:
+        conn = await s.connection()
+        cards = await write_calls_and_cards(
+            conn,
+            [
+                {
+                    "provider": "pbx", "call_id": "out1", "direction": "out",
+                    "from_number": "+49305550100", "to_number": "+49301234567",
+                    "started_at": T0, "customer_id": alice, "interaction_id": own,
+                    "route_team_id": None, "state": "ringing", "ringing": ["w1"],
+                    "answered_by": None, "answered_at": None, "ended_at": None, "cause": None,
+                }
+            ],
+            [],
+            [{"k_id": own, "direction": "out", "meta": {"call": {"state": "ringing"}}}],
+            [(alice, asked)],
+        )  # fmt: skip
+        after = await pop_cards(conn, [(alice, asked)])
+    assert cards == after
+    recent = cards[(0, alice)].known["recent_interactions"]
+    assert [(i["id"], i["direction"]) for i in recent] == [(own, "out"), (entries[0].id, "in")]
+    async with db.read() as s:
+        rows, _ = await read_calls(await s.connection(), [("pbx", "out1")], [], [])
+    assert rows[("pbx", "out1")].direction == "out"
