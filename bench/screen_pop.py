@@ -105,6 +105,12 @@ def start_nodes(
     return ports, pids
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 # --- the load process --------------------------------------------------------------------------
 
 
@@ -336,9 +342,11 @@ def main(argv: list[str] | None = None) -> int:
             "--rates", ",".join(str(r) for r in args.rates),
             "--via", args.via, "--ring", str(args.ring),
         ]  # fmt: skip
+        cpu_before = [cpu_seconds(pid) for pid in pids]
         with profiling(children, pids[0], args.profile, tmp):
             proc = children.start(cmd, env, tmp / "load.log")
             code = proc.wait()
+        cpu_used = [cpu_seconds(pid) - before for pid, before in zip(pids, cpu_before, strict=True)]
         if code != 0:
             raise SystemExit(f"bench: load failed:\n{(tmp / 'load.log').read_text()[-3000:]}")
         lines = (tmp / "load.log").read_text().strip().splitlines()
@@ -356,6 +364,10 @@ def main(argv: list[str] | None = None) -> int:
             goal_ms=goal,
             highest_rate_p99_under_goal=sustained(result["steps"], goal),
         )
+        # CPU of each node per webhook over the whole load, warm-up step included: less
+        # sensitive than the latencies to what else runs on a shared machine.
+        webhooks = sum(int(rate * args.seconds) for rate in [args.rates[0], *args.rates])
+        result["node_cpu_ms_per_webhook"] = [round(1000 * c / webhooks, 3) for c in cpu_used]
         out.write_text(json.dumps(result))
         if args.json:
             print(json.dumps(result, indent=2))
@@ -378,6 +390,7 @@ def main(argv: list[str] | None = None) -> int:
                     f" p50 {s['answer_p50_ms']} p99 {s['answer_p99_ms']} ms"
                 )
             print(f"highest rate with p99 < {goal:.0f} ms: {result['highest_rate_p99_under_goal']}")
+            print(f"node CPU per webhook (ms, node A first): {result['node_cpu_ms_per_webhook']}")
         return 0
     finally:
         children.stop_all()
