@@ -24,9 +24,7 @@ from phonenumbers import PhoneMetadata
 # Dot-atoms of letters, digits, `_`, `+`, `-` before the @; LDH labels (at least two,
 # each at most 63 characters, as the full rule's IDNA and label checks require) after.
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_PLAIN_ADDRESS = re.compile(
-    rf"([A-Za-z0-9_+\-]+(?:\.[A-Za-z0-9_+\-]+)*)@({_LABEL}(?:\.{_LABEL})+)"
-)
+_PLAIN_ADDRESS = re.compile(rf"([A-Za-z0-9_+\-]+(?:\.[A-Za-z0-9_+\-]+)*)@({_LABEL}(?:\.{_LABEL})+)")
 # `Alice Example <alice@example.org>`: words of letters and digits, one space apart.
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9]+(?: [A-Za-z0-9]+)*")
 
@@ -132,7 +130,11 @@ def plain_e164(text: str, region: str) -> str | None:
     else:
         return None
     cc = info.country_code
-    if not info.zero_prefix or not international.startswith(cc) or _first_country_code(international) != cc:
+    if (
+        not info.zero_prefix
+        or not international.startswith(cc)
+        or _first_country_code(international) != cc
+    ):
         return None
     nsn = international[len(cc) :]
     if nsn[:1] in ("", "0") or len(nsn) not in info.possible:
