@@ -91,14 +91,21 @@ class LoopGuard:
     def _count_hit(self, key: str, at: datetime) -> int:
         self._forget_stale(at)
         start = at - self.window
-        times = [t for t in self._seen.pop(key, []) if t > start]
+        before = self._seen.pop(key, None)
+        if not before:  # a first mail in the window (most senders): counts 1
+            self._seen[key] = [at]
+            while len(self._seen) > self.max_senders:
+                self._forget(next(iter(self._seen)))
+            return 1
+        times = [t for t in before if t > start]
         times.append(at)
         # The newest arrivals are what tells a loop; older ones add nothing.
         del times[: -(self.max_messages + 1)]
         self._seen[key] = times
         while len(self._seen) > self.max_senders:
             self._forget(next(iter(self._seen)))
-        return self.count(key, at)
+        # = count(key, at): every kept time is after `start`
+        return sum(1 for t in times if t <= at)
 
     def count(self, sender: str, at: datetime) -> int:
         """Mails of `sender` counted in the window ending at `at` (at most max_messages + 1)."""

@@ -262,8 +262,8 @@ class EventStream:
 
     async def _prune_in(self, conn: AsyncConnection) -> None:
         newest = (
-            await conn.execute(select(event_log_t.c.id).order_by(event_log_t.c.id.desc()))
-        ).scalar()
+            await conn.execute(select(event_log_t.c.id).order_by(event_log_t.c.id.desc()).limit(1))
+        ).scalar()  # LIMIT 1: without it the driver fetched every kept id (~6 ms a prune)
         if newest is None:
             return
         cutoff = utcnow() - timedelta(hours=self.keep_hours)

@@ -24,7 +24,7 @@ from hub.ingest.context import BatchContext, Prepared
 from hub.outbox.queue import OutboxStatus
 from hub.records.identity import InvalidIdentity, normalize_email
 from hub.store.models import IdentityKind, UTCDateTime
-from hub.store.sqlite_driver import execute_many
+from hub.store.sqlite_driver import defer_many, execute_many
 from hub.store.tables import identity_t, interaction_t, outbox_t
 from routing.base import DecisionKey
 from routing.dsn import RecipientStatus
@@ -170,7 +170,9 @@ async def apply_bounces(
             continue  # its identity was inserted just now, with no mark
         if bounced is None or item.contact.occurred_at > bounced:
             clears[addr] = None
-    await execute_many(conn, _CLEAR_MARK, [{"addr": a} for a in clears])
+    # Nobody waits for its outcome: on SQLite it rides with the batch's next statement
+    # or its commit (it ran in a round trip of its own in every batch with email).
+    await defer_many(conn, _CLEAR_MARK, [{"addr": a} for a in clears])
 
 
 async def _mark_bounced(

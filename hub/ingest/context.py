@@ -321,17 +321,21 @@ _OPEN_OF_CUSTOMERS = (
     .where(conversation_t.c.status.in_(ACTIVE_STATUSES))
     .order_by(conversation_t.c.last_activity_at, conversation_t.c.id)
 )
+# All channels of a batch in one statement (one round trip, not one per channel); the
+# (channel, provider id) index answers `channel IN (..) AND provider_id IN (..)`, and
+# pairs of one channel's id with another channel are dropped after.
 _EXISTING = (
     select(
         interaction_t.c.id,
         interaction_t.c.customer_id,
         interaction_t.c.conversation_id,
+        interaction_t.c.channel,
         interaction_t.c.provider_id,
         interaction_t.c.meta,
         customer_t.c.team_id,
     )
     .join(customer_t, customer_t.c.id == interaction_t.c.customer_id)
-    .where(interaction_t.c.channel == bindparam("channel"))
+    .where(interaction_t.c.channel.in_(bindparam("channels", expanding=True)))
     .where(interaction_t.c.provider_id.in_(bindparam("pids", expanding=True)))
 )
 _MATCH: dict[int, Select[Any]] = {}
@@ -378,17 +382,23 @@ async def find_existing(
 ) -> dict[tuple[str, str], IngestResult]:
     """Interactions already stored for these (channel, provider id) keys."""
     found: dict[tuple[str, str], IngestResult] = {}
-    for channel, pids in grouped(keys).items():
-        rows = await conn.execute(_EXISTING, {"channel": channel, "pids": pids})
+    by_channel = grouped(keys)
+    pids = sorted({pid for _, pid in keys})
+    for i in range(0, len(pids), IN_CHUNK):
+        rows = await conn.execute(
+            _EXISTING, {"channels": sorted(by_channel), "pids": pids[i : i + IN_CHUNK]}
+        )
         for row in rows:
-            found[(channel, row.provider_id)] = IngestResult(
-                row.id,
-                row.customer_id,
-                row.conversation_id,
-                duplicate=True,
-                team_id=row.team_id,
-                reply=(row.meta or {}).get(REPLY_KEY),
-            )
+            key = (row.channel, row.provider_id)
+            if key in keys:
+                found[key] = IngestResult(
+                    row.id,
+                    row.customer_id,
+                    row.conversation_id,
+                    duplicate=True,
+                    team_id=row.team_id,
+                    reply=(row.meta or {}).get(REPLY_KEY),
+                )
     return found
 
 

@@ -46,6 +46,8 @@ MAX_PROVIDER_ID = 500
 # Tries of a transaction PostgreSQL aborted for a deadlock or serialization failure.
 TRANSIENT_TRIES = 3
 MAX_TEXT = 1_000_000
+# Event-loop turns a lone riding write waits for contacts to ride with (see _run).
+RIDE_TURNS = 4
 
 
 class IngestError(ValueError):
@@ -79,6 +81,9 @@ class _Unit:
     items: list[Prepared]
     extra: UnitWrite
     future: asyncio.Future[list[IngestResult]]
+    # A write of the node's own (write_through, e.g. the event log): may ride in the
+    # transaction of contacts taken with it instead of costing a commit of its own.
+    may_ride: bool = False
 
 
 class Ingestor:
@@ -153,24 +158,38 @@ class Ingestor:
         away, IngestError when any item cannot be stored or routed (nothing of
         the unit is stored then; the caller may retry item by item).
         """
+        return await self._queue_unit(_Unit(list(items), extra, self._future()))
+
+    def _future(self) -> asyncio.Future[list[IngestResult]]:
         if self._writer is None:
             raise RuntimeError("Ingestor.start() was not called")
-        future: asyncio.Future[list[IngestResult]] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Unit(list(items), extra, future))
-        return await asyncio.shield(future)
+        return asyncio.get_running_loop().create_future()
+
+    async def _queue_unit(self, unit: _Unit) -> list[IngestResult]:
+        self._queue.put_nowait(unit)
+        return await asyncio.shield(unit.future)
 
     async def write_through(self, write: Callable[[AsyncConnection], Awaitable[None]]) -> None:
         """Run `write` in a transaction of this writer, after what is queued (for other
-        writes of the node, e.g. the event log's, that would contend for SQLite's lock)."""
+        writes of the node, e.g. the event log's, that would contend for SQLite's lock).
+
+        It rides in the transaction of the contacts taken with it when there are
+        any (one commit instead of two; should that transaction fail, the
+        contacts are stored without it and it runs alone)."""
 
         async def extra(conn: AsyncConnection, _items: list[Prepared]) -> None:
             await write(conn)
 
-        await self.ingest_unit([], extra)
+        await self._queue_unit(_Unit([], extra, self._future(), may_ride=True))
 
     async def _run(self) -> None:
         while True:
             taken = [await self._queue.get()]
+            if isinstance(taken[0], _Unit) and taken[0].may_ride and self._queue.empty():
+                # Alone: the callers the last commit released are about to queue their
+                # next contacts (a few loop turns away); ride with them.
+                for _ in range(RIDE_TURNS):
+                    await asyncio.sleep(0)
             while (
                 len(taken) < self.batch_max
                 and not self._queue.empty()
@@ -182,11 +201,11 @@ class Ingestor:
                 self._queue.task_done()
             got = [j for j in taken if not isinstance(j, _Stop)]
             jobs = [j for j in got if isinstance(j, _Job)]
+            riders = [u for u in got if isinstance(u, _Unit) and u.may_ride] if jobs else []
             try:
-                if jobs:
-                    await self._process(jobs)
+                rode = await self._process(jobs, riders) if jobs else False
                 for unit in got:
-                    if isinstance(unit, _Unit):
+                    if isinstance(unit, _Unit) and not (rode and unit.may_ride):
                         await self._process_unit(unit)
             except Exception as exc:  # never let the writer die; fail the batch instead
                 log.exception("ingest batch failed unexpectedly")
@@ -260,7 +279,8 @@ class Ingestor:
             self._team_of_recipient[recipient] = team
         return team
 
-    async def _process(self, jobs: list[_Job]) -> None:
+    async def _process(self, jobs: list[_Job], riders: list[_Unit]) -> bool:
+        """Store the jobs' contacts; whether `riders` were written (and answered) with them."""
         self.batches += 1
         # Same (channel, provider id) twice in one batch: one leader stores it,
         # the followers get the leader's answer.
@@ -274,11 +294,10 @@ class Ingestor:
             else:
                 leaders[key] = (prepared, [job])
         groups = list(leaders.values())
-        if not groups:
-            return
+        rode = False
         failures: dict[int, Exception] = {}
         try:
-            await self._store_batch([p for p, _ in groups])
+            rode = await self._store_with_riders([p for p, _ in groups], riders)
         except Exception as exc:
             if is_outage(exc):
                 # The database itself is away or locked: nothing of the batch is stored.
@@ -305,16 +324,39 @@ class Ingestor:
                     job.future.set_result(result)
                 else:
                     job.future.set_result(_as_duplicate(result))
+        if rode:
+            for unit in riders:
+                unit.future.set_result([])
         for prepared, _ in groups:
             if prepared.result is not None and not prepared.result.duplicate and prepared.announce:
                 self._publish(prepared)
+        return rode
 
-    async def _store_batch(self, items: list[Prepared]) -> None:
+    async def _store_with_riders(self, items: list[Prepared], riders: list[_Unit]) -> bool:
+        """`_store_batch` with the riders' writes in the same transaction; without them
+        when that fails (they then run alone, and cannot fail the contacts)."""
+        if riders:
+
+            async def ride(conn: AsyncConnection, stored: list[Prepared]) -> None:
+                for unit in riders:
+                    await unit.extra(conn, [])
+
+            try:
+                await self._store_batch(items, ride)
+                return True
+            except Exception:
+                log.info("ingest batch with %d riding writes failed; again without", len(riders))
+                for p in items:
+                    p.result = p.decision = None
+        await self._store_batch(items)
+        return False
+
+    async def _store_batch(self, items: list[Prepared], extra: UnitWrite | None = None) -> None:
         """`_store`, again when PostgreSQL aborted it for a deadlock with another node's
         batch (the other one committed meanwhile), before splitting it up."""
         for attempt in range(TRANSIENT_TRIES):
             try:
-                await self._store(items)
+                await self._store(items, extra=extra)
                 return
             except Exception as exc:
                 if not is_transient(exc) or attempt == TRANSIENT_TRIES - 1:

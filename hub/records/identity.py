@@ -21,6 +21,7 @@ from functools import lru_cache
 
 import phonenumbers
 
+from hub.records.plain_identity import plain_e164, plain_email
 from hub.store.models import IdentityKind
 
 _LOCAL_OK = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-\u0080-\U0010ffff]+$")
@@ -49,6 +50,14 @@ def normalize_email(raw: str) -> NormalIdentity:
     text = raw.strip()
     if not text:
         raise InvalidIdentity("empty email address")
+    plain = plain_email(text)
+    if plain is not None:
+        return NormalIdentity(IdentityKind.EMAIL, plain, text)
+    return _parse_email(raw, text)
+
+
+def _parse_email(raw: str, text: str) -> NormalIdentity:
+    """The full rule, for any address (`text` is `raw` stripped, not empty)."""
     parsed = getaddresses([text])
     if len(parsed) != 1:
         raise InvalidIdentity(f"more than one address in {raw!r}")
@@ -78,6 +87,14 @@ def normalize_email(raw: str) -> NormalIdentity:
 def _e164(text: str, region: str) -> str | None:
     """The E.164 form of a possible number, else None. Cached: phonenumbers costs
     ~20 us a call, and the same senders write (and are looked up) again and again."""
+    fast = plain_e164(text.replace("(0)", ""), region)  # what _parse_e164 reads
+    if fast is not None:
+        return fast
+    return _parse_e164(text, region)
+
+
+def _parse_e164(text: str, region: str) -> str | None:
+    """`_e164` through phonenumbers, for any input."""
     # "0049 (0)30-..." : the "(0)" trunk prefix is a common German habit that
     # phonenumbers would otherwise read as part of the number.
     cleaned = re.sub(r"\(0\)", "", text)

@@ -123,3 +123,45 @@ def test_metadata_check_accepts_what_json_encodes_and_nothing_else() -> None:
             assert encodes, value
     assert _plain_json(cases[0]) and _plain_json(cases[1])
     assert not _plain_json(cases[2]) and not _plain_json(cases[6])
+
+
+async def test_a_write_through_rides_with_contacts_in_one_commit(hub: Hub, db: Database) -> None:
+    """The event log's write joins the contacts' transaction: one batch, both stored."""
+    written: list[int] = []
+
+    async def write(conn: object) -> None:
+        written.append(hub.ingestor.batches)
+
+    batches = hub.ingestor.batches
+    contacts = [sms(f"+4917155570{i:02d}", f"SMr{i}") for i in range(3)]
+    results = await asyncio.gather(
+        hub.ingestor.write_through(write), *[hub.ingestor.ingest(c) for c in contacts]
+    )
+    assert results[0] is None and [r.duplicate for r in results[1:]] == [False] * 3
+    assert hub.ingestor.batches == batches + 1  # no transaction of its own
+    assert written == [batches + 1]
+    assert await stored(db) == ["SMr0", "SMr1", "SMr2"]
+
+
+async def test_a_failing_write_through_does_not_fail_the_contacts_it_rode_with(
+    hub: Hub, db: Database
+) -> None:
+    """It fails alone: the contacts are stored without it, then it runs alone and fails."""
+    tries = 0
+
+    async def write(conn: object) -> None:
+        nonlocal tries
+        tries += 1
+        raise ValueError("the event log refuses")
+
+    contacts = [sms(f"+4917155571{i:02d}", f"SMf{i}") for i in range(3)]
+    results = await asyncio.gather(
+        hub.ingestor.write_through(write),
+        *[hub.ingestor.ingest(c) for c in contacts],
+        return_exceptions=True,
+    )
+    assert type(results[0]).__name__ == "IngestError"
+    assert "the event log refuses" in str(results[0])
+    assert [type(r).__name__ for r in results[1:]] == ["IngestResult"] * 3
+    assert tries == 2  # riding, then alone
+    assert await stored(db) == ["SMf0", "SMf1", "SMf2"]
