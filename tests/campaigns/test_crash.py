@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import selectors
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -102,21 +103,38 @@ def _serve(cfg: Path) -> subprocess.Popen[str]:
         env=env,
     )
     assert proc.stdout is not None
-    # Bounded: a node that never says it serves fails the test with its output (a
-    # restarted node was seen to hang in start-up now and then), instead of hanging CI.
-    with selectors.DefaultSelector() as ready:
-        ready.register(proc.stdout, selectors.EVENT_READ)
-        if not ready.select(timeout=START_SECONDS):
-            proc.send_signal(signal.SIGABRT)  # faulthandler prints where every thread is
+    # A thread reads the node's output for as long as it runs: lines before the
+    # "serving" one are expected (a restarted node's dispatcher starts with the hub
+    # and logs the leases it takes over; reading "the rest" after such a line once
+    # hung the test, as the node never exits), and a pipe nobody drains would stop
+    # a node that logs a lot. Bounded: a node that never says it serves fails the
+    # test with its output and, through faulthandler, where each of its threads is.
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=_drain, args=(proc.stdout, lines), daemon=True).start()
+    seen: list[str] = []
+    deadline = time.monotonic() + START_SECONDS
+    while not (seen and seen[-1].startswith("crmhub serving on")):
+        try:
+            seen.append(lines.get(timeout=max(0.0, deadline - time.monotonic())))
+        except queue.Empty:
+            proc.send_signal(signal.SIGABRT)
             try:
-                out, _ = proc.communicate(timeout=10)
+                proc.wait(10)
             except subprocess.TimeoutExpired:
                 proc.kill()
-                out, _ = proc.communicate()
-            pytest.fail(f"crmhub serve printed nothing within {START_SECONDS} s:\n{out}")
-    line = proc.stdout.readline()
-    assert line.startswith("crmhub serving on"), line + proc.stdout.read()
+            time.sleep(0.5)  # the drain thread takes the rest
+            rest = "".join(lines.get() for _ in range(lines.qsize()))
+            pytest.fail(f"crmhub serve did not say it serves within {START_SECONDS} s:\n"
+                        + "".join(seen) + rest)  # fmt: skip
+        if seen[-1] == "":
+            pytest.fail("crmhub serve exited before serving:\n" + "".join(seen))
     return proc
+
+
+def _drain(stream: Any, lines: queue.Queue[str]) -> None:
+    for line in stream:
+        lines.put(line)
+    lines.put("")  # end of output: the node exited
 
 
 def _wait_for(check: Any, what: str, seconds: float = 60.0) -> None:

@@ -1,0 +1,246 @@
+"""Several small SELECTs in one round trip (`fetch_many`).
+
+A read that needs a handful of small queries (a caller card: tags, open
+conversations, recent interactions, open tasks) spent most of its time in
+round trips and in Core's per-statement work, not in the database: each
+query answers in tens of microseconds from cache.
+
+- SQLite: each statement is compiled once, all run in one trip to
+  aiosqlite's worker thread, and rows become named tuples through the same
+  result processors Core uses.
+- PostgreSQL: one statement whose columns are `array((SELECT row(...) ...))`
+  of each query (its WHERE, ORDER BY and LIMIT kept; the order of an array
+  built from an ordered subquery is that order); asyncpg decodes the
+  records with their native types, and the same result processors apply.
+
+Callers read the same values either way (`row.id`, datetimes as datetimes).
+Anything that cannot be done so — an expanding IN or other render-time
+parameters on SQLite, clashing parameter names, a transaction with writes
+waiting to ride along, an error — runs through Core one statement at a
+time, so the answer never depends on which path ran.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import namedtuple
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from operator import itemgetter
+from typing import Any
+
+import aiosqlite
+from sqlalchemy import Select, func, select
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hub.store.sqlite_driver import OneHopConnection
+
+
+@dataclass(frozen=True, slots=True)
+class _ReadPlan:
+    """A SELECT compiled once for SQLite: its SQL, how to order its parameters, how to read rows."""
+
+    statement: Select[Any]  # kept alive: plans are cached by id(statement)
+    sql: str
+    keys: tuple[str, ...]  # the parameter dict's keys, in order
+    constants: tuple[Any, ...]  # processed values of binds the caller does not pass (LIMIT 5)
+    order: Callable[[list[Any]], tuple[Any, ...]]
+    processors: tuple[tuple[int, Callable[[Any], Any]], ...]  # (column index, result processor)
+    row: Any  # the named tuple type of a row
+
+
+_plans: dict[tuple[int, tuple[str, ...]], _ReadPlan | None] = {}
+
+
+def _read_plan(statement: Select[Any], dialect: Dialect, keys: tuple[str, ...]) -> _ReadPlan | None:
+    """None when the statement needs more than plain binds (expanding IN, literal binds...)."""
+    compiled = statement.compile(dialect=dialect)
+    positions = compiled.positiontup or []
+    if (
+        not compiled.positional
+        or compiled.post_compile_params
+        or compiled.literal_execute_params
+        or compiled.escaped_bind_names
+    ):
+        return None
+    index = {key: i for i, key in enumerate(keys)}
+    constants: list[Any] = []
+    for name in positions:
+        bind = compiled.binds[name]
+        proc = bind.type._cached_bind_processor(dialect)
+        if name in index:
+            if proc is not None:  # keep it simple: the callers pass ids and plain text
+                return None
+            continue
+        if bind.required or bind.callable is not None:
+            return None
+        index[name] = len(keys) + len(constants)
+        constants.append(proc(bind.value) if proc else bind.value)
+    getter = itemgetter(*(index[name] for name in positions)) if positions else None
+
+    def order(values: list[Any]) -> tuple[Any, ...]:
+        if getter is None:
+            return ()
+        picked = getter(values)
+        return picked if len(positions) > 1 else (picked,)
+
+    reader = _row_reader(statement, dialect)
+    if reader is None:
+        return None
+    row, processors = reader
+    return _ReadPlan(statement, compiled.string, keys, tuple(constants), order, processors, row)
+
+
+def _fetch_in_worker(
+    conn: aiosqlite.Connection, begin: str | None, queries: list[tuple[str, tuple[Any, ...]]]
+) -> list[list[tuple[Any, ...]]]:
+    """Runs on aiosqlite's worker thread: the transaction's BEGIN, then every query."""
+    cursor = conn._conn.cursor()
+    try:
+        if begin is not None:
+            cursor.execute(begin)
+        out = []
+        for sql, params in queries:
+            cursor.execute(sql, params)
+            out.append(cursor.fetchall())
+        return out
+    finally:
+        cursor.close()
+
+
+async def fetch_many(
+    conn: AsyncConnection, queries: Sequence[tuple[Select[Any], dict[str, Any]]]
+) -> list[list[Any]]:
+    """The rows of each (statement, parameters), in order, in one round trip where the
+    backend allows. Pass statements built once (module constants): plans are cached
+    by their identity."""
+    fast = None
+    if conn.dialect.name == "sqlite":
+        fast = await _fetch_sqlite(conn, queries)
+    elif conn.dialect.name == "postgresql" and len(queries) > 1:
+        fast = await _fetch_postgres(conn, queries)
+    if fast is not None:
+        return fast
+    return [list(await conn.execute(statement, params)) for statement, params in queries]
+
+
+async def _fetch_sqlite(
+    conn: AsyncConnection, queries: Sequence[tuple[Select[Any], dict[str, Any]]]
+) -> list[list[Any]] | None:
+    fairy = conn.sync_connection.connection if conn.sync_connection else None
+    adapted = getattr(fairy, "dbapi_connection", None)
+    if not isinstance(adapted, OneHopConnection) or adapted.deferred:
+        return None
+    plans: list[_ReadPlan] = []
+    sql_params: list[tuple[str, tuple[Any, ...]]] = []
+    for statement, params in queries:
+        keys = tuple(params)
+        cache_key = (id(statement), keys)
+        if cache_key not in _plans:
+            _plans[cache_key] = _read_plan(statement, conn.dialect, keys)
+        plan = _plans[cache_key]
+        if plan is None:
+            return None
+        plans.append(plan)
+        sql_params.append((plan.sql, plan.order([*params.values(), *plan.constants])))
+    if not conn.in_transaction():
+        # As Core's autobegin would: the queries must read one snapshot, and the
+        # BEGIN (deferred into the next trip by db.py) then goes with them.
+        await conn.begin()
+    raw: aiosqlite.Connection = adapted._connection  # type: ignore[assignment]
+    begin, adapted.pending_begin = adapted.pending_begin, None
+    try:
+        results = await raw._execute(_fetch_in_worker, raw, begin, sql_params)  # type: ignore[no-untyped-call]
+    except sqlite3.Error:
+        # Core runs them again and reports the error its usual way; a BEGIN that
+        # failed is still to be sent (reads change nothing, so nothing is done twice).
+        if begin is not None and not raw._conn.in_transaction:
+            adapted.pending_begin = begin
+        return None
+    return [
+        _rows(plan.row, plan.processors, rows) for plan, rows in zip(plans, results, strict=True)
+    ]
+
+
+def _rows(
+    row: Any, processors: tuple[tuple[int, Callable[[Any], Any]], ...], raw: Sequence[Any]
+) -> list[Any]:
+    """Raw value tuples as named tuples, each value through Core's result processor."""
+    make = row._make
+    if not processors:
+        return [make(r) for r in raw]
+    converted = []
+    for r in raw:
+        values = list(r)
+        for i, proc in processors:
+            values[i] = proc(values[i])
+        converted.append(make(values))
+    return converted
+
+
+def _row_reader(
+    statement: Select[Any], dialect: Dialect
+) -> tuple[Any, tuple[tuple[int, Callable[[Any], Any]], ...]] | None:
+    """The named tuple type of a row of `statement` and its columns' result processors."""
+    columns = list(statement.selected_columns)
+    names = [str(column.key) for column in columns]
+    if len(set(names)) != len(names) or not all(n.isidentifier() for n in names):
+        return None
+    processors = tuple(
+        (i, proc)
+        for i, column in enumerate(columns)
+        if (proc := column.type._cached_result_processor(dialect, None)) is not None
+    )
+    return namedtuple("row", names), processors
+
+
+@dataclass(frozen=True, slots=True)
+class _PgPlan:
+    statements: tuple[Select[Any], ...]  # kept alive: plans are cached by their ids
+    combined: Select[Any]
+    readers: tuple[tuple[Any, tuple[tuple[int, Callable[[Any], Any]], ...]], ...]
+
+
+_pg_plans: dict[tuple[int, ...], _PgPlan | None] = {}
+
+
+def _pg_plan(statements: tuple[Select[Any], ...], dialect: Dialect) -> _PgPlan | None:
+    readers = []
+    for statement in statements:
+        reader = _row_reader(statement, dialect)
+        if reader is None:
+            return None
+        readers.append(reader)
+    combined = select(
+        *(
+            func.array(
+                statement.with_only_columns(func.row(*statement.selected_columns)).scalar_subquery()
+            ).label(f"part_{i}")
+            for i, statement in enumerate(statements)
+        )
+    )
+    return _PgPlan(statements, combined, tuple(readers))
+
+
+async def _fetch_postgres(
+    conn: AsyncConnection, queries: Sequence[tuple[Select[Any], dict[str, Any]]]
+) -> list[list[Any]] | None:
+    params: dict[str, Any] = {}
+    for _, own in queries:
+        for key, value in own.items():
+            if key in params and params[key] != value:
+                return None  # one name, two values: the combined statement cannot say both
+            params[key] = value
+    statements = tuple(statement for statement, _ in queries)
+    cache_key = tuple(map(id, statements))
+    if cache_key not in _pg_plans:
+        _pg_plans[cache_key] = _pg_plan(statements, conn.dialect)
+    plan = _pg_plans[cache_key]
+    if plan is None:
+        return None
+    parts = (await conn.execute(plan.combined, params)).one()
+    return [
+        _rows(row, processors, part)
+        for (row, processors), part in zip(plan.readers, parts, strict=True)
+    ]
