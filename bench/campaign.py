@@ -44,9 +44,11 @@ import argparse
 import asyncio
 import email.utils
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -220,6 +222,43 @@ def memory_now(pid: int) -> str:
     return f"now {anon:.0f} MB anonymous + {file:.0f} MB file-backed (mmap)"
 
 
+class MemorySampler:
+    """Samples the node's RssAnon and RssFile every `every` seconds (a thread): VmHWM
+    says how high RSS went, not whether the node's own memory or SQLite's mmap of
+    the file made the peak, nor when."""
+
+    def __init__(self, pid: int, every: float = 0.25) -> None:
+        self.pid, self.every = pid, every
+        self.peak_anon = self.peak_file = self.peak_total = 0.0
+        self.at_peak = ""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._t0 = time.perf_counter()
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                text = Path(f"/proc/{self.pid}/status").read_text()
+            except OSError:
+                return
+            fields = dict(line.split(":", 1) for line in text.splitlines())
+            anon, file = (int(fields[k].split()[0]) / 1024 for k in ("RssAnon", "RssFile"))
+            self.peak_anon, self.peak_file = max(self.peak_anon, anon), max(self.peak_file, file)
+            if anon + file > self.peak_total:
+                self.peak_total = anon + file
+                moment = time.perf_counter() - self._t0
+                self.at_peak = f"{anon:.0f} anon + {file:.0f} file at {moment:.1f} s"
+
+    def stop(self) -> str:
+        self._stop.set()
+        self._thread.join()
+        return (
+            f"sampled every {self.every:g} s: anonymous at most {self.peak_anon:.0f} MB, "
+            f"file-backed at most {self.peak_file:.0f} MB; highest sum {self.at_peak}"
+        )
+
+
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -322,6 +361,11 @@ def main() -> None:
              "Twilio's API: ~100-300 ms); default 0: at once",
     )  # fmt: skip
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument(
+        "--seed-cache", metavar="FILE",
+        help="SQLite: copy the seeded database from FILE if it exists, else seed and "
+             "save it there (the same --recipients each time)",
+    )  # fmt: skip
     parser.add_argument("--profile", metavar="FILE", help="py-spy raw profile of crmhub serve")
     args = parser.parse_args()
     target = prepare_target(args.db, args.keep)
@@ -329,10 +373,18 @@ def main() -> None:
     sink = Sink(args.latency) if args.channel == "email" else TwilioSink(args.latency)
     proc = None
     try:
-        upgrade(target.url)
-        t = time.perf_counter()
-        seed(target.url, args.recipients, 0)
-        log(f"seeded {args.recipients:,} customers in {time.perf_counter() - t:.0f} s")
+        seeded = Path(args.seed_cache) if args.seed_cache else None
+        here = Path(target.where)
+        if seeded is not None and seeded.exists():
+            shutil.copyfile(seeded, here)  # A/B runs at a million: seed once
+            log(f"copied the seeded database from {seeded}")
+        else:
+            upgrade(target.url)
+            t = time.perf_counter()
+            seed(target.url, args.recipients, 0)
+            log(f"seeded {args.recipients:,} customers in {time.perf_counter() - t:.0f} s")
+            if seeded is not None:
+                shutil.copyfile(here, seeded)  # seed() checkpointed: the file is whole
         campaign = asyncio.run(prepare(target.url, args.channel))
         log(f"campaign {campaign} made; starting crmhub serve")
         proc = serve(target.url, sink.port, args.connections, tmp, args.channel)
@@ -340,6 +392,7 @@ def main() -> None:
         time.sleep(1.0)  # the scheduler's first tick and the pools' connections
         before = int(sink.stats()["messages"])
         spy = start_profile(proc.pid, args.profile)
+        sampler = MemorySampler(proc.pid)
         t0 = time.perf_counter()
         asyncio.run(schedule(target.url, campaign))
         measured = min(args.measure or args.recipients, args.recipients)
@@ -350,6 +403,7 @@ def main() -> None:
             spy.wait(60)
         rss = peak_rss_mb(proc.pid)
         split = memory_now(proc.pid)
+        sampled = sampler.stop()
         crmhub_rate = measured / (last - t0)
         if measured < args.recipients:
             proc.terminate()  # the rest would only take time
@@ -369,6 +423,7 @@ def main() -> None:
             print(f"measured: the first {measured:,} messages on both sides")
         print(f"crmhub: {crmhub_rate:,.0f} messages/s (start to last), first message "
               f"{first - t0:.2f} s after start, peak RSS {rss:.0f} MB ({split})")  # fmt: skip
+        print(f"crmhub memory from start to last, {sampled}")
         bare_name = "aiosmtplib" if args.channel == "email" else "twilio client"
         print(f"bare {bare_name} loop: {bare_rate:,.0f} messages/s")
         print(f"ratio crmhub/bare: {crmhub_rate / bare_rate:.2f} (goal >= 0.8)")

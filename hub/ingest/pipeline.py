@@ -344,7 +344,11 @@ class Ingestor:
             try:
                 await self._store_batch(items, ride)
                 return True
-            except Exception:
+            except Exception as exc:
+                if is_outage(exc) or is_transient(exc):
+                    # Not the riders' fault: a second try would only make the callers
+                    # wait out another lock timeout (past Twilio's 15 s) for the same answer.
+                    raise
                 log.info("ingest batch with %d riding writes failed; again without", len(riders))
                 for p in items:
                     p.result = p.decision = None

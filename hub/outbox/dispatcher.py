@@ -165,7 +165,7 @@ class Dispatcher:
                     await asyncio.wait_for(self._wake.wait(), self.config.poll_seconds)
 
     async def run_once(self) -> int:
-        """Send due rows, up to `batch_size`; returns how many rows it handled.
+        """Send due rows while there are any; returns how many rows it handled.
 
         A pipeline, not rounds: each channel keeps as many sends going as its
         sender allows (`concurrency`: the SMTP pools' connections,
@@ -175,33 +175,54 @@ class Dispatcher:
         send; a connection sends its next row only once the outcome of its last
         one is committed (so a crash leaves at most one sent-but-unrecorded
         message per connection); each commit serves a whole group of sends.
+
+        The call goes on while any channel has due rows: a campaign's million
+        rows are one call, never drained and refilled. At most `batch_size`
+        rows are claimed and unrecorded at once, and rows whose lease expired
+        are looked for at the start and every `batch_size` rows. A channel whose
+        claim came back short (nothing due, or its hourly window full) is
+        asked again only after `poll_seconds` or a `wake()`, as an idle node
+        would: a node with both channels must not spend a query per cycle on
+        the one without work, nor stop the other's pipeline because of it.
+        It returns once no send is in flight and every channel came back short.
         """
         handled = 0
         hold = 0.0  # how long the last cycle took
         slots = {ch: asyncio.Semaphore(self._concurrency(ch)) for ch in self.senders}
         in_flight: dict[asyncio.Task[DeliveryResult | None], Claim] = {}
         done: list[Outcome] = []
-        drained = False  # the queue had less than we asked for: stop asking
+        dry: dict[str, float] = {}  # channel -> when its claim came back short
+        takeover_at = 0  # look for expired leases once `handled` reaches this
         try:
             while True:
-                room = {} if drained or self._stopping else self._room(in_flight, handled)
+                if self._wake.is_set():  # something was queued: ask every channel again
+                    self._wake.clear()
+                    dry.clear()
+                now = time.monotonic()
+                for channel in [ch for ch, t in dry.items() if now - t >= self.config.poll_seconds]:
+                    del dry[channel]
+                room = {} if self._stopping else self._room(in_flight, dry)
                 if done or room:
                     started = time.perf_counter()
-                    claims, finished = await self._cycle(done, room, takeover=not handled)
+                    takeover = bool(room) and handled >= takeover_at
+                    claims, finished, short = await self._cycle(done, room, takeover)
                     hold = min(time.perf_counter() - started, MAX_HOLD_SECONDS)
                     for claim, result in done:
                         if result is not None:  # recorded: its connection may send again
                             slots[claim.row.channel].release()
                     done = []
                     handled += len(claims) + finished
-                    if len(claims) + finished < sum(room.values()):
-                        drained = True
+                    if takeover:
+                        takeover_at = handled + self.batch_size
+                    dry.update(dict.fromkeys(short, time.monotonic()))
                     for claim in claims:
                         slot = slots[claim.row.channel]
                         task = asyncio.create_task(self._send_or_release(claim, slot))
                         in_flight[task] = claim
                 if not in_flight:
-                    return handled
+                    if self._stopping or all(ch in dry for ch in self.senders):
+                        return handled
+                    continue  # a channel still has room (its claim was capped, not short)
                 finished_sends, _ = await asyncio.wait(
                     in_flight, return_when=asyncio.FIRST_COMPLETED
                 )
@@ -220,16 +241,17 @@ class Dispatcher:
             if in_flight or done:
                 await self._settle(in_flight, done)
 
-    def _room(self, in_flight: Mapping[Any, Claim], handled: int) -> dict[str, int]:
-        """Free send slots per channel, within what is left of this call's batch."""
-        budget = self.batch_size - handled
+    def _room(self, in_flight: Mapping[Any, Claim], dry: Mapping[str, float]) -> dict[str, int]:
+        """Free send slots per channel (not of channels that came back short), within
+        `batch_size` claims unrecorded at once."""
+        budget = self.batch_size - len(in_flight)
         busy: dict[str, int] = {}
         for claim in in_flight.values():
             busy[claim.row.channel] = busy.get(claim.row.channel, 0) + 1
         room: dict[str, int] = {}
         for channel in sorted(self.senders):
             free = min(budget, self._concurrency(channel) - busy.get(channel, 0))
-            if free > 0:
+            if free > 0 and channel not in dry:
                 room[channel] = free
                 budget -= free
         return room
@@ -273,8 +295,9 @@ class Dispatcher:
 
     async def _cycle(
         self, done: list[Outcome], room: Mapping[str, int], takeover: bool = False
-    ) -> tuple[list[Claim], int]:
-        """One transaction: the outcomes of finished sends, then new claims. Retried
+    ) -> tuple[list[Claim], int, set[str]]:
+        """One transaction: the outcomes of finished sends, then new claims (and the
+        channels that had fewer rows than asked). Retried
         while the database is briefly unreachable when it holds outcomes: a message
         that went out but was never recorded would be sent again."""
         for attempt in range(RECORD_TRIES):
@@ -284,8 +307,8 @@ class Dispatcher:
                 async with self.db.write_engine.begin() as conn:
                     if done:
                         events += await record_outcomes(conn, done, self.config)
-                    claims, finished = (
-                        await self._claim(conn, room, events, takeover) if room else ([], 0)
+                    claims, finished, short = (
+                        await self._claim(conn, room, events, takeover) if room else ([], 0, set())
                     )
             except Exception as exc:
                 if not done or not is_outage(exc) or attempt == RECORD_TRIES - 1:
@@ -294,14 +317,15 @@ class Dispatcher:
                 await asyncio.sleep(0.5 * 2**attempt)
                 continue
             self._publish(events)
-            return claims, finished
+            return claims, finished, short
         raise AssertionError("unreachable")
 
     async def _claim(
         self, conn: AsyncConnection, room: Mapping[str, int], events: list[Event], takeover: bool
-    ) -> tuple[list[Claim], int]:
-        """Claims to send, and how many rows were settled without sending (blocked,
-        expired); delivery events of the settled rows go to `events`."""
+    ) -> tuple[list[Claim], int, set[str]]:
+        """Claims to send, how many rows were settled without sending (blocked,
+        expired), and the channels of `room` that got fewer rows than asked; delivery
+        events of the settled rows go to `events`."""
         now = utcnow()
         # Counted in the claim's transaction: exact under SQLite's single writer.
         window = await hourly_room(
@@ -309,11 +333,12 @@ class Dispatcher:
         )
         channels, limit = window.channels, window.limit
         rows: list[Any] = []
+        got: dict[str, int] = {}
         binds = {"b_now": now, "b_expired": now - timedelta(seconds=self.config.lease_seconds)}
         full = window.full_mailboxes
         for channel in channels:
             before = len(rows)
-            # Expired leases (a node died) are rare: looked for once per run_once.
+            # Expired leases (a node died) are rare: looked for now and then (run_once).
             for expired in (True, False) if takeover else (False,):
                 want = min(room[channel] - (len(rows) - before), limit - len(rows))
                 if want <= 0:
@@ -323,6 +348,7 @@ class Dispatcher:
                     locked=not self.db.sqlite,
                 )  # fmt: skip
                 rows += (await conn.execute(query, {**binds, "b_limit": want})).all()
+            got[channel] = len(rows) - before
         blocked = {
             (row.customer_id, row.channel) for row in rows if row.opted_out and consent_applies(row)
         }
@@ -359,7 +385,7 @@ class Dispatcher:
                     for c in claims
                 ],
             )  # fmt: skip
-        return claims, finished
+        return claims, finished, {ch for ch, n in room.items() if got.get(ch, 0) < n}
 
     def _settle_unsent(
         self, row: Any, uncertain: bool, blocked: set[tuple[int, str]]

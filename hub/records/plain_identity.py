@@ -84,7 +84,16 @@ def _region(region: str) -> _Region | None:
     zero_prefix = main.national_prefix_for_parsing in (None, "0") and not (
         main.national_prefix_transform_rule
     )
-    national = "0" if zero_prefix and main.national_prefix_for_parsing and meta is main else None
+    # phonenumbers strips an international prefix before a national one: where that
+    # prefix is not "00" (IL, NZ, TW, UY: "0(?:0|1[2-9])…"), `01…` may be a call abroad.
+    national = (
+        "0"
+        if zero_prefix
+        and main.national_prefix_for_parsing
+        and meta is main
+        and meta.international_prefix in (None, "00")
+        else None
+    )
     pattern = general.national_number_pattern
     return _Region(
         str(meta.country_code),

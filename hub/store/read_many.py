@@ -15,9 +15,12 @@ query answers in tens of microseconds from cache.
 
 Callers read the same values either way (`row.id`, datetimes as datetimes).
 Anything that cannot be done so — an expanding IN or other render-time
-parameters on SQLite, clashing parameter names, a transaction with writes
-waiting to ride along, an error — runs through Core one statement at a
-time, so the answer never depends on which path ran.
+parameters on SQLite, unnamed or oddly named columns, types whose result
+processor needs the driver's type code, clashing parameter names, a
+transaction with writes waiting to ride along, an error on SQLite — runs
+through Core one statement at a time, so the answer never depends on which
+path ran. (On PostgreSQL an error in the combined statement is raised as
+Core raises it: the transaction is aborted then anyway.)
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import sqlite3
 from collections import namedtuple
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from keyword import iskeyword
 from operator import itemgetter
 from typing import Any
 
@@ -33,6 +37,7 @@ import aiosqlite
 from sqlalchemy import Select, func, select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnClause, Label
 
 from hub.store.sqlite_driver import OneHopConnection
 
@@ -50,6 +55,9 @@ class _ReadPlan:
     row: Any  # the named tuple type of a row
 
 
+# Plans keep their statements alive (ids are their keys); module constants make a
+# few dozen. Past this many, someone builds statements per call: those go to Core.
+MAX_PLANS = 1024
 _plans: dict[tuple[int, tuple[str, ...]], _ReadPlan | None] = {}
 
 
@@ -138,6 +146,8 @@ async def _fetch_sqlite(
         keys = tuple(params)
         cache_key = (id(statement), keys)
         if cache_key not in _plans:
+            if len(_plans) >= MAX_PLANS:
+                return None  # statements built per call: Core and its own cache
             _plans[cache_key] = _read_plan(statement, conn.dialect, keys)
         plan = _plans[cache_key]
         if plan is None:
@@ -184,14 +194,23 @@ def _row_reader(
 ) -> tuple[Any, tuple[tuple[int, Callable[[Any], Any]], ...]] | None:
     """The named tuple type of a row of `statement` and its columns' result processors."""
     columns = list(statement.selected_columns)
-    names = [str(column.key) for column in columns]
-    if len(set(names)) != len(names) or not all(n.isidentifier() for n in names):
+    # Named columns and labels only: an unlabelled expression's name is Core's to make up
+    # (`count_1`), and a name like `from` or `_x` cannot be a named tuple's field.
+    if not all(isinstance(column, (ColumnClause, Label)) for column in columns):
         return None
-    processors = tuple(
-        (i, proc)
-        for i, column in enumerate(columns)
-        if (proc := column.type._cached_result_processor(dialect, None)) is not None
-    )
+    names = [str(column.key) for column in columns]
+    if len(set(names)) != len(names) or not all(
+        n.isidentifier() and not iskeyword(n) and not n.startswith("_") for n in names
+    ):
+        return None
+    try:
+        processors = tuple(
+            (i, proc)
+            for i, column in enumerate(columns)
+            if (proc := column.type._cached_result_processor(dialect, None)) is not None
+        )
+    except Exception:  # e.g. asyncpg's NUMERIC wants the column's type code: Core's turn
+        return None
     return namedtuple("row", names), processors
 
 
@@ -235,6 +254,8 @@ async def _fetch_postgres(
     statements = tuple(statement for statement, _ in queries)
     cache_key = tuple(map(id, statements))
     if cache_key not in _pg_plans:
+        if len(_pg_plans) >= MAX_PLANS:
+            return None  # statements built per call: Core and its own cache
         _pg_plans[cache_key] = _pg_plan(statements, conn.dialect)
     plan = _pg_plans[cache_key]
     if plan is None:

@@ -100,6 +100,7 @@ def _serve(cfg: Path) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        errors="replace",  # one odd byte must not end the thread that drains the pipe
         env=env,
     )
     assert proc.stdout is not None
@@ -122,11 +123,13 @@ def _serve(cfg: Path) -> subprocess.Popen[str]:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+                proc.wait(10)
             time.sleep(0.5)  # the drain thread takes the rest
             rest = "".join(lines.get() for _ in range(lines.qsize()))
             pytest.fail(f"crmhub serve did not say it serves within {START_SECONDS} s:\n"
                         + "".join(seen) + rest)  # fmt: skip
         if seen[-1] == "":
+            proc.wait(10)
             pytest.fail("crmhub serve exited before serving:\n" + "".join(seen))
     return proc
 

@@ -165,3 +165,34 @@ async def test_a_failing_write_through_does_not_fail_the_contacts_it_rode_with(
     assert [type(r).__name__ for r in results[1:]] == ["IngestResult"] * 3
     assert tries == 2  # riding, then alone
     assert await stored(db) == ["SMf0", "SMf1", "SMf2"]
+
+
+async def test_a_locked_database_is_not_tried_again_without_the_riders(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An outage is nobody's fault: one wait for the lock, not a second one without the
+    rider (two busy timeouts would keep Twilio's webhooks waiting past its 15 s)."""
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    tries: list[tuple[int, bool]] = []
+
+    async def locked(items: list[object], *, extra: object = None, strict: bool = False) -> None:
+        tries.append((len(items), extra is not None))
+        cause = sqlite3.OperationalError("database is locked")
+        cause.sqlite_errorcode = sqlite3.SQLITE_BUSY  # type: ignore[attr-defined]
+        raise OperationalError("BEGIN IMMEDIATE", {}, cause)
+
+    monkeypatch.setattr(hub.ingestor, "_store", locked)
+
+    async def write(conn: object) -> None:
+        raise AssertionError("never runs")
+
+    results = await asyncio.gather(
+        hub.ingestor.write_through(write),
+        hub.ingestor.ingest(sms("+491715557200", "SMlock")),
+        return_exceptions=True,
+    )
+    assert [type(r).__name__ for r in results] == ["IngestUnavailable", "IngestUnavailable"]
+    assert tries == [(1, True), (0, True)]  # with the rider; then the rider alone

@@ -1,4 +1,5 @@
-"""The dispatcher: consent at send time, leases, several nodes, shutdown, round size."""
+"""The dispatcher: consent at send time, leases, several nodes, shutdown, round size,
+one call for all due rows."""
 
 from __future__ import annotations
 
@@ -136,3 +137,41 @@ def test_a_round_never_claims_more_than_the_rate_sends_within_the_lease(
     assert Dispatcher(Database(slow.database), slow.outbox, senders_from(slow)).batch_size == 1
     fast = Dispatcher(Database(settings.database), settings.outbox, senders_from(settings))
     assert fast.batch_size == settings.outbox.batch_size == 20
+
+
+async def test_one_call_sends_every_due_row_while_another_channel_has_none(
+    api: Api, hub: Hub, fake: TwilioFake, settings: Settings
+) -> None:
+    """A node with SMS and email, only SMS due: the email channel's empty claim does
+    not end the call (it ended it after the first group of sends, draining the SMS
+    pipeline every cycle), and batch_size bounds the claims held at once, not the
+    rows of a call."""
+    customer_id, conv_id = await sms_conversation(hub)
+    await hub.dispatcher.stop()  # this test drives its own dispatcher
+    async with hub.db.write() as s:
+        await queue(await s.connection(), customer_id, conv_id, *(f"m{n}" for n in range(30)))
+
+    class NoEmail:
+        """The email channel of the node, with nothing queued for it."""
+
+        channel, max_body_length, rate_per_second, concurrency = "email", 1000, 1000.0, 4
+        sender = "news@example.com"
+
+        async def send(self, message: OutboundMessage) -> DeliveryResult:
+            raise AssertionError("no email was queued")
+
+        async def close(self) -> None:
+            pass
+
+    config = settings.outbox.model_copy(update={"batch_size": 3})
+    node = Dispatcher(
+        Database(settings.database), config, {**senders_from(settings), "email": NoEmail()}
+    )
+    try:
+        assert await node.run_once() == 30
+        assert await node.run_once() == 0
+    finally:
+        await node.stop()
+        await node.db.close()
+    assert await _all_sent(hub, 30) == 30
+    assert sorted(r.form["Body"] for r in fake.requests) == sorted(f"m{n}" for n in range(30))

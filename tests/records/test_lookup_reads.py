@@ -4,9 +4,10 @@ equal what Core reads statement by statement, on SQLite and on PostgreSQL."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Numeric, cast, event, func, literal, select
 
 from channels.base import Channel, InboundContact
 from hub.records import lookup
@@ -14,6 +15,7 @@ from hub.runtime import Hub
 from hub.store.db import Database
 from hub.store.models import CustomerTag, Task
 from hub.store.read_many import fetch_many
+from hub.store.tables import task_t
 
 T0 = datetime(2026, 10, 25, 0, 30, tzinfo=UTC)  # the night the clocks go back in Berlin
 
@@ -82,3 +84,18 @@ async def test_the_cards_parts_in_one_round_trip_are_what_core_reads(
         ("later", T0 + timedelta(days=2), False),
         ("undated", None, False),
     ]
+
+
+async def test_numeric_columns_read_as_core_reads_them(db: Database) -> None:
+    """asyncpg's NUMERIC result processor needs the column's type code, which a row
+    inside an array does not carry: such statements go through Core, same values."""
+    numbers = select(cast(literal(1.25), Numeric(10, 2)).label("price"), literal(3).label("n"))
+    count = select(func.count(task_t.c.id).label("tasks"))
+    async with db.read() as s:
+        conn = await s.connection()
+        got = await fetch_many(conn, [(numbers, {}), (count, {})])
+        expected = [list(await conn.execute(numbers)), list(await conn.execute(count))]
+    assert [[tuple(r) for r in rows] for rows in got] == [
+        [tuple(r) for r in rows] for rows in expected
+    ]
+    assert got[0][0].price == Decimal("1.25") and got[1][0].tasks == 0

@@ -197,8 +197,17 @@ TRICKY_PHONES = [
     "+4915",
     "01",
     "0049 (0)30-5550100",
+    # Regions whose international prefix is not "00": a leading 01… can be a call abroad.
+    "019 65 6502 6717",
+    "018349492",
+    "0161 30420",
+    "019684853602",
+    "01389571373",
 ]
-REGIONS = ["DE", "AT", "CH", "GB", "US", "FR", "IT", "NL", "de", "ZZ", "001", "XX"]
+# IL, NZ, TW, UY: international prefixes other than "00" (the review found the national
+# branch read their 01… calls abroad as national numbers).
+REGIONS = ["DE", "AT", "CH", "GB", "US", "FR", "IT", "NL", "de", "ZZ", "001", "XX",
+           "IL", "NZ", "TW", "UY"]  # fmt: skip
 
 
 @pytest.mark.parametrize("raw", TRICKY_PHONES)
@@ -229,7 +238,7 @@ def test_plain_e164_agrees_on_generated_inputs() -> None:
     hits = 0
     for i in range(40_000):
         hits += _agree_phone(_random_phone(rng), REGIONS[i % len(REGIONS)])
-    assert hits > 1_000  # the fast path answers many of them (1,292 with this seed)
+    assert hits > 800  # the fast path answers many of them (908 with this seed)
 
 
 def test_plain_e164_answers_the_common_german_forms() -> None:

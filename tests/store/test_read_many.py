@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Table,
     bindparam,
+    func,
     insert,
     select,
     update,
@@ -166,3 +167,15 @@ async def test_an_error_surfaces_as_cores_and_the_connection_stays_usable(
             await fetch_many(conn, [(TEXTS, {"cid": 1})])
     async with db.engine.connect() as conn:
         assert (await conn.exec_driver_sql("SELECT 7")).scalar() == 7
+
+
+async def test_columns_a_named_tuple_cannot_carry_go_through_core(db: Database) -> None:
+    unnamed = select(func.count()).select_from(note_t)  # Core names it count_1
+    keyword = select(note_t.c.id.label("from"), note_t.c.text.label("_hidden")).order_by(
+        note_t.c.id
+    )
+    async with db.engine.connect() as conn:
+        got = await fetch_many(conn, [(unnamed, {}), (keyword, {})])
+        expected = [list(await conn.execute(unnamed)), list(await conn.execute(keyword))]
+    assert got == expected
+    assert got[0][0].count_1 == 9 and got[1][0]._mapping["from"] == 1
