@@ -30,7 +30,6 @@ from collections import namedtuple
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from keyword import iskeyword
-from operator import itemgetter
 from typing import Any
 
 import aiosqlite
@@ -39,18 +38,14 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnClause, Label
 
-from hub.store.sqlite_driver import OneHopConnection
+from hub.store.sqlite_driver import OneHopConnection, _bulk_params, _bulk_plan, _BulkPlan
 
 
 @dataclass(frozen=True, slots=True)
 class _ReadPlan:
-    """A SELECT compiled once for SQLite: its SQL, how to order its parameters, how to read rows."""
+    """A SELECT compiled once for SQLite (the bulk executor's plan) and how to read its rows."""
 
-    statement: Select[Any]  # kept alive: plans are cached by id(statement)
-    sql: str
-    keys: tuple[str, ...]  # the parameter dict's keys, in order
-    constants: tuple[Any, ...]  # processed values of binds the caller does not pass (LIMIT 5)
-    order: Callable[[list[Any]], tuple[Any, ...]]
+    bind: _BulkPlan  # its SQL, and the parameter dict as positional values
     processors: tuple[tuple[int, Callable[[Any], Any]], ...]  # (column index, result processor)
     row: Any  # the named tuple type of a row
 
@@ -62,42 +57,14 @@ _plans: dict[tuple[int, tuple[str, ...]], _ReadPlan | None] = {}
 
 
 def _read_plan(statement: Select[Any], dialect: Dialect, keys: tuple[str, ...]) -> _ReadPlan | None:
-    """None when the statement needs more than plain binds (expanding IN, literal binds...)."""
-    compiled = statement.compile(dialect=dialect)
-    positions = compiled.positiontup or []
-    if (
-        not compiled.positional
-        or compiled.post_compile_params
-        or compiled.literal_execute_params
-        or compiled.escaped_bind_names
-    ):
-        return None
-    index = {key: i for i, key in enumerate(keys)}
-    constants: list[Any] = []
-    for name in positions:
-        bind = compiled.binds[name]
-        proc = bind.type._cached_bind_processor(dialect)
-        if name in index:
-            if proc is not None:  # keep it simple: the callers pass ids and plain text
-                return None
-            continue
-        if bind.required or bind.callable is not None:
-            return None
-        index[name] = len(keys) + len(constants)
-        constants.append(proc(bind.value) if proc else bind.value)
-    getter = itemgetter(*(index[name] for name in positions)) if positions else None
-
-    def order(values: list[Any]) -> tuple[Any, ...]:
-        if getter is None:
-            return ()
-        picked = getter(values)
-        return picked if len(positions) > 1 else (picked,)
-
-    reader = _row_reader(statement, dialect)
-    if reader is None:
+    """None when the statement needs more than plain binds (expanding IN, literal binds...)
+    or has columns a named tuple cannot carry."""
+    bind = _bulk_plan(statement, dialect, keys)
+    reader = _row_reader(statement, dialect) if bind is not None else None
+    if bind is None or reader is None:
         return None
     row, processors = reader
-    return _ReadPlan(statement, compiled.string, keys, tuple(constants), order, processors, row)
+    return _ReadPlan(bind, processors, row)
 
 
 def _fetch_in_worker(
@@ -153,7 +120,7 @@ async def _fetch_sqlite(
         if plan is None:
             return None
         plans.append(plan)
-        sql_params.append((plan.sql, plan.order([*params.values(), *plan.constants])))
+        sql_params.append((plan.bind.sql, _bulk_params(plan.bind, [params])[0]))
     if not conn.in_transaction():
         # As Core's autobegin would: the queries must read one snapshot, and the
         # BEGIN (deferred into the next trip by db.py) then goes with them.

@@ -20,6 +20,7 @@ from operator import itemgetter
 from typing import Any
 
 import aiosqlite
+from sqlalchemy import Select
 from sqlalchemy.dialects.sqlite.aiosqlite import (
     AsyncAdapt_aiosqlite_connection,
     AsyncAdapt_aiosqlite_cursor,
@@ -233,7 +234,7 @@ def fast_aiosqlite_dbapi() -> AsyncAdapt_aiosqlite_dbapi:
 class _BulkPlan:
     """A DML statement compiled once for SQLite, with how to turn a row dict into DBAPI values."""
 
-    statement: UpdateBase  # kept alive: plans are cached by id(statement)
+    statement: UpdateBase | Select[Any]  # kept alive: plans are cached by id(statement)
     sql: str
     keys: tuple[str, ...]  # the row dict keys, in order
     processors: tuple[tuple[int, Callable[[Any], Any]], ...]  # (key index, bind processor)
@@ -244,13 +245,15 @@ class _BulkPlan:
 _bulk_plans: dict[tuple[int, tuple[str, ...]], _BulkPlan | None] = {}
 
 
-def _bulk_plan(statement: UpdateBase, dialect: Dialect, keys: tuple[str, ...]) -> _BulkPlan | None:
-    """None when the statement needs more than plain binds (defaults, expanding IN, ...)."""
+def _bulk_plan(
+    statement: UpdateBase | Select[Any], dialect: Dialect, keys: tuple[str, ...]
+) -> _BulkPlan | None:
+    """None when the statement needs more than plain binds (defaults, expanding IN, ...).
+    Also the plan of a SELECT for hub/store/read_many.py."""
     compiled = statement.compile(dialect=dialect, column_keys=list(keys))
-    positions = compiled.positiontup
+    positions = compiled.positiontup or []
     if (
         not compiled.positional
-        or not positions
         or compiled.insert_prefetch
         or compiled.update_prefetch
         or compiled.post_compile_params
@@ -278,10 +281,12 @@ def _bulk_plan(statement: UpdateBase, dialect: Dialect, keys: tuple[str, ...]) -
         )
         if proc is not None:
             processors.append((i, proc))
-    getter = itemgetter(*(index[name] for name in positions))
-    order: Callable[[list[Any]], Any] = (
-        getter if len(positions) > 1 else lambda values: (getter(values),)
-    )
+    order: Callable[[list[Any]], Any]
+    if not positions:
+        order = lambda values: ()  # noqa: E731
+    else:
+        getter = itemgetter(*(index[name] for name in positions))
+        order = getter if len(positions) > 1 else lambda values: (getter(values),)
     return _BulkPlan(statement, compiled.string, keys, tuple(processors), tuple(constants), order)
 
 

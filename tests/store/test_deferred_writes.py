@@ -6,9 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
-import aiosqlite
 import pytest
 from sqlalchemy import Column, Integer, MetaData, Table, bindparam, insert, select, text, update
 
@@ -36,20 +34,6 @@ async def db(tmp_path: Path) -> AsyncIterator[Database]:
 async def _values(db: Database) -> dict[int, int]:
     async with db.engine.connect() as conn:
         return {row.id: row.v for row in await conn.execute(select(item_t))}
-
-
-@pytest.fixture
-def trips(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Names of the functions run on aiosqlite's worker thread, one per trip."""
-    seen: list[str] = []
-    original = aiosqlite.Connection._execute
-
-    async def counting(self: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        seen.append(getattr(fn, "__name__", repr(fn)))
-        return await original(self, fn, *args, **kwargs)
-
-    monkeypatch.setattr(aiosqlite.Connection, "_execute", counting)
-    return seen
 
 
 async def test_deferred_writes_ride_with_the_next_statement_and_the_commit(
