@@ -61,6 +61,11 @@ def _sqlite_engine(
     extra: dict[str, Any] = {}
     if make_url(url).get_driver_name() == "aiosqlite":
         extra["module"] = fast_aiosqlite_dbapi()
+    if path and path != ":memory:":  # a file: a queue pool (in memory: one static connection)
+        # LIFO: the connection used last has the warmest page cache. FIFO took the
+        # writer's connections in turn, so a batch often began on a cold cache (under
+        # webhook load ~7 preads per request instead of ~0.1).
+        extra["pool_use_lifo"] = True
     engine = create_async_engine(
         url, echo=echo, connect_args={"timeout": LOCK_WAIT_SECONDS}, **extra
     )
