@@ -15,7 +15,7 @@ from hub.events.kinds import conversation_assigned, interaction_created, mail_lo
 from hub.ingest.context import Prepared
 from routing.base import DecisionKey, MailLoopReport
 
-log = logging.getLogger("hub.ingest.pipeline")  # the loop warning's logger, as before
+log = logging.getLogger(__name__)
 
 
 def announce(bus: EventBus, prepared: Prepared) -> None:
