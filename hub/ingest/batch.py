@@ -15,8 +15,9 @@ from typing import Any
 from sqlalchemy import bindparam, case, or_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hub.ingest.bounces import apply_bounces, vet_bounce
-from hub.ingest.context import REPLY_KEY, BatchContext, IngestResult, Prepared
+from hub.ingest import pg
+from hub.ingest.bounces import apply_bounces, clear_marks, vet_bounce
+from hub.ingest.context import REPLY_KEY, BatchContext, IngestResult, Prepared, is_postgres
 from hub.records.identity import display_name
 from hub.store.bulk import first_ids, insert_of, insert_returning_ids
 from hub.store.models import ConversationStatus, CustomerKind, UTCDateTime, utcnow
@@ -99,6 +100,7 @@ def _lead_row(item: Prepared, now: datetime, last_inbound_at: datetime | None) -
 async def write_batch(conn: AsyncConnection, items: list[Prepared], ctx: BatchContext) -> None:
     """Insert leads, conversations and interactions for routed items; fill `item.result`."""
     now = utcnow()
+    on_pg = is_postgres(conn)
     for item in items:
         item.events = []
     # Last-contact times move forward only (contacts may arrive out of order).
@@ -141,29 +143,31 @@ async def write_batch(conn: AsyncConnection, items: list[Prepared], ctx: BatchCo
     real_customer: dict[int, int] = {}
     if new_leads:
         placeholders = list(new_leads)
-        ids = await insert_returning_ids(
-            conn,
-            customer_t,
-            [_lead_row(new_leads[p], now, latest_customer.get(p)) for p in placeholders],
-            first.get(customer_t.name),
-        )
+        lead_rows = [_lead_row(new_leads[p], now, latest_customer.get(p)) for p in placeholders]
+        if on_pg:
+            ids = await pg.insert_ids(conn, customer_t, lead_rows)
+        else:
+            ids = await insert_returning_ids(
+                conn, customer_t, lead_rows, first.get(customer_t.name)
+            )
         real_customer = dict(zip(placeholders, ids, strict=True))
-        await defer_many(
-            conn,
-            insert_of(identity_t),
-            [
-                {
-                    "customer_id": real_customer[p],
-                    "kind": new_leads[p].identity.kind.value,
-                    "value": new_leads[p].identity.value,
-                    "raw": new_leads[p].identity.raw,
-                    "primary": True,
-                    "verified": new_leads[p].identity.verified,
-                    "created_at": now,
-                }
-                for p in placeholders
-            ],
-        )
+        identity_rows = [
+            {
+                "customer_id": real_customer[p],
+                "kind": new_leads[p].identity.kind.value,
+                "value": new_leads[p].identity.value,
+                "raw": new_leads[p].identity.raw,
+                "primary": True,
+                "verified": new_leads[p].identity.verified,
+                "soft_bounces": 0,
+                "created_at": now,
+            }
+            for p in placeholders
+        ]
+        if on_pg:
+            await pg.insert_rows(conn, identity_t, identity_rows)
+        else:
+            await defer_many(conn, insert_of(identity_t), identity_rows)
 
     def customer_id(item: Prepared) -> int:
         assert item.decision is not None
@@ -174,24 +178,25 @@ async def write_batch(conn: AsyncConnection, items: list[Prepared], ctx: BatchCo
     real_conv: dict[int, int] = {}
     if new_convs:
         placeholders = list(new_convs)
-        ids = await insert_returning_ids(
-            conn,
-            conversation_t,
-            [
-                {
-                    "customer_id": customer_id(new_convs[p]),
-                    "channel": new_convs[p].contact.channel.value,
-                    "subject": new_convs[p].decision.subject,  # type: ignore[union-attr]
-                    "status": ConversationStatus.OPEN.value,
-                    "assignee_id": new_convs[p].decision.assignee_id,  # type: ignore[union-attr]
-                    "team_id": new_convs[p].decision.team_id,  # type: ignore[union-attr]
-                    "created_at": now,
-                    "last_activity_at": latest_conv[p],
-                }
-                for p in placeholders
-            ],
-            first.get(conversation_t.name),
-        )
+        conv_rows = [
+            {
+                "customer_id": customer_id(new_convs[p]),
+                "channel": new_convs[p].contact.channel.value,
+                "subject": new_convs[p].decision.subject,  # type: ignore[union-attr]
+                "status": ConversationStatus.OPEN.value,
+                "assignee_id": new_convs[p].decision.assignee_id,  # type: ignore[union-attr]
+                "team_id": new_convs[p].decision.team_id,  # type: ignore[union-attr]
+                "created_at": now,
+                "last_activity_at": latest_conv[p],
+            }
+            for p in placeholders
+        ]
+        if on_pg:
+            ids = await pg.insert_ids(conn, conversation_t, conv_rows)
+        else:
+            ids = await insert_returning_ids(
+                conn, conversation_t, conv_rows, first.get(conversation_t.name)
+            )
         real_conv = dict(zip(placeholders, ids, strict=True))
 
     def conversation_id(item: Prepared) -> int | None:
@@ -204,30 +209,31 @@ async def write_batch(conn: AsyncConnection, items: list[Prepared], ctx: BatchCo
     # 3. The history entries themselves (a bounce first learns what it may act on:
     # its interaction's meta says so when the answer is "nothing").
     bounces = [vet_bounce(item, ctx) for item in items]
-    interaction_ids = await insert_returning_ids(
-        conn,
-        interaction_t,
-        [
-            {
-                "customer_id": customer_id(item),
-                "conversation_id": conversation_id(item),
-                "channel": item.contact.channel.value,
-                "direction": "in",
-                "occurred_at": item.contact.occurred_at,
-                "subject": item.contact.subject,
-                "text": item.contact.text,
-                "provider_id": item.contact.provider_id,
-                "sender": item.contact.sender,
-                "recipient": item.contact.recipient,
-                "delivery_status": None,
-                "meta": _meta(item),
-                "author_id": None,
-                "created_at": now,
-            }
-            for item in items
-        ],
-        first.get(interaction_t.name),
-    )
+    interaction_rows = [
+        {
+            "customer_id": customer_id(item),
+            "conversation_id": conversation_id(item),
+            "channel": item.contact.channel.value,
+            "direction": "in",
+            "occurred_at": item.contact.occurred_at,
+            "subject": item.contact.subject,
+            "text": item.contact.text,
+            "provider_id": item.contact.provider_id,
+            "sender": item.contact.sender,
+            "recipient": item.contact.recipient,
+            "delivery_status": None,
+            "meta": _meta(item),
+            "author_id": None,
+            "created_at": now,
+        }
+        for item in items
+    ]
+    if on_pg:
+        interaction_ids = await pg.insert_ids(conn, interaction_t, interaction_rows)
+    else:
+        interaction_ids = await insert_returning_ids(
+            conn, interaction_t, interaction_rows, first.get(interaction_t.name)
+        )
     attachments = [
         {
             "interaction_id": iid,
@@ -240,7 +246,10 @@ async def write_batch(conn: AsyncConnection, items: list[Prepared], ctx: BatchCo
         for item, iid in zip(items, interaction_ids, strict=True)
         for a in item.contact.attachments
     ]
-    await defer_many(conn, insert_of(attachment_t), attachments)
+    if on_pg:
+        await pg.insert_rows(conn, attachment_t, attachments)
+    else:
+        await defer_many(conn, insert_of(attachment_t), attachments)
     consents = [
         {
             "customer_id": customer_id(item),
@@ -253,22 +262,29 @@ async def write_batch(conn: AsyncConnection, items: list[Prepared], ctx: BatchCo
         for item in items
         if item.decision is not None and item.decision.consent is not None
     ]
-    await defer_many(conn, insert_of(consent_t), consents)
+    if on_pg:
+        await pg.insert_rows(conn, consent_t, consents)
+    else:
+        await defer_many(conn, insert_of(consent_t), consents)
 
     # 4. Email identities: what bounces say about an address, and what mail from it says.
-    await apply_bounces(conn, items, bounces, now)
+    cleared = await apply_bounces(conn, items, bounces, now, ctx.marked)
 
     # 5. Last-contact times of rows that existed before the batch. In id order:
     # two nodes' batches touching the same customers then lock them in the same
     # order (in arrival order, PostgreSQL found deadlocks between two nodes).
-    customer_updates = [
-        {"cid": k, "at": v} for k, v in sorted(latest_customer.items()) if k not in new_leads
-    ]
-    await defer_many(conn, _UPDATE_CUSTOMER_LAST_INBOUND, customer_updates)
-    conversation_updates = [
-        {"conv": k, "at": v} for k, v in sorted(latest_conv.items()) if k not in new_convs
-    ]
-    await defer_many(conn, _UPDATE_CONVERSATION_ACTIVITY, conversation_updates)
+    customers = [(k, v) for k, v in sorted(latest_customer.items()) if k not in new_leads]
+    conversations = [(k, v) for k, v in sorted(latest_conv.items()) if k not in new_convs]
+    if on_pg:
+        await pg.touch(conn, customers, conversations, cleared)
+    else:
+        await clear_marks(conn, cleared)
+        await defer_many(
+            conn, _UPDATE_CUSTOMER_LAST_INBOUND, [{"cid": k, "at": v} for k, v in customers]
+        )
+        await defer_many(
+            conn, _UPDATE_CONVERSATION_ACTIVITY, [{"conv": k, "at": v} for k, v in conversations]
+        )
 
     for item, iid in zip(items, interaction_ids, strict=True):
         assert item.decision is not None

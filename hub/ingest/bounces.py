@@ -130,15 +130,22 @@ def vet_bounce(item: Prepared, ctx: BatchContext) -> _Bounce | None:
 
 
 async def apply_bounces(
-    conn: AsyncConnection, items: list[Prepared], bounces: list[_Bounce | None], now: datetime
-) -> None:
-    """Mark addresses that bounced, count temporary failures, clear marks a real mail refutes.
+    conn: AsyncConnection,
+    items: list[Prepared],
+    bounces: list[_Bounce | None],
+    now: datetime,
+    marked: set[tuple[str, str]] | None = None,
+) -> list[str]:
+    """Mark addresses that bounced, count temporary failures; the addresses whose marks a
+    real mail refutes, for `clear_marks` (or the batch's PostgreSQL statement) to clear.
 
     Only what `vet_bounce` kept counts. A permanent failure (5.x.x) marks
     the address undeliverable and the message bounced, a temporary one
     (4.x.x) only counts; a mail the address itself sent (not machine mail)
     proves it works again and clears both. Within one batch the later of a
     bounce and a mail for the same address wins, by the contacts' own times.
+    `marked`: the batch's identities known to carry a mark (None: unknown); an
+    address without one and without a bounce in this batch has nothing to clear.
     """
     marks: list[dict[str, Any]] = []
     soft: list[dict[str, Any]] = []
@@ -168,11 +175,22 @@ async def apply_bounces(
         bounced = bounced_at.get(addr)
         if bounced is None and decision.customer.is_new:
             continue  # its identity was inserted just now, with no mark
+        if (
+            bounced is None
+            and marked is not None
+            and (item.identity.kind.value, addr) not in marked
+        ):
+            continue  # no mark: the UPDATE would find nothing (~4 % of SQLite's time)
         if bounced is None or item.contact.occurred_at > bounced:
             clears[addr] = None
+    return list(clears)
+
+
+async def clear_marks(conn: AsyncConnection, addresses: list[str]) -> None:
+    """Clear the bounce marks of these email addresses (`apply_bounces`' answer)."""
     # Nobody waits for its outcome: on SQLite it rides with the batch's next statement
     # or its commit (it ran in a round trip of its own in every batch with email).
-    await defer_many(conn, _CLEAR_MARK, [{"addr": a} for a in clears])
+    await defer_many(conn, _CLEAR_MARK, [{"addr": a} for a in addresses])
 
 
 async def _mark_bounced(

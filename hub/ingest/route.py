@@ -15,7 +15,7 @@ from typing import Protocol
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from channels.base import Channel
-from hub.ingest.context import BatchContext, Prepared
+from hub.ingest.context import BatchContext, Matched, Prepared, is_postgres
 from routing.base import ConversationRef, CustomerRef, Decision, Step, run_steps
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,12 @@ async def route_batch(
     the whole unit (an IMAP chunk then retries message by message).
     """
     ctx.batch_customers = {ref.id for ref in matched.values()}
+    # SQLite: the batch holds the write lock from the match to its commit, so the marks
+    # read with the match are exactly those a clearing UPDATE would find. PostgreSQL:
+    # another node may mark an identity after the match read it (the match locks the
+    # customer, not the identity), so every mail's address is cleared as before.
+    if isinstance(matched, Matched) and not is_postgres(ctx.conn):
+        ctx.marked = matched.marked
     times = [p.contact.occurred_at for p in fresh]
     ctx.batch_span = (min(times), max(times))
     await ctx.prefetch_open(ctx.batch_customers)
