@@ -82,7 +82,7 @@ def _email(address: str) -> str | None:
 
 
 @dataclass(frozen=True, slots=True)
-class _Bounce:
+class Bounce:
     """What a bounce may act on: the message of ours it returns, the address that
     message went to, and what the report says about that address."""
 
@@ -99,7 +99,7 @@ class _Bounce:
         return any(r.temporary for r in self.statuses)
 
 
-def vet_bounce(item: Prepared, ctx: BatchContext) -> _Bounce | None:
+def vet_bounce(item: Prepared, ctx: BatchContext) -> Bounce | None:
     """The part of a bounce that concerns a message we sent, or None (then why, in its meta).
 
     Anyone can send a delivery report, and backscatter of spam that forged
@@ -126,13 +126,13 @@ def vet_bounce(item: Prepared, ctx: BatchContext) -> _Bounce | None:
         decision.meta[DecisionKey.BOUNCE_IGNORED] = "recipient not in the original message"
         return None
     assert isinstance(iid, int)
-    return _Bounce(iid, addr, statuses)
+    return Bounce(iid, addr, statuses)
 
 
 async def apply_bounces(
     conn: AsyncConnection,
     items: list[Prepared],
-    bounces: list[_Bounce | None],
+    bounces: list[Bounce | None],
     now: datetime,
     marked: set[tuple[str, str]] | None = None,
 ) -> list[str]:

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Table, bindparam, text
+from sqlalchemy import JSON, BindParameter, Table, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import TextClause
@@ -28,6 +28,7 @@ from sqlalchemy.types import Integer, Text
 
 from hub.store.columns import UTCDateTime
 from hub.store.models import ConversationStatus, IdentityKind
+from hub.store.tables import conversation_t, customer_t, identity_t, interaction_t
 
 _INSERTS: dict[tuple[str, tuple[str, ...], bool], TextClause] = {}
 
@@ -90,9 +91,8 @@ async def insert_rows(conn: AsyncConnection, table: Table, rows: Sequence[dict[s
         await conn.execute(_insert(conn, table, keys, False), _columns(table, keys, rows))
 
 
-_TOUCH = text(
-    f"""
-    WITH customers AS (
+_TOUCH_CTES = f"""
+    touched_customers AS (
       UPDATE customer
       SET last_inbound_at = CASE
         WHEN customer.last_inbound_at IS NULL OR customer.last_inbound_at < u.at THEN u.at
@@ -104,7 +104,7 @@ _TOUCH = text(
       -- same conversations then wait for each other instead of deadlocking.
       SELECT id FROM conversation WHERE id = ANY(:conversation_ids)
       ORDER BY id FOR NO KEY UPDATE
-    ), conversations AS (
+    ), touched_conversations AS (
       UPDATE conversation
       SET status = '{ConversationStatus.OPEN.value}',
           last_activity_at = CASE
@@ -119,15 +119,29 @@ _TOUCH = text(
       WHERE identity.kind = '{IdentityKind.EMAIL.value}' AND identity.value = ANY(:cleared)
         AND (identity.undeliverable_at IS NOT NULL OR identity.soft_bounces != 0)
     )
-    SELECT 1
-    """
-).bindparams(
+"""
+_TOUCH_BINDS: list[BindParameter[Any]] = [
     bindparam("customer_ids", type_=ARRAY(Integer())),
     bindparam("customer_ats", type_=ARRAY(UTCDateTime())),
     bindparam("conversation_ids", type_=ARRAY(Integer())),
     bindparam("conversation_ats", type_=ARRAY(UTCDateTime())),
     bindparam("cleared", type_=ARRAY(Text())),
-)
+]
+_TOUCH = text(f"WITH {_TOUCH_CTES} SELECT 1").bindparams(*_TOUCH_BINDS)
+
+
+def _touch_params(
+    customers: Sequence[tuple[int, datetime]],
+    conversations: Sequence[tuple[int, datetime]],
+    cleared: Sequence[str],
+) -> dict[str, Any]:
+    return {
+        "customer_ids": [c for c, _ in customers],
+        "customer_ats": [at for _, at in customers],
+        "conversation_ids": [c for c, _ in conversations],
+        "conversation_ats": [at for _, at in conversations],
+        "cleared": list(cleared),
+    }
 
 
 async def touch(
@@ -141,13 +155,138 @@ async def touch(
     (re)opened, and the bounce marks of `cleared` email addresses cleared."""
     if not (customers or conversations or cleared):
         return
-    await conn.execute(
-        _TOUCH,
-        {
-            "customer_ids": [c for c, _ in customers],
-            "customer_ats": [at for _, at in customers],
-            "conversation_ids": [c for c, _ in conversations],
-            "conversation_ats": [at for _, at in conversations],
-            "cleared": list(cleared),
-        },
+    await conn.execute(_TOUCH, _touch_params(customers, conversations, cleared))
+
+
+# The columns batch.py gives each table's rows, in the order they travel.
+LEAD_KEYS = (
+    "kind", "name", "company", "industry", "postal_code", "city", "country", "notes",
+    "custom", "owner_id", "team_id", "merged_into_id", "created_at", "updated_at",
+    "last_inbound_at", "last_outbound_at",
+)  # fmt: skip
+IDENTITY_KEYS = ("kind", "value", "raw", "primary", "verified", "soft_bounces", "created_at")
+CONVERSATION_KEYS = (
+    "customer_id", "channel", "subject", "status", "assignee_id", "team_id", "created_at",
+    "last_activity_at",
+)  # fmt: skip
+INTERACTION_KEYS = (
+    "customer_id", "conversation_id", "channel", "direction", "occurred_at", "subject",
+    "text", "provider_id", "sender", "recipient", "delivery_status", "meta", "author_id",
+    "created_at",
+)  # fmt: skip
+# Columns that may name a row of this same statement instead: (its 1-based position
+# among the leads or conversations, in a `<prefix>_<column>_new` array; NULL: the id given).
+_NEW = {"customer_id": "leads_n", "conversation_id": "conversations_n"}
+
+
+def _rows_cte(
+    dialect: Any, name: str, table: Table, keys: tuple[str, ...], prefix: str, extra: str = ""
+) -> tuple[str, list[BindParameter[Any]]]:
+    """`name AS (INSERT INTO table .. SELECT .. FROM unnest(..) ORDER BY ord RETURNING id)`."""
+    quote = dialect.identifier_preparer.quote
+    binds: list[BindParameter[Any]] = []
+    arrays, aliases, values, joins = [], [], [], []
+    for i, key in enumerate(keys):
+        column = table.c[key]
+        is_json = isinstance(column.type, JSON)
+        binds.append(bindparam(f"{prefix}{i}", type_=ARRAY(Text() if is_json else column.type)))
+        arrays.append(f":{prefix}{i}")
+        aliases.append(f"c{i}")
+        value = f"CAST(u.c{i} AS json)" if is_json else f"u.c{i}"
+        if key in _NEW and table is not identity_t:
+            numbered = _NEW[key]
+            binds.append(bindparam(f"{prefix}{i}_new", type_=ARRAY(Integer())))
+            arrays.append(f":{prefix}{i}_new")
+            aliases.append(f"n{i}")
+            joins.append(f"LEFT JOIN {numbered} j{i} ON j{i}.n = u.n{i}")
+            value = f"COALESCE(j{i}.id, u.c{i})"
+        values.append(value)
+    columns = ", ".join(quote(k) for k in keys)
+    sql = (
+        f"{name} AS (INSERT INTO {quote(table.name)} ({extra}{columns}) "
+        f"SELECT {'leads_n.id, ' if extra else ''}{', '.join(values)} "
+        f"FROM unnest({', '.join(arrays)}) WITH ORDINALITY AS u({', '.join(aliases)}, ord) "
+        f"{'JOIN leads_n ON leads_n.n = u.ord ' if extra else ''}{' '.join(joins)} "
+        f"ORDER BY u.ord RETURNING id)"
     )
+    return sql, binds
+
+
+_WRITE: list[Any] = []
+
+
+def _write_statement(dialect: Any) -> Any:
+    """Leads, their identities, conversations and history entries, then the closing
+    UPDATEs (see `touch`), in one statement; it answers the new ids of each table in
+    row order. ORDER BY the arrays' position makes a serial key's ids ascend in row
+    order (as for `insert_ids`), so the n-th smallest new id is the n-th row's."""
+    if not _WRITE:
+        parts: list[str] = []
+        binds: list[BindParameter[Any]] = []
+        for name, table, keys, prefix, extra in (
+            ("leads", customer_t, LEAD_KEYS, "l", ""),
+            ("identities", identity_t, IDENTITY_KEYS, "i", "customer_id, "),
+            ("conversations", conversation_t, CONVERSATION_KEYS, "v", ""),
+            ("interactions", interaction_t, INTERACTION_KEYS, "h", ""),
+        ):
+            sql, more = _rows_cte(dialect, name, table, keys, prefix, extra)
+            parts.append(sql)
+            binds += more
+            if name in ("leads", "conversations"):
+                parts.append(
+                    f"{name}_n AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM {name})"
+                )
+        sql = (
+            "WITH " + ",\n".join(parts) + ",\n" + _TOUCH_CTES
+            + "SELECT ARRAY(SELECT id FROM leads ORDER BY id) AS leads,"
+            " ARRAY(SELECT id FROM conversations ORDER BY id) AS conversations,"
+            " ARRAY(SELECT id FROM interactions ORDER BY id) AS interactions"
+        )  # fmt: skip
+        _WRITE.append(text(sql).bindparams(*binds, *_TOUCH_BINDS))
+    return _WRITE[0]
+
+
+def _arrays(
+    prefix: str, table: Table, keys: tuple[str, ...], rows: Sequence[dict[str, Any]]
+) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for i, key in enumerate(keys):
+        values = [r[key] for r in rows]
+        if isinstance(table.c[key].type, JSON):
+            values = [json.dumps(v) for v in values]
+        elif key in _NEW and table is not identity_t:
+            # A placeholder (< 0) names the row `-value` of this statement's leads or
+            # conversations; see BatchRows.
+            params[f"{prefix}{i}_new"] = [-v if v is not None and v < 0 else None for v in values]
+            values = [None if v is not None and v < 0 else v for v in values]
+        params[f"{prefix}{i}"] = values
+    return params
+
+
+async def write_rows(
+    conn: AsyncConnection,
+    leads: Sequence[dict[str, Any]],
+    identities: Sequence[dict[str, Any]],
+    conversations: Sequence[dict[str, Any]],
+    interactions: Sequence[dict[str, Any]],
+    touched_customers: Sequence[tuple[int, datetime]],
+    touched_conversations: Sequence[tuple[int, datetime]],
+    cleared: Sequence[str],
+) -> tuple[list[int], list[int], list[int]]:
+    """A batch's rows and closing UPDATEs in one statement; the new ids of leads,
+    conversations and interactions, in row order.
+
+    `identities[n]` is the identity of `leads[n]` (its customer_id is not given). A
+    customer_id of -n (n >= 1) names `leads[n - 1]`, a conversation_id of -n
+    `conversations[n - 1]`. The UPDATEs touch rows that existed before the statement
+    only (the new rows are inserted with their final values).
+    """
+    params = {
+        **_arrays("l", customer_t, LEAD_KEYS, leads),
+        **_arrays("i", identity_t, IDENTITY_KEYS, identities),
+        **_arrays("v", conversation_t, CONVERSATION_KEYS, conversations),
+        **_arrays("h", interaction_t, INTERACTION_KEYS, interactions),
+        **_touch_params(touched_customers, touched_conversations, cleared),
+    }
+    row = (await conn.execute(_write_statement(conn.dialect), params)).one()
+    return list(row.leads), list(row.conversations), list(row.interactions)
