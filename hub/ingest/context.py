@@ -136,6 +136,54 @@ class BatchContext:
                 conv_id, assignee_id, team_id
             )
 
+    async def prefetch(self, customer_ids: set[int], refs: set[tuple[str, str]]) -> None:
+        """`prefetch_open` and `prefetch_refs`, and on PostgreSQL in the same statement
+        what we sent the customers in the (channel, window)s routing asked for in earlier
+        batches (`last_outbound_conversation`, which would query them now): one round
+        trip instead of three. The batch has written nothing yet, so the answers are
+        those the separate queries would give."""
+        if not is_postgres(self.conn):
+            await self.prefetch_open(customer_ids)
+            if refs:
+                await self.prefetch_refs(refs)
+            return
+        from hub.ingest import pg  # PostgreSQL's statements, only where they run
+
+        ids = sorted(i for i in customer_ids if i > 0)
+        span = self.batch_span
+        windows = sorted(_WINDOWS) if span is not None and ids else []
+        row = await pg.read_batch(
+            self.conn,
+            ids,
+            sorted(refs),
+            [(channel, span[0] - window) for channel, window in windows] if span else [],
+            span[1] if span else None,
+        )
+        for conv_id, customer_id, channel, assignee_id, team_id in row.open:
+            # ascending, so the most recent one wins
+            self.open_by_customer[(customer_id, channel)] = ConversationRef(
+                conv_id, assignee_id, team_id
+            )
+        for channel, pid, at, iid, conv_id, customer_id, assignee_id, team_id in row.refs:
+            self.by_provider_id[(channel, pid)] = (
+                at,
+                iid,
+                customer_id,
+                ConversationRef(conv_id, assignee_id, team_id),
+            )
+        self.prefetched_refs |= refs
+        if windows:
+            found: list[dict[int, list[tuple[datetime, int, ConversationRef]]]] = [
+                defaultdict(list) for _ in windows
+            ]
+            for n, customer_id, at, iid, conv_id, assignee_id, team_id in row.sent:
+                ref = ConversationRef(conv_id, assignee_id, team_id)
+                found[n - 1][customer_id].append((at, iid, ref))
+            for key, sent in zip(windows, found, strict=True):
+                for entries in sent.values():
+                    entries.sort(key=lambda f: (f[0], f[1]), reverse=True)
+                self.outbound[key] = sent
+
     async def open_conversation_of(self, customer_id: int, channel: str) -> ConversationRef | None:
         return self.open_by_customer.get((customer_id, channel))
 
@@ -187,6 +235,8 @@ class BatchContext:
             self.outbound.pop((channel, window), None)
         if (channel, window) not in self.outbound:
             await self._prefetch_outbound(channel, window)
+            if len(_WINDOWS) < 16:  # step settings, a handful; never grows without bound
+                _WINDOWS.add((channel, window))
         # Newest first: the first one inside this contact's window wins.
         for at, _iid, ref in self.outbound[(channel, window)].get(customer_id, ()):
             if since <= at <= until:
@@ -324,6 +374,9 @@ _REFS = {
     for pg in (False, True)
 }
 _OUTBOUND: dict[tuple[bool, bool], Select[Any]] = {}
+# (channel, window)s `last_outbound_conversation` asked for: the routing steps' settings,
+# the same in every batch, so `BatchContext.prefetch` reads them with the batch's others.
+_WINDOWS: set[tuple[str, timedelta]] = set()
 
 
 def _outbound_statement(pg: bool, spanned: bool) -> Select[Any]:

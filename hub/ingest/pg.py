@@ -290,3 +290,66 @@ async def write_rows(
     }
     row = (await conn.execute(_write_statement(conn.dialect), params)).one()
     return list(row.leads), list(row.conversations), list(row.interactions)
+
+
+_READ = text(
+    f"""
+    SELECT
+      ARRAY(
+        SELECT ROW(v.id, v.customer_id, v.channel, v.assignee_id, v.team_id)
+        FROM conversation v
+        WHERE v.customer_id = ANY(:ids)
+          AND v.status IN ('{ConversationStatus.OPEN.value}', '{ConversationStatus.PENDING.value}')
+        ORDER BY v.last_activity_at, v.id
+      ) AS open,
+      ARRAY(
+        SELECT ROW(i.channel, i.provider_id, i.occurred_at, i.id, v.id, v.customer_id,
+                   v.assignee_id, v.team_id)
+        FROM unnest(:ref_channels, :ref_ids) AS r(channel, provider_id)
+        JOIN interaction i ON i.channel = r.channel AND i.provider_id = r.provider_id
+        JOIN conversation v ON v.id = i.conversation_id
+      ) AS refs,
+      ARRAY(
+        SELECT ROW(w.n, i.customer_id, i.occurred_at, i.id, v.id, v.assignee_id, v.team_id)
+        FROM unnest(:sent_channels, :sent_since) WITH ORDINALITY AS w(channel, since, n)
+        JOIN interaction i
+          ON i.customer_id = ANY(:ids) AND i.channel = w.channel AND i.direction = 'out'
+         AND i.occurred_at >= w.since AND i.occurred_at <= :until
+        JOIN conversation v ON v.id = i.conversation_id
+      ) AS sent
+    """
+).bindparams(
+    bindparam("ids", type_=ARRAY(Integer())),
+    bindparam("ref_channels", type_=ARRAY(Text())),
+    bindparam("ref_ids", type_=ARRAY(Text())),
+    bindparam("sent_channels", type_=ARRAY(Text())),
+    bindparam("sent_since", type_=ARRAY(UTCDateTime())),
+    bindparam("until", type_=UTCDateTime()),
+)
+
+
+async def read_batch(
+    conn: AsyncConnection,
+    customer_ids: Sequence[int],
+    refs: Sequence[tuple[str, str]],
+    sent: Sequence[tuple[str, datetime]],
+    until: datetime | None,
+) -> Any:
+    """BatchContext's reads after the match in one statement (see BatchContext.prefetch):
+    the open conversations of `customer_ids` (oldest activity first), the conversations
+    behind the (channel, provider id) `refs`, and what we sent those customers on each
+    `sent` channel between its time and `until` (each row with the 1-based position of
+    its pair). One row of three arrays of rows."""
+    return (
+        await conn.execute(
+            _READ,
+            {
+                "ids": list(customer_ids),
+                "ref_channels": [c for c, _ in refs],
+                "ref_ids": [p for _, p in refs],
+                "sent_channels": [c for c, _ in sent],
+                "sent_since": [s for _, s in sent],
+                "until": until,
+            },
+        )
+    ).one()

@@ -59,10 +59,8 @@ async def route_batch(
         ctx.marked = matched.marked
     times = [p.contact.occurred_at for p in fresh]
     ctx.batch_span = (min(times), max(times))
-    await ctx.prefetch_open(ctx.batch_customers)
     refs = {(p.contact.channel.value, r) for p in fresh for r in p.contact.thread_refs}
-    if refs:
-        await ctx.prefetch_refs(refs)
+    await ctx.prefetch(ctx.batch_customers, refs)
     # Bounces: the messages they return, in one query for the batch.
     await ctx.prefetch_bounced(p.contact for p in fresh)
     if assigner is not None and any(p.contact.channel in assigner.channels for p in fresh):

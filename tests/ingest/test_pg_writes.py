@@ -9,10 +9,10 @@ import pytest
 from sqlalchemy import func, select, update
 
 from channels.base import AttachmentRef, Channel, InboundContact
-from hub.ingest import batch
+from hub.ingest import batch, context
 from hub.runtime import Hub
 from hub.store.db import Database
-from hub.store.models import Conversation
+from hub.store.models import Conversation, Interaction
 from hub.store.tables import (
     attachment_t,
     consent_t,
@@ -195,3 +195,56 @@ async def test_batch_written_in_one_statement_equals_the_portable_writes(
     assert (bob_identity["undeliverable_at"], bob_identity["soft_bounces"]) == (None, 0)
     known_row = dict(zip([c.name for c in customer_t.c], snapshot["customer"][0], strict=True))
     assert known_row["last_inbound_at"] == T0 + timedelta(minutes=7)
+
+
+async def test_replies_thread_by_what_we_sent_when_prefetched_with_the_batch(
+    hub: Hub, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An SMS without an open conversation joins the one of our last SMS in the reply
+    window: asked lazily in the first batch, then read with the batch's other reads
+    (BatchContext.prefetch) in the next; the same answer both ways, never an SMS of ours
+    outside the window or to someone else."""
+    monkeypatch.setattr(context, "_WINDOWS", set())
+    lazy: list[object] = []
+    original = context.BatchContext._prefetch_outbound
+
+    async def counted(self: context.BatchContext, *args: Any) -> None:
+        lazy.append(args)
+        await original(self, *args)
+
+    monkeypatch.setattr(context.BatchContext, "_prefetch_outbound", counted)
+    now = datetime.now(UTC)
+    people = []
+    for n in (1, 2):
+        cid = await add_customer(db, ("phone", f"+4917155501{n:02d}"), name=f"P{n}")
+        async with db.write() as s:
+            recent = Conversation(customer_id=cid, channel="sms", status="closed")
+            old = Conversation(customer_id=cid, channel="sms", status="closed")
+            s.add_all([recent, old])
+            await s.flush()
+            for conv, ago in ((recent, timedelta(hours=1)), (old, timedelta(days=30))):
+                s.add(
+                    Interaction(
+                        customer_id=cid,
+                        conversation_id=conv.id,
+                        channel="sms",
+                        direction="out",
+                        occurred_at=now - ago,
+                        text="from us",
+                    )
+                )
+        people.append((cid, recent.id))
+    for n, (cid, conversation) in enumerate(people, start=1):
+        r = await hub.ingestor.ingest(
+            InboundContact(
+                Channel.SMS,
+                f"+4917155501{n:02d}",
+                text="yes",
+                provider_id=f"R{n}",
+                occurred_at=now,
+            )
+        )
+        assert (r.customer_id, r.conversation_id) == (cid, conversation)
+    # Asked lazily in the first batch only; the second had it prefetched.
+    assert len(lazy) == 1
+    assert sorted(context._WINDOWS) == [("sms", timedelta(hours=72))]
