@@ -332,7 +332,7 @@ async def _write_pg(
     lead_ids, conv_ids, interaction_ids = await pg.write_rows(
         conn,
         [_lead_row(new_leads[p], now, plan.latest_customer.get(p)) for p in new_leads],
-        [_identity_row(new_leads[p], now) for p in new_leads],
+        [{"customer_id": lead_at[p], **_identity_row(new_leads[p], now)} for p in new_leads],
         [
             _conversation_row(new_convs[p], customer_ref(new_convs[p]), plan.latest_conv[p], now)
             for p in new_convs

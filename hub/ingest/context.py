@@ -152,6 +152,8 @@ class BatchContext:
         ids = sorted(i for i in customer_ids if i > 0)
         span = self.batch_span
         windows = sorted(_WINDOWS) if span is not None and ids else []
+        if not (ids or refs):
+            return
         row = await pg.read_batch(
             self.conn,
             ids,

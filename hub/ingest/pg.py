@@ -1,16 +1,23 @@
-"""An ingest batch's writes on PostgreSQL: one statement each, whatever the batch's size.
+"""An ingest batch's statements on PostgreSQL: fewer round trips, one text each.
 
 Through Core, asyncpg runs a multi-row write as executemany (one execution per
-row, each planned and run on its own) and a multi-row INSERT .. RETURNING as a
-VALUES list whose SQL text differs with every row count (a new prepared
-statement, planned again, in nearly every batch). Here the rows travel as one
-array per column and `unnest` turns them back into rows: one text, one plan,
-one round trip per table; and the batch's closing UPDATEs (last contact of
-customers, activity of conversations, bounce marks cleared) are one statement
-of data-modifying CTEs. SQLite keeps the portable statements (hub/ingest/batch.py),
-where a statement costs no network round trip and the writes ride along with
-the next one (`defer_many`). tests/ingest/test_pg_writes.py checks that both
-store the same rows.
+row) and a multi-row INSERT .. RETURNING as a VALUES list whose SQL text differs
+with every row count (a new prepared statement, planned again, in nearly every
+batch); each statement is a round trip, and every trip lets the busy event loop
+stretch the batch's transaction. Here, on PostgreSQL only:
+
+- the rows travel as one array per column, which `unnest` turns back into rows:
+  one text and one plan whatever the batch's size;
+- a batch's leads, their identities, its new conversations and history entries
+  and the closing UPDATEs (customers' last contact, conversations' activity,
+  bounce marks cleared) are one statement of data-modifying CTEs (`write_rows`),
+  not five to seven;
+- what routing asks after the match (open conversations, thread references,
+  what we sent) is one statement of arrays of rows (`read_batch`), not three.
+
+SQLite keeps the portable statements (hub/ingest/batch.py, context.py), where a
+statement costs no network round trip and writes ride along with the next one
+(`defer_many`). tests/ingest/test_pg_writes.py checks that both store the same rows.
 """
 
 from __future__ import annotations
@@ -29,67 +36,6 @@ from sqlalchemy.types import Integer, Text
 from hub.store.columns import UTCDateTime
 from hub.store.models import ConversationStatus, IdentityKind
 from hub.store.tables import conversation_t, customer_t, identity_t, interaction_t
-
-_INSERTS: dict[tuple[str, tuple[str, ...], bool], TextClause] = {}
-
-
-def _insert(conn: AsyncConnection, table: Table, keys: tuple[str, ...], returning: bool) -> Any:
-    """INSERT of `table`'s columns `keys` from one array per column (`c0`, `c1`, ...), in
-    the arrays' order; JSON values travel as their text and are cast back."""
-    cache_key = (table.name, keys, returning)
-    if cache_key not in _INSERTS:
-        quote = conn.dialect.identifier_preparer.quote
-        binds, values = [], []
-        for i, key in enumerate(keys):
-            column = table.c[key]
-            is_json = isinstance(column.type, JSON)
-            binds.append(bindparam(f"c{i}", type_=ARRAY(Text() if is_json else column.type)))
-            values.append(f"CAST(u.c{i} AS json)" if is_json else f"u.c{i}")
-        names = ", ".join(f"c{i}" for i in range(len(keys)))
-        # ORDER BY the arrays' position: the ids a serial key gives then ascend in row
-        # order, which is how SQLAlchemy matches INSERT .. RETURNING rows to its
-        # parameters on PostgreSQL too (insertmanyvalues' implicit sentinel).
-        sql = (
-            f"INSERT INTO {quote(table.name)} ({', '.join(quote(k) for k in keys)}) "
-            f"SELECT {', '.join(values)} "
-            f"FROM unnest({', '.join(f':c{i}' for i in range(len(keys)))}) "
-            f"WITH ORDINALITY AS u({names}, ord) ORDER BY u.ord"
-            + (" RETURNING id" if returning else "")
-        )
-        _INSERTS[cache_key] = text(sql).bindparams(*binds)
-    return _INSERTS[cache_key]
-
-
-def _columns(table: Table, keys: tuple[str, ...], rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    for i, key in enumerate(keys):
-        values = [r[key] for r in rows]
-        if isinstance(table.c[key].type, JSON):
-            # As the JSON column would encode them (json.dumps); an array of json would
-            # take a list inside it for another dimension.
-            values = [json.dumps(v) for v in values]
-        params[f"c{i}"] = values
-    return params
-
-
-async def insert_ids(
-    conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]]
-) -> list[int]:
-    """`hub.store.bulk.insert_returning_ids` on PostgreSQL: the new ids, in row order. Every
-    row has the keys of the first; columns not named take their server defaults."""
-    if not rows:
-        return []
-    keys = tuple(rows[0])
-    result = await conn.execute(_insert(conn, table, keys, True), _columns(table, keys, rows))
-    return sorted(r[0] for r in result)
-
-
-async def insert_rows(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
-    """A multi-row INSERT without RETURNING, as one statement."""
-    if rows:
-        keys = tuple(rows[0])
-        await conn.execute(_insert(conn, table, keys, False), _columns(table, keys, rows))
-
 
 _TOUCH_CTES = f"""
     touched_customers AS (
@@ -164,7 +110,10 @@ LEAD_KEYS = (
     "custom", "owner_id", "team_id", "merged_into_id", "created_at", "updated_at",
     "last_inbound_at", "last_outbound_at",
 )  # fmt: skip
-IDENTITY_KEYS = ("kind", "value", "raw", "primary", "verified", "soft_bounces", "created_at")
+# An identity's customer_id is that of the lead at the same position (-n names leads[n-1]).
+IDENTITY_KEYS = (
+    "customer_id", "kind", "value", "raw", "primary", "verified", "soft_bounces", "created_at",
+)  # fmt: skip
 CONVERSATION_KEYS = (
     "customer_id", "channel", "subject", "status", "assignee_id", "team_id", "created_at",
     "last_activity_at",
@@ -174,15 +123,23 @@ INTERACTION_KEYS = (
     "text", "provider_id", "sender", "recipient", "delivery_status", "meta", "author_id",
     "created_at",
 )  # fmt: skip
-# Columns that may name a row of this same statement instead: (its 1-based position
-# among the leads or conversations, in a `<prefix>_<column>_new` array; NULL: the id given).
+# Columns that may name a new row of the same statement, and its numbering by position
+# (in `_write_statement`; the n-th smallest new id is the n-th row's).
 _NEW = {"customer_id": "leads_n", "conversation_id": "conversations_n"}
 
 
-def _rows_cte(
-    dialect: Any, name: str, table: Table, keys: tuple[str, ...], prefix: str, extra: str = ""
+def _insert_sql(
+    dialect: Any, table: Table, keys: tuple[str, ...], prefix: str, *, numbered: bool = False
 ) -> tuple[str, list[BindParameter[Any]]]:
-    """`name AS (INSERT INTO table .. SELECT .. FROM unnest(..) ORDER BY ord RETURNING id)`."""
+    """INSERT INTO `table` (`keys`) from one array per column (`:<prefix><n>`) in the
+    arrays' order, RETURNING id. JSON values travel as their text and are cast back.
+
+    ORDER BY the arrays' position: the ids a serial key gives then ascend in row order,
+    so the n-th smallest new id is the n-th row's (SQLAlchemy matches its INSERT ..
+    RETURNING rows to their parameters on PostgreSQL the same way: insertmanyvalues'
+    implicit sentinel). `numbered`: within `_write_statement`, where a customer_id or
+    conversation_id may name a row of the same statement (see `write_rows`).
+    """
     quote = dialect.identifier_preparer.quote
     binds: list[BindParameter[Any]] = []
     arrays, aliases, values, joins = [], [], [], []
@@ -193,23 +150,58 @@ def _rows_cte(
         arrays.append(f":{prefix}{i}")
         aliases.append(f"c{i}")
         value = f"CAST(u.c{i} AS json)" if is_json else f"u.c{i}"
-        if key in _NEW and table is not identity_t:
-            numbered = _NEW[key]
+        if numbered and key in _NEW:
             binds.append(bindparam(f"{prefix}{i}_new", type_=ARRAY(Integer())))
             arrays.append(f":{prefix}{i}_new")
             aliases.append(f"n{i}")
-            joins.append(f"LEFT JOIN {numbered} j{i} ON j{i}.n = u.n{i}")
+            joins.append(f"LEFT JOIN {_NEW[key]} j{i} ON j{i}.n = u.n{i} ")
             value = f"COALESCE(j{i}.id, u.c{i})"
         values.append(value)
-    columns = ", ".join(quote(k) for k in keys)
     sql = (
-        f"{name} AS (INSERT INTO {quote(table.name)} ({extra}{columns}) "
-        f"SELECT {'leads_n.id, ' if extra else ''}{', '.join(values)} "
+        f"INSERT INTO {quote(table.name)} ({', '.join(quote(k) for k in keys)}) "
+        f"SELECT {', '.join(values)} "
         f"FROM unnest({', '.join(arrays)}) WITH ORDINALITY AS u({', '.join(aliases)}, ord) "
-        f"{'JOIN leads_n ON leads_n.n = u.ord ' if extra else ''}{' '.join(joins)} "
-        f"ORDER BY u.ord RETURNING id)"
+        f"{''.join(joins)}ORDER BY u.ord RETURNING id"
     )
     return sql, binds
+
+
+def _arrays(
+    prefix: str,
+    table: Table,
+    keys: tuple[str, ...],
+    rows: Sequence[dict[str, Any]],
+    *,
+    numbered: bool = False,
+) -> dict[str, Any]:
+    """The parameters of `_insert_sql` for `rows`."""
+    params: dict[str, Any] = {}
+    for i, key in enumerate(keys):
+        values = [r[key] for r in rows]
+        if isinstance(table.c[key].type, JSON):
+            # As the JSON column would encode them (json.dumps); an array of json would
+            # take a list inside it for another dimension.
+            values = [json.dumps(v) for v in values]
+        elif numbered and key in _NEW:
+            # -n names the n-th new row of the statement (see write_rows)
+            params[f"{prefix}{i}_new"] = [-v if v is not None and v < 0 else None for v in values]
+            values = [None if v is not None and v < 0 else v for v in values]
+        params[f"{prefix}{i}"] = values
+    return params
+
+
+_INSERTS: dict[tuple[str, tuple[str, ...]], TextClause] = {}
+
+
+async def insert_rows(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """A multi-row INSERT as one statement (every row has the keys of the first)."""
+    if not rows:
+        return
+    keys = tuple(rows[0])
+    if (table.name, keys) not in _INSERTS:
+        sql, binds = _insert_sql(conn.dialect, table, keys, "c")
+        _INSERTS[(table.name, keys)] = text(sql).bindparams(*binds)
+    await conn.execute(_INSERTS[(table.name, keys)], _arrays("c", table, keys, rows))
 
 
 _WRITE: list[Any] = []
@@ -218,19 +210,18 @@ _WRITE: list[Any] = []
 def _write_statement(dialect: Any) -> Any:
     """Leads, their identities, conversations and history entries, then the closing
     UPDATEs (see `touch`), in one statement; it answers the new ids of each table in
-    row order. ORDER BY the arrays' position makes a serial key's ids ascend in row
-    order (as for `insert_ids`), so the n-th smallest new id is the n-th row's."""
+    row order (see `_insert_sql`)."""
     if not _WRITE:
         parts: list[str] = []
         binds: list[BindParameter[Any]] = []
-        for name, table, keys, prefix, extra in (
-            ("leads", customer_t, LEAD_KEYS, "l", ""),
-            ("identities", identity_t, IDENTITY_KEYS, "i", "customer_id, "),
-            ("conversations", conversation_t, CONVERSATION_KEYS, "v", ""),
-            ("interactions", interaction_t, INTERACTION_KEYS, "h", ""),
+        for name, table, keys, prefix in (
+            ("leads", customer_t, LEAD_KEYS, "l"),
+            ("identities", identity_t, IDENTITY_KEYS, "i"),
+            ("conversations", conversation_t, CONVERSATION_KEYS, "v"),
+            ("interactions", interaction_t, INTERACTION_KEYS, "h"),
         ):
-            sql, more = _rows_cte(dialect, name, table, keys, prefix, extra)
-            parts.append(sql)
+            sql, more = _insert_sql(dialect, table, keys, prefix, numbered=True)
+            parts.append(f"{name} AS ({sql})")
             binds += more
             if name in ("leads", "conversations"):
                 parts.append(
@@ -246,23 +237,6 @@ def _write_statement(dialect: Any) -> Any:
     return _WRITE[0]
 
 
-def _arrays(
-    prefix: str, table: Table, keys: tuple[str, ...], rows: Sequence[dict[str, Any]]
-) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    for i, key in enumerate(keys):
-        values = [r[key] for r in rows]
-        if isinstance(table.c[key].type, JSON):
-            values = [json.dumps(v) for v in values]
-        elif key in _NEW and table is not identity_t:
-            # A placeholder (< 0) names the row `-value` of this statement's leads or
-            # conversations; see BatchRows.
-            params[f"{prefix}{i}_new"] = [-v if v is not None and v < 0 else None for v in values]
-            values = [None if v is not None and v < 0 else v for v in values]
-        params[f"{prefix}{i}"] = values
-    return params
-
-
 async def write_rows(
     conn: AsyncConnection,
     leads: Sequence[dict[str, Any]],
@@ -276,16 +250,16 @@ async def write_rows(
     """A batch's rows and closing UPDATEs in one statement; the new ids of leads,
     conversations and interactions, in row order.
 
-    `identities[n]` is the identity of `leads[n]` (its customer_id is not given). A
-    customer_id of -n (n >= 1) names `leads[n - 1]`, a conversation_id of -n
-    `conversations[n - 1]`. The UPDATEs touch rows that existed before the statement
-    only (the new rows are inserted with their final values).
+    A customer_id of -n (n >= 1) names `leads[n - 1]`, a conversation_id of -n
+    `conversations[n - 1]` (an identity's customer_id is that of its lead). The
+    UPDATEs touch rows that existed before the statement only (the new rows are
+    inserted with their final values).
     """
     params = {
-        **_arrays("l", customer_t, LEAD_KEYS, leads),
-        **_arrays("i", identity_t, IDENTITY_KEYS, identities),
-        **_arrays("v", conversation_t, CONVERSATION_KEYS, conversations),
-        **_arrays("h", interaction_t, INTERACTION_KEYS, interactions),
+        **_arrays("l", customer_t, LEAD_KEYS, leads, numbered=True),
+        **_arrays("i", identity_t, IDENTITY_KEYS, identities, numbered=True),
+        **_arrays("v", conversation_t, CONVERSATION_KEYS, conversations, numbered=True),
+        **_arrays("h", interaction_t, INTERACTION_KEYS, interactions, numbered=True),
         **_touch_params(touched_customers, touched_conversations, cleared),
     }
     row = (await conn.execute(_write_statement(conn.dialect), params)).one()
@@ -298,7 +272,7 @@ _READ = text(
       ARRAY(
         SELECT ROW(v.id, v.customer_id, v.channel, v.assignee_id, v.team_id)
         FROM conversation v
-        WHERE v.customer_id = ANY(:ids)
+        WHERE v.customer_id = ANY(:ids)  -- context.ACTIVE_STATUSES
           AND v.status IN ('{ConversationStatus.OPEN.value}', '{ConversationStatus.PENDING.value}')
         ORDER BY v.last_activity_at, v.id
       ) AS open,
