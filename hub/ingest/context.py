@@ -14,11 +14,12 @@ from itertools import count
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, any_, bindparam, or_, select
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from channels.base import InboundContact
 from hub.events.bus import Event
+from hub.ingest import pg
+from hub.ingest.pg import array_of
 from hub.records.identity import NormalIdentity
 from hub.store.models import ConversationStatus
 from hub.store.tables import conversation_t, customer_t, identity_t, interaction_t
@@ -54,7 +55,7 @@ def one_of(column: Any, name: str, pg: bool) -> ColumnElement[bool]:
     every batch. One array parameter keeps one text and one plan.
     """
     if pg:
-        return column == any_(bindparam(name, type_=ARRAY(column.type)))  # type: ignore[no-any-return]
+        return column == any_(bindparam(name, type_=array_of(column.type)))  # type: ignore[no-any-return]
     return column.in_(bindparam(name, expanding=True))  # type: ignore[no-any-return]
 
 
@@ -147,8 +148,6 @@ class BatchContext:
             if refs:
                 await self.prefetch_refs(refs)
             return
-        from hub.ingest import pg  # PostgreSQL's statements, only where they run
-
         ids = sorted(i for i in customer_ids if i > 0)
         span = self.batch_span
         windows = sorted(_WINDOWS) if span is not None and ids else []

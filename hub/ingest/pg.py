@@ -128,6 +128,15 @@ INTERACTION_KEYS = (
 _NEW = {"customer_id": "leads_n", "conversation_id": "conversations_n"}
 
 
+def array_of(type_: Any) -> ARRAY[Any]:
+    """An array parameter of `type_`'s values; strings without their length: a cast to
+    varchar(n)[] cuts a longer value to fit (to match, or be stored as, another one),
+    where the column itself refuses it and a comparison finds nothing."""
+    if getattr(type_, "length", None) is not None:
+        return ARRAY(Text())
+    return ARRAY(type_)
+
+
 def _insert_sql(
     dialect: Any, table: Table, keys: tuple[str, ...], prefix: str, *, numbered: bool = False
 ) -> tuple[str, list[BindParameter[Any]]]:
@@ -146,7 +155,9 @@ def _insert_sql(
     for i, key in enumerate(keys):
         column = table.c[key]
         is_json = isinstance(column.type, JSON)
-        binds.append(bindparam(f"{prefix}{i}", type_=ARRAY(Text() if is_json else column.type)))
+        binds.append(
+            bindparam(f"{prefix}{i}", type_=ARRAY(Text()) if is_json else array_of(column.type))
+        )
         arrays.append(f":{prefix}{i}")
         aliases.append(f"c{i}")
         value = f"CAST(u.c{i} AS json)" if is_json else f"u.c{i}"

@@ -1,4 +1,4 @@
-"""PostgreSQL's one-statement batch writes (hub/ingest/pg.py) store what the portable ones do."""
+"""PostgreSQL's batch statements (hub/ingest/pg.py) store and find what the portable ones do."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from sqlalchemy import func, select, update
 
 from channels.base import AttachmentRef, Channel, InboundContact
 from hub.ingest import batch, context
+from hub.ingest.pipeline import IngestError
 from hub.runtime import Hub
 from hub.store.db import Database
 from hub.store.models import Conversation, Interaction
@@ -248,3 +249,23 @@ async def test_replies_thread_by_what_we_sent_when_prefetched_with_the_batch(
     # Asked lazily in the first batch only; the second had it prefetched.
     assert len(lazy) == 1
     assert sorted(context._WINDOWS) == [("sms", timedelta(hours=72))]
+
+
+async def test_array_parameters_never_cut_a_value_to_the_columns_length(
+    hub: Hub, db: Database
+) -> None:
+    """A value longer than its column (identity.value: 320) is compared whole: cut to fit
+    (a cast to varchar(320)[]) it matched the identity that is its first 320 characters.
+    Stored, it is refused as before instead of being stored cut."""
+    stored = "a" * 308 + "@example.org"
+    assert len(stored) == 320
+    cid = await add_customer(db, ("email", stored), name="Long")
+    async with db.write() as s:
+        conn = await s.connection()
+        assert await context.match_customers(conn, {("email", stored + "x")}) == {}
+        found = await context.match_customers(conn, {("email", stored)})
+    assert {key: ref.id for key, ref in found.items()} == {("email", stored): cid}
+    with pytest.raises(IngestError):
+        await hub.ingestor.ingest(
+            InboundContact(Channel.EMAIL, "b" * 400 + "@example.org", provider_id="<long@x>")
+        )
