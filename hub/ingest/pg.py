@@ -149,6 +149,11 @@ def _insert_sql(
     implicit sentinel). `numbered`: within `_write_statement`, where a customer_id or
     conversation_id may name a row of the same statement (see `write_rows`).
     """
+    # Core fills a missing column's Python-side default; this statement cannot (the
+    # database would store NULL or refuse the row): every such column must be given.
+    missing = [c.name for c in table.c if c.default is not None and c.name not in keys]
+    if missing:
+        raise ValueError(f"{table.name} rows lack {missing}, whose defaults Core would fill")
     quote = dialect.identifier_preparer.quote
     binds: list[BindParameter[Any]] = []
     arrays, aliases, values, joins = [], [], [], []
