@@ -82,7 +82,7 @@ def _email(address: str) -> str | None:
 
 
 @dataclass(frozen=True, slots=True)
-class _Bounce:
+class Bounce:
     """What a bounce may act on: the message of ours it returns, the address that
     message went to, and what the report says about that address."""
 
@@ -99,7 +99,7 @@ class _Bounce:
         return any(r.temporary for r in self.statuses)
 
 
-def vet_bounce(item: Prepared, ctx: BatchContext) -> _Bounce | None:
+def vet_bounce(item: Prepared, ctx: BatchContext) -> Bounce | None:
     """The part of a bounce that concerns a message we sent, or None (then why, in its meta).
 
     Anyone can send a delivery report, and backscatter of spam that forged
@@ -126,19 +126,26 @@ def vet_bounce(item: Prepared, ctx: BatchContext) -> _Bounce | None:
         decision.meta[DecisionKey.BOUNCE_IGNORED] = "recipient not in the original message"
         return None
     assert isinstance(iid, int)
-    return _Bounce(iid, addr, statuses)
+    return Bounce(iid, addr, statuses)
 
 
 async def apply_bounces(
-    conn: AsyncConnection, items: list[Prepared], bounces: list[_Bounce | None], now: datetime
-) -> None:
-    """Mark addresses that bounced, count temporary failures, clear marks a real mail refutes.
+    conn: AsyncConnection,
+    items: list[Prepared],
+    bounces: list[Bounce | None],
+    now: datetime,
+    marked: set[tuple[str, str]] | None = None,
+) -> list[str]:
+    """Mark addresses that bounced, count temporary failures; the addresses whose marks a
+    real mail refutes, for `clear_marks` (or the batch's PostgreSQL statement) to clear.
 
     Only what `vet_bounce` kept counts. A permanent failure (5.x.x) marks
     the address undeliverable and the message bounced, a temporary one
     (4.x.x) only counts; a mail the address itself sent (not machine mail)
     proves it works again and clears both. Within one batch the later of a
     bounce and a mail for the same address wins, by the contacts' own times.
+    `marked`: the batch's identities known to carry a mark (None: unknown); an
+    address without one and without a bounce in this batch has nothing to clear.
     """
     marks: list[dict[str, Any]] = []
     soft: list[dict[str, Any]] = []
@@ -168,11 +175,22 @@ async def apply_bounces(
         bounced = bounced_at.get(addr)
         if bounced is None and decision.customer.is_new:
             continue  # its identity was inserted just now, with no mark
+        if (
+            bounced is None
+            and marked is not None
+            and (item.identity.kind.value, addr) not in marked
+        ):
+            continue  # no mark: the UPDATE would find nothing (~4 % of SQLite's time)
         if bounced is None or item.contact.occurred_at > bounced:
             clears[addr] = None
+    return list(clears)
+
+
+async def clear_marks(conn: AsyncConnection, addresses: list[str]) -> None:
+    """Clear the bounce marks of these email addresses (`apply_bounces`' answer)."""
     # Nobody waits for its outcome: on SQLite it rides with the batch's next statement
     # or its commit (it ran in a round trip of its own in every batch with email).
-    await defer_many(conn, _CLEAR_MARK, [{"addr": a} for a in clears])
+    await defer_many(conn, _CLEAR_MARK, [{"addr": a} for a in addresses])
 
 
 async def _mark_bounced(

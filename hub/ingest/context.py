@@ -13,11 +13,13 @@ from datetime import datetime, timedelta
 from itertools import count
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, or_, select
+from sqlalchemy import ColumnElement, Select, and_, any_, bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from channels.base import InboundContact
 from hub.events.bus import Event
+from hub.ingest import pg
+from hub.ingest.pg import array_of
 from hub.records.identity import NormalIdentity
 from hub.store.models import ConversationStatus
 from hub.store.tables import conversation_t, customer_t, identity_t, interaction_t
@@ -39,6 +41,22 @@ def grouped(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
 REPLY_KEY = "reply"
 # Most values in one IN (...) list: far below SQLite's and asyncpg's parameter limits.
 IN_CHUNK = 1000
+
+
+def is_postgres(conn: AsyncConnection) -> bool:
+    return conn.dialect.name == "postgresql"
+
+
+def one_of(column: Any, name: str, pg: bool) -> ColumnElement[bool]:
+    """`column IN (:name...)`; on PostgreSQL `column = ANY(:name)` with an array.
+
+    An expanding IN list is a different SQL text for every length: on asyncpg a
+    new prepared statement (its cache misses, PostgreSQL plans again) for nearly
+    every batch. One array parameter keeps one text and one plan.
+    """
+    if pg:
+        return column == any_(bindparam(name, type_=array_of(column.type)))  # type: ignore[no-any-return]
+    return column.in_(bindparam(name, expanding=True))  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +117,9 @@ class BatchContext:
     # bounce counts only for the address the bounced message went to.
     sent: dict[tuple[str, str], SentMessage | None] = field(default_factory=dict)
     sent_recipients: dict[int, str] = field(default_factory=dict)
+    # Set by the hub before routing: the batch's identities that carry a bounce mark (see
+    # Matched); None: not known, every mail's address is cleared as if it had one.
+    marked: set[tuple[str, str]] | None = None
     _placeholder: count[int] = field(default_factory=lambda: count(-1, -1))
 
     def placeholder(self) -> int:
@@ -108,13 +129,61 @@ class BatchContext:
         ids = [i for i in customer_ids if i > 0]
         if not ids:
             return
-        rows = await self.conn.execute(_OPEN_OF_CUSTOMERS, {"ids": ids})
+        rows = await self.conn.execute(_OPEN_OF_CUSTOMERS[is_postgres(self.conn)], {"ids": ids})
         open_by_customer = self.open_by_customer
         for conv_id, customer_id, channel, assignee_id, team_id in rows:
             # ascending, so the most recent one wins
             open_by_customer[(customer_id, channel)] = ConversationRef(
                 conv_id, assignee_id, team_id
             )
+
+    async def prefetch(self, customer_ids: set[int], refs: set[tuple[str, str]]) -> None:
+        """`prefetch_open` and `prefetch_refs`, and on PostgreSQL in the same statement
+        what we sent the customers in the (channel, window)s routing asked for in earlier
+        batches (`last_outbound_conversation`, which would query them now): one round
+        trip instead of three. The batch has written nothing yet, so the answers are
+        those the separate queries would give."""
+        if not is_postgres(self.conn):
+            await self.prefetch_open(customer_ids)
+            if refs:
+                await self.prefetch_refs(refs)
+            return
+        ids = sorted(i for i in customer_ids if i > 0)
+        span = self.batch_span
+        windows = sorted(_WINDOWS) if span is not None and ids else []
+        if not (ids or refs):
+            return
+        row = await pg.read_batch(
+            self.conn,
+            ids,
+            sorted(refs),
+            [(channel, span[0] - window) for channel, window in windows] if span else [],
+            span[1] if span else None,
+        )
+        for conv_id, customer_id, channel, assignee_id, team_id in row.open:
+            # ascending, so the most recent one wins
+            self.open_by_customer[(customer_id, channel)] = ConversationRef(
+                conv_id, assignee_id, team_id
+            )
+        for channel, pid, at, iid, conv_id, customer_id, assignee_id, team_id in row.refs:
+            self.by_provider_id[(channel, pid)] = (
+                at,
+                iid,
+                customer_id,
+                ConversationRef(conv_id, assignee_id, team_id),
+            )
+        self.prefetched_refs |= refs
+        if windows:
+            found: list[dict[int, list[tuple[datetime, int, ConversationRef]]]] = [
+                defaultdict(list) for _ in windows
+            ]
+            for n, customer_id, at, iid, conv_id, assignee_id, team_id in row.sent:
+                ref = ConversationRef(conv_id, assignee_id, team_id)
+                found[n - 1][customer_id].append((at, iid, ref))
+            for key, sent in zip(windows, found, strict=True):
+                for entries in sent.values():
+                    entries.sort(key=lambda f: (f[0], f[1]), reverse=True)
+                self.outbound[key] = sent
 
     async def open_conversation_of(self, customer_id: int, channel: str) -> ConversationRef | None:
         return self.open_by_customer.get((customer_id, channel))
@@ -125,21 +194,11 @@ class BatchContext:
         The batch writes nothing before routing ends, so what is read here is
         exactly what a query per contact during routing would see.
         """
+        statement = _REFS[is_postgres(self.conn)]
         for channel, pids in grouped(refs).items():
             for i in range(0, len(pids), IN_CHUNK):
                 rows = await self.conn.execute(
-                    select(
-                        interaction_t.c.provider_id,
-                        interaction_t.c.occurred_at,
-                        interaction_t.c.id.label("interaction_id"),
-                        conversation_t.c.id,
-                        conversation_t.c.customer_id,
-                        conversation_t.c.assignee_id,
-                        conversation_t.c.team_id,
-                    )
-                    .join(conversation_t, interaction_t.c.conversation_id == conversation_t.c.id)
-                    .where(interaction_t.c.channel == channel)
-                    .where(interaction_t.c.provider_id.in_(pids[i : i + IN_CHUNK]))
+                    statement, {"channel": channel, "pids": pids[i : i + IN_CHUNK]}
                 )
                 for row in rows:
                     self.by_provider_id[(channel, row.provider_id)] = (
@@ -177,6 +236,8 @@ class BatchContext:
             self.outbound.pop((channel, window), None)
         if (channel, window) not in self.outbound:
             await self._prefetch_outbound(channel, window)
+            if len(_WINDOWS) < 16:  # step settings, a handful; never grows without bound
+                _WINDOWS.add((channel, window))
         # Newest first: the first one inside this contact's window wins.
         for at, _iid, ref in self.outbound[(channel, window)].get(customer_id, ()):
             if since <= at <= until:
@@ -186,13 +247,12 @@ class BatchContext:
     async def prefetch_sent(self, keys: set[tuple[str, str]]) -> None:
         """The messages we sent behind these (channel, Message-ID) keys: one query per
         channel and IN_CHUNK ids, however many bounces of a storm name them."""
+        statement = _SENT[is_postgres(self.conn)]
         for channel, pids in grouped(sorted(keys - set(self.sent))).items():
             for i in range(0, len(pids), IN_CHUNK):
                 chunk = pids[i : i + IN_CHUNK]
                 found: dict[str, SentMessage] = {}
-                for row in await self.conn.execute(
-                    _sent_query(channel, chunk).order_by(customer_t.c.id, interaction_t.c.id)
-                ):
+                for row in await self.conn.execute(statement, {"channel": channel, "pids": chunk}):
                     # One message per Message-ID; should an id repeat, the first wins.
                     if row.provider_id not in found:
                         found[row.provider_id] = self._remember_sent(row)
@@ -253,27 +313,15 @@ class BatchContext:
         """
         found: dict[int, list[tuple[datetime, int, ConversationRef]]] = defaultdict(list)
         ids = sorted(self.batch_customers)
+        # Without a span: all we ever sent them.
+        statement = _outbound_statement(is_postgres(self.conn), self.batch_span is not None)
+        params: dict[str, Any] = {"channel": channel}
+        if self.batch_span is not None:
+            earliest, latest = self.batch_span
+            params["since"], params["until"] = earliest - window, latest
         for i in range(0, len(ids), IN_CHUNK):
-            query = (
-                select(
-                    interaction_t.c.customer_id,
-                    interaction_t.c.occurred_at,
-                    interaction_t.c.id.label("interaction_id"),
-                    conversation_t.c.id,
-                    conversation_t.c.assignee_id,
-                    conversation_t.c.team_id,
-                )
-                .join(conversation_t, interaction_t.c.conversation_id == conversation_t.c.id)
-                .where(interaction_t.c.customer_id.in_(ids[i : i + IN_CHUNK]))
-                .where(interaction_t.c.channel == channel)
-                .where(interaction_t.c.direction == "out")
-            )
-            if self.batch_span is not None:  # without it: all we ever sent them
-                earliest, latest = self.batch_span
-                query = query.where(interaction_t.c.occurred_at >= earliest - window).where(
-                    interaction_t.c.occurred_at <= latest
-                )
-            rows = await self.conn.execute(query)
+            params["ids"] = ids[i : i + IN_CHUNK]
+            rows = await self.conn.execute(statement, params)
             for row in rows:
                 ref = ConversationRef(row.id, row.assignee_id, row.team_id)
                 found[row.customer_id].append((row.occurred_at, row.interaction_id, ref))
@@ -282,8 +330,9 @@ class BatchContext:
         self.outbound[(channel, window)] = found
 
 
-def _sent_query(channel: str, provider_ids: list[str]) -> Select[Any]:
-    """Our outbound interactions with these provider ids, with their customers and recipients."""
+def _sent_query(pg: bool) -> Select[Any]:
+    """Our outbound interactions with the provider ids `pids` on `channel`, with their
+    customers and recipients."""
     return (
         select(
             interaction_t.c.id,
@@ -298,34 +347,84 @@ def _sent_query(channel: str, provider_ids: list[str]) -> Select[Any]:
         )
         .join(customer_t, customer_t.c.id == interaction_t.c.customer_id)
         .outerjoin(conversation_t, conversation_t.c.id == interaction_t.c.conversation_id)
-        .where(interaction_t.c.channel == channel)
-        .where(interaction_t.c.provider_id.in_(provider_ids))
+        .where(interaction_t.c.channel == bindparam("channel"))
+        .where(one_of(interaction_t.c.provider_id, "pids", pg))
         .where(interaction_t.c.direction == "out")
         # Held like the customers match_customers found, so a merge waits for
         # this batch and then moves the bounce along.
         .with_for_update(key_share=True, of=customer_t)
+        .order_by(customer_t.c.id, interaction_t.c.id)
     )
+
+
+# Statements built once, per backend (True: PostgreSQL), for the same reason as below.
+_SENT = {pg: _sent_query(pg) for pg in (False, True)}
+_REFS = {
+    pg: select(
+        interaction_t.c.provider_id,
+        interaction_t.c.occurred_at,
+        interaction_t.c.id.label("interaction_id"),
+        conversation_t.c.id,
+        conversation_t.c.customer_id,
+        conversation_t.c.assignee_id,
+        conversation_t.c.team_id,
+    )
+    .join(conversation_t, interaction_t.c.conversation_id == conversation_t.c.id)
+    .where(interaction_t.c.channel == bindparam("channel"))
+    .where(one_of(interaction_t.c.provider_id, "pids", pg))
+    for pg in (False, True)
+}
+_OUTBOUND: dict[tuple[bool, bool], Select[Any]] = {}
+# (channel, window)s `last_outbound_conversation` asked for: the routing steps' settings,
+# the same in every batch, so `BatchContext.prefetch` reads them with the batch's others.
+_WINDOWS: set[tuple[str, timedelta]] = set()
+
+
+def _outbound_statement(pg: bool, spanned: bool) -> Select[Any]:
+    """What we sent customers `ids` on `channel`; `spanned`: only between `since` and `until`."""
+    if (pg, spanned) not in _OUTBOUND:
+        query = (
+            select(
+                interaction_t.c.customer_id,
+                interaction_t.c.occurred_at,
+                interaction_t.c.id.label("interaction_id"),
+                conversation_t.c.id,
+                conversation_t.c.assignee_id,
+                conversation_t.c.team_id,
+            )
+            .join(conversation_t, interaction_t.c.conversation_id == conversation_t.c.id)
+            .where(one_of(interaction_t.c.customer_id, "ids", pg))
+            .where(interaction_t.c.channel == bindparam("channel"))
+            .where(interaction_t.c.direction == "out")
+        )
+        if spanned:
+            query = query.where(interaction_t.c.occurred_at >= bindparam("since")).where(
+                interaction_t.c.occurred_at <= bindparam("until")
+            )
+        _OUTBOUND[(pg, spanned)] = query
+    return _OUTBOUND[(pg, spanned)]
 
 
 # Built once (the IN lists are expanding binds): building a statement per batch, and
 # its cache key, was a visible part of the writer's time.
-_OPEN_OF_CUSTOMERS = (
-    select(
+_OPEN_OF_CUSTOMERS = {
+    pg: select(
         conversation_t.c.id,
         conversation_t.c.customer_id,
         conversation_t.c.channel,
         conversation_t.c.assignee_id,
         conversation_t.c.team_id,
     )
-    .where(conversation_t.c.customer_id.in_(bindparam("ids", expanding=True)))
+    .where(one_of(conversation_t.c.customer_id, "ids", pg))
     .where(conversation_t.c.status.in_(ACTIVE_STATUSES))
     .order_by(conversation_t.c.last_activity_at, conversation_t.c.id)
-)
+    for pg in (False, True)
+}
 # All channels of a batch in one statement (one round trip, not one per channel); the
 # (channel, provider id) index answers `channel IN (..) AND provider_id IN (..)`, and
 # pairs of one channel's id with another channel are dropped after.
-_EXISTING = (
-    select(
+_EXISTING = {
+    pg: select(
         interaction_t.c.id,
         interaction_t.c.customer_id,
         interaction_t.c.conversation_id,
@@ -335,16 +434,18 @@ _EXISTING = (
         customer_t.c.team_id,
     )
     .join(customer_t, customer_t.c.id == interaction_t.c.customer_id)
-    .where(interaction_t.c.channel.in_(bindparam("channels", expanding=True)))
-    .where(interaction_t.c.provider_id.in_(bindparam("pids", expanding=True)))
-)
-_MATCH: dict[int, Select[Any]] = {}
+    .where(one_of(interaction_t.c.channel, "channels", pg))
+    .where(one_of(interaction_t.c.provider_id, "pids", pg))
+    for pg in (False, True)
+}
+_MATCH: dict[tuple[int, bool], Select[Any]] = {}
 
 
-def _match_statement(kinds: int) -> Select[Any]:
-    """Identities of `kinds` kinds (each `kind{i}` with its `values{i}`) with their customers."""
-    if kinds not in _MATCH:
-        _MATCH[kinds] = (
+def _match_statement(kinds: int, pg: bool) -> Select[Any]:
+    """Identities of `kinds` kinds (each `kind{i}` with its `values{i}`) with their customers,
+    and whether each carries a bounce mark (see Matched)."""
+    if (kinds, pg) not in _MATCH:
+        _MATCH[(kinds, pg)] = (
             select(
                 identity_t.c.kind,
                 identity_t.c.value,
@@ -352,6 +453,9 @@ def _match_statement(kinds: int) -> Select[Any]:
                 customer_t.c.team_id,
                 customer_t.c.owner_id,
                 customer_t.c.merged_into_id,
+                or_(
+                    identity_t.c.undeliverable_at.is_not(None), identity_t.c.soft_bounces != 0
+                ).label("marked"),
             )
             .join(customer_t, customer_t.c.id == identity_t.c.customer_id)
             .where(
@@ -359,7 +463,7 @@ def _match_statement(kinds: int) -> Select[Any]:
                     *[
                         and_(
                             identity_t.c.kind == bindparam(f"kind{i}"),
-                            identity_t.c.value.in_(bindparam(f"values{i}", expanding=True)),
+                            one_of(identity_t.c.value, f"values{i}", pg),
                         )
                         for i in range(kinds)
                     ]
@@ -374,7 +478,7 @@ def _match_statement(kinds: int) -> Select[Any]:
             .order_by(customer_t.c.id)
             .with_for_update(key_share=True, of=customer_t)
         )
-    return _MATCH[kinds]
+    return _MATCH[(kinds, pg)]
 
 
 async def find_existing(
@@ -386,7 +490,8 @@ async def find_existing(
     pids = sorted({pid for _, pid in keys})
     for i in range(0, len(pids), IN_CHUNK):
         rows = await conn.execute(
-            _EXISTING, {"channels": sorted(by_channel), "pids": pids[i : i + IN_CHUNK]}
+            _EXISTING[is_postgres(conn)],
+            {"channels": sorted(by_channel), "pids": pids[i : i + IN_CHUNK]},
         )
         for row in rows:
             key = (row.channel, row.provider_id)
@@ -402,17 +507,25 @@ async def find_existing(
     return found
 
 
-async def match_customers(
-    conn: AsyncConnection, identities: set[tuple[str, str]]
-) -> dict[tuple[str, str], CustomerRef]:
+class Matched(dict[tuple[str, str], CustomerRef]):
+    """match_customers' answer: (kind, value) -> customer; `marked`: the identities found
+    that carry a bounce mark (undeliverable or soft bounces counted), read with them."""
+
+    marked: set[tuple[str, str]]
+
+
+async def match_customers(conn: AsyncConnection, identities: set[tuple[str, str]]) -> Matched:
     by_kind = grouped(identities)
-    found: dict[tuple[str, str], CustomerRef] = {}
+    found = Matched()
+    found.marked = set()
     merged: dict[tuple[str, str], int] = {}
     params: dict[str, Any] = {}
     for i, (kind, values) in enumerate(by_kind.items()):
         params[f"kind{i}"], params[f"values{i}"] = kind, values
-    rows = await conn.execute(_match_statement(len(by_kind)), params)
-    for kind, value, cid, team_id, owner_id, merged_into_id in rows:
+    rows = await conn.execute(_match_statement(len(by_kind), is_postgres(conn)), params)
+    for kind, value, cid, team_id, owner_id, merged_into_id, marked in rows:
+        if marked:
+            found.marked.add((kind, value))
         if merged_into_id is not None:
             # Merged while we waited for the lock: the survivor has the identity now.
             merged[(kind, value)] = merged_into_id

@@ -15,7 +15,7 @@ from typing import Protocol
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from channels.base import Channel
-from hub.ingest.context import BatchContext, Prepared
+from hub.ingest.context import BatchContext, Matched, Prepared, is_postgres
 from routing.base import ConversationRef, CustomerRef, Decision, Step, run_steps
 
 log = logging.getLogger(__name__)
@@ -51,12 +51,16 @@ async def route_batch(
     the whole unit (an IMAP chunk then retries message by message).
     """
     ctx.batch_customers = {ref.id for ref in matched.values()}
+    # SQLite: the batch holds the write lock from the match to its commit, so the marks
+    # read with the match are exactly those a clearing UPDATE would find. PostgreSQL:
+    # another node may mark an identity after the match read it (the match locks the
+    # customer, not the identity), so every mail's address is cleared as before.
+    if isinstance(matched, Matched) and not is_postgres(ctx.conn):
+        ctx.marked = matched.marked
     times = [p.contact.occurred_at for p in fresh]
     ctx.batch_span = (min(times), max(times))
-    await ctx.prefetch_open(ctx.batch_customers)
     refs = {(p.contact.channel.value, r) for p in fresh for r in p.contact.thread_refs}
-    if refs:
-        await ctx.prefetch_refs(refs)
+    await ctx.prefetch(ctx.batch_customers, refs)
     # Bounces: the messages they return, in one query for the batch.
     await ctx.prefetch_bounced(p.contact for p in fresh)
     if assigner is not None and any(p.contact.channel in assigner.channels for p in fresh):

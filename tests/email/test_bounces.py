@@ -168,6 +168,23 @@ async def test_mail_from_the_address_clears_the_marks_machine_mail_does_not(
     assert await marks(db) == (False, None, 0)
 
 
+async def test_mail_clears_counted_soft_bounces_and_leaves_other_addresses_alone(
+    hub: Hub, db: Database
+) -> None:
+    """The match reads which identities carry a mark (SQLite then clears only those): a
+    count of soft bounces alone is one, and a mail from someone without one clears nothing."""
+    jane = await add_customer(db)
+    await add_sent(db, jane, None)
+    await ingest(hub, dsn(message_id="<dsn1@mx>", status="4.2.2", diagnostic=MAILBOX_FULL))
+    assert await marks(db) == (False, None, 1)
+    other = await add_customer(db, email="other@customer.example")
+    r = await ingest(hub, mail(message_id="<o1@customer.example>", sender="other@customer.example"))
+    assert r.customer_id == other
+    assert await marks(db) == (False, None, 1)
+    await ingest(hub, mail(message_id="<m1@customer.example>", at=T0 + timedelta(hours=1)))
+    assert await marks(db) == (False, None, 0)
+
+
 @pytest.mark.parametrize(
     ("status", "diagnostic"), [("5.1.1", USER_UNKNOWN), ("4.2.2", MAILBOX_FULL)]
 )

@@ -193,13 +193,13 @@ async def test_each_contact_runs_its_own_channels_pipeline_in_one_batch(
     )
     routing = settings.routing.model_copy(update={"pipelines": pipelines})
     prefetches: list[int] = []
-    original = BatchContext.prefetch_open
+    original = BatchContext.prefetch
 
-    async def counted(self: BatchContext, customers: Any) -> None:
+    async def counted(self: BatchContext, customers: Any, refs: Any) -> None:
         prefetches.append(1)
-        await original(self, customers)
+        await original(self, customers, refs)
 
-    monkeypatch.setattr(BatchContext, "prefetch_open", counted)
+    monkeypatch.setattr(BatchContext, "prefetch", counted)
     Seen.ids = []
     hub = Hub(settings.model_copy(update={"routing": routing}), extra_steps={"seen": Seen})
     await hub.start()
