@@ -14,11 +14,10 @@ retried alone, so one bad contact fails alone and the rest still land.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
@@ -51,8 +50,6 @@ RIDE_TURNS = 4
 # Event-loop turns a batch waits for more contacts, unless this many are queued (see _run).
 GATHER_TURNS = 8
 GATHER_TARGET = 56
-# PostgreSQL: the writer's connection idle longer than this is exchanged for a pinged one.
-KEEP_IDLE_SECONDS = 5.0
 
 
 class IngestError(ValueError):
@@ -114,10 +111,6 @@ class Ingestor:
         self.max_queue = max_queue
         self._queue: asyncio.Queue[_Job | _Unit | _Stop] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
-        # PostgreSQL: the writer's connection, kept between transactions (see _transaction).
-        self._conn: AsyncConnection | None = None
-        self._conn_used = 0.0
-        self.keep_idle_seconds = KEEP_IDLE_SECONDS
         self.batches = 0  # for /metrics-style introspection and tests
         # Recipient address as received -> team of a new lead. Parsing a phone
         # number costs ~25 us and there are only a few inbound addresses; the
@@ -141,9 +134,6 @@ class Ingestor:
         writer, self._writer = self._writer, None
         self._queue.put_nowait(_Stop())
         await writer
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            await conn.close()
 
     async def ingest(self, contact: InboundContact) -> IngestResult:
         """Store one contact; returns after its commit. Raises IngestError for bad input."""
@@ -425,7 +415,7 @@ class Ingestor:
         self, items: list[Prepared], *, extra: UnitWrite | None = None, strict: bool = False
     ) -> None:
         """Write `items` in one transaction; `strict`: a routing failure fails them all."""
-        async with self._transaction() as conn:
+        async with self.db.write_engine.begin() as conn:
             await self._write(conn, items, strict)
             if extra is not None:
                 await extra(conn, items)
@@ -453,41 +443,6 @@ class Ingestor:
         )
         if routed:
             await write_batch(conn, routed, ctx)
-
-    @contextlib.asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[AsyncConnection]:
-        """A transaction of the writer, committed when the block ends without error.
-
-        On PostgreSQL on a connection the writer keeps from one transaction to the
-        next while busy: one taken from the pool is pinged first (pool_pre_ping, a
-        round trip per batch; ingest at 100 k customers did 8-14 % more with it
-        kept), and a kept one also keeps asyncpg's prepared statements. One idle
-        for `keep_idle_seconds` goes back, and the next batch takes a pinged one:
-        a restart of the database while the hub idled costs no batch. After any
-        error the connection is closed (it may be broken); the next transaction
-        takes a fresh one, pinged."""
-        if self.db.sqlite:
-            async with self.db.write_engine.begin() as conn:
-                yield conn
-            return
-        now = asyncio.get_running_loop().time()
-        if self._conn is not None and now - self._conn_used > self.keep_idle_seconds:
-            idle, self._conn = self._conn, None
-            with contextlib.suppress(Exception):
-                await idle.close()
-        if self._conn is None:
-            self._conn = await self.db.write_engine.connect()
-        conn = self._conn
-        try:
-            async with conn.begin():
-                yield conn
-        except BaseException:
-            self._conn = None
-            with contextlib.suppress(Exception):
-                await conn.close()
-            raise
-        finally:
-            self._conn_used = asyncio.get_running_loop().time()
 
     def _publish(self, prepared: Prepared) -> None:
         announce(self.bus, prepared)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -20,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import event, insert, text, update
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -44,6 +45,8 @@ def _lower(value: str | None) -> str | None:
 
 # How long a write waits for SQLite's write lock before it fails as an outage.
 LOCK_WAIT_SECONDS = 10.0
+# PostgreSQL: a pooled connection idle longer than this is pinged before use.
+PING_IDLE_SECONDS = 5.0
 
 
 def is_sqlite(url: str) -> bool:
@@ -132,6 +135,34 @@ def _sqlite_engine(
     return engine
 
 
+def _ping_when_idle(engine: AsyncEngine) -> None:
+    """Ping a pooled PostgreSQL connection before use only when it sat idle for
+    PING_IDLE_SECONDS, instead of on every checkout (pool_pre_ping).
+
+    The ping is a round trip: ~0.3 ms of a screen-pop lookup's ~1.3 ms (p50, 200 k
+    customers, A/B in one process), and one per ingest batch and per request. A
+    connection in steady use is known to be alive; one idle for seconds may have
+    been cut (a restart of the server, a firewall's idle timeout). A ping that
+    fails makes the pool replace the connection and try again, as pre-ping does;
+    a connection cut within the idle window fails the one transaction that
+    finds it, and the pool then replaces every connection older than the failure.
+    """
+
+    @event.listens_for(engine.sync_engine.pool, "checkin")
+    def _checked_in(_dbapi_conn: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine.pool, "checkout")
+    def _checked_out(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since <= PING_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:
+            raise DisconnectionError(f"idle connection is gone: {exc}") from exc
+
+
 class Database:
     def __init__(self, config: DatabaseConfig) -> None:
         self.url = config.url
@@ -148,8 +179,8 @@ class Database:
                 echo=config.echo,
                 pool_size=config.pool_size,
                 max_overflow=config.pool_size,
-                pool_pre_ping=True,
             )
+            _ping_when_idle(self.engine)
             self.write_engine = self.engine
         self._probe: asyncio.Task[None] | None = None
         self._read = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
