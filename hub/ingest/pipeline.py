@@ -27,13 +27,8 @@ from channels.base import InboundContact
 from hub.events.bus import EventBus
 from hub.ingest.announce import announce
 from hub.ingest.batch import write_batch
-from hub.ingest.context import (
-    BatchContext,
-    IngestResult,
-    Prepared,
-    find_existing,
-    match_customers,
-)
+from hub.ingest.context import BatchContext, IngestResult, Prepared
+from hub.ingest.match import find_existing, match_customers
 from hub.ingest.route import Assigner, Pipelines, route_batch
 from hub.records.identity import InvalidIdentity, normalize_address
 from hub.records.teams import TeamRouter

@@ -15,7 +15,8 @@ from typing import Protocol
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from channels.base import Channel
-from hub.ingest.context import BatchContext, Matched, Prepared, is_postgres
+from hub.ingest.context import BatchContext, Prepared, is_postgres
+from hub.ingest.match import Matched
 from routing.base import ConversationRef, CustomerRef, Decision, Step, run_steps
 
 log = logging.getLogger(__name__)

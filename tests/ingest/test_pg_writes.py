@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from channels.base import AttachmentRef, Channel, InboundContact
-from hub.ingest import batch, context
+from hub.ingest import batch, context, match
 from hub.ingest.pipeline import IngestError
 from hub.runtime import Hub
 from hub.store.db import Database
@@ -262,8 +262,8 @@ async def test_array_parameters_never_cut_a_value_to_the_columns_length(
     cid = await add_customer(db, ("email", stored), name="Long")
     async with db.write() as s:
         conn = await s.connection()
-        assert await context.match_customers(conn, {("email", stored + "x")}) == {}
-        found = await context.match_customers(conn, {("email", stored)})
+        assert await match.match_customers(conn, {("email", stored + "x")}) == {}
+        found = await match.match_customers(conn, {("email", stored)})
     assert {key: ref.id for key, ref in found.items()} == {("email", stored): cid}
     with pytest.raises(IngestError):
         await hub.ingestor.ingest(
