@@ -182,7 +182,8 @@ class _Plan:
         """Customers and conversations that existed before the batch, with their new
         times. In id order: two nodes' batches touching the same customers then lock
         them in the same order (in arrival order, PostgreSQL found deadlocks between
-        two nodes)."""
+        two nodes). On PostgreSQL the match holds the customers already, and
+        hub/ingest/pg.py locks the conversations in id order itself."""
         return (
             [(k, v) for k, v in sorted(self.latest_customer.items()) if k not in self.new_leads],
             [(k, v) for k, v in sorted(self.latest_conv.items()) if k not in self.new_convs],

@@ -37,6 +37,9 @@ from hub.store.columns import UTCDateTime
 from hub.store.models import ConversationStatus, IdentityKind
 from hub.store.tables import conversation_t, customer_t, identity_t, interaction_t
 
+# The customers need no ordered lock here: the match already holds every one the batch
+# touches FOR NO KEY UPDATE, taken in id order (hub/ingest/match.py), so this UPDATE,
+# whatever order its plan visits them in, waits for nobody.
 _TOUCH_CTES = f"""
     touched_customers AS (
       UPDATE customer
