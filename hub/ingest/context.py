@@ -127,11 +127,12 @@ class BatchContext:
     def placeholder(self) -> int:
         return next(self._placeholder)
 
-    async def prefetch_open(self, customer_ids: set[int]) -> None:
+    async def _prefetch_open(self, customer_ids: set[int]) -> None:
+        """The customers' open conversations (SQLite; PostgreSQL reads them in `prefetch`)."""
         ids = [i for i in customer_ids if i > 0]
         if not ids:
             return
-        rows = await self.conn.execute(_OPEN_OF_CUSTOMERS[is_postgres(self.conn)], {"ids": ids})
+        rows = await self.conn.execute(_OPEN_OF_CUSTOMERS, {"ids": ids})
         open_by_customer = self.open_by_customer
         for conv_id, customer_id, channel, assignee_id, team_id in rows:
             # ascending, so the most recent one wins
@@ -140,13 +141,13 @@ class BatchContext:
             )
 
     async def prefetch(self, customer_ids: set[int], refs: set[tuple[str, str]]) -> None:
-        """`prefetch_open` and `prefetch_refs`, and on PostgreSQL in the same statement
+        """The open conversations and `prefetch_refs`, and on PostgreSQL in the same statement
         what we sent the customers in the (channel, window)s routing asked for in earlier
         batches (`last_outbound_conversation`, which would query them now): one round
         trip instead of three. The batch has written nothing yet, so the answers are
         those the separate queries would give."""
         if not is_postgres(self.conn):
-            await self.prefetch_open(customer_ids)
+            await self._prefetch_open(customer_ids)
             if refs:
                 await self.prefetch_refs(refs)
             return
@@ -407,18 +408,18 @@ def _outbound_statement(pg: bool, spanned: bool) -> Select[Any]:
     return _OUTBOUND[(pg, spanned)]
 
 
-# Built once (the IN lists are expanding binds): building a statement per batch, and
-# its cache key, was a visible part of the writer's time.
-_OPEN_OF_CUSTOMERS = {
-    pg: select(
+# Built once (the IN list is an expanding bind): building a statement per batch, and
+# its cache key, was a visible part of the writer's time. SQLite only: PostgreSQL
+# reads the open conversations in hub/ingest/pg.py's read_batch.
+_OPEN_OF_CUSTOMERS = (
+    select(
         conversation_t.c.id,
         conversation_t.c.customer_id,
         conversation_t.c.channel,
         conversation_t.c.assignee_id,
         conversation_t.c.team_id,
     )
-    .where(one_of(conversation_t.c.customer_id, "ids", pg))
+    .where(conversation_t.c.customer_id.in_(bindparam("ids", expanding=True)))
     .where(conversation_t.c.status.in_(ACTIVE_STATUSES))
     .order_by(conversation_t.c.last_activity_at, conversation_t.c.id)
-    for pg in (False, True)
-}
+)
