@@ -37,22 +37,19 @@ from collections.abc import Awaitable, Callable, Iterable
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.events.bus import OVERFLOW_KIND, Event, EventBus
 from hub.events.clients import Client, Clients, Frame, may_see
 from hub.events.ids import EventIds
+from hub.events.log_rows import store_frames
 from hub.records.auth import Principal
 from hub.store.db import Database
 from hub.store.models import utcnow
-from hub.store.sqlite_driver import defer_many
 from hub.store.tables import event_log_t
 
 log = logging.getLogger(__name__)
-
-# Built once: defer_many caches its compiled form per statement object.
-_INSERT_EVENT_LOG = insert(event_log_t)
 
 __all__ = ["Client", "Clients", "EventStream", "Frame", "may_see"]
 
@@ -221,23 +218,9 @@ class EventStream:
         frames, self._unstored = self._unstored, []
         if not frames:
             return
-        rows = [
-            {
-                "id": f.id,
-                "at": utcnow(),
-                "kind": f.kind,
-                "data": f.data,
-                "team_id": f.team_id,
-                "users": sorted(f.users) if f.users is not None else None,
-            }
-            for f in frames
-        ]
 
         async def write(conn: AsyncConnection) -> None:
-            # Deferred: on SQLite the rows go in the trip of the transaction's COMMIT
-            # (or its next statement), bound in bulk; Core's per-row bind work was
-            # ~4 % of the ingest writer's Python and one worker-thread trip per flush.
-            await defer_many(conn, _INSERT_EVENT_LOG, rows)
+            await store_frames(conn, frames, utcnow())
 
         try:
             await self._write(write)
@@ -309,18 +292,7 @@ class EventStream:
 
     async def _notify(self, frames: list[Frame]) -> None:
         if self._listener is not None and frames:
-            await self._listener.notify(
-                [
-                    {
-                        "id": f.id,
-                        "kind": f.kind,
-                        "data": f.data,
-                        "team_id": f.team_id,
-                        "users": sorted(f.users) if f.users is not None else None,
-                    }
-                    for f in frames
-                ]
-            )
+            await self._listener.notify([(f.id or 0, f.node_text()) for f in frames])
 
     def _inline_from_other_node(self, events: list[dict[str, Any]]) -> None:
         frames = []
