@@ -31,6 +31,7 @@ IDS_PER_NOTIFY = 500
 INLINE_BYTES = 7_500
 
 
+NOTIFY_ALL = "SELECT count(pg_notify($1, p)) FROM unnest($2::text[]) AS p"
 NEXT_IDS = "SELECT nextval(pg_get_serial_sequence('event_log', 'id')) FROM generate_series(1, $1)"
 
 
@@ -85,24 +86,25 @@ class Listener:
             task: asyncio.Task[None] = asyncio.get_running_loop().create_task(self.deliver(ids))
             task.add_done_callback(_log_failure)
 
-    async def notify(self, events: list[dict[str, Any]]) -> None:
-        """`events`: numbered events as {"id", "kind", "data", "team_id", "users"}, in order."""
+    async def notify(self, events: list[tuple[int, str]]) -> None:
+        """`events`: numbered events as (id, JSON of {"id", "kind", "data", "team_id",
+        "users"}: Frame.node_text), in order."""
         if not events or self._conn is None:
             return
         payloads: list[str] = []
         chunk: list[str] = []
         size = 0
         head = len(json.dumps({"node": self.node, "events": []}))
-        for event in events:
-            text = json.dumps(event)
-            if head + len(text.encode()) > INLINE_BYTES:
-                self._by_id.add(int(event["id"]))
+        for event_id, text in events:
+            length = len(text.encode())
+            if head + length > INLINE_BYTES:
+                self._by_id.add(event_id)
                 continue
-            if chunk and head + size + len(text.encode()) + 2 > INLINE_BYTES:
+            if chunk and head + size + length + 2 > INLINE_BYTES:
                 payloads.append(self._inline(chunk))
                 chunk, size = [], 0
             chunk.append(text)
-            size += len(text.encode()) + 2
+            size += length + 2
         if chunk:
             payloads.append(self._inline(chunk))
         await self._send(payloads)
@@ -124,15 +126,20 @@ class Listener:
         )
 
     async def _send(self, payloads: list[str]) -> None:
-        for payload in payloads:
-            if self._conn is None:
-                return
-            try:
-                async with self._lock:
-                    await self._conn.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
-            except Exception:
-                log.warning("could not notify other nodes of events", exc_info=True)
-                return
+        """NOTIFY `payloads`, in order, in one statement (one round trip, where a burst
+        of ingest events took one per 7.5 kB payload)."""
+        if not payloads or self._conn is None:
+            return
+        try:
+            async with self._lock:
+                if len(payloads) == 1:
+                    await self._conn.execute("SELECT pg_notify($1, $2)", CHANNEL, payloads[0])
+                else:
+                    # unnest yields the array in order, and one transaction's
+                    # notifications are delivered in the order they were sent.
+                    await self._conn.execute(NOTIFY_ALL, CHANNEL, payloads)
+        except Exception:
+            log.warning("could not notify other nodes of events", exc_info=True)
 
     async def next_ids(self, n: int) -> list[int]:
         """`n` ids from event_log's sequence in one round trip on this connection (no

@@ -179,3 +179,35 @@ async def test_small_batches_travel_inline_and_big_ones_by_id(db: Database, db_u
         for stream in streams:
             await stream.stop()
         await spy.close()
+
+
+async def test_a_burst_crosses_in_several_payloads_in_order(db: Database, db_url: str) -> None:
+    """60 events of ~400 bytes published at once: several NOTIFY payloads, sent in one
+    statement; the other node gets each event once, in the order they were numbered."""
+    if db.sqlite:
+        pytest.skip("SQLite is one node; LISTEN/NOTIFY is PostgreSQL's")
+    seen: list[dict[str, Any]] = []
+    spy = await asyncpg.connect(_dsn(db_url))
+    await spy.add_listener(CHANNEL, lambda *args: seen.append(json.loads(args[3])))
+    admin = Principal(1, "admin", Role.ADMIN, frozenset())
+    buses = [EventBus(), EventBus()]
+    streams = [EventStream(db, bus, keep=1000, keep_hours=1) for bus in buses]
+    client = Client(admin, 100)
+    streams[1].clients.add(client)
+    for stream in streams:
+        await stream.start()
+    try:
+        for n in range(60):
+            buses[0].publish(Event("test.burst", {"n": n, "pad": "y" * 400}))
+        got = [await asyncio.wait_for(client.queue.get(), 15) for _ in range(60)]
+        assert [f.data["n"] for f in got] == list(range(60))
+        ids = [f.id for f in got]
+        assert all(i is not None for i in ids) and ids == sorted(ids)
+        await asyncio.sleep(0.2)  # nothing more arrives
+        assert client.queue.qsize() == 0
+        inline = [e["data"]["n"] for p in seen for e in p.get("events", [])]
+        assert inline == list(range(60)) and len(seen) >= 3
+    finally:
+        for stream in streams:
+            await stream.stop()
+        await spy.close()
