@@ -51,8 +51,12 @@ class Frame:
 
 
 def _int(value: int | None) -> str:
-    # Not json.dumps: a call of it costs more than the whole f-string (~1.5 us).
-    return "null" if value is None else str(int(value))
+    # Not json.dumps for an int: a call of it costs more than the whole f-string
+    # (~1.5 us). Anything else a publisher got wrong is encoded as before, so it
+    # cannot stop the stream.
+    if value is None:
+        return "null"
+    return str(value) if type(value) is int else json.dumps(value)
 
 
 @functools.lru_cache(maxsize=256)

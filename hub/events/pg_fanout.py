@@ -137,6 +137,10 @@ class Listener:
                 else:
                     # unnest yields the array in order, and one transaction's
                     # notifications are delivered in the order they were sent.
+                    # PostgreSQL drops a payload identical to an earlier one of the
+                    # same transaction; ours never are (each names other event ids).
+                    # All or nothing: every payload is under INLINE_BYTES of ASCII
+                    # JSON, so none can be refused alone.
                     await self._conn.execute(NOTIFY_ALL, CHANNEL, payloads)
         except Exception:
             log.warning("could not notify other nodes of events", exc_info=True)

@@ -19,6 +19,8 @@ FRAMES = [
     Frame(1_000_002, "call.ringing", {"name": 'Jörg "J" \\ Ø', "list": [1, {"a": None}]}, None,
           frozenset({5, 2})),
     Frame(1_000_003, "t.empty", {}, None, frozenset()),
+    # A kind that needs escaping (kinds are ours, but the encoding must not care).
+    Frame(1_000_004, 'k"ind\\ü', {"x": 1}, 3, None),
 ]  # fmt: skip
 
 
@@ -30,6 +32,9 @@ def test_texts_are_the_frames_json() -> None:
             "team_id": f.team_id,
             "users": sorted(f.users) if f.users is not None else None,
         }
+    # Byte for byte what json.dumps gives (clients and older nodes parse either).
+    for f in FRAMES:
+        assert f.text == json.dumps(f.json())
     assert Frame(None, "bus.overflow", {}, None, None).text == (
         '{"id": null, "kind": "bus.overflow", "data": {}}'
     )
@@ -56,4 +61,11 @@ async def test_stored_rows_read_back_as_sent(db: Database) -> None:
             at,
         ),
         (1_000_003, "t.empty", {}, None, [], at),
+        (1_000_004, 'k"ind\\ü', {"x": 1}, 3, None, at),
     ]
+
+
+def test_a_wrong_team_id_is_encoded_not_fatal() -> None:
+    """A publisher that breaks `Event.team_id: int | None` must not stop the stream."""
+    frame = Frame(7, "t.odd", {}, "abc", None)  # type: ignore[arg-type]
+    assert json.loads(frame.node_text())["team_id"] == "abc"
