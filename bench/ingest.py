@@ -37,9 +37,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import make_url
+
 if not __package__:  # run as `python bench/ingest.py`: make the `bench` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 
 from bench.floor import run_floor
 from bench.seed import log, seed
@@ -215,9 +216,7 @@ async def measure(url: str, args: argparse.Namespace, workload: Workload) -> dic
         await run_floor(url, warm.contacts, args.concurrency)
         floor = await run_floor(url, workload.contacts, args.concurrency)
         log(f"looking up {args.lookups:,} identities")
-        # Let the ingest phase's dirty pages reach the disk first, so that the
-        # kernel's write-back does not compete with the lookups being timed.
-        await asyncio.to_thread(os.sync)
+        await settle(url)
         targets = lookup_targets(args.lookups, args.customers, workload.known_customers)
         region = settings.identity.default_region
         who = ADMIN_PRINCIPAL if args.as_admin else BENCH_PRINCIPAL
@@ -229,6 +228,33 @@ async def measure(url: str, args: argparse.Namespace, workload: Workload) -> dic
     ingest_d["floor"] = floor
     ingest_d["ratio_to_floor"] = round(ingest.per_second / floor["per_second"], 3)
     return {"ingest": ingest_d, "lookup": asdict(lookup)}
+
+
+async def settle(url: str) -> None:
+    """Let the ingest phase's aftermath finish before the lookups are timed, as the seed
+    does before the ingest: the kernel's write-back of the dirty pages, and on
+    PostgreSQL a CHECKPOINT and the autovacuum workers that 100,000 new rows start
+    (they ran next to the lookups on two cores and doubled their p99)."""
+    await asyncio.to_thread(os.sync)
+    if is_sqlite(url):
+        return
+    import asyncpg  # type: ignore[import-untyped]
+
+    t0 = time.perf_counter()
+    conn = await asyncpg.connect(make_url(url).set(drivername="postgresql").render_as_string(False))
+    try:
+        await conn.execute("CHECKPOINT")
+        while time.perf_counter() - t0 < 120:
+            busy = await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE backend_type = 'autovacuum worker' AND datname = current_database()"
+            )
+            if not busy:
+                break
+            await asyncio.sleep(0.5)
+    finally:
+        await conn.close()
+    log(f"  checkpoint + autovacuum settled ({time.perf_counter() - t0:.1f} s)")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
