@@ -366,8 +366,9 @@ class Ingestor:
 
     async def _store_batch(self, items: list[Prepared], extra: UnitWrite | None = None) -> None:
         """`_store`, again when PostgreSQL aborted it for a deadlock with another node's
-        batch (the other one committed meanwhile), or once when another node committed
-        a key of it first (a provider's retry sent to both nodes), before splitting it up."""
+        batch (the other one committed meanwhile) or when another node committed a key
+        of it first (a provider's retry sent to both nodes), up to TRANSIENT_TRIES and
+        RACED_TRIES tries; then the caller splits it up."""
         deadlocks = raced = 0
         while True:
             try:
