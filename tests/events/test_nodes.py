@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -142,9 +143,12 @@ async def test_a_call_on_node_a_pops_at_the_ringing_agent_on_node_b_only(
             await ws.close()
 
 
-async def test_small_batches_travel_inline_and_big_ones_by_id(db: Database, db_url: str) -> None:
-    """Two streams (two nodes' worth) on one database: a small event crosses in the
-    NOTIFY payload, one over the 8,000-byte limit as its id; each arrives once."""
+@contextlib.asynccontextmanager
+async def _two_streams(
+    db: Database, db_url: str
+) -> AsyncIterator[tuple[list[EventBus], list[Client], list[dict[str, Any]]]]:
+    """Two streams (two nodes' worth) on one database, an admin client on each, and
+    every NOTIFY payload on the channel as a spy connection saw it."""
     if db.sqlite:
         pytest.skip("SQLite is one node; LISTEN/NOTIFY is PostgreSQL's")
     seen: list[dict[str, Any]] = []
@@ -158,6 +162,17 @@ async def test_small_batches_travel_inline_and_big_ones_by_id(db: Database, db_u
         stream.clients.add(client)
         await stream.start()
     try:
+        yield buses, clients, seen
+    finally:
+        for stream in streams:
+            await stream.stop()
+        await spy.close()
+
+
+async def test_small_batches_travel_inline_and_big_ones_by_id(db: Database, db_url: str) -> None:
+    """A small event crosses in the NOTIFY payload, one over the 8,000-byte limit as
+    its id; each arrives once."""
+    async with _two_streams(db, db_url) as (buses, clients, seen):
         buses[0].publish(Event("test.small", {"n": 1}))
         small = await asyncio.wait_for(clients[1].queue.get(), 15)
         big_data = {"blob": "x" * 10_000}
@@ -175,39 +190,19 @@ async def test_small_batches_travel_inline_and_big_ones_by_id(db: Database, db_u
         # Node A delivered its own events once, locally; node B got nothing twice.
         local = [clients[0].queue.get_nowait().id for _ in range(clients[0].queue.qsize())]
         assert (local, clients[1].queue.qsize()) == ([small.id, big.id], 0)
-    finally:
-        for stream in streams:
-            await stream.stop()
-        await spy.close()
 
 
 async def test_a_burst_crosses_in_several_payloads_in_order(db: Database, db_url: str) -> None:
     """60 events of ~400 bytes published at once: several NOTIFY payloads, sent in one
     statement; the other node gets each event once, in the order they were numbered."""
-    if db.sqlite:
-        pytest.skip("SQLite is one node; LISTEN/NOTIFY is PostgreSQL's")
-    seen: list[dict[str, Any]] = []
-    spy = await asyncpg.connect(_dsn(db_url))
-    await spy.add_listener(CHANNEL, lambda *args: seen.append(json.loads(args[3])))
-    admin = Principal(1, "admin", Role.ADMIN, frozenset())
-    buses = [EventBus(), EventBus()]
-    streams = [EventStream(db, bus, keep=1000, keep_hours=1) for bus in buses]
-    client = Client(admin, 100)
-    streams[1].clients.add(client)
-    for stream in streams:
-        await stream.start()
-    try:
+    async with _two_streams(db, db_url) as (buses, clients, seen):
         for n in range(60):
             buses[0].publish(Event("test.burst", {"n": n, "pad": "y" * 400}))
-        got = [await asyncio.wait_for(client.queue.get(), 15) for _ in range(60)]
+        got = [await asyncio.wait_for(clients[1].queue.get(), 15) for _ in range(60)]
         assert [f.data["n"] for f in got] == list(range(60))
         ids = [f.id or 0 for f in got]
         assert all(ids) and ids == sorted(ids)
         await asyncio.sleep(0.2)  # nothing more arrives
-        assert client.queue.qsize() == 0
+        assert clients[1].queue.qsize() == 0
         inline = [e["data"]["n"] for p in seen for e in p.get("events", [])]
         assert inline == list(range(60)) and len(seen) >= 3
-    finally:
-        for stream in streams:
-            await stream.stop()
-        await spy.close()
