@@ -20,7 +20,6 @@ from channels.base import CallEvent, CallEventKind, CallProvider, Direction
 from hub.calls.callbacks import callback_step, update_callbacks
 from hub.calls.group import Pending
 from hub.calls.pg import (
-    is_postgres,
     pop_cards_pg,
     read_calls,
     write_calls,
@@ -30,6 +29,7 @@ from hub.calls.users import map_users, phone_keys, resolve_users, team_members
 from hub.ingest.context import IngestResult
 from hub.records.lookup import asked_number, pop_cards
 from hub.runtime import Hub
+from hub.store.db import is_postgres
 from hub.store.models import ConversationStatus
 from hub.store.sqlite_driver import defer_many
 from hub.store.tables import conversation_t, customer_t, interaction_t, phone_call_t, user_t

@@ -44,10 +44,6 @@ from hub.records.lookup import (  # one card shape
 from hub.store.models import ConversationStatus
 
 
-def is_postgres(conn: AsyncConnection) -> bool:
-    return conn.dialect.name == "postgresql"
-
-
 class CallRow(NamedTuple):
     """A phone_call row as advance.py reads it (the columns `_record`/`_decide` use)."""
 

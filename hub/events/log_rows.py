@@ -20,6 +20,7 @@ from sqlalchemy import ARRAY, Integer, Text, bindparam, insert, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.store.columns import UTCDateTime
+from hub.store.db import is_postgres
 from hub.store.sqlite_driver import defer_many
 from hub.store.tables import event_log_t
 
@@ -53,7 +54,7 @@ async def store_frames(conn: AsyncConnection, frames: list[Frame], at: datetime)
     """Insert numbered `frames` (ids set) as event_log rows stamped `at`."""
     if not frames:
         return
-    if conn.dialect.name == "postgresql":
+    if is_postgres(conn):
         await conn.execute(
             _PG,
             {

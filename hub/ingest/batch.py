@@ -18,9 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.ingest import pg
 from hub.ingest.bounces import Bounce, apply_bounces, clear_marks, vet_bounce
-from hub.ingest.context import REPLY_KEY, BatchContext, IngestResult, Prepared, is_postgres
+from hub.ingest.context import REPLY_KEY, BatchContext, IngestResult, Prepared
 from hub.records.identity import display_name
 from hub.store.bulk import first_ids, insert_of, insert_returning_ids
+from hub.store.db import is_postgres
 from hub.store.models import ConversationStatus, CustomerKind, UTCDateTime, utcnow
 from hub.store.sqlite_driver import defer_many
 from hub.store.tables import (

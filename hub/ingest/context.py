@@ -22,6 +22,7 @@ from hub.events.bus import Event
 from hub.ingest import pg
 from hub.ingest.pg import array_of
 from hub.records.identity import NormalIdentity
+from hub.store.db import is_postgres
 from hub.store.models import ConversationStatus
 from hub.store.tables import conversation_t, customer_t, interaction_t
 from routing.base import ConversationRef, CustomerRef, Decision, SentMessage
@@ -42,10 +43,6 @@ def grouped(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
 REPLY_KEY = "reply"
 # Most values in one IN (...) list: far below SQLite's and asyncpg's parameter limits.
 IN_CHUNK = 1000
-
-
-def is_postgres(conn: AsyncConnection) -> bool:
-    return conn.dialect.name == "postgresql"
 
 
 def one_of(column: Any, name: str, pg: bool) -> ColumnElement[bool]:

@@ -15,9 +15,9 @@ from hub.ingest.context import (
     REPLY_KEY,
     IngestResult,
     grouped,
-    is_postgres,
     one_of,
 )
+from hub.store.db import is_postgres
 from hub.store.tables import customer_t, identity_t, interaction_t
 from routing.base import CustomerRef
 

@@ -15,8 +15,9 @@ from typing import Protocol
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from channels.base import Channel
-from hub.ingest.context import BatchContext, Prepared, is_postgres
+from hub.ingest.context import BatchContext, Prepared
 from hub.ingest.match import Matched
+from hub.store.db import is_postgres
 from routing.base import ConversationRef, CustomerRef, Decision, Step, run_steps
 
 log = logging.getLogger(__name__)

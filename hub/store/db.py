@@ -22,7 +22,12 @@ from typing import Any
 from sqlalchemy import event, insert, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from hub.config import DatabaseConfig
@@ -47,6 +52,11 @@ def _lower(value: str | None) -> str | None:
 LOCK_WAIT_SECONDS = 10.0
 # PostgreSQL: a pooled connection idle longer than this is pinged before use.
 PING_IDLE_SECONDS = 5.0
+
+
+def is_postgres(conn: AsyncConnection) -> bool:
+    """Whether `conn` talks to PostgreSQL (the statements that differ by backend ask)."""
+    return conn.dialect.name == "postgresql"
 
 
 def is_sqlite(url: str) -> bool:
